@@ -1,0 +1,189 @@
+//! Check evaluation: one module per check kind, each with
+//! `pub fn evaluate(spec, ctx) -> Outcome`. Every check reads the checked
+//! root through [`Ctx`]; runtime state comes only from `ctx.proc`, and a
+//! check that needs it when there is none is `skipped`.
+
+pub mod accounts;
+pub mod config_value;
+pub mod file;
+pub mod file_regex;
+pub mod find;
+pub mod kernel_module;
+pub mod listening;
+pub mod mount;
+pub mod package;
+pub mod process;
+pub mod service;
+pub mod sshd;
+pub mod sysctl;
+
+use crate::rootfs::{ReadError, RootFs};
+use crate::userdb::UserDb;
+use plumb_core::Rule;
+use plumb_core::check::CheckSpec;
+use plumb_core::report::{RuleResult, Status};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Where and how checks run.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The checked root.
+    pub fs: RootFs,
+    /// The proc directory describing the root's running system, if any.
+    pub proc: Option<PathBuf>,
+    users: OnceLock<Result<UserDb, String>>,
+    /// Results of tree walks shared by `find` rules over the same paths,
+    /// so several rules cost one walk. Keyed by the walked in-root path.
+    pub walks: Mutex<HashMap<String, Arc<find::Walk>>>,
+}
+
+impl Ctx {
+    /// A context for `root` with an optional proc directory.
+    pub fn new(root: impl Into<PathBuf>, proc: Option<PathBuf>) -> Ctx {
+        Ctx {
+            fs: RootFs::new(root),
+            proc,
+            users: OnceLock::new(),
+            walks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The root's users and groups, read once.
+    pub fn users(&self) -> Result<&UserDb, String> {
+        self.users
+            .get_or_init(|| {
+                UserDb::load(&self.fs).map_err(|e| format!("cannot read account database: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The proc directory, or the reason a runtime check is skipped.
+    pub fn proc_dir(&self) -> Result<&PathBuf, Outcome> {
+        self.proc.as_ref().ok_or_else(|| {
+            Outcome::skipped(
+                "runtime state not available: no proc directory for this root (give --proc DIR)",
+            )
+        })
+    }
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// pass / fail / error / skipped
+    pub status: Status,
+    /// What was observed, with `file:line` where there is one.
+    pub evidence: Vec<String>,
+}
+
+impl Outcome {
+    /// The rule holds.
+    pub fn pass(evidence: Vec<String>) -> Outcome {
+        Outcome {
+            status: Status::Pass,
+            evidence,
+        }
+    }
+    /// The rule does not hold.
+    pub fn fail(evidence: Vec<String>) -> Outcome {
+        Outcome {
+            status: Status::Fail,
+            evidence,
+        }
+    }
+    /// Pass when `ok`, fail otherwise, with the same evidence.
+    pub fn verdict(ok: bool, evidence: Vec<String>) -> Outcome {
+        if ok {
+            Outcome::pass(evidence)
+        } else {
+            Outcome::fail(evidence)
+        }
+    }
+    /// Could not be evaluated.
+    pub fn error(why: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::Error,
+            evidence: vec![why.into()],
+        }
+    }
+    /// Not applicable here.
+    pub fn skipped(why: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::Skipped,
+            evidence: vec![why.into()],
+        }
+    }
+    /// A read failure as an outcome: `error` with the reason.
+    pub fn read_error(e: &ReadError) -> Outcome {
+        Outcome::error(format!("cannot read {e}"))
+    }
+}
+
+/// Evaluates one check.
+pub fn evaluate(spec: &CheckSpec, ctx: &Ctx) -> Outcome {
+    match spec {
+        CheckSpec::File(c) => file::evaluate(c, ctx),
+        CheckSpec::FileRegex(c) => file_regex::evaluate(c, ctx),
+        CheckSpec::ConfigValue(c) => config_value::evaluate(c, ctx),
+        CheckSpec::Sshd(c) => sshd::evaluate(c, ctx),
+        CheckSpec::Sysctl(c) => sysctl::evaluate(c, ctx),
+        CheckSpec::KernelModule(c) => kernel_module::evaluate(c, ctx),
+        CheckSpec::Mount(c) => mount::evaluate(c, ctx),
+        CheckSpec::Service(c) => service::evaluate(c, ctx),
+        CheckSpec::Process(c) => process::evaluate(c, ctx),
+        CheckSpec::Listening(c) => listening::evaluate(c, ctx),
+        CheckSpec::Accounts(c) => accounts::evaluate(c, ctx),
+        CheckSpec::Package(c) => package::evaluate(c, ctx),
+        CheckSpec::Find(c) => find::evaluate(c, ctx),
+    }
+}
+
+/// Evaluates rules and returns their results in the given order. Rules run
+/// on a few threads: most are a file read, `find` rules walk trees.
+pub fn run(rules: &[&Rule], ctx: &Ctx) -> Vec<RuleResult> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Outcome>>> = rules.iter().map(|_| Mutex::new(None)).collect();
+    // Slow rules (tree walks) first, so they overlap with everything else.
+    let mut order: Vec<usize> = (0..rules.len()).collect();
+    order.sort_by_key(|&i| !matches!(rules[i].check, CheckSpec::Find(_)));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    let out = evaluate(&rules[i].check, ctx);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(out);
+                    }
+                }
+            });
+        }
+    });
+    rules
+        .iter()
+        .zip(slots)
+        .map(|(rule, slot)| {
+            let out = slot
+                .into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Outcome::error("evaluation did not complete"));
+            RuleResult {
+                id: rule.id.clone(),
+                status: out.status,
+                severity: rule.severity,
+                domains: rule.domains.clone(),
+                criteria: rule.criteria.clone(),
+                title: rule.title.clone(),
+                evidence: out.evidence,
+            }
+        })
+        .collect()
+}

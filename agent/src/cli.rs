@@ -1,0 +1,82 @@
+//! The command line, as fixed by DESIGN.md.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "plumb",
+    version,
+    about = "Plumbline host hardening and integrity agent"
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); PLUMB_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check this host (or a root directory) against baselines.
+    Check(CheckArgs),
+    /// Work with baseline files.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+/// Where checks look: a root directory and the proc directory of its
+/// running system.
+#[derive(Debug, Args, Clone)]
+pub struct RootArgs {
+    /// Root directory to check; baseline paths are inside it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// proc directory for runtime checks (default: /proc when --root is /, none otherwise).
+    #[arg(long, value_name = "DIR")]
+    pub proc: Option<PathBuf>,
+}
+
+impl RootArgs {
+    /// The proc directory in effect.
+    pub fn proc_dir(&self) -> Option<PathBuf> {
+        match &self.proc {
+            Some(p) => Some(p.clone()),
+            None if self.root == std::path::Path::new("/") => Some(PathBuf::from("/proc")),
+            None => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Baseline file (repeatable); default: the built-in ISSP Linux server baseline.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Vec<PathBuf>,
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Only these rule ids (repeatable).
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Validate a baseline; exit 0 when valid, 2 with every problem listed otherwise.
+    Lint {
+        /// Baseline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}

@@ -1,0 +1,87 @@
+//! `plumb check`.
+
+use crate::checks::{self, Ctx};
+use crate::cli::{CheckArgs, CheckFormat};
+use crate::output;
+use crate::{EXIT_DRIFT, EXIT_OK};
+use anyhow::{Context, bail};
+use plumb_core::report::{BaselineRef, CheckReport, REPORT_SCHEMA, Status, Summary};
+use plumb_core::{Baseline, Rule};
+use std::time::Instant;
+
+/// The shipped baseline, used when no `--baseline` is given.
+pub const BUILTIN_BASELINE: &str = include_str!("../../../baselines/issp-linux-server.toml");
+
+/// Loads the baselines named on the command line, or the built-in one.
+pub fn load_baselines(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Baseline>> {
+    let baselines = if files.is_empty() {
+        vec![Baseline::from_str(
+            BUILTIN_BASELINE,
+            "<built-in issp-linux-server.toml>",
+        )?]
+    } else {
+        files
+            .iter()
+            .map(|f| Baseline::load(f))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Baseline::check_unique(&baselines)?;
+    Ok(baselines)
+}
+
+pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let started_at = output::now_rfc3339();
+    let baselines = load_baselines(&args.baseline)?;
+    let root = &args.root.root;
+    let meta = std::fs::metadata(root).with_context(|| format!("--root {}", root.display()))?;
+    if !meta.is_dir() {
+        bail!("--root {}: not a directory", root.display());
+    }
+    let proc = args.root.proc_dir();
+    if let Some(p) = &proc {
+        if !p.is_dir() {
+            bail!("--proc {}: not a directory", p.display());
+        }
+    }
+    let mut rules: Vec<&Rule> = baselines.iter().flat_map(|b| &b.rules).collect();
+    if !args.rules.is_empty() {
+        for id in &args.rules {
+            if !rules.iter().any(|r| &r.id == id) {
+                bail!("--rule {id}: no such rule in the baselines given");
+            }
+        }
+        rules.retain(|r| args.rules.contains(&r.id));
+    }
+    let ctx = Ctx::new(root.clone(), proc);
+    let results = checks::run(&rules, &ctx);
+    let refs: Vec<BaselineRef> = baselines
+        .iter()
+        .map(|b| BaselineRef {
+            id: b.id.clone(),
+            version: b.version,
+        })
+        .collect();
+    let report = CheckReport {
+        schema: REPORT_SCHEMA,
+        host: output::host_name(root),
+        root: root.display().to_string(),
+        baseline: refs[0].clone(),
+        baselines: if refs.len() > 1 { refs } else { Vec::new() },
+        started_at,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        summary: Summary::of(&results),
+        results,
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        CheckFormat::Text => output::text::write_check(&mut out, &report, output::use_colour())?,
+        CheckFormat::Json => output::json::write(&mut out, &report)?,
+        CheckFormat::Junit => output::junit::write_check(&mut out, &report)?,
+    }
+    let holds = report
+        .results
+        .iter()
+        .all(|r| matches!(r.status, Status::Pass | Status::Skipped));
+    Ok(if holds { EXIT_OK } else { EXIT_DRIFT })
+}

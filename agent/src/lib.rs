@@ -1,0 +1,16 @@
+//! The Plumbline agent: check evaluation, file integrity, the daemon and
+//! remediation. `main.rs` only parses the command line and calls in here.
+
+pub mod checks;
+pub mod cli;
+pub mod commands;
+pub mod output;
+pub mod rootfs;
+pub mod userdb;
+
+/// Exit code: everything holds / no change.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: at least one failure or change (drift).
+pub const EXIT_DRIFT: u8 = 1;
+/// Exit code: usage, config or input error.
+pub const EXIT_ERROR: u8 = 2;

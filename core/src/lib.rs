@@ -1,0 +1,24 @@
+//! What the Plumbline agent and collector must agree on: the baseline model
+//! and its validation, check kinds, reports and events. No I/O beyond
+//! reading a baseline file.
+
+pub mod baseline;
+pub mod check;
+pub mod compare;
+pub mod issp;
+pub mod remediation;
+pub mod report;
+
+pub use baseline::{Baseline, BaselineError, Diagnostic, FimAttribute, FimRule, Rule, Severity};
+pub use check::CheckSpec;
+pub use issp::Criterion;
+
+/// Compiles a path glob the way every Plumbline glob is matched: against an
+/// absolute in-root path, `*` not crossing `/`, `**` crossing any depth.
+pub fn glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    Ok(globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()?
+        .compile_matcher())
+}
