@@ -164,6 +164,8 @@ pub struct ConfigValueCheck {
     pub max: Option<i64>,
     /// Comparison: not set (true) / set (false).
     pub absent: Option<bool>,
+    /// Comparison: a list value holds none of these items.
+    pub excludes: Option<Vec<Scalar>>,
 }
 
 /// `kind = "sshd"`.
@@ -182,6 +184,8 @@ pub struct SshdCheck {
     pub max: Option<i64>,
     /// Comparison: not set (true) / set (false).
     pub absent: Option<bool>,
+    /// Comparison: a list value holds none of these items.
+    pub excludes: Option<Vec<Scalar>>,
 }
 
 /// `kind = "sysctl"`.
@@ -203,6 +207,8 @@ pub struct SysctlCheck {
     pub max: Option<i64>,
     /// Comparison: not set (true) / set (false).
     pub absent: Option<bool>,
+    /// Comparison: a list value holds none of these items.
+    pub excludes: Option<Vec<Scalar>>,
 }
 
 /// `kind = "kernel_module"`.
@@ -338,7 +344,14 @@ macro_rules! comparison_of {
         impl $t {
             /// The check's single comparison.
             pub fn comparison(&self) -> Result<Comparison, String> {
-                Comparison::from_fields(&self.equals, &self.one_of, &self.min, &self.max, &self.absent)
+                Comparison::from_fields(
+                    &self.equals,
+                    &self.one_of,
+                    &self.min,
+                    &self.max,
+                    &self.absent,
+                    &self.excludes,
+                )
             }
         }
     )*};

@@ -1,5 +1,6 @@
 //! The one comparison a value-reading check makes: `equals`, `one_of`,
-//! `min`/`max` (a numeric range; both may be given) or `absent`.
+//! `min`/`max` (a numeric range; both may be given), `absent`, or
+//! `excludes` (a list value holds none of the given items).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -46,6 +47,9 @@ pub enum Comparison {
     },
     /// `true`: the key is not set at all; `false`: it is set to anything.
     Absent(bool),
+    /// A list value (items separated by commas or white space) holds none
+    /// of these items; an unset key holds none. For cipher lists and the like.
+    Excludes(Vec<String>),
 }
 
 impl Comparison {
@@ -56,6 +60,7 @@ impl Comparison {
         min: &Option<i64>,
         max: &Option<i64>,
         absent: &Option<bool>,
+        excludes: &Option<Vec<Scalar>>,
     ) -> Result<Comparison, String> {
         let mut given = Vec::new();
         if equals.is_some() {
@@ -70,8 +75,15 @@ impl Comparison {
         if absent.is_some() {
             given.push("absent");
         }
+        if excludes.is_some() {
+            given.push("excludes");
+        }
         match given.len() {
-            0 => return Err("needs one comparison: equals, one_of, min, max or absent".into()),
+            0 => {
+                return Err(
+                    "needs one comparison: equals, one_of, min, max, absent or excludes".into(),
+                );
+            }
             1 => {}
             _ => {
                 return Err(format!(
@@ -92,6 +104,11 @@ impl Comparison {
                 return Err("one_of is empty".into());
             }
             Comparison::OneOf(vs.iter().map(Scalar::as_text).collect())
+        } else if let Some(xs) = excludes {
+            if xs.is_empty() {
+                return Err("excludes is empty".into());
+            }
+            Comparison::Excludes(xs.iter().map(Scalar::as_text).collect())
         } else if let Some(a) = absent {
             Comparison::Absent(*a)
         } else {
@@ -116,6 +133,10 @@ impl Comparison {
         };
         match (self, observed) {
             (Comparison::Absent(want_absent), v) => *want_absent == v.is_none(),
+            (Comparison::Excludes(_), None) => true,
+            (Comparison::Excludes(bad), Some(v)) => {
+                !list_items(v).any(|item| bad.iter().any(|b| norm(b) == norm(item)))
+            }
             (_, None) => false,
             (Comparison::Equals(want), Some(v)) => norm(want) == norm(v),
             (Comparison::OneOf(wants), Some(v)) => wants.iter().any(|w| norm(w) == norm(v)),
@@ -125,6 +146,12 @@ impl Comparison {
             },
         }
     }
+}
+
+/// Items of a list value: separated by commas and/or white space.
+pub fn list_items(v: &str) -> impl Iterator<Item = &str> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
 }
 
 /// Parses an integer as configuration files write them (decimal, optional sign).
@@ -160,6 +187,7 @@ impl fmt::Display for Comparison {
             } => write!(f, "expected a number"),
             Comparison::Absent(true) => write!(f, "expected not set"),
             Comparison::Absent(false) => write!(f, "expected set"),
+            Comparison::Excludes(vs) => write!(f, "expected none of {}", vs.join(", ")),
         }
     }
 }
@@ -170,12 +198,13 @@ mod tests {
 
     #[test]
     fn one_comparison_only() {
-        let e = Comparison::from_fields(&None, &None, &None, &None, &None).unwrap_err();
+        let e = Comparison::from_fields(&None, &None, &None, &None, &None, &None).unwrap_err();
         assert!(e.contains("needs one comparison"));
-        let e = Comparison::from_fields(&Some(Scalar::Int(1)), &None, &Some(1), &None, &None)
-            .unwrap_err();
+        let e =
+            Comparison::from_fields(&Some(Scalar::Int(1)), &None, &Some(1), &None, &None, &None)
+                .unwrap_err();
         assert!(e.contains("equals and min/max"), "{e}");
-        assert!(Comparison::from_fields(&None, &None, &Some(5), &Some(1), &None).is_err());
+        assert!(Comparison::from_fields(&None, &None, &Some(5), &Some(1), &None, &None).is_err());
     }
 
     #[test]
@@ -193,6 +222,13 @@ mod tests {
         assert!(!r.holds(Some("abc"), false));
         assert!(Comparison::Absent(true).holds(None, false));
         assert!(!Comparison::Absent(true).holds(Some("x"), false));
+        let x = Comparison::Excludes(vec!["3des-cbc".into(), "hmac-md5".into()]);
+        assert!(x.holds(
+            Some("aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"),
+            true
+        ));
+        assert!(!x.holds(Some("aes128-ctr,3des-cbc"), true));
+        assert!(x.holds(None, true));
         assert!(Comparison::Equals("4 4 1 7".into()).holds(Some("4\t4 1  7"), false));
     }
 }
