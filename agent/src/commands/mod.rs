@@ -10,5 +10,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "plumb", &mut std::io::stdout());
+            Ok(crate::EXIT_OK)
+        }
     }
 }
