@@ -21,8 +21,16 @@ const MODPROBE_DIRS: &[&str] = &[
     "/lib/modprobe.d",
 ];
 
-/// Commands that make `modprobe NAME` load nothing.
-const DISABLING: &[&str] = &["/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true"];
+/// Commands that make `modprobe NAME` load nothing (kmod runs the install
+/// command through the shell, so the bare builtins count too).
+const DISABLING: &[&str] = &[
+    "/bin/false",
+    "/bin/true",
+    "/usr/bin/false",
+    "/usr/bin/true",
+    "false",
+    "true",
+];
 
 /// A module name as kmod compares it.
 fn norm(name: &str) -> String {
@@ -251,7 +259,7 @@ mod tests {
             o.evidence,
             vec!["install cramfs /bin/false (/etc/modprobe.d/cramfs.conf:1)"]
         );
-        for cmd in ["/bin/true", "/usr/bin/false", "/usr/bin/true"] {
+        for cmd in ["/bin/true", "/usr/bin/false", "/usr/bin/true", "false"] {
             f.write(
                 "/etc/modprobe.d/cramfs.conf",
                 &format!("install cramfs {cmd}\n"),

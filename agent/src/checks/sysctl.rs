@@ -41,12 +41,10 @@ pub(super) fn drop_in_files(ctx: &Ctx, dirs: &[&str]) -> Result<Vec<String>, Str
             if !name.ends_with(".conf") || by_name.contains_key(&name) {
                 continue;
             }
-            let masked = ctx
-                .fs
-                .lstat(&path)
-                .is_ok_and(|m| m.file_type().is_symlink())
-                && std::fs::read_link(ctx.fs.host(&path))
-                    .is_ok_and(|t| t == Path::new("/dev/null"));
+            // Resolved inside the root: the directory itself may be a symlink.
+            let masked = ctx.fs.resolve(&path, false).is_ok_and(|host| {
+                std::fs::read_link(host).is_ok_and(|t| t == Path::new("/dev/null"))
+            });
             by_name.insert(name, (!masked).then_some(path));
         }
     }
@@ -400,6 +398,24 @@ mod tests {
         )
         .unwrap();
         let o = f.check("kernel.kptr_restrict", "1", true, false);
+        assert_status(&o, Status::Fail);
+        assert!(o.evidence[1].contains("not set"), "{:?}", o.evidence);
+    }
+
+    #[test]
+    fn symlinked_drop_in_directory_stays_inside_the_root() {
+        let f = Fixture::new();
+        f.write("/srv/sysctl/10-a.conf", "kernel.x = 1\n");
+        std::fs::create_dir_all(f.root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/srv/sysctl", f.root.path().join("etc/sysctl.d")).unwrap();
+        let o = f.check("kernel.x", "1", true, false);
+        assert_status(&o, Status::Pass);
+        assert_eq!(o.evidence[1], "kernel.x = 1 (/etc/sysctl.d/10-a.conf:1)");
+        // A mask inside the symlinked directory is seen inside the root too.
+        f.write("/usr/lib/sysctl.d/50-y.conf", "kernel.y = 1\n");
+        std::os::unix::fs::symlink("/dev/null", f.root.path().join("srv/sysctl/50-y.conf"))
+            .unwrap();
+        let o = f.check("kernel.y", "1", true, false);
         assert_status(&o, Status::Fail);
         assert!(o.evidence[1].contains("not set"), "{:?}", o.evidence);
     }
