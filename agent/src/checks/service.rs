@@ -195,8 +195,15 @@ fn inspect(ctx: &Ctx, unit: &str) -> Result<Found, String> {
             }
         }
     }
-    // Enabling links in every *.wants / *.requires directory.
+    // Enabling links in every *.wants / *.requires directory. On a merged-/usr
+    // system /lib is /usr/lib: read each directory once.
+    let mut seen = std::collections::HashSet::new();
     for dir in SEARCH_DIRS {
+        if let Ok(host) = ctx.fs.resolve(dir, true) {
+            if !seen.insert(host) {
+                continue;
+            }
+        }
         for sub in list(ctx, dir)? {
             let name = file_name(&sub);
             if !(name.ends_with(".wants") || name.ends_with(".requires")) {
@@ -537,5 +544,13 @@ mod tests {
         );
         let out = run(r, "ssh", UnitState::Enabled);
         assert_eq!(out.status, Status::Pass, "{out:?}");
+        // A vendor link is listed once, not once per name of the directory.
+        link(
+            r,
+            "../ssh.service",
+            "/usr/lib/systemd/system/multi-user.target.wants/ssh.service",
+        );
+        let out = run(r, "ssh", UnitState::Enabled);
+        assert_eq!(out.evidence.len(), 2, "{out:?}");
     }
 }
