@@ -1,5 +1,6 @@
 //! `kind = "mount"`: a path is its own mount point and carries options,
-//! read from `PROC/mounts`.
+//! read from `PROC/1/mounts` (init's mount namespace) or, where there is
+//! no pid 1, `PROC/mounts`.
 
 use super::process::for_each_proc_line;
 use super::{Ctx, Outcome};
@@ -74,7 +75,14 @@ pub fn evaluate(spec: &MountCheck, ctx: &Ctx) -> Outcome {
         Ok(p) => p,
         Err(skip) => return skip,
     };
-    let file = proc.join("mounts");
+    // init's view, not ours: under systemd's ProtectSystem= the agent has
+    // its own mount namespace, whose /proc/self/mounts is not the host's.
+    let init = proc.join("1/mounts");
+    let file = if init.is_file() {
+        init
+    } else {
+        proc.join("mounts")
+    };
     let shown = file.display().to_string();
     let path = normalize(&spec.path);
     let mut found: Vec<Mount> = Vec::new();
@@ -249,5 +257,20 @@ malformed
         .unwrap();
         let out = evaluate(&check("/tmp", true, &["nodev"]), &ctx(t.path()));
         assert_eq!(out.status, Status::Fail, "{out:?}");
+    }
+
+    #[test]
+    fn init_namespace_is_preferred_over_our_own() {
+        let t = fake("tmpfs /tmp tmpfs rw,nosuid,nodev,noexec 0 0\n");
+        std::fs::create_dir(t.path().join("1")).unwrap();
+        std::fs::write(t.path().join("1/mounts"), "/dev/sda1 / ext4 rw 0 0\n").unwrap();
+        let ctx = Ctx::new("/nonexistent", Some(t.path().to_path_buf()));
+        let out = evaluate(&check("/tmp", true, &[]), &ctx);
+        assert_eq!(out.status, Status::Fail, "{:?}", out.evidence);
+        assert!(
+            out.evidence[0].contains("not a separate mount point"),
+            "{:?}",
+            out.evidence
+        );
     }
 }
