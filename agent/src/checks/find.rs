@@ -27,7 +27,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 /// Candidates kept per walk and category; beyond, they are only counted.
+#[cfg(not(test))]
 pub const MAX_CANDIDATES: u64 = 10_000;
+/// Small in unit tests so that the cap can be reached.
+#[cfg(test)]
+pub const MAX_CANDIDATES: u64 = 40;
 /// Unreadable paths remembered per walk (all are counted).
 const MAX_UNREADABLE: usize = 100;
 /// Findings listed in a rule's evidence.
@@ -74,7 +78,7 @@ struct Found {
     unreadable_total: u64,
     /// Entries examined, including those of walks merged in.
     entries: u64,
-    /// Entries this walk `lstat`ed itself.
+    /// Entries this walk examined itself.
     walked: u64,
     /// Key of the walk this result was cut from, if it was.
     from: Option<String>,
@@ -206,8 +210,9 @@ impl Walk {
         &self.key
     }
 
-    /// Entries this walk examined with its own `lstat`s, once it has run
-    /// (0 for a result cut from another walk).
+    /// Entries this walk examined itself, not counting those of walks it
+    /// took results from, once it has run (0 for a result cut from another
+    /// walk). Each entry of a run is examined by exactly one walk.
     pub fn walked_entries(&self) -> Option<u64> {
         self.found.get().map(|f| f.walked)
     }
@@ -325,8 +330,10 @@ impl Walk {
                 if descend {
                     if let Some(d) = self.descendants.get(&path) {
                         if d.dev == self.dev {
-                            // Registered before us, so it never waits for us.
+                            // Registered before us, so it never waits for
+                            // us; it examines its own top directory.
                             f.entries -= 1;
+                            f.walked -= 1;
                             f.merge(d.found(ctx));
                             continue;
                         }
@@ -625,4 +632,374 @@ pub fn evaluate(spec: &FindCheck, ctx: &Ctx) -> Outcome {
     }
     evidence.extend(notes);
     Outcome { status, evidence }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    struct Fx {
+        t: tempfile::TempDir,
+    }
+
+    impl Fx {
+        fn new() -> Fx {
+            let fx = Fx {
+                t: tempfile::tempdir().unwrap(),
+            };
+            fx.file("/etc/passwd", 0o644);
+            std::fs::write(
+                fx.p("/etc/passwd"),
+                "root:x:0:0::/root:/bin/bash\nimg:x:4242:4242::/:/bin/sh\n",
+            )
+            .unwrap();
+            std::fs::write(fx.p("/etc/group"), "root:x:0:\nimg:x:4242:\n").unwrap();
+            fx
+        }
+        fn p(&self, in_root: &str) -> PathBuf {
+            self.t.path().join(in_root.trim_start_matches('/'))
+        }
+        fn dir(&self, in_root: &str, mode: u32) -> PathBuf {
+            let p = self.p(in_root);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        }
+        fn file(&self, in_root: &str, mode: u32) -> PathBuf {
+            let p = self.p(in_root);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        }
+        fn ctx(&self) -> Ctx {
+            Ctx::new(self.t.path(), None)
+        }
+    }
+
+    fn spec(paths: &[&str]) -> FindCheck {
+        FindCheck {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            world_writable: false,
+            unowned: false,
+            setid: false,
+            allow: vec![],
+        }
+    }
+
+    fn ww(paths: &[&str]) -> FindCheck {
+        FindCheck {
+            world_writable: true,
+            ..spec(paths)
+        }
+    }
+
+    fn has(o: &Outcome, s: &str) -> bool {
+        o.evidence.iter().any(|e| e == s)
+    }
+
+    #[test]
+    fn world_writable_files_and_directories_but_not_sticky_ones_or_symlinks() {
+        let fx = Fx::new();
+        fx.file("/srv/open", 0o666);
+        fx.file("/srv/closed", 0o644);
+        fx.dir("/srv/tmp", 0o1777);
+        fx.file("/srv/tmp/inside", 0o646);
+        fx.dir("/srv/drop", 0o777);
+        symlink("closed", fx.p("/srv/link")).unwrap();
+        let o = evaluate(&ww(&["/srv"]), &fx.ctx());
+        assert_eq!(o.status, Status::Fail, "{o:?}");
+        assert_eq!(
+            o.evidence[..3],
+            [
+                "/srv/drop: world-writable directory mode 0777",
+                "/srv/open: world-writable mode 0666",
+                "/srv/tmp/inside: world-writable mode 0646",
+            ]
+        );
+        assert!(has(&o, "/srv: 7 entries examined"), "{o:?}");
+        fx.dir("/srv/drop", 0o755);
+        std::fs::remove_file(fx.p("/srv/open")).unwrap();
+        std::fs::remove_file(fx.p("/srv/tmp/inside")).unwrap();
+        let o = evaluate(&ww(&["/srv"]), &fx.ctx());
+        assert_eq!(o.status, Status::Pass, "{o:?}");
+        assert_eq!(o.evidence[0], "no world-writable files");
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let fx = Fx::new();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o4777)).unwrap();
+        fx.dir("/srv", 0o755);
+        symlink("/", fx.p("/srv/root")).unwrap();
+        symlink(outside.path(), fx.p("/srv/out")).unwrap();
+        symlink(&victim, fx.p("/srv/victim")).unwrap();
+        symlink("b", fx.p("/srv/a")).unwrap();
+        symlink("a", fx.p("/srv/b")).unwrap();
+        symlink(".", fx.p("/srv/self")).unwrap();
+        let check = FindCheck {
+            world_writable: true,
+            setid: true,
+            ..spec(&["/srv"])
+        };
+        let o = evaluate(&check, &fx.ctx());
+        assert_eq!(o.status, Status::Pass, "{o:?}");
+        assert!(has(&o, "/srv: 7 entries examined"), "{o:?}");
+    }
+
+    #[test]
+    fn setid_files_outside_the_allow_list() {
+        let fx = Fx::new();
+        fx.file("/usr/bin/su", 0o4755);
+        fx.file("/usr/bin/rogue", 0o4711);
+        let wall = fx.file("/usr/bin/wall", 0o755);
+        // chown clears SGID, so the mode is set after it.
+        std::os::unix::fs::chown(&wall, None, Some(4242)).ok();
+        std::fs::set_permissions(&wall, std::fs::Permissions::from_mode(0o2755)).unwrap();
+        fx.file("/usr/bin/both", 0o6755);
+        fx.file("/usr/bin/plain", 0o755);
+        // SGID on a directory only sets the group of new files.
+        fx.dir("/usr/share/shared", 0o2775);
+        let check = FindCheck {
+            setid: true,
+            allow: vec!["/usr/bin/su".into(), "/usr/lib/*/helper".into()],
+            ..spec(&["/usr"])
+        };
+        let o = evaluate(&check, &fx.ctx());
+        assert_eq!(o.status, Status::Fail);
+        let wall_group = if nix::unistd::geteuid().is_root() {
+            "img(4242)"
+        } else {
+            "root(0)"
+        };
+        assert_eq!(
+            o.evidence[..4],
+            [
+                "/usr/bin/both: setuid root(0) setgid root(0) mode 6755".to_string(),
+                "/usr/bin/rogue: setuid root(0) mode 4711".to_string(),
+                format!("/usr/bin/wall: setgid {wall_group} mode 2755"),
+                "1 file(s) matched the allow list".to_string(),
+            ],
+            "{o:?}"
+        );
+        // Globs match the in-root path; `*` does not cross `/`.
+        fx.file("/usr/lib/x86_64/helper", 0o4755);
+        fx.file("/usr/lib/a/b/helper", 0o4755);
+        let o = evaluate(&check, &fx.ctx());
+        assert!(
+            has(&o, "/usr/lib/a/b/helper: setuid root(0) mode 4755"),
+            "{o:?}"
+        );
+        assert!(!o.evidence.iter().any(|e| e.contains("x86_64")));
+    }
+
+    #[test]
+    fn unowned_is_resolved_in_the_checked_root() {
+        if !nix::unistd::geteuid().is_root() {
+            // chown needs root; CI runs the tests as root.
+            return;
+        }
+        let fx = Fx::new();
+        // 4242 exists only in the checked root; uid 1 (daemon on the host)
+        // and gid 7 do not exist there.
+        let owned = fx.file("/opt/owned", 0o644);
+        std::os::unix::fs::chown(&owned, Some(4242), Some(4242)).unwrap();
+        let host_user = fx.file("/opt/hostuser", 0o644);
+        std::os::unix::fs::chown(&host_user, Some(1), Some(0)).unwrap();
+        let nogroup = fx.file("/opt/nogroup", 0o644);
+        std::os::unix::fs::chown(&nogroup, Some(0), Some(7)).unwrap();
+        symlink("owned", fx.p("/opt/link")).unwrap();
+        std::os::unix::fs::lchown(fx.p("/opt/link"), Some(5555), Some(5555)).unwrap();
+        let check = FindCheck {
+            unowned: true,
+            ..spec(&["/opt"])
+        };
+        let o = evaluate(&check, &fx.ctx());
+        assert_eq!(o.status, Status::Fail);
+        assert_eq!(
+            o.evidence[..3],
+            [
+                "/opt/hostuser: unowned uid 1",
+                "/opt/link: unowned uid 5555 gid 5555",
+                "/opt/nogroup: unowned gid 7",
+            ],
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn unowned_needs_an_account_database() {
+        let fx = Fx::new();
+        std::fs::write(fx.p("/etc/passwd"), "# nothing\n").unwrap();
+        let check = FindCheck {
+            unowned: true,
+            ..spec(&["/"])
+        };
+        let o = evaluate(&check, &fx.ctx());
+        assert_eq!(o.status, Status::Error);
+        assert!(o.evidence[0].contains("has no accounts"));
+    }
+
+    #[test]
+    fn evidence_is_bounded_and_sorted() {
+        let fx = Fx::new();
+        for i in 0..30 {
+            fx.file(&format!("/data/f{i:02}"), 0o666);
+        }
+        let o = evaluate(&ww(&["/data"]), &fx.ctx());
+        assert_eq!(o.status, Status::Fail);
+        assert_eq!(o.evidence[0], "/data/f00: world-writable mode 0666");
+        assert_eq!(o.evidence[24], "/data/f24: world-writable mode 0666");
+        assert_eq!(o.evidence[25], "… and 5 more");
+    }
+
+    #[test]
+    fn candidate_cap_is_reported_and_never_a_silent_pass() {
+        let fx = Fx::new();
+        let n = MAX_CANDIDATES + 5;
+        for i in 0..n {
+            fx.file(&format!("/data/f{i:03}"), 0o666);
+        }
+        let o = evaluate(&ww(&["/data"]), &fx.ctx());
+        assert_eq!(o.status, Status::Fail);
+        let cap = format!(
+            "/data: {n} world-writable candidates, only the first {MAX_CANDIDATES} were examined"
+        );
+        assert!(has(&o, &cap), "{o:?}");
+        // Everything kept is allowed, but what was dropped was not examined.
+        let allowed = FindCheck {
+            allow: vec!["/data/*".into()],
+            ..ww(&["/data"])
+        };
+        let o = evaluate(&allowed, &fx.ctx());
+        assert_eq!(o.status, Status::Error, "{o:?}");
+    }
+
+    #[test]
+    fn odd_names_are_shown_escaped_and_distinct() {
+        use std::os::unix::ffi::OsStrExt;
+        let fx = Fx::new();
+        fx.dir("/odd", 0o755);
+        let names: [&[u8]; 4] = [b"new\nline", b"bad\xff", b"bad\\xff", b"tab\tx"];
+        for n in names {
+            let p = fx.p("/odd").join(OsStr::from_bytes(n));
+            std::fs::write(&p, "").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        let o = evaluate(&ww(&["/odd"]), &fx.ctx());
+        assert_eq!(
+            o.evidence[..4],
+            [
+                "/odd/bad\\\\xff: world-writable mode 0666",
+                "/odd/bad\\xff: world-writable mode 0666",
+                "/odd/new\\nline: world-writable mode 0666",
+                "/odd/tab\\tx: world-writable mode 0666",
+            ],
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn missing_start_paths_contribute_nothing() {
+        let fx = Fx::new();
+        fx.file("/srv/x", 0o666);
+        let o = evaluate(&ww(&["/nope", "/srv"]), &fx.ctx());
+        assert_eq!(o.status, Status::Fail);
+        assert!(has(&o, "/nope: does not exist, nothing to walk"));
+        let o = evaluate(&ww(&["/nope"]), &fx.ctx());
+        assert_eq!(o.status, Status::Pass);
+        assert!(has(&o, "/nope: does not exist, nothing to walk"));
+    }
+
+    #[test]
+    fn start_symlinks_resolve_inside_the_root() {
+        let fx = Fx::new();
+        fx.file("/usr/bin/x", 0o4755);
+        symlink("usr/bin", fx.p("/bin")).unwrap();
+        symlink("/", fx.p("/up")).unwrap();
+        let check = FindCheck {
+            setid: true,
+            ..spec(&["/bin", "/up/usr/bin"])
+        };
+        let ctx = fx.ctx();
+        let o = evaluate(&check, &ctx);
+        assert_eq!(o.evidence[0], "/usr/bin/x: setuid root(0) mode 4755");
+        assert!(has(&o, "/bin resolves to /usr/bin in the root"), "{o:?}");
+        // One finding, one walk, though two paths lead to it.
+        assert_eq!(o.evidence.iter().filter(|e| e.contains("/x:")).count(), 1);
+        assert_eq!(ctx.walks.lock().unwrap().len(), 1);
+    }
+
+    fn tree(fx: &Fx) -> u64 {
+        fx.file("/usr/bin/s", 0o4755);
+        fx.file("/usr/lib/a", 0o644);
+        fx.file("/var/tmp/w", 0o666);
+        // / + etc{passwd,group} + usr{bin/s, lib/a} + var{tmp/w}
+        1 + 3 + 5 + 3
+    }
+
+    fn walked(ctx: &Ctx) -> u64 {
+        let map = ctx.walks.lock().unwrap();
+        map.values().map(|w| w.walked_entries().unwrap()).sum()
+    }
+
+    #[test]
+    fn rules_share_walks() {
+        let fx = Fx::new();
+        let total = tree(&fx);
+        let setid = FindCheck {
+            setid: true,
+            ..spec(&["/usr"])
+        };
+        // Same path twice: one walk.
+        let ctx = fx.ctx();
+        evaluate(&ww(&["/"]), &ctx);
+        let o = evaluate(&setid, &ctx);
+        evaluate(&ww(&["/"]), &ctx);
+        assert_eq!(walked(&ctx), total);
+        // /usr after /: cut from the walk of /.
+        assert_eq!(o.evidence[0], "/usr/bin/s: setuid root(0) mode 4755");
+        assert!(has(&o, "/usr: examined within the walk of /"), "{o:?}");
+        // / after /usr: /usr is not walked again.
+        let ctx = fx.ctx();
+        evaluate(&setid, &ctx);
+        let o = evaluate(&ww(&["/"]), &ctx);
+        assert_eq!(walked(&ctx), total);
+        assert!(has(&o, &format!("/: {total} entries examined")), "{o:?}");
+        assert!(has(&o, "/var/tmp/w: world-writable mode 0666"));
+    }
+
+    #[test]
+    fn concurrent_rules_walk_once() {
+        let fx = Fx::new();
+        let total = tree(&fx);
+        for _ in 0..20 {
+            let ctx = fx.ctx();
+            let specs = [ww(&["/"]), ww(&["/usr"]), ww(&["/"]), ww(&["/usr/bin"])];
+            std::thread::scope(|s| {
+                for sp in &specs {
+                    let ctx = &ctx;
+                    s.spawn(move || evaluate(sp, ctx));
+                }
+            });
+            assert_eq!(walked(&ctx), total);
+        }
+    }
+
+    #[test]
+    fn paths_for_evidence() {
+        assert_eq!(show(b"/a b/\xc3\xa9"), "/a b/é");
+        assert_eq!(show(b"/\x1b[31m"), "/\\u{1b}[31m");
+        assert!(is_under(b"/usr/bin", b"/usr"));
+        assert!(!is_under(b"/usrx", b"/usr"));
+        assert!(!is_under(b"/usr", b"/usr"));
+        assert!(is_under(b"/usr", b"/"));
+        assert!(!is_under(b"/", b"/"));
+        assert_eq!(in_root(Path::new("/r/"), Path::new("/r")), b"/");
+        assert_eq!(in_root(Path::new("/r"), Path::new("/r/a/b")), b"/a/b");
+    }
 }
