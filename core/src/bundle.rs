@@ -910,3 +910,341 @@ impl Bundle {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn baseline(id: &str, version: u64) -> Vec<u8> {
+        format!(
+            "schema = 1\nid = \"{id}\"\nversion = {version}\ntitle = \"t\"\n\n[[rule]]\nid = \"r\"\ntitle = \"r\"\nseverity = \"high\"\ndomains = [20]\ncriteria = [\"I\"]\ncheck = {{ kind = \"file\", path = \"/etc/passwd\", exists = true }}\n"
+        )
+        .into_bytes()
+    }
+
+    fn key() -> SigningKey {
+        let g = SigningKey::generate("security team").unwrap();
+        SigningKey::from_pem(&g.private_pem, "test").unwrap()
+    }
+
+    fn signed(k: &SigningKey, id: &str, version: u64) -> Vec<u8> {
+        Bundle::sign(&baseline(id, version), "b.toml", k)
+            .unwrap()
+            .to_bytes()
+    }
+
+    #[test]
+    fn round_trip_and_canonical_encoding() {
+        let k = key();
+        let bytes = signed(&k, "issp", 7);
+        let b = Bundle::parse(&bytes).unwrap();
+        assert_eq!(b.to_bytes(), bytes);
+        assert_eq!((b.id(), b.version(), b.key_id()), ("issp", 7, k.key_id()));
+        let v = b.verify(std::slice::from_ref(k.public_key())).unwrap();
+        assert_eq!(v.baseline.id, "issp");
+        assert_eq!(v.baseline.version, 7);
+        assert_eq!(v.key_id, k.key_id());
+        assert_eq!(v.bundle.payload(), baseline("issp", 7).as_slice());
+    }
+
+    #[test]
+    fn every_single_byte_change_is_refused() {
+        let k = key();
+        let trusted = [k.public_key().clone()];
+        let bytes = signed(&k, "issp", 7);
+        for i in 0..bytes.len() {
+            let mut m = bytes.clone();
+            m[i] ^= 0x01;
+            // A flip either breaks the structure or the signature; never accepted.
+            if let Ok(b) = Bundle::parse(&m) {
+                let e = b.verify(&trusted).unwrap_err();
+                assert!(
+                    matches!(
+                        e,
+                        BundleError::BadSignature { .. } | BundleError::UnknownKey { .. }
+                    ),
+                    "byte {i}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_id_or_version_swap_breaks_the_signature() {
+        let k = key();
+        let trusted = [k.public_key().clone()];
+        let text = String::from_utf8(signed(&k, "issp", 7)).unwrap();
+        for (from, to) in [
+            ("version: 7\n", "version: 8\n"),
+            ("id: issp\n", "id: issq\n"),
+        ] {
+            let b = Bundle::parse(text.replacen(from, to, 1).as_bytes()).unwrap();
+            let e = b.verify(&trusted).unwrap_err();
+            assert!(matches!(e, BundleError::BadSignature { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn signed_header_disagreeing_with_baseline_is_refused() {
+        let k = key();
+        let trusted = [k.public_key().clone()];
+        let b = Bundle::sign_raw("issp", 8, &baseline("issp", 7), &k);
+        let e = b.verify(&trusted).unwrap_err();
+        assert!(e.to_string().contains("version \"8\""), "{e}");
+        let b = Bundle::sign_raw("other", 7, &baseline("issp", 7), &k);
+        let e = b.verify(&trusted).unwrap_err();
+        assert!(
+            matches!(e, BundleError::Mismatch { field: "id", .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn signed_invalid_baseline_is_refused_on_verify() {
+        let k = key();
+        let b = Bundle::sign_raw(
+            "issp",
+            7,
+            b"schema = 1\nid = \"issp\"\nversion = 7\nbogus = 1\n",
+            &k,
+        );
+        let e = b.verify(&[k.public_key().clone()]).unwrap_err();
+        assert!(matches!(e, BundleError::InvalidBaseline(_)), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn sign_refuses_invalid_baseline() {
+        let k = key();
+        let e = Bundle::sign(
+            b"schema = 1\nid = \"x\"\nversion = 1\nnope = 2\n",
+            "bad.toml",
+            &k,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bad.toml:4"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_and_no_keys() {
+        let (a, b) = (key(), key());
+        let bytes = signed(&a, "issp", 1);
+        let bundle = Bundle::parse(&bytes).unwrap();
+        let e = bundle.verify(&[b.public_key().clone()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("unknown key {}", a.key_id())),
+            "{e}"
+        );
+        assert!(e.to_string().contains(b.key_id()), "{e}");
+        assert!(matches!(
+            bundle.verify(&[]),
+            Err(BundleError::NoTrustedKeys)
+        ));
+        // A key claiming another's id cannot verify.
+        let mut forged = Bundle::sign_raw("issp", 1, &baseline("issp", 1), &b);
+        forged.key_id = a.key_id().to_string();
+        let e = forged.verify(&[a.public_key().clone()]).unwrap_err();
+        assert!(matches!(e, BundleError::BadSignature { .. }), "{e}");
+        // Two trusted keys: the right one is picked.
+        bundle
+            .verify(&[b.public_key().clone(), a.public_key().clone()])
+            .unwrap();
+    }
+
+    #[test]
+    fn every_truncation_is_a_clear_error() {
+        let k = key();
+        let bytes = signed(&k, "issp", 7);
+        for n in 0..bytes.len() {
+            let e = Bundle::parse(&bytes[..n]).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("truncated"), "cut at {n}: {msg}");
+        }
+    }
+
+    #[test]
+    fn malformed_bundles_name_the_problem() {
+        let k = key();
+        let good = String::from_utf8(signed(&k, "issp", 7)).unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"garbage\x00\xff".to_vec(), "not a baseline bundle"),
+            (
+                b"-----BEGIN PRIVATE KEY-----\n".to_vec(),
+                "not a baseline bundle",
+            ),
+            (
+                good.replacen("bundle 1\n", "bundle 2\n", 1).into_bytes(),
+                "unsupported bundle format",
+            ),
+            (format!("{good}x").into_bytes(), "1 bytes of trailing data"),
+            (
+                good.replacen("version: 7", "version: 07", 1).into_bytes(),
+                "not written canonically",
+            ),
+            (
+                good.replacen("version: 7", "version: -7", 1).into_bytes(),
+                "not an unsigned integer",
+            ),
+            (
+                good.replacen("version: 7", "version:  7", 1).into_bytes(),
+                "not an unsigned integer",
+            ),
+            (
+                good.replacen("id: issp", "id: ISSP/..", 1).into_bytes(),
+                "line 2: id",
+            ),
+            (
+                good.replacen("key-id: ", "key-id: zz", 1).into_bytes(),
+                "line 4: key-id",
+            ),
+            (
+                good.replacen("signature: ", "signature: *", 1).into_bytes(),
+                "not valid base64",
+            ),
+            (
+                good.replacen("signature: ", "signature: AAAA", 1)
+                    .into_bytes(),
+                "an Ed25519 signature is 64",
+            ),
+            (
+                good.replacen("length: ", "length: 99999999", 1).into_bytes(),
+                "larger than",
+            ),
+            (
+                good.replacen("id: ", "name: ", 1).into_bytes(),
+                "expected \"id: ...\"",
+            ),
+            (
+                good.replacen("\n\n", "\nextra: 1\n\n", 1).into_bytes(),
+                "expected the blank line",
+            ),
+            (good.replacen("\n", "\r\n", 1).into_bytes(), "0x0d"),
+            (
+                good.replacen("length: ", "length: 1", 1).into_bytes(),
+                "truncated",
+            ),
+            (vec![b'a'; 2000], "not a baseline bundle"),
+            (
+                format!("{BUNDLE_MAGIC}\nid: {}\n", "a".repeat(1000)).into_bytes(),
+                "longer than",
+            ),
+        ];
+        for (input, want) in cases {
+            let e = Bundle::parse(&input).unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?}, got {e:?}");
+        }
+        let huge = vec![b'a'; MAX_BUNDLE_BYTES as usize + 1];
+        assert!(matches!(
+            Bundle::parse(&huge),
+            Err(BundleError::TooLarge { what: "bundle", .. })
+        ));
+    }
+
+    #[test]
+    fn length_mismatch_short_payload() {
+        let k = key();
+        let bytes = signed(&k, "issp", 7);
+        let e = Bundle::parse(&bytes[..bytes.len() - 3]).unwrap_err();
+        assert!(matches!(e, BundleError::PayloadTruncated { .. }), "{e}");
+    }
+
+    #[test]
+    fn public_key_text_round_trip_and_errors() {
+        let g = SigningKey::generate("sec team 2026").unwrap();
+        let text = g.public.to_text();
+        assert!(text.starts_with(&format!("plumb-ed25519 {} ", g.public.key_id())));
+        assert!(text.ends_with(" sec team 2026\n"));
+        let p = PublicKey::parse(&format!("# trusted\n\n{text}"), "k.pub").unwrap();
+        assert_eq!(p, g.public);
+        assert_eq!(p.key_id().len(), 16);
+
+        let other = SigningKey::generate("").unwrap().public;
+        let swapped = text.replacen(g.public.key_id(), other.key_id(), 1);
+        let e = PublicKey::parse(&swapped, "k.pub").unwrap_err();
+        assert!(matches!(e, KeyError::KeyIdMismatch { .. }), "{e}");
+        for (bad, want) in [
+            ("", "no key line"),
+            ("ssh-ed25519 AAAA x", "expected a line starting with"),
+            ("plumb-ed25519 0123 AAAA", "16 lowercase hex"),
+            ("plumb-ed25519 0123456789abcdef !!!", "not valid base64"),
+            ("plumb-ed25519 0123456789abcdef AAAA", "32 bytes"),
+        ] {
+            let e = PublicKey::parse(bad, "k.pub").unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: want {want:?}, got {e:?}");
+        }
+        let two = format!("{text}{}", other.to_text());
+        let e = PublicKey::parse(&two, "k.pub").unwrap_err().to_string();
+        assert!(
+            e.contains("k.pub:2: ") && e.contains("more than one"),
+            "{e}"
+        );
+        // A comment cannot smuggle a second line.
+        let c = SigningKey::generate("a\nplumb-ed25519 x").unwrap().public;
+        assert_eq!(c.to_text().lines().count(), 1);
+    }
+
+    #[test]
+    fn private_key_pem_errors() {
+        let g = SigningKey::generate("").unwrap();
+        let k = SigningKey::from_pem(&g.private_pem, "k").unwrap();
+        assert_eq!(k.key_id(), g.public.key_id());
+        for (bad, want) in [
+            ("", "expected a first line"),
+            (
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+                "only unencrypted PKCS#8",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n",
+                "truncated",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+                "bad base64",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "PKCS#8 document rejected",
+            ),
+        ] {
+            let e = SigningKey::from_pem(bad, "k").unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?}, got {e:?}");
+        }
+        // Debug never shows secret material.
+        assert!(!format!("{k:?}").contains("BEGIN"));
+    }
+
+    #[test]
+    fn openssl_v1_pkcs8_key_is_accepted() {
+        // `openssl genpkey -algorithm ed25519` output (PKCS#8 v1, no public key).
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+        let k = SigningKey::from_pem(pem, "openssl.pem").unwrap();
+        let b = Bundle::sign(&baseline("x", 1), "x.toml", &k).unwrap();
+        b.verify(&[k.public_key().clone()]).unwrap();
+    }
+
+    #[test]
+    fn file_loading_caps_and_permissions() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let g = SigningKey::generate("").unwrap();
+        let kp = dir.path().join("k");
+        std::fs::write(&kp, &g.private_pem).unwrap();
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = SigningKey::load(&kp).unwrap_err();
+        assert!(e.to_string().contains("mode 0644"), "{e}");
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        SigningKey::load(&kp).unwrap();
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'#'; MAX_KEY_FILE_BYTES as usize + 10]).unwrap();
+        assert!(matches!(
+            PublicKey::load(&big),
+            Err(KeyError::TooLarge { .. })
+        ));
+        let e = Bundle::load(&dir.path().join("missing")).unwrap_err();
+        assert!(e.to_string().contains("cannot read bundle"), "{e}");
+    }
+}
