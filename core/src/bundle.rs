@@ -85,7 +85,7 @@ pub enum KeyError {
         reason: String,
     },
     /// The public key file is malformed.
-    #[error("{origin}:{line}: not a Plumbline public key: {reason}")]
+    #[error("{origin}{}: not a Plumbline public key: {reason}", line_suffix(*.line))]
     PublicKey {
         /// file
         origin: String,
@@ -107,6 +107,14 @@ pub enum KeyError {
     /// The system random generator failed.
     #[error("cannot generate a key: the system random generator failed")]
     Random,
+}
+
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 /// Why a bundle was refused. Each message says what is wrong in words an
@@ -1109,7 +1117,8 @@ mod tests {
                 "an Ed25519 signature is 64",
             ),
             (
-                good.replacen("length: ", "length: 99999999", 1).into_bytes(),
+                good.replacen("length: ", "length: 99999999", 1)
+                    .into_bytes(),
                 "larger than",
             ),
             (
