@@ -26,6 +26,12 @@ pub enum Command {
     Baseline(BaselineCommand),
     /// Generate an Ed25519 baseline signing key (PKCS#8, PEM) and KEY.pub.
     Keygen(KeygenArgs),
+    /// Print a shell completion script (packages install them).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
