@@ -26,6 +26,9 @@ pub enum Command {
     Baseline(BaselineCommand),
     /// Generate an Ed25519 baseline signing key (PKCS#8, PEM) and KEY.pub.
     Keygen(KeygenArgs),
+    /// Put failing rules back as the baseline declares: preview (default),
+    /// apply with a journal, list runs, or roll one back.
+    Remediate(RemediateArgs),
     /// Print a shell completion script (packages install them).
     #[command(hide = true)]
     Completions {
@@ -119,4 +122,41 @@ pub enum BaselineCommand {
         /// Bundle file.
         bundle: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RemediateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").args(["dry_run", "apply", "rollback", "list"])))]
+pub struct RemediateArgs {
+    /// Show what would change, change nothing (the default).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make the changes, journaled so that --rollback can undo them.
+    #[arg(long)]
+    pub apply: bool,
+    /// Undo run ID: every file put back byte for byte, metadata too.
+    #[arg(long, value_name = "ID")]
+    pub rollback: Option<String>,
+    /// List the runs in the journal.
+    #[arg(long)]
+    pub list: bool,
+    /// Baseline file (repeatable).
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["rollback", "list"])]
+    pub baseline: Vec<PathBuf>,
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Only these rule ids (repeatable).
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// State directory; the journal is STATE/remediation/.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/plumb")]
+    pub state_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RemediateFormat::Text)]
+    pub format: RemediateFormat,
 }

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod output;
+pub mod remediate;
 pub mod rootfs;
 pub mod trust;
 pub mod userdb;

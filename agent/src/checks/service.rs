@@ -44,7 +44,7 @@ const UNIT_TYPES: [&str; 11] = [
 const MAX_LINKS_SHOWN: usize = 5;
 
 /// The full unit name (`ssh` → `ssh.service`), or why it is not one.
-fn unit_name(unit: &str) -> Result<String, String> {
+pub(crate) fn unit_name(unit: &str) -> Result<String, String> {
     if unit.is_empty()
         || unit.starts_with('.')
         || unit.contains(['/', '\0'])
@@ -88,7 +88,7 @@ fn link_text(ctx: &Ctx, path: &str) -> Result<String, String> {
 
 /// Whether a link text, taken relative to the link's directory, names
 /// `/dev/null` (`/dev/null`, `//dev/null`, `../../../dev/null`...).
-fn names_dev_null(link_dir: &str, target: &str) -> bool {
+pub(crate) fn names_dev_null(link_dir: &str, target: &str) -> bool {
     let joined = if target.starts_with('/') {
         target.to_string()
     } else {
@@ -108,7 +108,7 @@ fn names_dev_null(link_dir: &str, target: &str) -> bool {
 }
 
 /// Whether a directory entry's name enables `unit`.
-fn enables(entry: &str, unit: &str) -> bool {
+pub(crate) fn enables(entry: &str, unit: &str) -> bool {
     if entry == unit {
         return true;
     }

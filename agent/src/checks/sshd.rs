@@ -27,10 +27,10 @@ use plumb_core::compare::Comparison;
 /// The OpenSSH release whose compiled-in defaults are encoded here.
 pub const OPENSSH_DEFAULTS_VERSION: &str = "9.2";
 
-const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
-const SSHD_DIR: &str = "/etc/ssh";
+pub(crate) const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+pub(crate) const SSHD_DIR: &str = "/etc/ssh";
 /// `SERVCONF_MAX_DEPTH` in servconf.c.
-const MAX_INCLUDE_DEPTH: usize = 16;
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// `KEX_SERVER_ENCRYPT` in OpenSSH 9.2's myproposal.h.
 const DEFAULT_CIPHERS: &str = "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com";
@@ -261,7 +261,7 @@ const ALIASES: &[(&str, &str)] = &[
 ];
 
 /// The option a keyword sets, lower-cased with aliases resolved.
-fn canonical(keyword: &str) -> String {
+pub(crate) fn canonical(keyword: &str) -> String {
     let k = keyword.to_ascii_lowercase();
     ALIASES
         .iter()
@@ -364,7 +364,7 @@ impl Walk<'_> {
 /// Splits a line the way sshd does: a keyword, then `=` or white space,
 /// then arguments (quotes honoured); `#` at the start of an argument ends
 /// the line. `None` for blank and comment lines.
-fn split_line(line: &str) -> Option<(String, Vec<String>)> {
+pub(crate) fn split_line(line: &str) -> Option<(String, Vec<String>)> {
     let line = line.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0c');
     let end = line
         .find(|c: char| c.is_ascii_whitespace() || c == '=')

@@ -54,7 +54,7 @@ pub(super) fn drop_in_files(ctx: &Ctx, dirs: &[&str]) -> Result<Vec<String>, Str
 /// A key in systemd's normalized form: `/` separates components. When the
 /// first separator is `.`, dots and slashes swap (`net.ipv4.conf.eth0/1.x`
 /// names the interface `eth0.1`), as `sysctl_normalize` does.
-fn normalize(key: &str) -> String {
+pub(crate) fn normalize(key: &str) -> String {
     let key = key.trim().trim_start_matches('/');
     match key.find(['.', '/']) {
         Some(i) if key.as_bytes()[i] == b'.' => key
@@ -70,7 +70,7 @@ fn normalize(key: &str) -> String {
 }
 
 /// The dotted form for evidence.
-fn dotted(normalized: &str) -> String {
+pub(crate) fn dotted(normalized: &str) -> String {
     normalized
         .chars()
         .map(|c| match c {

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod check;
 pub mod keygen;
+pub mod remediate;
 
 use crate::cli::{Cli, Command};
 
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Remediate(args) => remediate::run(&args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed stdout.
