@@ -24,6 +24,12 @@ pub enum Command {
     /// Work with baseline files.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Print a shell completion script (packages install them).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where checks look: a root directory and the proc directory of its

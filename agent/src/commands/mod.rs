@@ -10,5 +10,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a closed stdout.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "plumb", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(crate::EXIT_OK)
+        }
     }
 }
