@@ -5,6 +5,7 @@
 #
 # Usage: bench/check.sh        (no arguments; run from anywhere in the repo)
 # Env:   RUNS (default 20)     runs of each plumb configuration
+#        CARGO_TARGET_DIR      honoured, as cargo does
 #        FIND_RUNS (default 5) runs of the bare find
 #
 # Reads the host only. It may install the `time` and `lynis` apt packages if
@@ -34,7 +35,7 @@ apt_install() {
 
 echo "bench: building plumb (release)" >&2
 (cd "$REPO" && cargo build --release -q -p plumb-agent)
-PLUMB="$REPO/target/release/plumb"
+PLUMB="${CARGO_TARGET_DIR:-$REPO/target}/release/plumb"
 "$PLUMB" baseline lint "$BASELINE" >/dev/null
 
 # The shipped baseline without its find rules: drop every [[rule]] block whose
