@@ -24,12 +24,27 @@ pub enum Command {
     /// Work with baseline files.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Generate an Ed25519 baseline signing key (PKCS#8, PEM) and KEY.pub.
+    Keygen(KeygenArgs),
     /// Print a shell completion script (packages install them).
     #[command(hide = true)]
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Private key file to create (mode 0600); the public key goes to KEY.pub.
+    #[arg(short = 'o', long = "output", value_name = "KEY")]
+    pub output: PathBuf,
+    /// Replace KEY and KEY.pub if they exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Comment stored in KEY.pub (who owns the key).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub comment: String,
 }
 
 /// Where checks look: a root directory and the proc directory of its
@@ -84,5 +99,24 @@ pub enum BaselineCommand {
         /// Baseline files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Lint a baseline and sign it into a bundle agents will accept.
+    Sign {
+        /// Private signing key (from `plumb keygen`).
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Baseline file to sign.
+        file: PathBuf,
+        /// Bundle file to write.
+        #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+        output: PathBuf,
+    },
+    /// Verify a bundle as an agent would: exit 0 when a trusted key signed it.
+    Verify {
+        /// Trusted public key file (repeatable).
+        #[arg(long = "pubkey", value_name = "PUB", required = true)]
+        pubkeys: Vec<PathBuf>,
+        /// Bundle file.
+        bundle: PathBuf,
     },
 }

@@ -1,11 +1,13 @@
 //! The Plumbline agent: check evaluation, file integrity, the daemon and
 //! remediation. `main.rs` only parses the command line and calls in here.
 
+pub mod atomic;
 pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod output;
 pub mod rootfs;
+pub mod trust;
 pub mod userdb;
 
 /// Exit code: everything holds / no change.

@@ -2,6 +2,7 @@
 
 pub mod baseline;
 pub mod check;
+pub mod keygen;
 
 use crate::cli::{Cli, Command};
 
@@ -10,6 +11,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Keygen(args) => keygen::run(&args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed stdout.
