@@ -171,7 +171,9 @@ fn classify(md: &Metadata, owners: Option<&Owners>) -> u8 {
     let kind = mode & S_IFMT;
     let mut f = 0;
     let sticky_dir = kind == S_IFDIR && mode & 0o1000 != 0;
-    if mode & 0o002 != 0 && !md.file_type().is_symlink() && !sticky_dir {
+    // Regular files and directories only, as CIS's audit does: device
+    // nodes, FIFOs and sockets are world-writable by design (/dev/null).
+    if mode & 0o002 != 0 && (kind == S_IFREG || kind == S_IFDIR) && !sticky_dir {
         f |= WW;
     }
     if kind == S_IFREG && mode & 0o6000 != 0 {
@@ -708,8 +710,17 @@ mod tests {
         fx.file("/srv/tmp/inside", 0o646);
         fx.dir("/srv/drop", 0o777);
         symlink("closed", fx.p("/srv/link")).unwrap();
+        // A FIFO is world-writable by design, like /dev/null: not reported.
+        nix::unistd::mkfifo(
+            &fx.p("/srv/pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+        )
+        .unwrap();
+        std::fs::set_permissions(fx.p("/srv/pipe"), std::fs::Permissions::from_mode(0o666))
+            .unwrap();
         let o = evaluate(&ww(&["/srv"]), &fx.ctx());
         assert_eq!(o.status, Status::Fail, "{o:?}");
+        assert!(!o.evidence.iter().any(|e| e.contains("pipe")), "{o:?}");
         assert_eq!(
             o.evidence[..3],
             [
@@ -718,7 +729,7 @@ mod tests {
                 "/srv/tmp/inside: world-writable mode 0646",
             ]
         );
-        assert!(has(&o, "/srv: 7 entries examined"), "{o:?}");
+        assert!(has(&o, "/srv: 8 entries examined"), "{o:?}");
         fx.dir("/srv/drop", 0o755);
         std::fs::remove_file(fx.p("/srv/open")).unwrap();
         std::fs::remove_file(fx.p("/srv/tmp/inside")).unwrap();

@@ -114,9 +114,13 @@ fn module_matches(pattern: &str, name: &str) -> bool {
 
 /// Whether the module is listed in `PROC/modules`.
 fn loaded(proc: &Path, name: &str) -> Result<bool, String> {
-    let text = RootFs::new(proc)
-        .read_text("/modules")
-        .map_err(|e| format!("cannot read {}{e}", proc.display()))?;
+    let text = match RootFs::new(proc).read_text("/modules") {
+        Ok(t) => t,
+        // A real proc without `modules` is a kernel built without loadable
+        // module support (CONFIG_MODULES=n): nothing can be loaded.
+        Err(e) if e.is_not_found() && proc.join("sys/kernel").is_dir() => return Ok(false),
+        Err(e) => return Err(format!("cannot read {}{e}", proc.display())),
+    };
     Ok(text
         .lines
         .iter()
@@ -148,7 +152,14 @@ pub fn evaluate(spec: &KernelModuleCheck, ctx: &Ctx) -> Outcome {
                 Ok(is) => {
                     let modules = proc.join("modules");
                     let state = if is { "is loaded" } else { "is not loaded" };
-                    evidence.push(format!("{shown} {state} ({})", modules.display()));
+                    if modules.exists() {
+                        evidence.push(format!("{shown} {state} ({})", modules.display()));
+                    } else {
+                        evidence.push(format!(
+                            "{shown} {state}: this kernel has no loadable module support (no {})",
+                            modules.display()
+                        ));
+                    }
                     if is != want_loaded {
                         ok = false;
                         evidence.push(format!(
@@ -367,8 +378,12 @@ mod tests {
         let o = f.check("cramfs", Some(false), Some(true), false);
         assert_status(&o, Status::Pass);
         assert!(o.evidence[0].contains("loaded state not checked"));
-        // A proc directory without a modules file cannot tell.
+        // A proc directory without a modules file cannot tell...
         assert_status(&f.check("cramfs", Some(false), None, true), Status::Error);
+        // ...unless it is a real proc: the kernel has no module support.
+        std::fs::create_dir_all(f.proc.path().join("sys/kernel")).unwrap();
+        assert_status(&f.check("cramfs", Some(false), None, true), Status::Pass);
+        std::fs::remove_dir_all(f.proc.path().join("sys")).unwrap();
         f.modules("ext4 1 0 - Live 0x0\ncramfsx 1 0 - Live 0x0\n");
         let o = f.check("cramfs", Some(false), Some(true), true);
         assert_status(&o, Status::Pass);

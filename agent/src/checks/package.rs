@@ -2,8 +2,10 @@
 //! of the checked root (rpm is not supported yet).
 
 use super::{Ctx, Outcome};
+use crate::rootfs::TextFile;
 use plumb_core::check::PackageCheck;
 use plumb_core::report::Status;
+use std::collections::HashMap;
 
 /// The dpkg database: one stanza per package and architecture.
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
@@ -83,24 +85,55 @@ fn installed_state(state: &str) -> Result<Option<&'static str>, ()> {
     }
 }
 
+/// The dpkg database of a root, read and indexed once per run: a
+/// baseline has many package rules and the status file is large.
+#[derive(Debug)]
+pub struct Db {
+    file: TextFile,
+    /// Stanzas by lower-case bare package name.
+    by_name: HashMap<String, Vec<Stanza>>,
+}
+
+fn db(ctx: &Ctx) -> Result<&Db, Outcome> {
+    ctx.dpkg
+        .get_or_init(|| {
+            let file = match ctx.fs.read_text(DPKG_STATUS) {
+                Ok(f) => f,
+                Err(e) if e.is_not_found() => {
+                    return Err(Outcome::skipped(
+                        "no dpkg database in this root; rpm is not supported yet",
+                    ));
+                }
+                Err(e) => return Err(Outcome::read_error(&e)),
+            };
+            let mut by_name: HashMap<String, Vec<Stanza>> = HashMap::new();
+            for s in stanzas(file.numbered()) {
+                if let Some(p) = &s.package {
+                    by_name
+                        .entry(bare(p).to_ascii_lowercase())
+                        .or_default()
+                        .push(s);
+                }
+            }
+            Ok(Db { file, by_name })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// Evaluates a `package` check.
 pub fn evaluate(spec: &PackageCheck, ctx: &Ctx) -> Outcome {
-    let file = match ctx.fs.read_text(DPKG_STATUS) {
-        Ok(f) => f,
-        Err(e) if e.is_not_found() => {
-            return Outcome::skipped("no dpkg database in this root; rpm is not supported yet");
-        }
-        Err(e) => return Outcome::read_error(&e),
+    let db = match db(ctx) {
+        Ok(db) => db,
+        Err(out) => return out,
     };
+    let file = &db.file;
     let name = bare(spec.name.trim());
-    let found: Vec<Stanza> = stanzas(file.numbered())
-        .into_iter()
-        .filter(|s| {
-            s.package
-                .as_deref()
-                .is_some_and(|p| bare(p).eq_ignore_ascii_case(name))
-        })
-        .collect();
+    let found: Vec<Stanza> = db
+        .by_name
+        .get(&name.to_ascii_lowercase())
+        .cloned()
+        .unwrap_or_default();
     if found.is_empty() {
         return Outcome::verdict(
             !spec.installed,
