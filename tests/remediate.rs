@@ -32,11 +32,18 @@ fn snap(p: &Path) -> Snap {
         }
         Ok(m) => {
             let mut xattrs: Vec<_> = xattr::list(p)
-                .map(|l| l.map(|n| (n.clone(), xattr::get(p, &n).unwrap().unwrap())).collect())
+                .map(|l| {
+                    l.map(|n| (n.clone(), xattr::get(p, &n).unwrap().unwrap()))
+                        .collect()
+                })
                 .unwrap_or_default();
             xattrs.sort();
             Snap::File {
-                bytes: if m.is_file() { std::fs::read(p).unwrap() } else { vec![] },
+                bytes: if m.is_file() {
+                    std::fs::read(p).unwrap()
+                } else {
+                    vec![]
+                },
                 mode: m.mode() & 0o7777,
                 uid: m.uid(),
                 gid: m.gid(),
@@ -163,16 +170,21 @@ fn dry_run_shows_a_diff_and_changes_nothing() {
     assert!(out.contains("would change"), "{out}");
     assert!(out.contains("-PermitRootLogin yes"), "{out}");
     assert!(out.contains("+PermitRootLogin no"), "{out}");
-    assert!(out.contains("--- /etc/ssh/sshd_config.d/50-cloud.conf"), "{out}");
+    assert!(
+        out.contains("--- /etc/ssh/sshd_config.d/50-cloud.conf"),
+        "{out}"
+    );
     assert!(out.contains("not validated"), "offline roots say so: {out}");
     assert_eq!(before, (snap(&main), snap(&drop), mtime(&drop)));
     // Nothing journaled either.
-    assert!(!f.state.path().join("remediation").exists() || {
-        let (_, out, _) = run(plumb()
-            .args(["remediate", "--list", "--state-dir"])
-            .arg(f.state.path()));
-        out.contains("no remediation runs")
-    });
+    assert!(
+        !f.state.path().join("remediation").exists() || {
+            let (_, out, _) = run(plumb()
+                .args(["remediate", "--list", "--state-dir"])
+                .arg(f.state.path()));
+            out.contains("no remediation runs")
+        }
+    );
     let (code, out, _) = f.remediate(&b, &["--format", "json"]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -215,7 +227,11 @@ fn sshd_set_keeps_odd_bytes_and_metadata_and_is_idempotent() {
     };
     assert_eq!(mode, 0o640);
     if xattr::get(&drop, "user.test").is_ok() {
-        assert!(xattrs.iter().any(|(n, v)| n == "user.test" && v == b"keep me"));
+        assert!(
+            xattrs
+                .iter()
+                .any(|(n, v)| n == "user.test" && v == b"keep me")
+        );
     }
     // Second run: nothing to do, nothing written, no new journal entry.
     let state = (snap(&main), snap(&drop), mtime(&drop), mtime(&main));
@@ -223,7 +239,10 @@ fn sshd_set_keeps_odd_bytes_and_metadata_and_is_idempotent() {
     assert_eq!(code, 0, "{report2:#}");
     assert_eq!(report2["results"][0]["status"], "passing");
     assert!(report2["rollback_id"].is_null());
-    assert_eq!(state, (snap(&main), snap(&drop), mtime(&drop), mtime(&main)));
+    assert_eq!(
+        state,
+        (snap(&main), snap(&drop), mtime(&drop), mtime(&main))
+    );
     let (code, out, _) = run(plumb()
         .args(["remediate", "--list", "--state-dir"])
         .arg(f.state.path()));
@@ -232,7 +251,10 @@ fn sshd_set_keeps_odd_bytes_and_metadata_and_is_idempotent() {
     assert!(out.contains(id), "{out}");
     assert!(out.contains("applied"), "{out}");
     assert!(out.contains("ssh.root"), "{out}");
-    assert!(out.contains("/etc/ssh/sshd_config.d/50-cloud.conf"), "{out}");
+    assert!(
+        out.contains("/etc/ssh/sshd_config.d/50-cloud.conf"),
+        "{out}"
+    );
     assert_eq!(out.matches("root ").count(), 1, "one run listed: {out}");
     f.rollback(id);
     let (_, out, _) = run(plumb()
@@ -252,7 +274,8 @@ fn sysctl_set_runtime_and_persistent() {
     std::fs::create_dir_all(pv.parent().unwrap()).unwrap();
     std::fs::write(&pv, "1\n").unwrap();
     f.root.mkdir("/etc/sysctl.d");
-    f.root.write("/etc/sysctl.d/10-other.conf", "net.ipv4.ip_forward = 1\n");
+    f.root
+        .write("/etc/sysctl.d/10-other.conf", "net.ipv4.ip_forward = 1\n");
     let owned = f.root.p("/etc/sysctl.d/60-plumbline.conf");
     let procs = proc.path().to_str().unwrap();
     let report = f.round_trip(
@@ -265,14 +288,23 @@ fn sysctl_set_runtime_and_persistent() {
         &["--proc", procs],
     );
     let changes = report["results"][0]["changes"].to_string();
-    assert!(changes.contains("runtime net.ipv4.ip_forward: 1 → 0"), "{changes}");
-    assert!(changes.contains("create /etc/sysctl.d/60-plumbline.conf"), "{changes}");
+    assert!(
+        changes.contains("runtime net.ipv4.ip_forward: 1 → 0"),
+        "{changes}"
+    );
+    assert!(
+        changes.contains("create /etc/sysctl.d/60-plumbline.conf"),
+        "{changes}"
+    );
 }
 
 #[test]
 fn file_mode_and_owner() {
     let f = Fixture::new();
-    f.root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nauditor:x:1234:1234::/:/bin/false\n");
+    f.root.write(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/sh\nauditor:x:1234:1234::/:/bin/false\n",
+    );
     f.root.write("/etc/group", "root:x:0:\nshadow:x:42:\n");
     let shadow = f.root.write("/etc/shadow", "root:*:1::::::\n");
     f.root.chmod("/etc/shadow", 0o644);
@@ -308,7 +340,10 @@ fn file_mode_and_owner() {
 #[test]
 fn file_owner_keeps_the_setuid_bit() {
     let f = Fixture::new();
-    f.root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nauditor:x:1234:1234::/:/bin/false\n");
+    f.root.write(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/sh\nauditor:x:1234:1234::/:/bin/false\n",
+    );
     f.root.write("/etc/group", "root:x:0:\n");
     let bin = f.root.write("/usr/bin/tool", "#!/bin/sh\n");
     f.root.chmod("/usr/bin/tool", 0o4755);
@@ -328,7 +363,8 @@ fn config_set_replaces_the_effective_line_and_comments_the_others() {
     let f = Fixture::new();
     let defs = f.root.write(
         "/etc/login.defs",
-        b"# PASS_MAX_DAYS 1\nPASS_MAX_DAYS\t99999\n\xff\xfe odd\r\nPASS_MAX_DAYS 400\nUMASK 022\n".as_slice(),
+        b"# PASS_MAX_DAYS 1\nPASS_MAX_DAYS\t99999\n\xff\xfe odd\r\nPASS_MAX_DAYS 400\nUMASK 022\n"
+            .as_slice(),
     );
     f.root.chmod("/etc/login.defs", 0o600);
     tag(&defs);
@@ -369,7 +405,11 @@ fn config_set_replaces_the_effective_line_and_comments_the_others() {
         &[&x],
         &[],
     );
-    assert!(report["results"][0]["changes"].to_string().contains("create /etc/default/x"));
+    assert!(
+        report["results"][0]["changes"]
+            .to_string()
+            .contains("create /etc/default/x")
+    );
     f.apply_json(&b, &[]);
     assert_eq!(std::fs::read(&x).unwrap(), b"A=b\n");
 }
@@ -377,25 +417,48 @@ fn config_set_replaces_the_effective_line_and_comments_the_others() {
 #[test]
 fn kernel_module_disable_writes_the_owned_file() {
     let f = Fixture::new();
-    f.root.mkdir("/etc/modprobe.d");
+    // No /etc/modprobe.d yet: it is created, and removed again on rollback.
+    f.root.mkdir("/etc");
     let owned = f.root.p("/etc/modprobe.d/plumbline.conf");
-    f.round_trip(
+    let report = f.round_trip(
         &rrule(
             "mod.cramfs",
             r#"{ kind = "kernel_module", name = "cramfs", disabled = true }"#,
             r#"{ kind = "kernel_module_disable", name = "cramfs" }"#,
         ),
-        &[&owned],
+        &[&owned, &f.root.p("/etc/modprobe.d")],
         &[],
     );
+    assert!(
+        report["results"][0]["changes"]
+            .to_string()
+            .contains("create directory /etc/modprobe.d"),
+        "{report:#}"
+    );
+    assert!(!f.root.p("/etc/modprobe.d").exists());
+    f.root.mkdir("/etc/modprobe.d");
+    std::fs::write(&owned, "# mine\ninstall cramfs /bin/true\n").unwrap();
     let b = f.baseline(&rrule(
         "mod.cramfs",
         r#"{ kind = "kernel_module", name = "cramfs", disabled = true }"#,
         r#"{ kind = "kernel_module_disable", name = "cramfs" }"#,
     ));
     f.apply_json(&b, &[]);
-    let text = std::fs::read_to_string(&owned).unwrap();
-    assert!(text.contains("\ninstall cramfs /bin/false\nblacklist cramfs\n"), "{text}");
+    // Disabled already by the install line: the rule passes, nothing is written.
+    assert_eq!(
+        std::fs::read_to_string(&owned).unwrap(),
+        "# mine\ninstall cramfs /bin/true\n"
+    );
+    std::fs::write(
+        &owned,
+        "# mine\ninstall cramfs /sbin/modprobe --ignore-install cramfs",
+    )
+    .unwrap();
+    f.apply_json(&b, &[]);
+    assert_eq!(
+        std::fs::read_to_string(&owned).unwrap(),
+        "# mine\ninstall cramfs /sbin/modprobe --ignore-install cramfs\ninstall cramfs /bin/false\nblacklist cramfs\n"
+    );
 }
 
 #[test]
@@ -412,8 +475,12 @@ fn service_disable_and_mask_with_symlinks_recreated_on_rollback() {
         "/lib/systemd/system/telnet.service",
         "/etc/systemd/system/sockets.target.requires/telnet.service",
     );
-    let wants = f.root.p("/etc/systemd/system/multi-user.target.wants/telnet.service");
-    let req = f.root.p("/etc/systemd/system/sockets.target.requires/telnet.service");
+    let wants = f
+        .root
+        .p("/etc/systemd/system/multi-user.target.wants/telnet.service");
+    let req = f
+        .root
+        .p("/etc/systemd/system/sockets.target.requires/telnet.service");
     let mask = f.root.p("/etc/systemd/system/rsh.service");
     let report = f.round_trip(
         &[
@@ -453,7 +520,12 @@ fn service_disable_and_mask_with_symlinks_recreated_on_rollback() {
     let (code, report) = f.apply_json(&b, &[]);
     assert_eq!(code, 1);
     assert_eq!(report["results"][0]["status"], "error");
-    assert!(report["results"][0]["error"].as_str().unwrap().contains("refusing"));
+    assert!(
+        report["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refusing")
+    );
 }
 
 #[test]
@@ -534,7 +606,10 @@ fn rollback_of_an_unknown_id_is_a_clear_error() {
     let f = Fixture::new();
     let (code, out, err) = f.rollback("20990101T000000Z-dead");
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("no remediation run 20990101T000000Z-dead"), "{err}");
+    assert!(
+        err.contains("no remediation run 20990101T000000Z-dead"),
+        "{err}"
+    );
     let (code, _, err) = f.rollback("../../etc");
     assert_eq!(code, 2);
     assert!(err.contains("not a remediation run id"), "{err}");

@@ -15,9 +15,6 @@ pub(super) fn targets(
         .fs
         .glob(path)
         .map_err(|e| format!("cannot list {path}: {e}"))?;
-    if paths.is_empty() {
-        return Err(format!("{path}: does not exist; nothing to change"));
-    }
     paths
         .into_iter()
         .map(|p| {
@@ -40,7 +37,13 @@ pub fn plan(view: &View, path: &str, mode: &str) -> Result<Plan, String> {
         .filter(|m| *m <= 0o7777)
         .ok_or_else(|| format!("mode \"{mode}\" is not an octal permission mode"))?;
     let mut p = Plan::default();
-    for (path, host, m) in targets(view, path)? {
+    let found = targets(view, path)?;
+    if found.is_empty() {
+        p.notes.push(format!(
+            "{path} does not exist; file_mode does not create files"
+        ));
+    }
+    for (path, host, m) in found {
         let old = m.mode() & 0o7777;
         if old != want {
             p.ops.push(Op::Chmod {

@@ -27,7 +27,13 @@ pub fn plan(
         })
         .transpose()?;
     let mut p = Plan::default();
-    for (path, host, m) in super::file_mode::targets(view, path)? {
+    let found = super::file_mode::targets(view, path)?;
+    if found.is_empty() {
+        p.notes.push(format!(
+            "{path} does not exist; file_owner does not create files"
+        ));
+    }
+    for (path, host, m) in found {
         let old = (m.uid(), m.gid());
         let new = (uid.unwrap_or(old.0), gid.unwrap_or(old.1));
         if old == new {

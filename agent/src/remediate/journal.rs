@@ -480,7 +480,15 @@ fn restore(dir: &Path, item: &Item) -> Result<(), String> {
         Before::Absent => match now {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.to_string()),
-            Ok(_) if is_dir => Err("is a directory now; left as it is".into()),
+            // A directory the run created; its files were restored (removed) first.
+            Ok(_) if is_dir => {
+                std::fs::remove_dir(host)
+                    .map_err(|e| format!("directory created by the run, now not removable: {e}"))?;
+                match host.parent() {
+                    Some(p) => atomic::sync_dir(p).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            }
             Ok(_) => {
                 std::fs::remove_file(host).map_err(|e| e.to_string())?;
                 match host.parent() {

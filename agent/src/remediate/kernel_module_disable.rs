@@ -46,7 +46,7 @@ pub fn plan(view: &View, name: &str) -> Result<Plan, String> {
         plan::append_line(&mut new, &format!("blacklist {name}"));
     }
     let mut p = Plan::default();
-    p.ops.extend(view.write(OWNED, old, new)?);
+    p.ops.extend(view.write_owned(OWNED, old, new)?);
     if view.ctx.proc.is_some() {
         p.notes.push(format!(
             "{name} is not unloaded if it is loaded now: that takes `modprobe -r {name}` or a reboot"

@@ -443,6 +443,17 @@ fn execute(op: &Op, done: usize) -> Result<(), String> {
         Op::Symlink { host, target, .. } => {
             atomic::symlink_atomic(Path::new(target), host, None).map_err(err)
         }
+        Op::Mkdir { host, .. } => {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(host)
+                .map_err(err)?;
+            match host.parent() {
+                Some(d) => atomic::sync_dir(d).map_err(err),
+                None => Ok(()),
+            }
+        }
         Op::SysctlRuntime { host, new, .. } => std::fs::File::options()
             .write(true)
             .truncate(true)

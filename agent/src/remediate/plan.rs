@@ -69,6 +69,13 @@ pub enum Op {
         /// link text replaced, when there was a link
         replaces: Option<String>,
     },
+    /// Create a directory (mode 0755) for a Plumbline-owned file.
+    Mkdir {
+        /// in-root path
+        path: String,
+        /// host path
+        host: PathBuf,
+    },
     /// Write a runtime kernel parameter under PROC/sys.
     SysctlRuntime {
         /// dotted key
@@ -91,6 +98,7 @@ impl Op {
             | Op::Chown { host, .. }
             | Op::Remove { host, .. }
             | Op::Symlink { host, .. }
+            | Op::Mkdir { host, .. }
             | Op::SysctlRuntime { host, .. } => host,
         }
     }
@@ -102,7 +110,8 @@ impl Op {
             | Op::Chmod { path, .. }
             | Op::Chown { path, .. }
             | Op::Remove { path, .. }
-            | Op::Symlink { path, .. } => path,
+            | Op::Symlink { path, .. }
+            | Op::Mkdir { path, .. } => path,
             Op::SysctlRuntime { key, .. } => key,
         }
     }
@@ -117,6 +126,7 @@ impl Op {
             Op::Chmod { path, old, new, .. } => format!("{path}: mode {old:04o} → {new:04o}"),
             Op::Chown { path, shown, .. } => format!("{path}: {shown}"),
             Op::Remove { path, was, .. } => format!("remove {path} ({was})"),
+            Op::Mkdir { path, .. } => format!("create directory {path} (mode 0755)"),
             Op::Symlink {
                 path,
                 target,
@@ -251,6 +261,44 @@ impl<'a> View<'a> {
             old,
             new,
         }))
+    }
+
+    /// Like [`View::write`] for a file Plumbline owns: its directory
+    /// (`/etc/sysctl.d`, `/etc/modprobe.d`) is created first when missing.
+    pub fn write_owned(
+        &self,
+        in_root: &str,
+        old: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> Result<Vec<Op>, String> {
+        let mut ops = Vec::new();
+        if old.is_none() {
+            let (dir, _) = in_root.rsplit_once('/').unwrap_or(("/", in_root));
+            let host = self.target(dir)?;
+            match std::fs::symlink_metadata(&host) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(format!("{dir} exists and is not a directory")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !host.parent().is_some_and(Path::is_dir) {
+                        return Err(format!("cannot create {dir}: its parent does not exist"));
+                    }
+                    ops.push(Op::Mkdir {
+                        path: dir.to_string(),
+                        host: host.clone(),
+                    });
+                    ops.push(Op::Write {
+                        path: in_root.to_string(),
+                        host: host.join(in_root.rsplit('/').next().unwrap_or(in_root)),
+                        old,
+                        new,
+                    });
+                    return Ok(ops);
+                }
+                Err(e) => return Err(format!("cannot stat {dir}: {e}")),
+            }
+        }
+        ops.extend(self.write(in_root, old, new)?);
+        Ok(ops)
     }
 
     /// Whether the root is the running system's own `/`.

@@ -101,6 +101,6 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, String> {
     if !done {
         plan::append_line(&mut new, &line);
     }
-    p.ops.extend(view.write(OWNED, old, new)?);
+    p.ops.extend(view.write_owned(OWNED, old, new)?);
     Ok(p)
 }
