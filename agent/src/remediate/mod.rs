@@ -496,3 +496,99 @@ pub fn events(report: &Report) -> Vec<RemediationEvent> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::Baseline;
+
+    const BASELINE: &str = r#"schema = 1
+id = "t"
+version = 1
+title = "t"
+
+[[rule]]
+id = "shadow.mode"
+title = "shadow"
+severity = "high"
+domains = [13]
+criteria = ["C"]
+check = { kind = "file", path = "/etc/shadow", mode_max = "0640" }
+remediation = { kind = "file_mode", path = "/etc/shadow", mode = "0640" }
+
+[[rule]]
+id = "a"
+title = "a"
+severity = "low"
+domains = [20]
+criteria = ["I"]
+check = { kind = "config_value", path = "/etc/x.conf", key = "A", equals = 1 }
+remediation = { kind = "config_set", path = "/etc/x.conf", key = "A", value = 1 }
+
+[[rule]]
+id = "b"
+title = "b"
+severity = "low"
+domains = [20]
+criteria = ["I"]
+check = { kind = "config_value", path = "/etc/x.conf", key = "B", equals = 2 }
+remediation = { kind = "config_set", path = "/etc/x.conf", key = "B", value = 2 }
+"#;
+
+    #[test]
+    fn library_api_dry_run_then_apply_and_events() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let t = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/shadow"), "x\n").unwrap();
+        std::fs::set_permissions(
+            t.path().join("etc/shadow"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::fs::write(t.path().join("etc/x.conf"), "A 0\n").unwrap();
+        let b = Baseline::from_str(BASELINE, "t.toml").unwrap();
+        let rules: Vec<&Rule> = b.rules.iter().collect();
+        let ctx = Ctx::new(t.path(), None);
+
+        let dry = run(&rules, &ctx, Mode::DryRun, state.path());
+        assert_eq!(dry.exit_code(), crate::EXIT_DRIFT);
+        assert!(dry.rollback_id.is_none());
+        // Two rules editing one file: the second diff builds on the first.
+        let d = dry.results[2].changes[0].diff.clone().unwrap();
+        assert!(
+            d.contains(" A 1\n+B 2\n"),
+            "the second plan sees the first: {d}"
+        );
+        let ev = events(&dry);
+        assert_eq!(ev.len(), 3);
+        assert!(ev.iter().all(|e| e.result == "dry_run"));
+        assert!(ev[0].changes[0].contains("mode 0644 → 0640"), "{:?}", ev[0]);
+        assert_eq!(
+            std::fs::read(t.path().join("etc/x.conf")).unwrap(),
+            b"A 0\n"
+        );
+        assert!(!journal::dir(state.path()).exists());
+
+        let done = run(&rules, &ctx, Mode::Apply, state.path());
+        assert_eq!(done.exit_code(), crate::EXIT_OK, "{done:#?}");
+        let id = done.rollback_id.clone().unwrap();
+        let ev = events(&done);
+        assert!(
+            ev.iter()
+                .all(|e| e.result == "fixed" && e.rollback_id == id)
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("etc/x.conf")).unwrap(),
+            b"A 1\nB 2\n"
+        );
+        let again = run(&rules, &ctx, Mode::Apply, state.path());
+        assert!(again.rollback_id.is_none());
+        assert!(events(&again).is_empty());
+        let e = journal::load(state.path(), &id).unwrap();
+        assert_eq!(e.rules, vec!["shadow.mode", "a", "b"]);
+        // x.conf backed up once, before its first change.
+        assert_eq!(e.items.len(), 2);
+    }
+}
