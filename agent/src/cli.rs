@@ -24,6 +24,20 @@ pub enum Command {
     /// Work with baseline files.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Run the agent daemon (checks, file integrity, drift events).
+    Agent(AgentArgs),
+}
+
+/// `plumb agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent config file.
+    #[arg(long, value_name = "FILE", default_value = "/etc/plumb/agent.toml")]
+    pub config: PathBuf,
+    /// Check the config (and the baselines, keys and certificates it names),
+    /// then exit: 0 valid, 2 invalid.
+    #[arg(long)]
+    pub validate: bool,
 }
 
 /// Where checks look: a root directory and the proc directory of its

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod agent;
 pub mod baseline;
 pub mod check;
 
@@ -10,5 +11,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Agent(args) => agent::run(&args),
     }
 }
