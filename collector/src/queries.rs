@@ -91,7 +91,7 @@ pub fn hosts(
     format: Format,
 ) -> Result<String, StorageError> {
     let rows = q.hosts(now - 86_400)?;
-    let stale = |h: &HostRow| now - h.last_seen > i64::try_from(stale_after).unwrap_or(i64::MAX);
+    let stale = |h: &HostRow| now - h.last_seen >= i64::try_from(stale_after).unwrap_or(i64::MAX);
     if format == Format::Json {
         let hosts: Vec<Value> = rows
             .iter()
@@ -127,7 +127,7 @@ pub fn hosts(
     }
     let _ = writeln!(
         out,
-        "{:<22} {:<11} {:>5} {:>4} {:>5}  {:<8} {}",
+        "{:<20} {:<10} {:>5} {:>4} {:>5}  {:<7} {}",
         "HOST", "LAST SEEN", "SCORE", "FAIL", "DRIFT", "AGENT", "BASELINE"
     );
     for h in &rows {
@@ -142,15 +142,15 @@ pub fn hosts(
             _ => "-".into(),
         };
         let line = format!(
-            "{:<22} {:<11} {:>5} {:>4} {:>5}  {:<8} {}",
-            fit(&h.host, 22),
+            "{:<20} {:<10} {:>5} {:>4} {:>5}  {:<7} {}",
+            fit(&h.host, 20),
             seen,
             score(h)
                 .map(|s| format!("{s:.1}"))
                 .unwrap_or_else(|| "-".into()),
             h.fail,
             h.drift_recent,
-            fit(h.agent_version.as_deref().unwrap_or("-"), 8),
+            fit(h.agent_version.as_deref().unwrap_or("-"), 7),
             baseline
         );
         let _ = writeln!(out, "{}", fit(&line, WIDTH));
@@ -158,7 +158,7 @@ pub fn hosts(
     let n_stale = rows.iter().filter(|h| stale(h)).count();
     let _ = writeln!(
         out,
-        "\n{} hosts, {} stale (not seen for {}), {} failing at least one rule. DRIFT: last 24 h.",
+        "\n{} hosts, {} stale (unseen for {}), {} failing a rule. DRIFT: last 24 h.",
         rows.len(),
         n_stale,
         age(i64::try_from(stale_after).unwrap_or(i64::MAX)),
