@@ -368,7 +368,7 @@ mod tests {
         assert_eq!(rt.watch_count(), 3, "/etc, /etc/a, /etc/a/b");
         std::fs::write(root.join("etc/skip/deep/x"), "x").unwrap();
         std::fs::write(root.join("etc/a/b/f"), "x").unwrap();
-        assert!(wait(&rt, |d| d.paths.contains(&b"/etc/a/b/f".to_vec())));
+        assert!(wait(&rt, |d| d.paths.contains(b"/etc/a/b/f".as_slice())));
         let d = rt.shared.take();
         assert!(
             d.paths.iter().all(|p| !p.starts_with(b"/etc/skip")),
@@ -376,13 +376,13 @@ mod tests {
             d.paths
         );
         std::fs::create_dir(root.join("etc/new")).unwrap();
-        assert!(wait(&rt, |d| d.paths.contains(&b"/etc/new".to_vec())));
+        assert!(wait(&rt, |d| d.paths.contains(b"/etc/new".as_slice())));
         let d = rt.shared.take();
         let paths: Vec<Vec<u8>> = d.paths.into_iter().collect();
         rt.refresh(&paths);
         assert_eq!(rt.watch_count(), 4);
         std::fs::write(root.join("etc/new/g"), "x").unwrap();
-        assert!(wait(&rt, |d| d.paths.contains(&b"/etc/new/g".to_vec())));
+        assert!(wait(&rt, |d| d.paths.contains(b"/etc/new/g".as_slice())));
     }
 
     #[test]
@@ -395,7 +395,7 @@ mod tests {
         for i in 0..50 {
             std::fs::write(root.join(format!("etc/f{i}")), "x").unwrap();
         }
-        assert!(wait(&rt, |d| d.roots.contains(&b"/etc".to_vec())));
+        assert!(wait(&rt, |d| d.roots.contains(b"/etc".as_slice())));
         std::thread::sleep(Duration::from_millis(100));
         let d = rt.shared.take();
         assert!(d.paths.len() <= 5);

@@ -70,6 +70,12 @@ pub enum SendError {
         /// How long.
         after: Duration,
     },
+    /// 413: the batch is too large; send fewer events at once.
+    #[error("collector refused the batch as too large (HTTP 413)")]
+    TooLarge,
+    /// 400: the collector will never accept this batch as it is.
+    #[error("collector refused the batch (HTTP 400): {0}")]
+    Rejected(String),
     /// Anything else: connection, TLS, HTTP status, bad reply.
     #[error("{0}")]
     Failed(String),
@@ -86,7 +92,6 @@ pub struct Client {
     server_name: ServerName<'static>,
     timeout: Duration,
     batch_size: usize,
-    max_backoff: Duration,
     conn: AsyncMutex<Option<Conn>>,
 }
 
@@ -154,7 +159,6 @@ impl Client {
             server_name,
             timeout: c.timeout,
             batch_size: c.batch_size,
-            max_backoff: c.max_backoff,
             conn: AsyncMutex::new(None),
         })
     }
@@ -245,6 +249,13 @@ impl Client {
                 after: retry_after.unwrap_or(Duration::from_secs(5)),
             });
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(SendError::TooLarge);
+        }
+        if status == StatusCode::BAD_REQUEST {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(SendError::Rejected(text));
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(SendError::Failed(format!(
@@ -257,19 +268,63 @@ impl Client {
     }
 
     /// Sends everything in the outbox, batch by batch, until it is empty or
-    /// a send fails.
+    /// a send fails. A 413 halves the batch; a 400 is narrowed down to the
+    /// one event the collector refuses, which is then removed from the
+    /// outbox and reported by an `agent` error event (never silently).
     pub async fn send_pending(&self, shared: &Shared) -> Result<usize, SendError> {
         let mut sent = 0;
+        let mut size = self.batch_size;
         loop {
             let batch = shared
                 .outbox()
-                .peek(self.batch_size)
+                .peek(size)
                 .map_err(|e| SendError::Failed(e.to_string()))?;
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return Ok(sent);
             };
             let (first, last) = (first.seq, last.seq);
-            let acked = self.send(&shared.host, &batch).await?;
+            let acked = match self.send(&shared.host, &batch).await {
+                Ok(a) => a,
+                Err(SendError::TooLarge) if size > 1 => {
+                    size = size.div_ceil(2);
+                    continue;
+                }
+                Err(SendError::Rejected(_)) if size > 1 => {
+                    size = 1;
+                    continue;
+                }
+                Err(SendError::Rejected(why)) => {
+                    shared
+                        .outbox()
+                        .ack(first)
+                        .map_err(|e| SendError::Failed(e.to_string()))?;
+                    shared.emit(vec![crate::daemon::outbox::NewEvent::agent(
+                        plumb_core::event::AgentEventKind::Error,
+                        plumb_core::Severity::High,
+                        format!(
+                            "the collector refuses event seq {first} ({}): {why}; it was removed from the outbox",
+                            batch[0].body.kind()
+                        ),
+                    )]);
+                    continue;
+                }
+                Err(SendError::TooLarge) => {
+                    shared
+                        .outbox()
+                        .ack(first)
+                        .map_err(|e| SendError::Failed(e.to_string()))?;
+                    shared.emit(vec![crate::daemon::outbox::NewEvent::agent(
+                        plumb_core::event::AgentEventKind::Error,
+                        plumb_core::Severity::High,
+                        format!(
+                            "event seq {first} ({}) is larger than the collector accepts; it was removed from the outbox",
+                            batch[0].body.kind()
+                        ),
+                    )]);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if acked < first {
                 return Err(SendError::Failed(format!(
                     "collector acknowledged seq {acked}, below the batch {first}..={last}"
@@ -282,6 +337,7 @@ impl Client {
                 .ack(upto)
                 .map_err(|e| SendError::Failed(e.to_string()))?;
             sent += batch.iter().filter(|e| e.seq <= upto).count();
+            size = self.batch_size;
         }
     }
 }
@@ -351,7 +407,6 @@ pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
             }
         }
     });
-    let _ = client.max_backoff;
     Ok(Delivery {
         task,
         last: LastFlush::Sender(client),

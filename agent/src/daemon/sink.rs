@@ -128,6 +128,54 @@ fn repair_tail(file: &mut File) -> std::io::Result<u64> {
     Ok(serde_json::from_slice::<SeqOnly>(last).map_or(0, |s| s.seq))
 }
 
+/// Starts the delivery task that moves the outbox into the events file.
+pub fn spawn(shared: Arc<Shared>, path: &Path) -> std::io::Result<Delivery> {
+    let sink = Arc::new(Mutex::new(Sink::open(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("events_file {}: {e}", path.display()))
+    })?));
+    let s2 = sink.clone();
+    let task = tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = shared.delivery.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(if failing { 5 } else { 1 })) => {}
+            }
+            let (sh, sk) = (shared.clone(), s2.clone());
+            match tokio::task::spawn_blocking(move || flush(&sh, &sk)).await {
+                Ok(Ok(())) => failing = false,
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::error!("events file: {e}; events stay in the outbox");
+                    }
+                    failing = true;
+                }
+                Err(e) => tracing::error!("events file task: {e}"),
+            }
+        }
+    });
+    Ok(Delivery {
+        task,
+        last: LastFlush::Sink(sink),
+    })
+}
+
+/// Moves everything in the outbox to the file, batch by batch: append and
+/// fsync, then delete what is safely written.
+pub fn flush(shared: &Shared, sink: &Mutex<Sink>) -> Result<(), String> {
+    let mut sink = sink
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let batch = shared.outbox().peek(1000).map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let top = sink.write(&batch).map_err(|e| e.to_string())?;
+        shared.outbox().ack(top).map_err(|e| e.to_string())?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,53 +227,5 @@ mod tests {
         assert_eq!(s.written(), 1);
         s.write(&[ev(2)]).unwrap();
         assert_eq!(seqs(&p), [1, 2]);
-    }
-}
-
-/// Starts the delivery task that moves the outbox into the events file.
-pub fn spawn(shared: Arc<Shared>, path: &Path) -> std::io::Result<Delivery> {
-    let sink = Arc::new(Mutex::new(Sink::open(path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("events_file {}: {e}", path.display()))
-    })?));
-    let s2 = sink.clone();
-    let task = tokio::spawn(async move {
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = shared.delivery.notified() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_secs(if failing { 5 } else { 1 })) => {}
-            }
-            let (sh, sk) = (shared.clone(), s2.clone());
-            match tokio::task::spawn_blocking(move || flush(&sh, &sk)).await {
-                Ok(Ok(())) => failing = false,
-                Ok(Err(e)) => {
-                    if !failing {
-                        tracing::error!("events file: {e}; events stay in the outbox");
-                    }
-                    failing = true;
-                }
-                Err(e) => tracing::error!("events file task: {e}"),
-            }
-        }
-    });
-    Ok(Delivery {
-        task,
-        last: LastFlush::Sink(sink),
-    })
-}
-
-/// Moves everything in the outbox to the file, batch by batch: append and
-/// fsync, then delete what is safely written.
-pub fn flush(shared: &Shared, sink: &Mutex<Sink>) -> Result<(), String> {
-    let mut sink = sink
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let batch = shared.outbox().peek(1000).map_err(|e| e.to_string())?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let top = sink.write(&batch).map_err(|e| e.to_string())?;
-        shared.outbox().ack(top).map_err(|e| e.to_string())?;
     }
 }
