@@ -35,6 +35,20 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Run the agent daemon (checks, file integrity, drift events).
+    Agent(AgentArgs),
+}
+
+/// `plumb agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent config file.
+    #[arg(long, value_name = "FILE", default_value = "/etc/plumb/agent.toml")]
+    pub config: PathBuf,
+    /// Check the config (and the baselines, keys and certificates it names),
+    /// then exit: 0 valid, 2 invalid.
+    #[arg(long)]
+    pub validate: bool,
 }
 
 #[derive(Debug, Args)]

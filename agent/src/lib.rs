@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod checks;
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod output;
 pub mod remediate;
 pub mod rootfs;

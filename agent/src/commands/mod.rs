@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod agent;
 pub mod baseline;
 pub mod check;
 pub mod keygen;
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Agent(args) => agent::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Remediate(args) => remediate::run(&args),
         Command::Completions { shell } => {
