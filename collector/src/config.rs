@@ -92,7 +92,8 @@ pub struct StorageSection {
     /// host's latest snapshot. 0 keeps everything.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// Batches waiting for the writer; beyond this, requests get 429.
+    /// Batches admitted at once (read, parsed, queued for the writer); beyond
+    /// this, requests get 429. Bounds memory: at most this many bodies.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
     /// How long a request waits for room in the queue before 429.
@@ -152,7 +153,7 @@ fn default_retention_days() -> u32 {
     90
 }
 fn default_queue_batches() -> usize {
-    1024
+    256
 }
 fn default_queue_wait_ms() -> u64 {
     200

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "plumb-loadgen", about = "Load generator for plumb-collector (loopback only)")]
+#[command(
+    name = "plumb-loadgen",
+    about = "Load generator for plumb-collector (loopback only)"
+)]
 struct Cli {
     /// Collector address (must be a loopback address).
     #[arg(long)]
@@ -103,9 +106,12 @@ async fn agent(
             }
             continue;
         };
-        let events: Vec<_> = (acked + 1..=acked + batch as u64).map(|s| event(s, &host)).collect();
-        let body = serde_json::to_vec(&serde_json::json!({"schema": 1, "host": host, "events": events}))
-            .unwrap_or_default();
+        let events: Vec<_> = (acked + 1..=acked + batch as u64)
+            .map(|s| event(s, &host))
+            .collect();
+        let body =
+            serde_json::to_vec(&serde_json::json!({"schema": 1, "host": host, "events": events}))
+                .unwrap_or_default();
         let t0 = Instant::now();
         match c.request("POST", "/v1/events", &body).await {
             Ok(r) if r.status == 200 => {
@@ -117,8 +123,14 @@ async fn agent(
             }
             Ok(r) if r.status == 429 || r.status == 503 => {
                 st.throttled += 1;
-                // A real agent honours Retry-After; a shorter pause keeps pressure on.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // As an agent does: wait Retry-After, then resend the same events.
+                let secs = r
+                    .header("retry-after")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                // The collector may close a connection whose body it did not read.
+                conn = None;
+                tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
             }
             Ok(_) | Err(_) => {
                 st.errors += 1;
@@ -140,7 +152,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if !cli.addr.ip().is_loopback() {
-        bail!("{}: plumb-loadgen only targets loopback addresses", cli.addr);
+        bail!(
+            "{}: plumb-loadgen only targets loopback addresses",
+            cli.addr
+        );
     }
     let ca = cli.pki.join("ca.pem");
     let t = Instant::now();
@@ -150,13 +165,23 @@ fn main() -> Result<()> {
         let cert = cli.pki.join("agents").join(format!("{host}.pem"));
         let key = cli.pki.join("agents").join(format!("{host}.key"));
         if !cert.exists() {
-            pki::issue(&cli.pki, Role::Agent, &host, 2).with_context(|| format!("issuing {host}"))?;
+            pki::issue(&cli.pki, Role::Agent, &host, 2)
+                .with_context(|| format!("issuing {host}"))?;
         }
-        configs.push((host, plumb_collector::tls::client_config(&ca, Some((&cert, &key)))?));
+        configs.push((
+            host,
+            plumb_collector::tls::client_config(&ca, Some((&cert, &key)))?,
+        ));
     }
-    eprintln!("{} agent certificates ready in {:.1?}", cli.agents, t.elapsed());
+    eprintln!(
+        "{} agent certificates ready in {:.1?}",
+        cli.agents,
+        t.elapsed()
+    );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let (stats, elapsed) = rt.block_on(async {
         let start = Arc::new(tokio::sync::Barrier::new(cli.agents + 1));
         let deadline = Arc::new(std::sync::OnceLock::new());
@@ -177,7 +202,12 @@ fn main() -> Result<()> {
         let began = Instant::now() + Duration::from_millis(10);
         let _ = deadline.set(began + Duration::from_secs(cli.duration));
         start.wait().await;
-        eprintln!("{} connections open in {:.1?}; sending for {}s", cli.agents, t.elapsed(), cli.duration);
+        eprintln!(
+            "{} connections open in {:.1?}; sending for {}s",
+            cli.agents,
+            t.elapsed(),
+            cli.duration
+        );
         let mut all = Stats::default();
         for task in tasks {
             if let Ok(s) = task.await {
