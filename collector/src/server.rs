@@ -201,31 +201,34 @@ async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp
     if declared.is_some_and(|n| n > state.max_body as u64) {
         return too_large();
     }
-    // Admission first: an overloaded collector answers at once, without
-    // reading (and holding) the body.
-    let _admitted = match tokio::time::timeout(
-        state.queue_wait,
-        state.admitted.clone().acquire_owned(),
-    )
-    .await
-    {
+    // Admission first: an overloaded collector answers without holding the
+    // body in memory.
+    let admitted =
+        tokio::time::timeout(state.queue_wait, state.admitted.clone().acquire_owned()).await;
+    let mut body = Limited::new(req.into_body(), state.max_body);
+    let _admitted = match admitted {
         Ok(Ok(p)) => p,
-        Ok(Err(_)) => {
-            return retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting down",
-                state.retry_after,
-            );
-        }
-        Err(_) => {
-            return retry_later(
-                StatusCode::TOO_MANY_REQUESTS,
-                "the collector is overloaded; retry later",
-                state.retry_after,
-            );
+        refused => {
+            // Read and drop the body frame by frame (nothing kept) so the
+            // agent sees the answer and keeps its connection.
+            let _ = tokio::time::timeout(state.request_timeout, async {
+                while let Some(Ok(_)) = body.frame().await {}
+            })
+            .await;
+            return match refused {
+                Ok(_) => retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting down",
+                    state.retry_after,
+                ),
+                Err(_) => retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "the collector is overloaded; retry later",
+                    state.retry_after,
+                ),
+            };
         }
     };
-    let body = Limited::new(req.into_body(), state.max_body);
     let bytes = match tokio::time::timeout(state.request_timeout, body.collect()).await {
         Err(_) => {
             return error(

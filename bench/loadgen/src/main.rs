@@ -128,8 +128,6 @@ async fn agent(
                     .header("retry-after")
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(1);
-                // The collector may close a connection whose body it did not read.
-                conn = None;
                 tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
             }
             Ok(_) | Err(_) => {
