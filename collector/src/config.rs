@@ -405,6 +405,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_with_the_documented_defaults() {
+        let text = include_str!("../collector.example.toml");
+        let c = Config::parse(Path::new("/etc/plumb-collector/collector.toml"), text).unwrap();
+        let d = Config::parse(Path::new("/etc/plumb-collector/collector.toml"), MIN).unwrap();
+        assert_eq!(c.storage.queue_batches, d.storage.queue_batches);
+        assert_eq!(c.server.max_body_bytes, d.server.max_body_bytes);
+        assert_eq!(c.storage.retention_days, d.storage.retention_days);
+        assert_eq!(c.server.idle_timeout_secs, d.server.idle_timeout_secs);
+    }
+
+    #[test]
     fn unknown_field_names_line() {
         let text = format!("{MIN}\n[storage]\nretention_dayz = 3\n");
         let e = Config::parse(Path::new("c.toml"), &text)
