@@ -243,12 +243,16 @@ fn overload_is_answered_429_with_retry_after() {
             let addr = server.addr;
             tasks.push(tokio::spawn(async move {
                 let host = format!("h{i}");
-                let mut c = connect(cfg, addr).await.unwrap();
+                let mut c = connect(cfg.clone(), addr).await.unwrap();
                 let mut out = Vec::new();
                 for round in 0..4u64 {
                     let b = batch(&host, round * 3000 + 1..=round * 3000 + 3000);
                     let r = c.request("POST", "/v1/events", &b).await.unwrap();
                     out.push((r.status, r.header("retry-after").map(str::to_string)));
+                    if r.status == 429 {
+                        // Refused before its body was read: the server may close.
+                        c = connect(cfg.clone(), addr).await.unwrap();
+                    }
                 }
                 out
             }));

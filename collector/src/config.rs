@@ -92,7 +92,8 @@ pub struct StorageSection {
     /// host's latest snapshot. 0 keeps everything.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// Batches waiting for the writer; beyond this, requests get 429.
+    /// Batches admitted at once (read, parsed, queued for the writer); beyond
+    /// this, requests get 429. Bounds memory: at most this many bodies.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
     /// How long a request waits for room in the queue before 429.
@@ -152,7 +153,7 @@ fn default_retention_days() -> u32 {
     90
 }
 fn default_queue_batches() -> usize {
-    1024
+    256
 }
 fn default_queue_wait_ms() -> u64 {
     200
@@ -401,6 +402,17 @@ mod tests {
         assert_eq!(c.server.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(c.storage.synchronous, Synchronous::Full);
         assert_eq!(c.hosts.stale_after_secs(), 900);
+    }
+
+    #[test]
+    fn the_example_config_parses_with_the_documented_defaults() {
+        let text = include_str!("../collector.example.toml");
+        let c = Config::parse(Path::new("/etc/plumb-collector/collector.toml"), text).unwrap();
+        let d = Config::parse(Path::new("/etc/plumb-collector/collector.toml"), MIN).unwrap();
+        assert_eq!(c.storage.queue_batches, d.storage.queue_batches);
+        assert_eq!(c.server.max_body_bytes, d.server.max_body_bytes);
+        assert_eq!(c.storage.retention_days, d.storage.retention_days);
+        assert_eq!(c.server.idle_timeout_secs, d.server.idle_timeout_secs);
     }
 
     #[test]

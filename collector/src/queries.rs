@@ -127,8 +127,8 @@ pub fn hosts(
     }
     let _ = writeln!(
         out,
-        "{:<20} {:<10} {:>5} {:>4} {:>5}  {:<7} {}",
-        "HOST", "LAST SEEN", "SCORE", "FAIL", "DRIFT", "AGENT", "BASELINE"
+        "{:<20} {:<10} {:>5} {:>4} {:>5}  {:<7} BASELINE",
+        "HOST", "LAST SEEN", "SCORE", "FAIL", "DRIFT", "AGENT"
     );
     for h in &rows {
         let seen = if stale(h) {

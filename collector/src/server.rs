@@ -68,6 +68,10 @@ impl BaselineStore for NoBaselines {
 /// What the request handlers share.
 struct State {
     queue: mpsc::Sender<Job>,
+    /// Batches admitted (being read, parsed, queued or stored). Taken before
+    /// the body is read, so memory stays bounded by
+    /// `queue_batches * max_body_bytes` whatever the number of connections.
+    admitted: Arc<Semaphore>,
     max_body: usize,
     queue_wait: Duration,
     request_timeout: Duration,
@@ -197,7 +201,34 @@ async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp
     if declared.is_some_and(|n| n > state.max_body as u64) {
         return too_large();
     }
-    let body = Limited::new(req.into_body(), state.max_body);
+    // Admission first: an overloaded collector answers without holding the
+    // body in memory.
+    let admitted =
+        tokio::time::timeout(state.queue_wait, state.admitted.clone().acquire_owned()).await;
+    let mut body = Limited::new(req.into_body(), state.max_body);
+    let _admitted = match admitted {
+        Ok(Ok(p)) => p,
+        refused => {
+            // Read and drop the body frame by frame (nothing kept) so the
+            // agent sees the answer and keeps its connection.
+            let _ = tokio::time::timeout(state.request_timeout, async {
+                while let Some(Ok(_)) = body.frame().await {}
+            })
+            .await;
+            return match refused {
+                Ok(_) => retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting down",
+                    state.retry_after,
+                ),
+                Err(_) => retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "the collector is overloaded; retry later",
+                    state.retry_after,
+                ),
+            };
+        }
+    };
     let bytes = match tokio::time::timeout(state.request_timeout, body.collect()).await {
         Err(_) => {
             return error(
@@ -218,6 +249,7 @@ async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid event batch: {e}")),
     };
+    drop(bytes);
     if let Err((status, reason)) = validate_batch(&batch, &peer.identity) {
         if status == StatusCode::FORBIDDEN {
             tracing::warn!(identity = %peer.identity, address = %peer.address, "{reason}");
@@ -320,7 +352,8 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
         &cfg.storage.path,
         cfg.storage.synchronous,
     )?);
-    let (queue, rx) = mpsc::channel(cfg.storage.queue_batches);
+    // +1: room for a retention job beside a full set of admitted batches.
+    let (queue, rx) = mpsc::channel(cfg.storage.queue_batches + 1);
     let writer = writer::spawn(store, rx, cfg.storage.max_group_events).map_err(|source| {
         ServeError::Io {
             context: "starting the writer".into(),
@@ -336,6 +369,7 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
 
     let state = Arc::new(State {
         queue: queue.clone(),
+        admitted: Arc::new(Semaphore::new(cfg.storage.queue_batches)),
         max_body: cfg.server.max_body_bytes,
         queue_wait: Duration::from_millis(cfg.storage.queue_wait_ms),
         request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
