@@ -75,6 +75,12 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: Fmt,
     },
+    /// Print a shell completion script (packages install them).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +204,14 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Pki { cmd } => pki_cmd(cmd),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a closed stdout.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "plumb-collector", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(0)
+        }
         Cmd::Hosts {
             src,
             stale_after,
