@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod check;
 pub mod compare;
+pub mod fim;
 pub mod issp;
 pub mod remediation;
 pub mod report;
