@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod cli;
 pub mod commands;
+pub mod fim;
 pub mod output;
 pub mod rootfs;
 pub mod userdb;

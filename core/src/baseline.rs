@@ -864,8 +864,11 @@ mod fim_overlap_tests {
     use super::*;
 
     fn lint(fims: &str) -> Result<Baseline, String> {
-        Baseline::from_str(&format!("schema = 1\nid = \"t\"\nversion = 1\n{fims}"), "t.toml")
-            .map_err(|e| e.to_string())
+        Baseline::from_str(
+            &format!("schema = 1\nid = \"t\"\nversion = 1\n{fims}"),
+            "t.toml",
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -889,7 +892,10 @@ mod fim_overlap_tests {
         )
         .unwrap_err();
         assert!(e.contains("fim[1].path"), "{e}");
-        assert!(e.contains("exclude \"/etc/ssh\" matches \"/etc/ssh\""), "{e}");
+        assert!(
+            e.contains("exclude \"/etc/ssh\" matches \"/etc/ssh\""),
+            "{e}"
+        );
         // An exclude that does not cover the inner root is fine.
         lint("[[fim]]\npath = \"/etc\"\nexclude = [\"**/*.swp\"]\n[[fim]]\npath = \"/etc/ssh\"\n")
             .unwrap();

@@ -80,7 +80,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     }
     let val = |c: u8| char::from(c).to_digit(16);
     s.chunks(2)
-        .map(|p| Some(u8::try_from(val(p[0])? * 16 + val(p[1])?).ok()?))
+        .map(|p| u8::try_from(val(p[0])? * 16 + val(p[1])?).ok())
         .collect()
 }
 

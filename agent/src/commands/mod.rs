@@ -2,6 +2,7 @@
 
 pub mod baseline;
 pub mod check;
+pub mod fim;
 
 use crate::cli::{Cli, Command};
 
@@ -10,5 +11,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Fim(cmd) => fim::run(cmd),
     }
 }
