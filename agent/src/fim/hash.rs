@@ -215,6 +215,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_keeps_changing_is_unstable_never_half_hashed() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        std::fs::write(&p, vec![b'x'; 16 << 20]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let p2 = p.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(p2).unwrap();
+            while !s2.load(Ordering::Relaxed) {
+                f.write_all(b"y").unwrap();
+            }
+        });
+        let e = rec(d.path(), "log", SHA);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(e.state, State::Unstable, "{e:?}");
+        assert!(e.hash.is_none());
+    }
+
+    #[test]
     fn a_file_swapped_after_lstat_is_refused() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("f"), "one").unwrap();

@@ -266,6 +266,12 @@ pub fn check(
 ) -> anyhow::Result<Checked> {
     let started = Instant::now();
     let plan = plan(rules, opts)?;
+    if !opts.db.is_file() {
+        bail!(
+            "database {} does not exist (run `plumb fim init` first)",
+            opts.db.display()
+        );
+    }
     let reader = Db::open(&opts.db, Key::load(&opts.key)?)?;
     reader.begin_read()?;
     let seal = reader.seal()?;
