@@ -7,6 +7,7 @@ pub mod entry;
 pub mod hash;
 pub mod merge;
 pub mod progress;
+pub mod reuse;
 pub mod rules;
 pub mod scan;
 pub mod walk;
@@ -273,8 +274,8 @@ pub fn check(
         );
     }
     let reader = Db::open(&opts.db, Key::load(&opts.key)?)?;
-    reader.begin_read()?;
-    let seal = reader.seal()?;
+    // The write lock is taken before the read snapshot, so two updates
+    // cannot both compare against the same old state.
     let writer = if update {
         let w = Db::open(&opts.db, Key::load(&opts.key)?)?;
         w.begin()?;
@@ -282,6 +283,8 @@ pub fn check(
     } else {
         None
     };
+    reader.begin_read()?;
+    let seal = reader.seal()?;
     // Metadata verify: the walker looks up each regular file's stored row.
     let lookup = match verify {
         Verify::Full => None,
@@ -291,23 +294,8 @@ pub fn check(
         l.begin_read()?;
     }
     let reuse = lookup.map(|l| {
-        move |e: &entry::Entry, want: hash::Want| -> Option<Reused> {
-            let s = l.get(&e.path).ok()??;
-            let old = s.entry.ok()?;
-            let same = s.intact
-                && old.state == State::Ok
-                && old.kind == e.kind
-                && old.size == e.size
-                && old.mtime_ns == e.mtime_ns
-                && old.ctime_ns == e.ctime_ns
-                && old.inode == e.inode
-                && old.hash.as_ref().map(|(a, _)| *a) == want.hash
-                && old.xattrs.is_some() == want.xattrs;
-            same.then_some(Reused {
-                hash: old.hash,
-                xattrs: old.xattrs,
-            })
-        }
+        let mut ahead = reuse::Lookahead::new(l);
+        move |e: &entry::Entry, want: hash::Want| ahead.reuse(e, want)
     });
     let counters = Arc::new(Counters::default());
     let progress = show_progress.then(|| Progress::start("fim check", counters.clone()));
