@@ -690,6 +690,33 @@ fn rows_below_an_unlistable_directory_are_kept_not_removed() {
 }
 
 #[test]
+fn rows_below_unstattable_siblings_are_all_kept() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run plumb as nobody");
+        return;
+    }
+    let f = nobody_fix(ETC);
+    f.root.write("/etc/a/x", "1");
+    f.root.write("/etc/b/y", "2");
+    f.root.write("/etc/c", "3");
+    f.init();
+    for p in [f.db(), f.state.path().join("fim.db.key")] {
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    // Readable but not searchable: nobody lists /etc but cannot lstat inside it.
+    f.root.chmod("/etc", 0o744);
+    let (code, out, err) = run_limited(as_nobody(f.cmd("check")).args(["--format", "json"]));
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    assert_eq!(code, 1);
+    assert!(paths(&v, "removed").is_empty(), "{v:#}");
+    let errs = v["errors"].to_string();
+    assert!(
+        errs.contains("/etc/a") && errs.contains("/etc/b") && errs.contains("/etc/c"),
+        "{errs}"
+    );
+}
+
+#[test]
 fn excluded_trees_are_not_descended() {
     let f = nobody_fix(
         "[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/skip\", \"**/*.swp\", \"/etc/mtab\"]\n",

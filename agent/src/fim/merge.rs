@@ -238,7 +238,21 @@ impl<'a> Merge<'a> {
         match item {
             Item::Entry(e) => self.entry(e, rows),
             Item::Unknown(p) => {
-                self.unknown.push(path_key(&p));
+                // Rows before this prefix belong to what was scanned (or to
+                // earlier unknown prefixes): settle them first, so that the
+                // stack of prefixes stays one nested chain.
+                let key = path_key(&p);
+                loop {
+                    self.peek(rows)?;
+                    match self.head.take_if(|h| h.key < key) {
+                        Some(s) => self.db_only(s)?,
+                        None => break,
+                    }
+                }
+                while self.unknown.last().is_some_and(|top| !under(&key, top)) {
+                    self.unknown.pop();
+                }
+                self.unknown.push(key);
                 Ok(())
             }
             Item::Error { path, message } => {

@@ -116,7 +116,11 @@ fn open_dir(parent: &OwnedFd, name: &[u8], st: &Stat) -> Result<OwnedFd, String>
 }
 
 fn list(fd: &OwnedFd) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut dir = rustix::fs::Dir::read_from(fd)?;
+    // A duplicate of the descriptor: reopening "." would need search permission.
+    let dup = fd
+        .try_clone()
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    let mut dir = rustix::fs::Dir::new(dup)?;
     let mut names = Vec::new();
     while let Some(ent) = dir.read() {
         let ent = ent?;
