@@ -15,9 +15,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-/// Items allowed between the walker and the consumer. Each pending file
-/// holds its parent directory's descriptor, so this also bounds open fds.
-pub const WINDOW: usize = 512;
+/// Items allowed between the walker and the consumer (a few MB at most).
+/// While one worker hashes a large file, the consumer waits for it in order
+/// and the other workers go on with the files behind it: the window must
+/// hold enough small files to keep them busy meanwhile. Only the jobs in
+/// the (small) job channel hold a directory descriptor.
+pub const WINDOW: usize = 16_384;
 
 enum Slot {
     Ready(Item),
