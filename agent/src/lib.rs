@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod daemon;
+pub mod fim;
 pub mod output;
 pub mod remediate;
 pub mod rootfs;

@@ -474,6 +474,7 @@ impl Baseline {
             });
         }
         let mut fim = Vec::with_capacity(raw.fim.len());
+        let mut fim_spans = Vec::with_capacity(raw.fim.len());
         for (i, f) in raw.fim.into_iter().enumerate() {
             let at = |x: &str| format!("fim[{i}].{x}");
             if !f.path.get_ref().starts_with('/') {
@@ -482,7 +483,17 @@ impl Baseline {
                     at("path"),
                     format!("\"{}\" is not an absolute path", f.path.get_ref()),
                 ));
+            } else if f.path.get_ref().split('/').any(|c| c == "." || c == "..") {
+                diags.push(lines.diag(
+                    f.path.span(),
+                    at("path"),
+                    format!(
+                        "\"{}\" has a . or .. component; write the path plainly",
+                        f.path.get_ref()
+                    ),
+                ));
             }
+            fim_spans.push(f.path.span());
             for g in f.exclude.get_ref() {
                 if let Err(e) = crate::glob(g) {
                     diags.push(lines.diag(
@@ -509,7 +520,7 @@ impl Baseline {
             };
             let (line, _) = lines.pos(f.path.span().start);
             fim.push(FimRule {
-                path: f.path.into_inner(),
+                path: normalize_fim_path(f.path.get_ref()),
                 exclude: f.exclude.into_inner(),
                 attributes,
                 realtime: f.realtime,
@@ -519,6 +530,7 @@ impl Baseline {
                 line,
             });
         }
+        lint_fim_overlaps(&lines, &fim, &fim_spans, &mut diags);
         if !diags.is_empty() {
             return Err(BaselineError::Invalid(diags));
         }
@@ -556,6 +568,81 @@ impl Baseline {
             Ok(())
         } else {
             Err(BaselineError::Invalid(diags))
+        }
+    }
+}
+
+/// `/etc//ssh/` → `/etc/ssh`; `/` stays `/`. Paths are compared in this form.
+pub fn normalize_fim_path(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{}", parts.join("/"))
+    }
+}
+
+/// Whether `inner` lies strictly below `outer` (both normalized).
+pub fn fim_path_below(outer: &str, inner: &str) -> bool {
+    inner != outer
+        && (outer == "/"
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// Overlapping watches: the most specific path governs its tree (its
+/// attributes, severity and excludes). Two watches of one path are
+/// ambiguous, and an outer watch that excludes an inner watch's path
+/// contradicts it: both are errors.
+fn lint_fim_overlaps(
+    lines: &Lines<'_>,
+    fim: &[FimRule],
+    spans: &[Range<usize>],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (j, inner) in fim.iter().enumerate() {
+        let span = spans.get(j).cloned().unwrap_or(0..0);
+        for (i, outer) in fim.iter().enumerate().take(j) {
+            if outer.path == inner.path {
+                diags.push(lines.diag(
+                    span.clone(),
+                    format!("fim[{j}].path"),
+                    format!(
+                        "\"{}\" is already watched by fim[{i}] (line {}); merge the two watches",
+                        inner.path, outer.line
+                    ),
+                ));
+            }
+        }
+        for (i, outer) in fim.iter().enumerate() {
+            if !fim_path_below(&outer.path, &inner.path) {
+                continue;
+            }
+            // Every path from the inner root up to (not including) the outer root.
+            let mut p = inner.path.as_str();
+            'up: while fim_path_below(&outer.path, p) {
+                for g in &outer.exclude {
+                    if crate::glob(g).is_ok_and(|m| m.is_match(p)) {
+                        diags.push(lines.diag(
+                            span.clone(),
+                            format!("fim[{j}].path"),
+                            format!(
+                                "\"{}\" lies inside fim[{i}] \"{}\" (line {}), whose exclude \"{g}\" \
+                                 matches \"{p}\"; the more specific watch governs its own tree, \
+                                 so the exclude contradicts it: drop one of them",
+                                inner.path, outer.path, outer.line
+                            ),
+                        ));
+                        break 'up;
+                    }
+                }
+                p = match p.rfind('/') {
+                    Some(0) => "/",
+                    Some(k) => &p[..k],
+                    None => break,
+                };
+            }
         }
     }
 }
@@ -770,4 +857,53 @@ fn validate_remediation(spec: &RemediationSpec) -> Vec<String> {
         | R::ServiceMask { .. } => {}
     }
     out
+}
+
+#[cfg(test)]
+mod fim_overlap_tests {
+    use super::*;
+
+    fn lint(fims: &str) -> Result<Baseline, String> {
+        Baseline::from_str(
+            &format!("schema = 1\nid = \"t\"\nversion = 1\n{fims}"),
+            "t.toml",
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nested_watches_are_fine_and_paths_normalized() {
+        let b = lint("[[fim]]\npath = \"/etc/\"\n[[fim]]\npath = \"/etc//ssh\"\n").unwrap();
+        assert_eq!(b.fim[0].path, "/etc");
+        assert_eq!(b.fim[1].path, "/etc/ssh");
+    }
+
+    #[test]
+    fn same_path_twice_is_an_error() {
+        let e = lint("[[fim]]\npath = \"/etc\"\n[[fim]]\npath = \"/etc/\"\n").unwrap_err();
+        assert!(e.contains("t.toml:7:8: fim[1].path"), "{e}");
+        assert!(e.contains("already watched by fim[0] (line 5)"), "{e}");
+    }
+
+    #[test]
+    fn outer_exclude_of_inner_watch_is_an_error() {
+        let e = lint(
+            "[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/ssh\"]\n[[fim]]\npath = \"/etc/ssh/keys\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("fim[1].path"), "{e}");
+        assert!(
+            e.contains("exclude \"/etc/ssh\" matches \"/etc/ssh\""),
+            "{e}"
+        );
+        // An exclude that does not cover the inner root is fine.
+        lint("[[fim]]\npath = \"/etc\"\nexclude = [\"**/*.swp\"]\n[[fim]]\npath = \"/etc/ssh\"\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn dot_components_are_refused() {
+        let e = lint("[[fim]]\npath = \"/etc/../root\"\n").unwrap_err();
+        assert!(e.contains(". or .. component"), "{e}");
+    }
 }

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod check;
 pub mod compare;
 pub mod event;
+pub mod fim;
 pub mod issp;
 pub mod remediation;
 pub mod report;

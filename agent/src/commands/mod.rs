@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod check;
 pub mod keygen;
 pub mod remediate;
+pub mod fim;
 
 use crate::cli::{Cli, Command};
 
@@ -24,5 +25,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
             Ok(crate::EXIT_OK)
         }
+        Command::Fim(cmd) => fim::run(cmd),
     }
 }

@@ -1,0 +1,793 @@
+//! The FIM database: SQLite (WAL), one row per recorded path, every row
+//! sealed with HMAC-SHA256 under a per-host key kept in a separate 0600 file.
+//! A seal row holds the row count and the sum of all row MACs (mod 2^256),
+//! itself MACed, so a deleted, added, edited or replayed row is detected on
+//! the next read. The format is documented in docs/fim.md.
+
+use super::entry::{Entry, HashAlg, Kind, State, key_path, path_key};
+use anyhow::{Context, bail};
+use plumb_core::fim::{hex, unhex};
+use ring::hmac;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, params};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Database format version (`PRAGMA user_version`).
+pub const FORMAT: i64 = 1;
+/// `PRAGMA application_id`: "PLFM".
+pub const APPLICATION_ID: i64 = 0x504c_464d;
+/// Rows per transaction during a bulk write.
+pub const BATCH: usize = 5000;
+
+const ROW_DOMAIN: &[u8] = b"plumb-fim-row-v1";
+const SEAL_DOMAIN: &[u8] = b"plumb-fim-seal-v1";
+const DIGEST_DOMAIN: &[u8] = b"plumb-fim-digest-v1";
+
+/// The columns of `entries`, in the order rows are read.
+pub const COLUMNS: &str = "path, rule, kind, mode, uid, gid, size, mtime_ns, ctime_ns, inode, nlink, \
+                           hash_alg, hash, link_target, xattrs, state, error, mac";
+
+const SCHEMA: &str = "
+CREATE TABLE entries (
+    path BLOB PRIMARY KEY NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    nlink INTEGER NOT NULL,
+    hash_alg TEXT,
+    hash BLOB,
+    link_target BLOB,
+    xattrs BLOB,
+    state TEXT NOT NULL,
+    error TEXT,
+    mac BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE seal (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    format INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    root BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    mac BLOB NOT NULL
+);
+";
+
+/// The per-host MAC key.
+pub struct Key(hmac::Key);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// The key file used when `--key` is not given: `DB.key` beside the database.
+pub fn default_key_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_os_string();
+    s.push(".key");
+    PathBuf::from(s)
+}
+
+impl Key {
+    /// Creates a new random key in `path` (mode 0600); refuses to overwrite.
+    pub fn create(path: &Path) -> anyhow::Result<Key> {
+        let rng = ring::rand::SystemRandom::new();
+        let mut raw = [0u8; 32];
+        ring::rand::SecureRandom::fill(&rng, &mut raw)
+            .map_err(|_| anyhow::anyhow!("no system randomness for a new key"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("creating key file {}", path.display()))?;
+        f.write_all(format!("{}\n", hex(&raw)).as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing key file {}", path.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            sync_dir(dir);
+        }
+        Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, &raw)))
+    }
+
+    /// Loads the key in `path`; it must be readable by its owner only.
+    pub fn load(path: &Path) -> anyhow::Result<Key> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    anyhow::anyhow!(
+                        "key file {} is missing: the database cannot be verified without it \
+                         (restore it, or run `plumb fim init` to start a new database)",
+                        path.display()
+                    )
+                } else {
+                    anyhow::anyhow!("key file {}: {e}", path.display())
+                }
+            })?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            bail!("key file {}: not a regular file", path.display());
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!(
+                "key file {}: mode {:04o} lets others read it; it must be 0600",
+                path.display(),
+                meta.permissions().mode() & 0o7777
+            );
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, 256), &mut text)
+            .with_context(|| format!("reading key file {}", path.display()))?;
+        match unhex(text.trim()) {
+            Some(raw) if raw.len() == 32 => Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, &raw))),
+            _ => bail!(
+                "key file {}: not a plumb FIM key (64 hex digits)",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: makes a create or rename durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn put(buf: &mut Vec<u8>, b: &[u8]) {
+    buf.extend_from_slice(&(b.len() as u64).to_be_bytes());
+    buf.extend_from_slice(b);
+}
+
+fn put_opt(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => buf.push(0),
+        Some(b) => {
+            buf.push(1);
+            put(buf, b);
+        }
+    }
+}
+
+/// Canonical bytes of a row: every column, length-prefixed, under a domain tag.
+fn row_bytes(key: &[u8], e: &Entry) -> Vec<u8> {
+    let mut b = Vec::with_capacity(160 + key.len());
+    put(&mut b, ROW_DOMAIN);
+    put(&mut b, key);
+    put(&mut b, e.rule.as_bytes());
+    put(&mut b, e.kind.name().as_bytes());
+    for n in [
+        u64::from(e.mode),
+        u64::from(e.uid),
+        u64::from(e.gid),
+        e.size,
+        e.mtime_ns as u64,
+        e.ctime_ns as u64,
+        e.inode,
+        e.nlink,
+    ] {
+        b.extend_from_slice(&n.to_be_bytes());
+    }
+    put_opt(&mut b, e.hash.as_ref().map(|(a, _)| a.name().as_bytes()));
+    put_opt(&mut b, e.hash.as_ref().map(|(_, h)| h.as_slice()));
+    put_opt(&mut b, e.link_target.as_deref());
+    put_opt(&mut b, e.xattrs.as_deref());
+    put(&mut b, e.state.name().as_bytes());
+    put_opt(
+        &mut b,
+        match &e.state {
+            State::Error(m) => Some(m.as_bytes()),
+            _ => None,
+        },
+    );
+    b
+}
+
+/// A row MAC.
+pub type Mac = [u8; 32];
+
+impl Key {
+    /// The MAC sealing `e`'s row.
+    pub fn row_mac(&self, e: &Entry) -> Mac {
+        // A stored row is verified against its key as stored, byte for byte,
+        // not as re-derived from the path (see `verify_row`).
+        let tag = hmac::sign(&self.0, &row_bytes(&e.key(), e));
+        let mut m = [0u8; 32];
+        m.copy_from_slice(tag.as_ref());
+        m
+    }
+
+    fn seal_mac(&self, s: &SealData) -> Mac {
+        let tag = hmac::sign(&self.0, &seal_bytes(s));
+        let mut m = [0u8; 32];
+        m.copy_from_slice(tag.as_ref());
+        m
+    }
+
+    fn verify_row(&self, key: &[u8], e: &Entry, mac: &[u8]) -> bool {
+        hmac::verify(&self.0, &row_bytes(key, e), mac).is_ok()
+    }
+
+    fn verify_seal(&self, s: &SealData, mac: &[u8]) -> bool {
+        hmac::verify(&self.0, &seal_bytes(s), mac).is_ok()
+    }
+}
+
+fn seal_bytes(s: &SealData) -> Vec<u8> {
+    {
+        let mut b = Vec::new();
+        put(&mut b, SEAL_DOMAIN);
+        b.extend_from_slice(&(s.format as u64).to_be_bytes());
+        b.extend_from_slice(&s.digest.rows.to_be_bytes());
+        put(&mut b, &s.digest.sum);
+        put(&mut b, &s.root);
+        put(&mut b, s.updated_at.as_bytes());
+        b
+    }
+}
+
+/// Order-independent digest of a set of rows: their count and the sum of
+/// their MACs modulo 2^256. Rows can be added and removed incrementally.
+/// Without the key no row MAC can be forged, so no set of rows other than
+/// the sealed one has this count and sum; a sum (unlike XOR) also does not
+/// cancel out a row inserted twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digest {
+    /// Number of rows.
+    pub rows: u64,
+    /// Sum of the row MACs, big-endian, mod 2^256.
+    pub sum: [u8; 32],
+}
+
+impl Digest {
+    /// Adds a row.
+    pub fn add(&mut self, mac: &Mac) {
+        let mut carry = 0u16;
+        for i in (0..32).rev() {
+            let s = u16::from(self.sum[i]) + u16::from(mac[i]) + carry;
+            self.sum[i] = (s & 0xff) as u8;
+            carry = s >> 8;
+        }
+        self.rows = self.rows.wrapping_add(1);
+    }
+
+    /// Removes a row.
+    pub fn remove(&mut self, mac: &Mac) {
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut d = i16::from(self.sum[i]) - i16::from(mac[i]) - borrow;
+            borrow = i16::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            self.sum[i] = (d & 0xff) as u8;
+        }
+        self.rows = self.rows.wrapping_sub(1);
+    }
+
+    /// The public form sent to the collector and printed as `db_digest`:
+    /// hex SHA-256 over a domain tag, the row count and the sum.
+    pub fn hex(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(DIGEST_DOMAIN);
+        ctx.update(&self.rows.to_be_bytes());
+        ctx.update(&self.sum);
+        hex(ctx.finish().as_ref())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SealData {
+    format: i64,
+    digest: Digest,
+    root: Vec<u8>,
+    updated_at: String,
+}
+
+/// The seal as found in a database.
+#[derive(Debug, Clone)]
+pub enum Seal {
+    /// Verified.
+    Valid {
+        /// Sealed count and sum.
+        digest: Digest,
+        /// Root the database was last written for.
+        root: Vec<u8>,
+        /// When.
+        updated_at: String,
+    },
+    /// Absent or not verifying; the reason.
+    Broken(String),
+}
+
+/// A row read back, verified or not.
+#[derive(Debug)]
+pub struct Stored {
+    /// Database key.
+    pub key: Vec<u8>,
+    /// The decoded entry, or why the row cannot be decoded.
+    pub entry: Result<Entry, String>,
+    /// The stored MAC (zeros when absent or malformed).
+    pub mac: Mac,
+    /// Whether the MAC verifies.
+    pub intact: bool,
+}
+
+fn int(v: &Value, col: &str) -> Result<i64, String> {
+    match v {
+        Value::Integer(i) => Ok(*i),
+        _ => Err(format!("column {col} is not an integer")),
+    }
+}
+
+fn u32_col(v: &Value, col: &str) -> Result<u32, String> {
+    u32::try_from(int(v, col)?).map_err(|_| format!("column {col} is out of range"))
+}
+
+fn text(v: &Value, col: &str) -> Result<String, String> {
+    match v {
+        Value::Text(s) => Ok(s.clone()),
+        _ => Err(format!("column {col} is not text")),
+    }
+}
+
+fn opt_blob(v: &Value, col: &str) -> Result<Option<Vec<u8>>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Blob(b) => Ok(Some(b.clone())),
+        _ => Err(format!("column {col} is not a blob")),
+    }
+}
+
+fn decode(vals: &[Value]) -> Result<Entry, String> {
+    let [
+        path,
+        rule,
+        kind,
+        mode,
+        uid,
+        gid,
+        size,
+        mtime,
+        ctime,
+        inode,
+        nlink,
+        alg,
+        hash,
+        link,
+        xattrs,
+        state,
+        error,
+        _mac,
+    ] = vals
+    else {
+        return Err("wrong number of columns".into());
+    };
+    let key = opt_blob(path, "path")?.ok_or("column path is null")?;
+    let hash = match (alg, opt_blob(hash, "hash")?) {
+        (Value::Null, None) => None,
+        (Value::Text(a), Some(h)) => Some((
+            HashAlg::from_name(a).ok_or_else(|| format!("unknown hash_alg {a:?}"))?,
+            h,
+        )),
+        _ => return Err("hash_alg and hash disagree".into()),
+    };
+    let state = match (text(state, "state")?.as_str(), error) {
+        ("ok", Value::Null) => State::Ok,
+        ("unstable", Value::Null) => State::Unstable,
+        ("error", Value::Text(m)) => State::Error(m.clone()),
+        (s, _) => return Err(format!("bad state {s:?}")),
+    };
+    let kind_name = text(kind, "kind")?;
+    Ok(Entry {
+        path: key_path(&key),
+        rule: std::sync::Arc::from(text(rule, "rule")?.as_str()),
+        kind: Kind::from_name(&kind_name).ok_or_else(|| format!("unknown kind {kind_name:?}"))?,
+        mode: u32_col(mode, "mode")?,
+        uid: u32_col(uid, "uid")?,
+        gid: u32_col(gid, "gid")?,
+        size: int(size, "size")? as u64,
+        mtime_ns: int(mtime, "mtime_ns")?,
+        ctime_ns: int(ctime, "ctime_ns")?,
+        inode: int(inode, "inode")? as u64,
+        nlink: int(nlink, "nlink")? as u64,
+        hash,
+        link_target: opt_blob(link, "link_target")?,
+        xattrs: opt_blob(xattrs, "xattrs")?,
+        state,
+    })
+}
+
+/// An open FIM database and its key.
+pub struct Db {
+    conn: Connection,
+    key: Key,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db(..)")
+    }
+}
+
+impl Db {
+    /// Creates a new database at `path`, which must not exist.
+    pub fn create(path: &Path, key: Key) -> anyhow::Result<Db> {
+        if path.exists() {
+            bail!("{} already exists", path.display());
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("creating {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        conn.pragma_update(None, "user_version", FORMAT)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Db { conn, key })
+    }
+
+    /// Opens an existing database.
+    pub fn open(path: &Path, key: Key) -> anyhow::Result<Db> {
+        if !path.is_file() {
+            bail!(
+                "database {} does not exist (run `plumb fim init` first)",
+                path.display()
+            );
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let app: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .with_context(|| format!("{}: not a SQLite database", path.display()))?;
+        let fmt: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if app != APPLICATION_ID {
+            bail!("{}: not a plumb FIM database", path.display());
+        }
+        if fmt != FORMAT {
+            bail!(
+                "{}: FIM database format {fmt}, this build reads format {FORMAT}",
+                path.display()
+            );
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Ok(Db { conn, key })
+    }
+
+    /// The key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The connection (for streaming reads).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Starts a transaction (`IMMEDIATE`: the write lock is taken now).
+    pub fn begin(&self) -> anyhow::Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Starts a read transaction and pins its snapshot.
+    pub fn begin_read(&self) -> anyhow::Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        self.conn
+            .query_row("SELECT count(*) FROM seal", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Commits.
+    pub fn commit(&self) -> anyhow::Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Rolls back (if a transaction is open).
+    pub fn rollback(&self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// Writes (inserts or replaces) `e`'s row sealed with `mac`.
+    pub fn put(&self, e: &Entry, mac: &Mac) -> anyhow::Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO entries (path, rule, kind, mode, uid, gid, size, mtime_ns, ctime_ns, \
+             inode, nlink, hash_alg, hash, link_target, xattrs, state, error, mac) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        )?;
+        st.execute(params![
+            e.key(),
+            e.rule.as_ref(),
+            e.kind.name(),
+            i64::from(e.mode),
+            i64::from(e.uid),
+            i64::from(e.gid),
+            e.size as i64,
+            e.mtime_ns,
+            e.ctime_ns,
+            e.inode as i64,
+            e.nlink as i64,
+            e.hash.as_ref().map(|(a, _)| a.name()),
+            e.hash.as_ref().map(|(_, h)| h.as_slice()),
+            e.link_target.as_deref(),
+            e.xattrs.as_deref(),
+            e.state.name(),
+            match &e.state {
+                State::Error(m) => Some(m.as_str()),
+                _ => None,
+            },
+            &mac[..],
+        ])?;
+        Ok(())
+    }
+
+    /// Deletes the row of `key`.
+    pub fn delete(&self, key: &[u8]) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM entries WHERE path = ?1")?
+            .execute(params![key])?;
+        Ok(())
+    }
+
+    /// Writes the seal for `digest`.
+    pub fn write_seal(&self, digest: Digest, root: &[u8]) -> anyhow::Result<()> {
+        let data = SealData {
+            format: FORMAT,
+            digest,
+            root: root.to_vec(),
+            updated_at: crate::output::now_rfc3339(),
+        };
+        let mac = self.key.seal_mac(&data);
+        self.conn.execute(
+            "INSERT OR REPLACE INTO seal (id, format, rows, digest, root, updated_at, mac) \
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                data.format,
+                digest.rows as i64,
+                &digest.sum[..],
+                data.root,
+                data.updated_at,
+                &mac[..]
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Reads and verifies the seal.
+    pub fn seal(&self) -> anyhow::Result<Seal> {
+        let row = self.conn.query_row(
+            "SELECT format, rows, digest, root, updated_at, mac, (SELECT count(*) FROM seal) FROM seal",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, Value>(0)?,
+                    r.get::<_, Value>(1)?,
+                    r.get::<_, Value>(2)?,
+                    r.get::<_, Value>(3)?,
+                    r.get::<_, Value>(4)?,
+                    r.get::<_, Value>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            },
+        );
+        let (format, rows, digest, root, updated_at, mac, n) = match row {
+            Ok(r) => r,
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                return Ok(Seal::Broken("the seal row is missing".into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if n != 1 {
+            return Ok(Seal::Broken(format!("{n} seal rows instead of one")));
+        }
+        let parsed = (|| -> Result<(SealData, Vec<u8>), String> {
+            let sum = opt_blob(&digest, "digest")?.ok_or("digest is null")?;
+            let sum: [u8; 32] = sum.try_into().map_err(|_| "digest is not 32 bytes")?;
+            Ok((
+                SealData {
+                    format: int(&format, "format")?,
+                    digest: Digest {
+                        rows: int(&rows, "rows")? as u64,
+                        sum,
+                    },
+                    root: opt_blob(&root, "root")?.ok_or("root is null")?,
+                    updated_at: text(&updated_at, "updated_at")?,
+                },
+                opt_blob(&mac, "mac")?.ok_or("mac is null")?,
+            ))
+        })();
+        let (data, mac) = match parsed {
+            Ok(x) => x,
+            Err(m) => return Ok(Seal::Broken(format!("the seal row is malformed: {m}"))),
+        };
+        if !self.key.verify_seal(&data, &mac) {
+            return Ok(Seal::Broken(
+                "the seal does not verify with this key (edited, or sealed with another key)"
+                    .into(),
+            ));
+        }
+        Ok(Seal::Valid {
+            digest: data.digest,
+            root: data.root,
+            updated_at: data.updated_at,
+        })
+    }
+
+    /// Decodes and verifies one row of `SELECT {COLUMNS}`.
+    pub fn stored(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+        let mut vals = Vec::with_capacity(18);
+        for i in 0..18 {
+            vals.push(row.get::<_, Value>(i)?);
+        }
+        let key = match &vals[0] {
+            Value::Blob(b) => b.clone(),
+            Value::Text(t) => t.as_bytes().to_vec(),
+            _ => Vec::new(),
+        };
+        let stored_mac: Option<Mac> = match &vals[17] {
+            Value::Blob(b) => b.as_slice().try_into().ok(),
+            _ => None,
+        };
+        let entry = decode(&vals);
+        let intact = match (&entry, stored_mac) {
+            (Ok(e), Some(m)) => self.key.verify_row(&key, e, &m),
+            _ => false,
+        };
+        Ok(Stored {
+            key,
+            entry,
+            mac: stored_mac.unwrap_or([0; 32]),
+            intact,
+        })
+    }
+
+    /// Looks up one row (verified) by in-root path.
+    pub fn get(&self, path: &[u8]) -> anyhow::Result<Option<Stored>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM entries WHERE path = ?1"))?;
+        let mut rows = st.query(params![path_key(path)])?;
+        match rows.next()? {
+            Some(r) => Ok(Some(self.stored(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checkpoints the WAL into the main file and closes the database.
+    pub fn close(self) -> anyhow::Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.close().map_err(|(_, e)| e)?;
+        Ok(())
+    }
+}
+
+/// The database's sealed digest (as printed in `db_digest`), after checking
+/// the seal with the key. This is what the agent sends to the collector with
+/// each heartbeat. It does not read the rows; `plumb fim check` does.
+pub fn sealed_digest(db: &Path, key: &Path) -> anyhow::Result<String> {
+    let db = Db::open(db, Key::load(key)?)?;
+    match db.seal()? {
+        Seal::Valid { digest, .. } => Ok(digest.hex()),
+        Seal::Broken(why) => bail!("FIM database seal: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn entry(path: &str) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            rule: Arc::from("/etc"),
+            kind: Kind::File,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            size: 3,
+            mtime_ns: -5,
+            ctime_ns: 1_700_000_000_123_456_789,
+            inode: u64::MAX,
+            nlink: 1,
+            hash: Some((HashAlg::Sha256, vec![7; 32])),
+            link_target: None,
+            xattrs: Some(Vec::new()),
+            state: State::Error("x".into()),
+        }
+    }
+
+    #[test]
+    fn digest_add_remove_round_trip_and_order_independent() {
+        let (a, b) = ([0xffu8; 32], [1u8; 32]);
+        let mut d1 = Digest::default();
+        d1.add(&a);
+        d1.add(&b);
+        let mut d2 = Digest::default();
+        d2.add(&b);
+        d2.add(&a);
+        assert_eq!(d1, d2);
+        d1.remove(&a);
+        let mut d3 = Digest::default();
+        d3.add(&b);
+        assert_eq!(d1, d3);
+        // A row added twice does not cancel out.
+        let mut d4 = Digest::default();
+        d4.add(&b);
+        d4.add(&b);
+        assert_ne!(d4.sum, [0u8; 32]);
+    }
+
+    #[test]
+    fn rows_round_trip_and_verify() {
+        let d = tempfile::tempdir().unwrap();
+        let kp = d.path().join("k");
+        let key = Key::create(&kp).unwrap();
+        assert!(Key::create(&kp).is_err(), "never overwrites a key");
+        let db = Db::create(&d.path().join("db"), key).unwrap();
+        let e = entry("/etc/\u{e9}\n\u{1}");
+        let mac = db.key().row_mac(&e);
+        db.put(&e, &mac).unwrap();
+        let got = db.get(&e.path).unwrap().unwrap();
+        assert!(got.intact);
+        assert_eq!(got.entry.unwrap(), e);
+        // Any column edited behind our back breaks the MAC.
+        db.conn().execute("UPDATE entries SET uid = 1", []).unwrap();
+        assert!(!db.get(&e.path).unwrap().unwrap().intact);
+    }
+
+    #[test]
+    fn key_file_must_be_private_and_present() {
+        let d = tempfile::tempdir().unwrap();
+        let kp = d.path().join("k");
+        let e = Key::load(&kp).unwrap_err().to_string();
+        assert!(e.contains("is missing"), "{e}");
+        Key::create(&kp).unwrap();
+        Key::load(&kp).unwrap();
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Key::load(&kp).unwrap_err().to_string();
+        assert!(e.contains("must be 0600"), "{e}");
+    }
+
+    #[test]
+    fn seal_verifies_and_detects_edits() {
+        let d = tempfile::tempdir().unwrap();
+        let kp = d.path().join("k");
+        let db = Db::create(&d.path().join("db"), Key::create(&kp).unwrap()).unwrap();
+        let mut dg = Digest::default();
+        dg.add(&[3; 32]);
+        db.write_seal(dg, b"/").unwrap();
+        assert!(matches!(db.seal().unwrap(), Seal::Valid { digest, .. } if digest == dg));
+        db.close().unwrap();
+        assert_eq!(sealed_digest(&d.path().join("db"), &kp).unwrap(), dg.hex());
+        let c = Connection::open(d.path().join("db")).unwrap();
+        c.execute("UPDATE seal SET rows = 2", []).unwrap();
+        drop(c);
+        assert!(sealed_digest(&d.path().join("db"), &kp).is_err());
+    }
+}

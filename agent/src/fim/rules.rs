@@ -1,0 +1,220 @@
+//! The `[[fim]]` watches of a baseline, prepared for a scan: the most
+//! specific watch governs each path (its attributes, severity and excludes).
+
+use super::entry::HashAlg;
+use anyhow::{Context, bail};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use plumb_core::baseline::normalize_fim_path;
+use plumb_core::{FimAttribute, FimRule, Severity};
+use std::sync::Arc;
+
+/// A set of [`FimAttribute`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attrs(u16);
+
+impl Attrs {
+    fn bit(a: FimAttribute) -> u16 {
+        1 << (a as u16)
+    }
+
+    /// The set of these attributes.
+    pub fn of(list: &[FimAttribute]) -> Attrs {
+        Attrs(list.iter().fold(0, |acc, &a| acc | Attrs::bit(a)))
+    }
+
+    /// Whether `a` is in the set.
+    pub fn has(self, a: FimAttribute) -> bool {
+        self.0 & Attrs::bit(a) != 0
+    }
+
+    /// The content hash asked for, if any.
+    pub fn hash(self) -> Option<HashAlg> {
+        if self.has(FimAttribute::Sha512) {
+            Some(HashAlg::Sha512)
+        } else if self.has(FimAttribute::Sha256) {
+            Some(HashAlg::Sha256)
+        } else {
+            None
+        }
+    }
+}
+
+/// One watch, ready to match paths.
+#[derive(Debug)]
+pub struct Watch {
+    /// Normalized in-root path as bytes (`/` or `/a/b`).
+    pub path: Vec<u8>,
+    /// The same, as the rule's name in reports and in the database.
+    pub name: Arc<str>,
+    excludes: GlobSet,
+    /// Attributes recorded and compared.
+    pub attrs: Attrs,
+    /// Severity of a change.
+    pub severity: Severity,
+    /// Descend into other filesystems.
+    pub cross_devices: bool,
+}
+
+impl Watch {
+    /// Whether this watch excludes the in-root path `p`.
+    pub fn excludes(&self, p: &[u8]) -> bool {
+        // Globs match text; a path that is not UTF-8 is matched in its lossy
+        // form, which keeps every ASCII component intact.
+        match std::str::from_utf8(p) {
+            Ok(s) => self.excludes.is_match(s),
+            Err(_) => self.excludes.is_match(String::from_utf8_lossy(p).as_ref()),
+        }
+    }
+}
+
+/// All watches of a scan.
+#[derive(Debug)]
+pub struct Plan {
+    /// Watches in baseline order.
+    pub watches: Vec<Watch>,
+    /// In-root paths never recorded (the database and key files when they lie inside the root).
+    pub skip: Vec<Vec<u8>>,
+}
+
+/// Whether `inner` lies strictly below `outer`.
+pub fn below(outer: &[u8], inner: &[u8]) -> bool {
+    inner.len() > outer.len()
+        && inner.starts_with(outer)
+        && (outer == b"/" || inner[outer.len()] == b'/')
+}
+
+impl Plan {
+    /// Prepares the watches of a validated baseline.
+    pub fn new(rules: &[FimRule]) -> anyhow::Result<Plan> {
+        if rules.is_empty() {
+            bail!("the baseline has no [[fim]] watch");
+        }
+        let mut watches: Vec<Watch> = Vec::with_capacity(rules.len());
+        for r in rules {
+            let norm = normalize_fim_path(&r.path);
+            if watches.iter().any(|w| w.name.as_ref() == norm) {
+                bail!("two [[fim]] watches of {norm} (line {})", r.line);
+            }
+            let mut b = GlobSetBuilder::new();
+            for g in &r.exclude {
+                b.add(
+                    GlobBuilder::new(g)
+                        .literal_separator(true)
+                        .backslash_escape(true)
+                        .build()
+                        .with_context(|| format!("[[fim]] {norm}: exclude \"{g}\""))?,
+                );
+            }
+            watches.push(Watch {
+                path: norm.as_bytes().to_vec(),
+                name: Arc::from(norm.as_str()),
+                excludes: b.build().context("building exclude globs")?,
+                attrs: Attrs::of(&r.attributes),
+                severity: r.severity,
+                cross_devices: r.cross_devices,
+            });
+        }
+        Ok(Plan {
+            watches,
+            skip: Vec::new(),
+        })
+    }
+
+    /// The watch rooted exactly at `p`.
+    pub fn rooted_at(&self, p: &[u8]) -> Option<usize> {
+        self.watches.iter().position(|w| w.path == p)
+    }
+
+    /// Whether some watch is rooted strictly below `p`.
+    pub fn has_roots_below(&self, p: &[u8]) -> bool {
+        self.watches.iter().any(|w| below(p, &w.path))
+    }
+
+    /// Watch roots strictly below `p`.
+    pub fn roots_below<'a>(&'a self, p: &'a [u8]) -> impl Iterator<Item = &'a Watch> + 'a {
+        self.watches.iter().filter(move |w| below(p, &w.path))
+    }
+
+    /// Sorted, distinct next path components from `dir` towards the watch
+    /// roots below it.
+    pub fn next_components(&self, dir: &[u8]) -> Vec<Vec<u8>> {
+        let start = if dir == b"/" { 1 } else { dir.len() + 1 };
+        let mut out: Vec<Vec<u8>> = self
+            .roots_below(dir)
+            .filter_map(|w| {
+                let rest = w.path.get(start..)?;
+                let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+                Some(rest[..end].to_vec())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The most specific watch governing `p`, if any.
+    pub fn governing(&self, p: &[u8]) -> Option<&Watch> {
+        self.watches
+            .iter()
+            .filter(|w| w.path == p || below(&w.path, p))
+            .max_by_key(|w| w.path.len())
+    }
+
+    /// The watch named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Watch> {
+        self.watches.iter().find(|w| w.name.as_ref() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::Baseline;
+
+    fn plan(fims: &str) -> Plan {
+        let b = Baseline::from_str(&format!("schema = 1\nid = \"t\"\nversion = 1\n{fims}"), "t")
+            .unwrap();
+        Plan::new(&b.fim).unwrap()
+    }
+
+    #[test]
+    fn most_specific_governs() {
+        let p = plan(
+            "[[fim]]\npath = \"/etc\"\nseverity = \"low\"\n[[fim]]\npath = \"/etc/ssh\"\nseverity = \"critical\"\n",
+        );
+        assert_eq!(p.governing(b"/etc/passwd").unwrap().name.as_ref(), "/etc");
+        assert_eq!(
+            p.governing(b"/etc/ssh/x").unwrap().name.as_ref(),
+            "/etc/ssh"
+        );
+        assert_eq!(p.governing(b"/etc/ssh").unwrap().name.as_ref(), "/etc/ssh");
+        assert_eq!(p.governing(b"/etc/sshd").unwrap().name.as_ref(), "/etc");
+        assert!(p.governing(b"/usr").is_none());
+        assert_eq!(p.next_components(b"/"), vec![b"etc".to_vec()]);
+        assert_eq!(p.next_components(b"/etc"), vec![b"ssh".to_vec()]);
+        assert!(p.next_components(b"/etc/ssh").is_empty());
+    }
+
+    #[test]
+    fn excludes_match_in_root_paths() {
+        let p = plan("[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/mtab\", \"**/*.swp\"]\n");
+        let w = &p.watches[0];
+        assert!(w.excludes(b"/etc/mtab"));
+        assert!(w.excludes(b"/etc/a/b.swp"));
+        assert!(w.excludes(b"/etc/b.swp"));
+        assert!(w.excludes(b"/etc/\xff.swp"));
+        assert!(!w.excludes(b"/etc/passwd"));
+        assert!(!w.excludes(b"/etc/mtab2"));
+    }
+
+    #[test]
+    fn default_attributes_hash_sha256_and_sha512_on_request() {
+        let p = plan(
+            "[[fim]]\npath = \"/a\"\n[[fim]]\npath = \"/b\"\nattributes = [\"sha512\"]\n[[fim]]\npath = \"/c\"\nattributes = [\"mode\"]\n",
+        );
+        assert_eq!(p.watches[0].attrs.hash(), Some(HashAlg::Sha256));
+        assert_eq!(p.watches[1].attrs.hash(), Some(HashAlg::Sha512));
+        assert_eq!(p.watches[2].attrs.hash(), None);
+        assert!(p.watches[0].attrs.has(FimAttribute::Xattrs));
+    }
+}

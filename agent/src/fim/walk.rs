@@ -1,0 +1,409 @@
+//! The walker: a depth-first walk of the watched trees inside the root,
+//! relative to directory descriptors (never following a symlink, never
+//! re-resolving a path), visiting each directory's entries sorted by name so
+//! that the output is in database key order (see [`super::entry::path_key`]).
+//!
+//! Paths between the root and the watch roots are crossed in *transit*: only
+//! the components leading to a watch root are opened, nothing is recorded.
+//! A watch root met inside another watch's tree takes over (most specific
+//! wins), even past the other watch's device boundary.
+
+use super::entry::{Entry, Kind, State};
+use super::hash::Want;
+use super::rules::Plan;
+use super::xattr;
+use plumb_core::FimAttribute;
+use rustix::fs::{AtFlags, Mode, OFlags, Stat};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Something the scan reports, in key order.
+#[derive(Debug)]
+pub enum Item {
+    /// A recorded path.
+    Entry(Entry),
+    /// Rows at or below this path could not be observed this time (a
+    /// directory that could not be listed): they are kept, not reported removed.
+    Unknown(Vec<u8>),
+    /// A path that could not be read or reached, with no entry recorded.
+    Error {
+        /// In-root path.
+        path: Vec<u8>,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A regular file to be read by a worker.
+#[derive(Debug)]
+pub struct Job {
+    /// Its parent directory, verified by the walker.
+    pub dir: Arc<OwnedFd>,
+    /// Its name in that directory.
+    pub name: Vec<u8>,
+    /// The walker's lstat.
+    pub lst: Stat,
+    /// The entry so far (lstat metadata).
+    pub entry: Entry,
+    /// What to read.
+    pub want: Want,
+}
+
+/// What the walker hands on.
+#[derive(Debug)]
+pub enum Out {
+    /// Complete.
+    Ready(Item),
+    /// Needs a worker.
+    Job(Box<Job>),
+}
+
+/// Content of an unchanged file taken from the database (metadata verify).
+#[derive(Debug)]
+pub struct Reused {
+    /// Stored hash.
+    pub hash: Option<(super::entry::HashAlg, Vec<u8>)>,
+    /// Stored xattrs.
+    pub xattrs: Option<Vec<u8>>,
+}
+
+/// Looks up a file's stored content when its metadata did not change.
+pub type ReuseFn<'a> = dyn FnMut(&Entry, Want) -> Option<Reused> + 'a;
+
+struct Frame {
+    fd: Arc<OwnedFd>,
+    path: Vec<u8>,
+    /// Governing watch for listed children; None in transit.
+    gov: Option<usize>,
+    /// Device of the governing watch's root.
+    dev: u64,
+    children: Vec<Vec<u8>>,
+    next: usize,
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
+    p.extend_from_slice(dir);
+    if dir != b"/" {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn open_dir(parent: &OwnedFd, name: &[u8], st: &Stat) -> Result<OwnedFd, String> {
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY
+            | OFlags::DIRECTORY
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open directory: {e}"))?;
+    let now = rustix::fs::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
+    if now.st_dev != st.st_dev || now.st_ino != st.st_ino {
+        return Err("directory replaced during the scan; not entered".into());
+    }
+    Ok(fd)
+}
+
+fn list(fd: &OwnedFd) -> Result<Vec<Vec<u8>>, Errno> {
+    // A duplicate of the descriptor: reopening "." would need search permission.
+    let dup = fd
+        .try_clone()
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    let mut dir = rustix::fs::Dir::new(dup)?;
+    let mut names = Vec::new();
+    while let Some(ent) = dir.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// The walk. `emit` returns false to stop early.
+pub struct Walk<'a> {
+    plan: &'a Plan,
+    root: PathBuf,
+    reuse: Option<&'a mut ReuseFn<'a>>,
+    emit: &'a mut dyn FnMut(Out) -> bool,
+}
+
+impl<'a> Walk<'a> {
+    /// A walk of `plan` inside `root` (a host path).
+    pub fn new(
+        plan: &'a Plan,
+        root: &Path,
+        reuse: Option<&'a mut ReuseFn<'a>>,
+        emit: &'a mut dyn FnMut(Out) -> bool,
+    ) -> Walk<'a> {
+        Walk {
+            plan,
+            root: root.to_path_buf(),
+            reuse,
+            emit,
+        }
+    }
+
+    fn host(&self, path: &[u8]) -> PathBuf {
+        self.root
+            .join(OsStr::from_bytes(path.strip_prefix(b"/").unwrap_or(path)))
+    }
+
+    fn error(&mut self, path: &[u8], message: String) -> bool {
+        (self.emit)(Out::Ready(Item::Error {
+            path: path.to_vec(),
+            message,
+        }))
+    }
+
+    /// Records one path under watch `w`; false when the consumer stopped.
+    fn record(
+        &mut self,
+        w: usize,
+        parent: &Arc<OwnedFd>,
+        name: &[u8],
+        path: Vec<u8>,
+        st: &Stat,
+    ) -> bool {
+        let watch = &self.plan.watches[w];
+        let attrs = watch.attrs;
+        let mut e = Entry::from_stat(path, watch.name.clone(), st);
+        let want = Want {
+            hash: attrs.hash(),
+            xattrs: attrs.has(FimAttribute::Xattrs),
+        };
+        match e.kind {
+            Kind::File if want.hash.is_some() || want.xattrs => {
+                if let Some(reuse) = self.reuse.as_mut() {
+                    if let Some(r) = reuse(&e, want) {
+                        e.hash = r.hash;
+                        e.xattrs = r.xattrs;
+                        return (self.emit)(Out::Ready(Item::Entry(e)));
+                    }
+                }
+                return (self.emit)(Out::Job(Box::new(Job {
+                    dir: parent.clone(),
+                    name: name.to_vec(),
+                    lst: *st,
+                    entry: e,
+                    want,
+                })));
+            }
+            Kind::Symlink if attrs.has(FimAttribute::LinkTarget) => {
+                match rustix::fs::readlinkat(&**parent, name, Vec::new()) {
+                    Ok(t) => e.link_target = Some(t.into_bytes()),
+                    Err(err) => e.state = State::Error(format!("readlink: {err}")),
+                }
+            }
+            _ => {}
+        }
+        if want.xattrs && e.kind != Kind::File {
+            // FIFOs, sockets and devices are never opened: l* calls on the path.
+            match xattr::of_path(&self.host(&e.path)) {
+                Ok(x) => e.xattrs = Some(x),
+                Err(msg) => {
+                    if e.state == State::Ok {
+                        e.state = State::Error(msg);
+                    }
+                }
+            }
+        }
+        (self.emit)(Out::Ready(Item::Entry(e)))
+    }
+
+    /// Runs the walk to the end (or until the consumer stops).
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let root_fd = rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| anyhow::anyhow!("--root {}: {e}", self.root.display()))?;
+        let root_st = rustix::fs::fstat(&root_fd)?;
+        let root_fd = Arc::new(root_fd);
+        let mut stack: Vec<Frame> = Vec::new();
+        match self.plan.rooted_at(b"/") {
+            Some(w) => {
+                // The root itself is recorded like any directory.
+                let mut e =
+                    Entry::from_stat(b"/".to_vec(), self.plan.watches[w].name.clone(), &root_st);
+                if self.plan.watches[w].attrs.has(FimAttribute::Xattrs) {
+                    match xattr::of_fd(&*root_fd) {
+                        Ok(x) => e.xattrs = Some(x),
+                        Err(m) => e.state = State::Error(m),
+                    }
+                }
+                if !(self.emit)(Out::Ready(Item::Entry(e))) {
+                    return Ok(());
+                }
+                let (children, gov) = match list(&root_fd) {
+                    Ok(c) => (c, Some(w)),
+                    Err(err) => {
+                        let go = self.error(b"/", format!("cannot list: {err}"))
+                            && (self.emit)(Out::Ready(Item::Unknown(b"/".to_vec())));
+                        if !go {
+                            return Ok(());
+                        }
+                        (self.plan.next_components(b"/"), None)
+                    }
+                };
+                stack.push(Frame {
+                    fd: root_fd,
+                    path: b"/".to_vec(),
+                    gov,
+                    dev: root_st.st_dev,
+                    children,
+                    next: 0,
+                });
+            }
+            None => stack.push(Frame {
+                fd: root_fd,
+                path: b"/".to_vec(),
+                gov: None,
+                dev: root_st.st_dev,
+                children: self.plan.next_components(b"/"),
+                next: 0,
+            }),
+        }
+        while let Some(top) = stack.last_mut() {
+            let Some(name) = top.children.get_mut(top.next).map(std::mem::take) else {
+                stack.pop();
+                continue;
+            };
+            top.next += 1;
+            let path = join(&top.path, &name);
+            let (parent, parent_gov, parent_dev) = (top.fd.clone(), top.gov, top.dev);
+            if let Some(frame) = self.visit(&parent, parent_gov, parent_dev, &name, path)? {
+                stack.push(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits one child; returns the frame to descend into, if any.
+    /// `Err` only when the consumer stopped.
+    fn visit(
+        &mut self,
+        parent: &Arc<OwnedFd>,
+        parent_gov: Option<usize>,
+        parent_dev: u64,
+        name: &[u8],
+        path: Vec<u8>,
+    ) -> anyhow::Result<Option<Frame>> {
+        let stopped = || anyhow::anyhow!("scan stopped");
+        if self.plan.skip.contains(&path) {
+            return Ok(None);
+        }
+        let own = self.plan.rooted_at(&path);
+        let gov = own.or_else(|| parent_gov.filter(|&w| !self.plan.watches[w].excludes(&path)));
+        let transit = self.plan.has_roots_below(&path);
+        if gov.is_none() && !transit {
+            return Ok(None);
+        }
+        let st = match rustix::fs::statat(&**parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Absent (or gone since listed): nothing to record.
+            Err(Errno::NOENT) => return Ok(None),
+            Err(err) => {
+                let go = self.error(&path, format!("lstat: {err}"))
+                    && (self.emit)(Out::Ready(Item::Unknown(path.clone())));
+                return if go { Ok(None) } else { Err(stopped()) };
+            }
+        };
+        let kind = Kind::of_mode(st.st_mode);
+        if let Some(w) = gov {
+            if !self.record(w, parent, name, path.clone(), &st) {
+                return Err(stopped());
+            }
+        }
+        if kind != Kind::Dir {
+            if transit {
+                let roots: Vec<Vec<u8>> = self
+                    .plan
+                    .roots_below(&path)
+                    .map(|w| w.path.clone())
+                    .collect();
+                for r in roots {
+                    let msg = format!(
+                        "watch root not reached: {} is a {}, not a directory (not followed)",
+                        String::from_utf8_lossy(&path),
+                        kind.name()
+                    );
+                    if !self.error(&r, msg) {
+                        return Err(stopped());
+                    }
+                }
+            }
+            return Ok(None);
+        }
+        let dev = if own.is_some() { st.st_dev } else { parent_dev };
+        let descend = gov.is_some_and(|w| {
+            own.is_some() || st.st_dev == parent_dev || self.plan.watches[w].cross_devices
+        });
+        if !descend && !transit {
+            return Ok(None);
+        }
+        let fd = match open_dir(parent, name, &st) {
+            Ok(fd) => fd,
+            Err(msg) => {
+                let mut go = true;
+                if descend {
+                    go = self.error(&path, msg.clone())
+                        && (self.emit)(Out::Ready(Item::Unknown(path.clone())));
+                }
+                let roots: Vec<Vec<u8>> = self
+                    .plan
+                    .roots_below(&path)
+                    .map(|w| w.path.clone())
+                    .collect();
+                for r in roots {
+                    go = go
+                        && self.error(
+                            &r,
+                            format!(
+                                "watch root not reached: {}: {msg}",
+                                String::from_utf8_lossy(&path)
+                            ),
+                        );
+                }
+                return if go { Ok(None) } else { Err(stopped()) };
+            }
+        };
+        let (children, gov) = if descend {
+            match list(&fd) {
+                Ok(c) => (c, gov),
+                Err(err) => {
+                    let go = self.error(&path, format!("cannot list: {err}"))
+                        && (self.emit)(Out::Ready(Item::Unknown(path.clone())));
+                    if !go {
+                        return Err(stopped());
+                    }
+                    (self.plan.next_components(&path), None)
+                }
+            }
+        } else {
+            (self.plan.next_components(&path), None)
+        };
+        Ok(Some(Frame {
+            fd: Arc::new(fd),
+            path,
+            gov,
+            dev,
+            children,
+            next: 0,
+        }))
+    }
+}
