@@ -27,60 +27,44 @@ pub enum Command {
     /// File integrity: record the watched files, then verify them.
     #[command(subcommand)]
     Fim(FimCommand),
+    /// Generate an Ed25519 baseline signing key (PKCS#8, PEM) and KEY.pub.
+    Keygen(KeygenArgs),
+    /// Put failing rules back as the baseline declares: preview (default),
+    /// apply with a journal, list runs, or roll one back.
+    Remediate(RemediateArgs),
+    /// Print a shell completion script (packages install them).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Run the agent daemon (checks, file integrity, drift events).
+    Agent(AgentArgs),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum FimCommand {
-    /// Scan the watched files and write a new sealed database.
-    Init(FimInitArgs),
-    /// Scan again and report what changed since the database was written.
-    Check(FimCheckArgs),
-}
-
-/// Arguments shared by `fim init` and `fim check`.
-#[derive(Debug, Args, Clone)]
-pub struct FimInitArgs {
-    /// Baseline whose [[fim]] watches are scanned.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: PathBuf,
-    /// Root directory; watch paths are inside it.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
-    /// Database file.
-    #[arg(long, value_name = "FILE")]
-    pub db: PathBuf,
-    /// Key file sealing the database (default: DB.key beside the database).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FimFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FimVerify {
-    /// Re-hash every regular file.
-    Full,
-    /// Re-hash only files whose size, mtime, ctime, inode or type changed.
-    Metadata,
+/// `plumb agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent config file.
+    #[arg(long, value_name = "FILE", default_value = "/etc/plumb/agent.toml")]
+    pub config: PathBuf,
+    /// Check the config (and the baselines, keys and certificates it names),
+    /// then exit: 0 valid, 2 invalid.
+    #[arg(long)]
+    pub validate: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct FimCheckArgs {
-    #[command(flatten)]
-    pub common: FimInitArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FimFormat::Text)]
-    pub format: FimFormat,
-    /// After reporting, write the new state into the database.
+pub struct KeygenArgs {
+    /// Private key file to create (mode 0600); the public key goes to KEY.pub.
+    #[arg(short = 'o', long = "output", value_name = "KEY")]
+    pub output: PathBuf,
+    /// Replace KEY and KEY.pub if they exist.
     #[arg(long)]
-    pub update: bool,
-    /// How content is verified.
-    #[arg(long, value_enum, default_value_t = FimVerify::Full)]
-    pub verify: FimVerify,
+    pub force: bool,
+    /// Comment stored in KEY.pub (who owns the key).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub comment: String,
 }
 
 /// Where checks look: a root directory and the proc directory of its
@@ -136,4 +120,114 @@ pub enum BaselineCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Lint a baseline and sign it into a bundle agents will accept.
+    Sign {
+        /// Private signing key (from `plumb keygen`).
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Baseline file to sign.
+        file: PathBuf,
+        /// Bundle file to write.
+        #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+        output: PathBuf,
+    },
+    /// Verify a bundle as an agent would: exit 0 when a trusted key signed it.
+    Verify {
+        /// Trusted public key file (repeatable).
+        #[arg(long = "pubkey", value_name = "PUB", required = true)]
+        pubkeys: Vec<PathBuf>,
+        /// Bundle file.
+        bundle: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RemediateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").args(["dry_run", "apply", "rollback", "list"])))]
+pub struct RemediateArgs {
+    /// Show what would change, change nothing (the default).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make the changes, journaled so that --rollback can undo them.
+    #[arg(long)]
+    pub apply: bool,
+    /// Undo run ID: every file put back byte for byte, metadata too.
+    #[arg(long, value_name = "ID")]
+    pub rollback: Option<String>,
+    /// List the runs in the journal.
+    #[arg(long)]
+    pub list: bool,
+    /// Baseline file (repeatable).
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["rollback", "list"])]
+    pub baseline: Vec<PathBuf>,
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Only these rule ids (repeatable).
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// State directory; the journal is STATE/remediation/.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/plumb")]
+    pub state_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RemediateFormat::Text)]
+    pub format: RemediateFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FimCommand {
+    /// Scan the watched files and write a new sealed database.
+    Init(FimInitArgs),
+    /// Scan again and report what changed since the database was written.
+    Check(FimCheckArgs),
+}
+
+/// Arguments shared by `fim init` and `fim check`.
+#[derive(Debug, Args, Clone)]
+pub struct FimInitArgs {
+    /// Baseline whose [[fim]] watches are scanned.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// Root directory; watch paths are inside it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Database file.
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// Key file sealing the database (default: DB.key beside the database).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FimFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FimVerify {
+    /// Re-hash every regular file.
+    Full,
+    /// Re-hash only files whose size, mtime, ctime, inode or type changed.
+    Metadata,
+}
+
+#[derive(Debug, Args)]
+pub struct FimCheckArgs {
+    #[command(flatten)]
+    pub common: FimInitArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FimFormat::Text)]
+    pub format: FimFormat,
+    /// After reporting, write the new state into the database.
+    #[arg(long)]
+    pub update: bool,
+    /// How content is verified.
+    #[arg(long, value_enum, default_value_t = FimVerify::Full)]
+    pub verify: FimVerify,
 }

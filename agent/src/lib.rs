@@ -1,12 +1,16 @@
 //! The Plumbline agent: check evaluation, file integrity, the daemon and
 //! remediation. `main.rs` only parses the command line and calls in here.
 
+pub mod atomic;
 pub mod checks;
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod fim;
 pub mod output;
+pub mod remediate;
 pub mod rootfs;
+pub mod trust;
 pub mod userdb;
 
 /// Exit code: everything holds / no change.

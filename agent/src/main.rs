@@ -10,6 +10,15 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        // A reader that went away (`plumb check | head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(EXIT_ERROR)
+        }
         Err(e) => {
             eprintln!("plumb: error: {e:#}");
             ExitCode::from(EXIT_ERROR)

@@ -133,48 +133,155 @@ fn data_line(line: &str) -> Option<&str> {
     }
 }
 
-/// Parses a passwd line; malformed lines are ignored (accounts checks
-/// report them separately).
-pub fn parse_passwd(line: &str, n: usize) -> Option<PasswdEntry> {
+/// A data line of an account file, checked strictly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked<T> {
+    /// The entry as the C library would read it, if it can be read at all.
+    pub entry: Option<T>,
+    /// Why the line does not have the documented form, if it does not.
+    pub problem: Option<String>,
+}
+
+impl<T> Checked<T> {
+    fn ok(entry: T) -> Checked<T> {
+        Checked {
+            entry: Some(entry),
+            problem: None,
+        }
+    }
+    fn bad(entry: Option<T>, why: String) -> Checked<T> {
+        Checked {
+            entry,
+            problem: Some(why),
+        }
+    }
+}
+
+/// Escapes control characters and backslashes so that odd bytes in an
+/// account file show in evidence without breaking it.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn number(field: &str, what: &str) -> Result<u32, String> {
+    field
+        .parse()
+        .map_err(|_| format!("{what} \"{}\" is not a number", escape(field)))
+}
+
+/// Checks a passwd line: `None` for blank, comment and NIS lines. A line
+/// with extra fields still yields its account (glibc reads it), flagged.
+pub fn check_passwd(line: &str, n: usize) -> Option<Checked<PasswdEntry>> {
     let f: Vec<&str> = data_line(line)?.split(':').collect();
     if f.len() < 7 {
-        return None;
+        return Some(Checked::bad(
+            None,
+            format!("{} fields, expected 7", f.len()),
+        ));
     }
-    Some(PasswdEntry {
+    let (uid, gid) = match (number(f[2], "UID"), number(f[3], "GID")) {
+        (Ok(u), Ok(g)) => (u, g),
+        (Err(e), _) | (_, Err(e)) => return Some(Checked::bad(None, e)),
+    };
+    let entry = PasswdEntry {
         name: f[0].to_string(),
         password: f[1].to_string(),
-        uid: f[2].parse().ok()?,
-        gid: f[3].parse().ok()?,
-        shell: f[6].to_string(),
+        uid,
+        gid,
+        // glibc takes the rest of the line as the shell.
+        shell: f[6..].join(":"),
         line: n,
+    };
+    Some(if f[0].is_empty() {
+        Checked::bad(Some(entry), "empty user name".into())
+    } else if f.len() > 7 {
+        Checked::bad(Some(entry), format!("{} fields, expected 7", f.len()))
+    } else {
+        Checked::ok(entry)
     })
+}
+
+/// Checks a group line (`name:password:GID:members`).
+pub fn check_group(line: &str, n: usize) -> Option<Checked<GroupEntry>> {
+    let f: Vec<&str> = data_line(line)?.split(':').collect();
+    if f.len() < 3 {
+        return Some(Checked::bad(
+            None,
+            format!("{} fields, expected 4", f.len()),
+        ));
+    }
+    let gid = match number(f[2], "GID") {
+        Ok(g) => g,
+        Err(e) => return Some(Checked::bad(None, e)),
+    };
+    let entry = GroupEntry {
+        name: f[0].to_string(),
+        gid,
+        line: n,
+    };
+    Some(if f[0].is_empty() {
+        Checked::bad(Some(entry), "empty group name".into())
+    } else if f.len() != 4 {
+        Checked::bad(Some(entry), format!("{} fields, expected 4", f.len()))
+    } else {
+        Checked::ok(entry)
+    })
+}
+
+/// Checks a shadow line (9 fields; field 5, the maximum age, empty or a
+/// number).
+pub fn check_shadow(line: &str, n: usize) -> Option<Checked<ShadowEntry>> {
+    let f: Vec<&str> = data_line(line)?.split(':').collect();
+    if f.len() < 2 {
+        return Some(Checked::bad(
+            None,
+            format!("{} fields, expected 9", f.len()),
+        ));
+    }
+    let max_raw = f.get(4).map_or("", |v| v.trim());
+    let max_days = max_raw.parse::<i64>().ok();
+    let entry = ShadowEntry {
+        name: f[0].to_string(),
+        password: f[1].to_string(),
+        max_days,
+        line: n,
+    };
+    Some(if f[0].is_empty() {
+        Checked::bad(Some(entry), "empty user name".into())
+    } else if f.len() != 9 {
+        Checked::bad(Some(entry), format!("{} fields, expected 9", f.len()))
+    } else if !max_raw.is_empty() && max_days.is_none() {
+        Checked::bad(
+            Some(entry),
+            format!("maximum age \"{}\" is not a number", escape(max_raw)),
+        )
+    } else {
+        Checked::ok(entry)
+    })
+}
+
+/// Parses a passwd line; malformed lines without a readable account are
+/// ignored here (`accounts` checks report them, see [`check_passwd`]).
+pub fn parse_passwd(line: &str, n: usize) -> Option<PasswdEntry> {
+    check_passwd(line, n)?.entry
 }
 
 /// Parses a group line.
 pub fn parse_group(line: &str, n: usize) -> Option<GroupEntry> {
-    let f: Vec<&str> = data_line(line)?.split(':').collect();
-    if f.len() < 3 {
-        return None;
-    }
-    Some(GroupEntry {
-        name: f[0].to_string(),
-        gid: f[2].parse().ok()?,
-        line: n,
-    })
+    check_group(line, n)?.entry
 }
 
 /// Parses a shadow line.
 pub fn parse_shadow(line: &str, n: usize) -> Option<ShadowEntry> {
-    let f: Vec<&str> = data_line(line)?.split(':').collect();
-    if f.len() < 2 {
-        return None;
-    }
-    Some(ShadowEntry {
-        name: f[0].to_string(),
-        password: f[1].to_string(),
-        max_days: f.get(4).and_then(|v| v.trim().parse().ok()),
-        line: n,
-    })
+    check_shadow(line, n)?.entry
 }
 
 #[cfg(test)]

@@ -1,15 +1,285 @@
-//! `plumb-collector`: for now only its version. The mTLS service, storage and
-//! queries are tracked in the collector issue.
+//! `plumb-collector`: flags in, calls into the library, output and exit code
+//! out. Exit codes: 0 ok, 1 drift or failures found (drift, report), 2 usage,
+//! config or input error.
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-V") | None => {
-            println!("plumb-collector {}", env!("CARGO_PKG_VERSION"));
-        }
-        Some(other) => {
-            eprintln!("plumb-collector: '{other}' is not available yet in this version");
-            std::process::exit(2);
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use plumb_collector::config::{Config, HostsSection};
+use plumb_collector::queries::{self, Format};
+use plumb_collector::storage::DriftFilter;
+use plumb_collector::storage::sqlite::Sqlite;
+use plumb_collector::{pki, server};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "plumb-collector",
+    version,
+    about = "Plumbline collector: mTLS ingestion, fleet PKI, storage and queries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the collector.
+    Serve {
+        /// Config file (see collector.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and the files it names, then exit 0 (valid) or 2.
+        #[arg(long)]
+        validate: bool,
+    },
+    /// A certificate authority for fleets without one.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+    /// Every host: last seen, stale marker, score, failing rules, drift, versions.
+    Hosts {
+        #[command(flatten)]
+        src: Source,
+        /// A host unseen for longer is stale (e.g. 15m, 1h); default from the config, else 15m.
+        #[arg(long)]
+        stale_after: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+    },
+    /// Drift events, newest first (exit 1 when any is listed).
+    Drift {
+        #[command(flatten)]
+        src: Source,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only since this time: RFC 3339 or a duration back from now (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only at least this severe.
+        #[arg(long, value_enum)]
+        severity: Option<Sev>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+    },
+    /// Fleet compliance per ISSP domain (exit 1 when any host fails a rule).
+    Report {
+        #[command(flatten)]
+        src: Source,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Create a CA (key 0600, certificate, empty CRL) in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// CA common name.
+        #[arg(long, default_value = "Plumbline fleet CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = pki::CA_DAYS)]
+        days: u32,
+    },
+    /// Issue an agent (clientAuth) or server (serverAuth) certificate.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Agent host name: CN and DNS SAN, the identity the collector sees.
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        agent: Option<String>,
+        /// Collector DNS name or IP address (SAN).
+        #[arg(long)]
+        server: Option<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = pki::LEAF_DAYS)]
+        days: u32,
+    },
+    /// Revoke a certificate: its serial goes into DIR/crl.pem (send SIGHUP to reload).
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate (PEM) to revoke.
+        cert: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Source {
+    /// The collector's database file.
+    #[arg(long, conflicts_with = "config")]
+    db: Option<PathBuf>,
+    /// The collector's config (its storage path and host settings).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fmt {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Sev {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<Fmt> for Format {
+    fn from(f: Fmt) -> Format {
+        match f {
+            Fmt::Text => Format::Text,
+            Fmt::Json => Format::Json,
         }
     }
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("plumb-collector: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_source(src: &Source) -> Result<(Sqlite, HostsSection)> {
+    let (db, hosts) = match (&src.db, &src.config) {
+        (Some(db), _) => (db.clone(), HostsSection::default()),
+        (None, Some(cfg)) => {
+            let c = Config::load(cfg)?;
+            (c.storage.path, c.hosts)
+        }
+        (None, None) => anyhow::bail!("give --db FILE or --config FILE"),
+    };
+    Ok((Sqlite::open_read_only(&db)?, hosts))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.cmd {
+        Cmd::Serve { config, validate } => {
+            let cfg = Config::load(&config)?;
+            cfg.check_files().map_err(anyhow::Error::msg)?;
+            if validate {
+                println!("{}: ok", config.display());
+                return Ok(0);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(server::serve(cfg))?;
+            Ok(0)
+        }
+        Cmd::Pki { cmd } => pki_cmd(cmd),
+        Cmd::Hosts {
+            src,
+            stale_after,
+            format,
+        } => {
+            let (db, hosts) = open_source(&src)?;
+            let now = now();
+            let stale = match stale_after {
+                Some(s) => {
+                    u64::try_from(now - queries::parse_since(&s, now).map_err(anyhow::Error::msg)?)
+                        .unwrap_or(0)
+                }
+                None => hosts.stale_after_secs(),
+            };
+            print!("{}", queries::hosts(&db, now, stale, format.into())?);
+            Ok(0)
+        }
+        Cmd::Drift {
+            src,
+            host,
+            since,
+            severity,
+            limit,
+            format,
+        } => {
+            let (db, _) = open_source(&src)?;
+            let since = since
+                .map(|s| queries::parse_since(&s, now()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let filter = DriftFilter {
+                host,
+                since,
+                min_severity: severity.map(|s| s as u8),
+                limit,
+            };
+            let (out, n) = queries::drift(&db, &filter, format.into())?;
+            print!("{out}");
+            Ok(u8::from(n > 0))
+        }
+        Cmd::Report { src, format } => {
+            let (db, _) = open_source(&src)?;
+            let (out, failing) = queries::report(&db, format.into())?;
+            print!("{out}");
+            Ok(u8::from(failing))
+        }
+    }
+}
+
+fn pki_cmd(cmd: PkiCmd) -> Result<u8> {
+    match cmd {
+        PkiCmd::Init { dir, name, days } => {
+            pki::init(&dir, &name, days)?;
+            let (cert, key) = pki::ca_paths(&dir);
+            println!("CA certificate: {}", cert.display());
+            println!("CA key (keep it offline if you can): {}", key.display());
+            println!("CRL: {}", dir.join("crl.pem").display());
+        }
+        PkiCmd::Issue {
+            dir,
+            agent,
+            server,
+            days,
+        } => {
+            let (role, name) = match (agent, server) {
+                (Some(a), None) => (pki::Role::Agent, a),
+                (None, Some(s)) => (pki::Role::Server, s),
+                _ => anyhow::bail!("give exactly one of --agent HOST or --server NAME"),
+            };
+            let issued = pki::issue(&dir, role, &name, days)?;
+            println!("certificate: {}", issued.cert.display());
+            println!("key: {}", issued.key.display());
+            println!("serial: {}", issued.serial);
+        }
+        PkiCmd::Revoke { dir, cert } => {
+            let r = pki::revoke(&dir, &cert)?;
+            println!("revoked serial {} ({})", r.serial, r.subject);
+            println!(
+                "CRL updated: {}; reload the collector (SIGHUP) to apply it",
+                Path::new(&dir).join("crl.pem").display()
+            );
+        }
+    }
+    Ok(0)
 }

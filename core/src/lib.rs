@@ -1,16 +1,19 @@
 //! What the Plumbline agent and collector must agree on: the baseline model
 //! and its validation, check kinds, reports and events. No I/O beyond
-//! reading a baseline file.
+//! reading baseline, bundle and key files.
 
 pub mod baseline;
+pub mod bundle;
 pub mod check;
 pub mod compare;
+pub mod event;
 pub mod fim;
 pub mod issp;
 pub mod remediation;
 pub mod report;
 
 pub use baseline::{Baseline, BaselineError, Diagnostic, FimAttribute, FimRule, Rule, Severity};
+pub use bundle::{Bundle, BundleError, KeyError, PublicKey, SigningKey, VerifiedBaseline};
 pub use check::CheckSpec;
 pub use issp::Criterion;
 

@@ -1,9 +1,174 @@
-//! `kind = "config_value"`.
+//! `kind = "config_value"`: the value of a key in key/value files such as
+//! `/etc/login.defs` or `/etc/default/*`. Full-line `#` comments are
+//! skipped; by default the key ends at the first `=` or white space and
+//! the value is the rest, trimmed, with one pair of surrounding quotes
+//! removed. The last occurrence wins unless `first_wins` (files in name
+//! order when `path` is a glob). Keys are case-sensitive.
 
 use super::{Ctx, Outcome};
 use plumb_core::check::ConfigValueCheck;
 
+/// Splits a line into key and value; `None` for blank, comment or keyless lines.
+pub fn split_line<'a>(line: &'a str, separator: Option<&str>) -> Option<(&'a str, &'a str)> {
+    let l = line.trim();
+    if l.is_empty() || l.starts_with('#') {
+        return None;
+    }
+    let (k, v) = match separator {
+        Some(sep) => l.split_once(sep)?,
+        None => {
+            let end = l
+                .find(|c: char| c == '=' || c.is_whitespace())
+                .unwrap_or(l.len());
+            let (k, rest) = l.split_at(end);
+            (k, rest.trim_start().strip_prefix('=').unwrap_or(rest))
+        }
+    };
+    Some((k.trim(), unquote(v.trim())))
+}
+
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
 /// Evaluates a `config_value` check.
-pub fn evaluate(_spec: &ConfigValueCheck, _ctx: &Ctx) -> Outcome {
-    Outcome::error("not implemented yet")
+pub fn evaluate(spec: &ConfigValueCheck, ctx: &Ctx) -> Outcome {
+    let cmp = match spec.comparison() {
+        Ok(c) => c,
+        Err(e) => return Outcome::error(e),
+    };
+    let paths = match ctx.fs.glob(&spec.path) {
+        Ok(p) => p,
+        Err(e) => return Outcome::error(format!("cannot list {}: {e}", spec.path)),
+    };
+    let mut found: Option<(String, String)> = None;
+    'files: for path in &paths {
+        let file = match ctx.fs.read_text(path) {
+            Ok(f) => f,
+            Err(e) => return Outcome::read_error(&e),
+        };
+        for (n, line) in file.numbered() {
+            if let Some((k, v)) = split_line(line, spec.separator.as_deref()) {
+                if k == spec.key {
+                    found = Some((v.to_string(), file.at(n)));
+                    if spec.first_wins {
+                        break 'files;
+                    }
+                }
+            }
+        }
+    }
+    let holds = cmp.holds(found.as_ref().map(|(v, _)| v.as_str()), false);
+    let mut ev = vec![match &found {
+        Some((v, at)) => format!("{} {v} ({at})", spec.key),
+        None if paths.is_empty() => format!("{} not set: {} does not exist", spec.key, spec.path),
+        None => format!("{} not set in {}", spec.key, paths.join(", ")),
+    }];
+    if !holds {
+        ev.push(cmp.to_string());
+    }
+    Outcome::verdict(holds, ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::compare::Scalar;
+    use plumb_core::report::Status;
+
+    fn spec(path: &str, key: &str) -> ConfigValueCheck {
+        ConfigValueCheck {
+            path: path.into(),
+            key: key.into(),
+            separator: None,
+            first_wins: false,
+            equals: None,
+            one_of: None,
+            min: None,
+            max: None,
+            absent: None,
+            excludes: None,
+        }
+    }
+
+    #[test]
+    fn splits_lines() {
+        assert_eq!(
+            split_line("PASS_MAX_DAYS\t90", None),
+            Some(("PASS_MAX_DAYS", "90"))
+        );
+        assert_eq!(split_line("  UMASK = 027 ", None), Some(("UMASK", "027")));
+        assert_eq!(split_line("KEY=\"a b\"", None), Some(("KEY", "a b")));
+        assert_eq!(split_line("# KEY 1", None), None);
+        assert_eq!(split_line("a: b", Some(":")), Some(("a", "b")));
+        assert_eq!(split_line("no separator", Some(":")), None);
+    }
+
+    #[test]
+    fn last_wins_by_default_and_numbers_compare() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(
+            t.path().join("etc/login.defs"),
+            "# PASS_MAX_DAYS 1\nPASS_MAX_DAYS 99999\nPASS_MIN_DAYS\t1\nPASS_MAX_DAYS 365\n",
+        )
+        .unwrap();
+        let ctx = Ctx::new(t.path(), None);
+        let s = ConfigValueCheck {
+            max: Some(365),
+            ..spec("/etc/login.defs", "PASS_MAX_DAYS")
+        };
+        let out = evaluate(&s, &ctx);
+        assert_eq!(out.status, Status::Pass);
+        assert_eq!(out.evidence, vec!["PASS_MAX_DAYS 365 (/etc/login.defs:4)"]);
+        let s = ConfigValueCheck {
+            first_wins: true,
+            ..s
+        };
+        let out = evaluate(&s, &ctx);
+        assert_eq!(out.status, Status::Fail);
+        assert_eq!(
+            out.evidence,
+            vec![
+                "PASS_MAX_DAYS 99999 (/etc/login.defs:2)",
+                "expected at most 365"
+            ]
+        );
+        let s = ConfigValueCheck {
+            equals: Some(Scalar::Int(1)),
+            ..spec("/etc/login.defs", "PASS_MIN_DAYS")
+        };
+        assert_eq!(evaluate(&s, &ctx).status, Status::Pass);
+    }
+
+    #[test]
+    fn absent_keys_and_files() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc/default")).unwrap();
+        std::fs::write(t.path().join("etc/default/a"), "X=1\n").unwrap();
+        std::fs::write(t.path().join("etc/default/b"), "X=2\n").unwrap();
+        let ctx = Ctx::new(t.path(), None);
+        let s = ConfigValueCheck {
+            equals: Some(Scalar::Int(2)),
+            ..spec("/etc/default/*", "X")
+        };
+        assert_eq!(evaluate(&s, &ctx).evidence, vec!["X 2 (/etc/default/b:1)"]);
+        let s = ConfigValueCheck {
+            absent: Some(true),
+            ..spec("/etc/default/*", "Y")
+        };
+        assert_eq!(evaluate(&s, &ctx).status, Status::Pass);
+        let s = ConfigValueCheck {
+            equals: Some(Scalar::Int(1)),
+            ..spec("/etc/nope", "X")
+        };
+        let out = evaluate(&s, &ctx);
+        assert_eq!(out.status, Status::Fail);
+        assert_eq!(out.evidence[0], "X not set: /etc/nope does not exist");
+    }
 }

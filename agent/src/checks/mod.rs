@@ -37,6 +37,8 @@ pub struct Ctx {
     /// Results of tree walks shared by `find` rules over the same paths,
     /// so several rules cost one walk. Keyed by the walked in-root path.
     pub walks: Mutex<HashMap<String, Arc<find::Walk>>>,
+    /// The root's dpkg database, read once for all package rules.
+    dpkg: OnceLock<Result<package::Db, Outcome>>,
 }
 
 impl Ctx {
@@ -47,6 +49,7 @@ impl Ctx {
             proc,
             users: OnceLock::new(),
             walks: Mutex::new(HashMap::new()),
+            dpkg: OnceLock::new(),
         }
     }
 

@@ -1,8 +1,11 @@
 //! One module per command.
 
+pub mod agent;
 pub mod baseline;
 pub mod check;
 pub mod fim;
+pub mod keygen;
+pub mod remediate;
 
 use crate::cli::{Cli, Command};
 
@@ -12,5 +15,16 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Fim(cmd) => fim::run(cmd),
+        Command::Agent(args) => agent::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Remediate(args) => remediate::run(&args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a closed stdout.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "plumb", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(crate::EXIT_OK)
+        }
     }
 }

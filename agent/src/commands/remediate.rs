@@ -1,0 +1,239 @@
+//! `plumb remediate`: dry run (default), `--apply`, `--list`, `--rollback ID`.
+
+use crate::checks::Ctx;
+use crate::cli::{RemediateArgs, RemediateFormat};
+use crate::remediate::{self, Mode, Report, RuleStatus, journal};
+use crate::{EXIT_ERROR, EXIT_OK};
+use anyhow::{Context as _, bail};
+use plumb_core::Rule;
+use std::io::Write as _;
+
+pub fn run(args: &RemediateArgs) -> anyhow::Result<u8> {
+    if args.list {
+        return list(args);
+    }
+    if let Some(id) = &args.rollback {
+        return rollback(args, id);
+    }
+    let baselines = super::check::load_baselines(&args.baseline)?;
+    let root = &args.root.root;
+    let meta = std::fs::metadata(root).with_context(|| format!("--root {}", root.display()))?;
+    if !meta.is_dir() {
+        bail!("--root {}: not a directory", root.display());
+    }
+    let proc = args.root.proc_dir();
+    if let Some(p) = &proc {
+        if !p.is_dir() {
+            bail!("--proc {}: not a directory", p.display());
+        }
+    }
+    let mut rules: Vec<&Rule> = baselines.iter().flat_map(|b| &b.rules).collect();
+    for id in &args.rules {
+        if !rules.iter().any(|r| &r.id == id) {
+            bail!("--rule {id}: no such rule in the baselines given");
+        }
+    }
+    if !args.rules.is_empty() {
+        rules.retain(|r| args.rules.contains(&r.id));
+    }
+    let mode = if args.apply {
+        Mode::Apply
+    } else {
+        Mode::DryRun
+    };
+    let ctx = Ctx::new(root.clone(), proc);
+    let report = remediate::run(&rules, &ctx, mode, &args.state_dir);
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        RemediateFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        RemediateFormat::Text => write_text(&mut out, &report, args)?,
+    }
+    if let Some(e) = &report.error {
+        eprintln!("plumb: error: {e}");
+    }
+    Ok(report.exit_code())
+}
+
+fn status_word(s: RuleStatus) -> &'static str {
+    match s {
+        RuleStatus::Passing => "passing, not touched",
+        RuleStatus::Skipped => "skipped, not touched",
+        RuleStatus::NotEvaluated => "could not be evaluated, not touched",
+        RuleStatus::NoRemediation => "failing, no remediation declared",
+        RuleStatus::WouldChange => "would change",
+        RuleStatus::NothingToChange => "failing, but the action has nothing to change",
+        RuleStatus::Fixed => "fixed",
+        RuleStatus::StillFailing => "still failing",
+        RuleStatus::Error => "error",
+        RuleStatus::Restored => "changed, then restored (the run failed)",
+    }
+}
+
+fn write_text(
+    out: &mut impl std::io::Write,
+    r: &Report,
+    args: &RemediateArgs,
+) -> std::io::Result<()> {
+    match r.mode {
+        Mode::DryRun => writeln!(
+            out,
+            "plumb remediate: dry run on {} (nothing is changed)",
+            r.root
+        )?,
+        Mode::Apply => writeln!(out, "plumb remediate: applying on {}", r.root)?,
+    }
+    for o in &r.results {
+        let action = o
+            .action
+            .as_deref()
+            .map(|a| format!(" [{a}]"))
+            .unwrap_or_default();
+        writeln!(out, "\n{}{action}: {}", o.rule, status_word(o.status))?;
+        for c in &o.changes {
+            writeln!(out, "  {}", c.description)?;
+            if let Some(d) = &c.diff {
+                for l in d.lines() {
+                    writeln!(out, "    {l}")?;
+                }
+            }
+        }
+        if let Some(e) = &o.error {
+            writeln!(out, "  error: {e}")?;
+        }
+        for n in &o.notes {
+            writeln!(out, "  note: {n}")?;
+        }
+        if !matches!(o.status, RuleStatus::Passing | RuleStatus::Skipped) {
+            let label = if matches!(
+                o.status,
+                RuleStatus::Fixed | RuleStatus::StillFailing | RuleStatus::Error
+            ) && !o.changes.is_empty()
+            {
+                "now"
+            } else {
+                "observed"
+            };
+            for e in &o.evidence {
+                writeln!(out, "  {label}: {e}")?;
+            }
+        }
+    }
+    for n in &r.notes {
+        writeln!(out, "\nnote: {n}")?;
+    }
+    let count = |s: RuleStatus| r.results.iter().filter(|o| o.status == s).count();
+    writeln!(out)?;
+    match r.mode {
+        Mode::DryRun => {
+            let n = count(RuleStatus::WouldChange);
+            writeln!(
+                out,
+                "{n} rule(s) would change; run with --apply to make the changes"
+            )?;
+        }
+        Mode::Apply => {
+            writeln!(
+                out,
+                "{} fixed, {} still failing, {} error(s)",
+                count(RuleStatus::Fixed),
+                count(RuleStatus::StillFailing),
+                count(RuleStatus::Error)
+            )?;
+            if let Some(id) = &r.rollback_id {
+                writeln!(
+                    out,
+                    "rollback id: {id} (undo: plumb remediate --rollback {id} --state-dir {})",
+                    args.state_dir.display()
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(args: &RemediateArgs) -> anyhow::Result<u8> {
+    let entries = journal::list(&args.state_dir).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    let mut bad = false;
+    match args.format {
+        RemediateFormat::Json => {
+            let v: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| match e {
+                    Ok(e) => serde_json::json!({
+                        "id": e.id, "time": e.time, "root": e.root, "state": e.state,
+                        "rules": e.rules,
+                        "files": e.items.iter().map(|i| &i.path).collect::<Vec<_>>(),
+                        "rolled_back_at": e.rolled_back_at, "error": e.error,
+                    }),
+                    Err(err) => serde_json::json!({ "error": err }),
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        RemediateFormat::Text => {
+            if entries.is_empty() {
+                writeln!(
+                    out,
+                    "no remediation runs in {}",
+                    journal::dir(&args.state_dir).display()
+                )?;
+            }
+            for e in &entries {
+                match e {
+                    Ok(e) => {
+                        writeln!(
+                            out,
+                            "{}  {}  {}  root {}",
+                            e.id,
+                            e.time,
+                            e.state.word(),
+                            e.root
+                        )?;
+                        writeln!(out, "  rules: {}", e.rules.join(", "))?;
+                        let files: Vec<&str> = e.items.iter().map(|i| i.path.as_str()).collect();
+                        writeln!(out, "  files: {}", files.join(", "))?;
+                        if let Some(t) = &e.rolled_back_at {
+                            writeln!(out, "  rolled back at {t}")?;
+                        }
+                        if let Some(err) = &e.error {
+                            writeln!(out, "  error: {err}")?;
+                        }
+                    }
+                    Err(err) => {
+                        bad = true;
+                        eprintln!("plumb: {err}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(if bad { EXIT_ERROR } else { EXIT_OK })
+}
+
+fn rollback(args: &RemediateArgs, id: &str) -> anyhow::Result<u8> {
+    let entry = journal::rollback(&args.state_dir, id).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        RemediateFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &entry)?;
+            writeln!(out)?;
+        }
+        RemediateFormat::Text => {
+            writeln!(
+                out,
+                "rolled back {}: {} path(s) restored",
+                entry.id,
+                entry.items.len()
+            )?;
+            for i in &entry.items {
+                writeln!(out, "  {}", i.path)?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

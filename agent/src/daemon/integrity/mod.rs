@@ -1,0 +1,109 @@
+//! What the daemon needs from file integrity, as a small interface: scan a
+//! scope against the database, then record what was reported. The daemon
+//! commits the resulting events to the outbox *before* it records them in
+//! the FIM database, so a crash in between reports a change twice (at
+//! least once) but never loses it.
+
+pub mod interim;
+
+use crate::daemon::limits::RateLimiter;
+use plumb_core::Severity;
+use plumb_core::event::FimChangeEvent;
+
+/// What a pass covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every `[[fim]]` watch.
+    All,
+    /// These in-root paths, each with everything below it when it is (or
+    /// was) a directory.
+    Paths(Vec<Vec<u8>>),
+}
+
+/// How hard a pass looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Re-hash only files whose size, times or inode changed.
+    Metadata,
+    /// Re-hash every file.
+    Full,
+}
+
+/// The result of a pass, not yet recorded in the database.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Changes found, with the severity of the watch that governs each.
+    pub changes: Vec<(Severity, FimChangeEvent)>,
+    /// Database integrity failures (tampering).
+    pub tamper: Vec<String>,
+    /// Paths that could not be read, with why.
+    pub errors: Vec<String>,
+    /// Files looked at.
+    pub scanned: u64,
+    /// True when the database was empty and this pass only initialised it.
+    pub initialised: bool,
+    /// Backend data needed by [`Integrity::record`].
+    pub(crate) pending: interim::Pending,
+}
+
+/// A FIM backend.
+pub trait Integrity: Send {
+    /// Compares `scope` on disk with the database; reads through `limiter`.
+    fn scan(&mut self, scope: &Scope, depth: Depth, limiter: &RateLimiter) -> Result<Pass, String>;
+    /// Records a pass's findings as the new known state.
+    fn record(&mut self, pass: Pass) -> Result<(), String>;
+    /// Replaces the watches (baseline reload).
+    fn set_rules(&mut self, rules: &[plumb_core::FimRule]) -> Result<(), String>;
+    /// The database's digest (hex), for snapshots.
+    fn digest(&mut self) -> Option<String>;
+}
+
+/// The `[[fim]]` watches with their compiled excludes.
+#[derive(Debug, Clone, Default)]
+pub struct Watches {
+    list: Vec<(plumb_core::FimRule, Vec<globset::GlobMatcher>)>,
+}
+
+impl Watches {
+    /// Compiles the watches of the baselines.
+    pub fn new(rules: &[plumb_core::FimRule]) -> Result<Watches, String> {
+        let mut list = Vec::new();
+        for r in rules {
+            let ex = r
+                .exclude
+                .iter()
+                .map(|g| plumb_core::glob(g).map_err(|e| format!("exclude {g:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            list.push((r.clone(), ex));
+        }
+        Ok(Watches { list })
+    }
+
+    /// Every watch.
+    pub fn rules(&self) -> impl Iterator<Item = &plumb_core::FimRule> {
+        self.list.iter().map(|(r, _)| r)
+    }
+
+    /// The watch governing an in-root path: the deepest one at or above
+    /// it, unless it excludes the path.
+    pub fn governing(&self, p: &[u8]) -> Option<&plumb_core::FimRule> {
+        let (rule, ex) = self
+            .list
+            .iter()
+            .filter(|(r, _)| below(r.path.as_bytes(), p))
+            .max_by_key(|(r, _)| r.path.len())?;
+        let s = String::from_utf8_lossy(p);
+        if ex.iter().any(|g| g.is_match(s.as_ref())) {
+            None
+        } else {
+            Some(rule)
+        }
+    }
+}
+
+/// Whether `inner` is `outer` or below it (in-root paths).
+pub fn below(outer: &[u8], inner: &[u8]) -> bool {
+    outer == b"/"
+        || inner == outer
+        || (inner.starts_with(outer) && inner.get(outer.len()) == Some(&b'/'))
+}

@@ -1,0 +1,4 @@
+//! Process lifecycle: systemd notifications and signals.
+
+pub mod notify;
+pub mod signals;

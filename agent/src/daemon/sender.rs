@@ -1,0 +1,449 @@
+//! Delivery to the collector: outbox batches over mutual TLS (TLS 1.3 only,
+//! rustls with the ring provider) as `POST /v1/events`. Only what the
+//! collector acknowledges (`BatchAck.acked_seq`) leaves the outbox. Failures
+//! back off exponentially with full jitter; `429`/`503` with `Retry-After`
+//! are honoured; after a period of failures, the first success is followed
+//! by a fresh snapshot so the collector catches up on the full state.
+
+use crate::daemon::config::Collector;
+use crate::daemon::{Delivery, LastFlush, Shared, scheduler};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use plumb_core::event::{BatchAck, EVENT_SCHEMA, Event, EventBatch};
+use rand::Rng;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex as AsyncMutex;
+
+/// Largest reply body read from the collector.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// Splits `https://host[:port][/prefix]` into host, port and path prefix.
+pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{url}: not https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{url}: no host"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{url}: bad IPv6 host"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("{url}: bad port"))?,
+            None if after.is_empty() => 443,
+            None => return Err(format!("{url}: bad authority")),
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse().map_err(|_| format!("{url}: bad port"))?,
+            ),
+            None => (authority.to_string(), 443),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    Ok((host, port, path.to_string()))
+}
+
+/// Why a send did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The collector asked us to wait.
+    #[error("collector busy (HTTP {status}), retry after {after:?}")]
+    RetryAfter {
+        /// The status.
+        status: u16,
+        /// How long.
+        after: Duration,
+    },
+    /// 413: the batch is too large; send fewer events at once.
+    #[error("collector refused the batch as too large (HTTP 413)")]
+    TooLarge,
+    /// 400: the collector will never accept this batch as it is.
+    #[error("collector refused the batch (HTTP 400): {0}")]
+    Rejected(String),
+    /// Anything else: connection, TLS, HTTP status, bad reply.
+    #[error("{0}")]
+    Failed(String),
+}
+
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A connection to the collector, re-established on demand.
+pub struct Client {
+    tls: tokio_rustls::TlsConnector,
+    host: String,
+    port: u16,
+    prefix: String,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+    batch_size: usize,
+    conn: AsyncMutex<Option<Conn>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    std::fs::read(path).with_context(|| format!("{}", path.display()))
+}
+
+impl Client {
+    /// Builds the TLS client from the `[collector]` section.
+    pub fn new(c: &Collector) -> anyhow::Result<Client> {
+        use anyhow::{Context, anyhow};
+        let (host, port, prefix) = split_url(&c.url).map_err(anyhow::Error::msg)?;
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = read_pem(&c.ca)?;
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+            let cert = cert.with_context(|| format!("{}: bad PEM", c.ca.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("{}: not a usable CA certificate", c.ca.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(anyhow!("{}: no certificate in it", c.ca.display()));
+        }
+        let chain = read_pem(&c.cert)?;
+        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain.as_slice())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}: bad PEM", c.cert.display()))?;
+        if certs.is_empty() {
+            return Err(anyhow!("{}: no certificate in it", c.cert.display()));
+        }
+        let key = read_pem(&c.key)?;
+        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_slice())
+            .with_context(|| format!("{}: bad PEM", c.key.display()))?
+            .ok_or_else(|| anyhow!("{}: no private key in it", c.key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("TLS 1.3 with the ring provider")?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .with_context(|| {
+                format!(
+                    "{} / {}: certificate and key do not go together",
+                    c.cert.display(),
+                    c.key.display()
+                )
+            })?;
+        let server_name = ServerName::try_from(host.clone())
+            .with_context(|| format!("{}: bad host name", c.url))?;
+        Ok(Client {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            host,
+            port,
+            prefix,
+            server_name,
+            timeout: c.timeout,
+            batch_size: c.batch_size,
+            conn: AsyncMutex::new(None),
+        })
+    }
+
+    async fn connect(&self) -> Result<Conn, SendError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            SendError::Failed(format!("{}:{}: {what}: {e}", self.host, self.port))
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| fail("connect", &e))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| fail("TLS handshake", &e))?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| fail("HTTP handshake", &e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// Sends one batch; returns the acknowledged seq.
+    pub async fn send(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
+        match tokio::time::timeout(self.timeout, self.send_inner(host, events)).await {
+            Ok(r) => r,
+            Err(_) => {
+                *self.conn.lock().await = None;
+                Err(SendError::Failed(format!(
+                    "{}:{}: no reply within {:?}",
+                    self.host, self.port, self.timeout
+                )))
+            }
+        }
+    }
+
+    async fn send_inner(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
+        let batch = EventBatch {
+            schema: EVENT_SCHEMA,
+            host: host.to_string(),
+            events: events.to_vec(),
+        };
+        let body = serde_json::to_vec(&batch).map_err(|e| SendError::Failed(e.to_string()))?;
+        let mut guard = self.conn.lock().await;
+        let mut conn = match guard.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connect().await?,
+        };
+        if conn.ready().await.is_err() {
+            conn = self.connect().await?;
+        }
+        let authority = if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let req = Request::post(format!("{}/v1/events", self.prefix))
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        let resp = conn
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = Limited::new(resp.into_body(), MAX_REPLY)
+            .collect()
+            .await
+            .map_err(|e| SendError::Failed(format!("reading the reply: {e}")))?
+            .to_bytes();
+        // The connection is reusable once the reply was read whole.
+        *guard = Some(conn);
+        drop(guard);
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            return Err(SendError::RetryAfter {
+                status: status.as_u16(),
+                after: retry_after.unwrap_or(Duration::from_secs(5)),
+            });
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(SendError::TooLarge);
+        }
+        if status == StatusCode::BAD_REQUEST {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(SendError::Rejected(text));
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(SendError::Failed(format!(
+                "collector replied {status}: {text}"
+            )));
+        }
+        let ack: BatchAck = serde_json::from_slice(&body)
+            .map_err(|e| SendError::Failed(format!("collector reply is not a BatchAck: {e}")))?;
+        Ok(ack.acked_seq)
+    }
+
+    /// Sends everything in the outbox, batch by batch, until it is empty or
+    /// a send fails. A 413 halves the batch; a 400 is narrowed down to the
+    /// one event the collector refuses, which is then removed from the
+    /// outbox and reported by an `agent` error event (never silently).
+    pub async fn send_pending(&self, shared: &Shared) -> Result<usize, SendError> {
+        let mut sent = 0;
+        let mut size = self.batch_size;
+        loop {
+            let batch = shared
+                .outbox()
+                .peek(size)
+                .map_err(|e| SendError::Failed(e.to_string()))?;
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                return Ok(sent);
+            };
+            let (first, last) = (first.seq, last.seq);
+            let acked = match self.send(&shared.host, &batch).await {
+                Ok(a) => a,
+                Err(SendError::TooLarge) if size > 1 => {
+                    size = size.div_ceil(2);
+                    continue;
+                }
+                Err(SendError::Rejected(_)) if size > 1 => {
+                    size = 1;
+                    continue;
+                }
+                Err(SendError::Rejected(why)) => {
+                    shared
+                        .outbox()
+                        .ack(first)
+                        .map_err(|e| SendError::Failed(e.to_string()))?;
+                    shared.emit(vec![crate::daemon::outbox::NewEvent::agent(
+                        plumb_core::event::AgentEventKind::Error,
+                        plumb_core::Severity::High,
+                        format!(
+                            "the collector refuses event seq {first} ({}): {why}; it was removed from the outbox",
+                            batch[0].body.kind()
+                        ),
+                    )]);
+                    continue;
+                }
+                Err(SendError::TooLarge) => {
+                    shared
+                        .outbox()
+                        .ack(first)
+                        .map_err(|e| SendError::Failed(e.to_string()))?;
+                    shared.emit(vec![crate::daemon::outbox::NewEvent::agent(
+                        plumb_core::event::AgentEventKind::Error,
+                        plumb_core::Severity::High,
+                        format!(
+                            "event seq {first} ({}) is larger than the collector accepts; it was removed from the outbox",
+                            batch[0].body.kind()
+                        ),
+                    )]);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if acked < first {
+                return Err(SendError::Failed(format!(
+                    "collector acknowledged seq {acked}, below the batch {first}..={last}"
+                )));
+            }
+            // Never delete past what this batch carried.
+            let upto = acked.min(last);
+            shared
+                .outbox()
+                .ack(upto)
+                .map_err(|e| SendError::Failed(e.to_string()))?;
+            sent += batch.iter().filter(|e| e.seq <= upto).count();
+            size = self.batch_size;
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait in [0, min(cap, 1s·2^n)].
+#[derive(Debug)]
+pub struct Backoff {
+    failures: u32,
+    cap: Duration,
+}
+
+impl Backoff {
+    /// A backoff capped at `cap`.
+    pub fn new(cap: Duration) -> Backoff {
+        Backoff { failures: 0, cap }
+    }
+    /// The next wait after a failure.
+    pub fn next_wait(&mut self) -> Duration {
+        let ceil = Duration::from_secs(1)
+            .saturating_mul(1u32 << self.failures.min(20))
+            .min(self.cap);
+        self.failures = self.failures.saturating_add(1);
+        let ms = u64::try_from(ceil.as_millis()).unwrap_or(u64::MAX).max(100);
+        Duration::from_millis(rand::rng().random_range(100..=ms))
+    }
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+    /// Whether the last attempt failed.
+    pub fn failing(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+/// Starts the delivery task that sends the outbox to the collector.
+pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
+    let client = Arc::new(Client::new(&c)?);
+    let cl = client.clone();
+    let task = tokio::spawn(async move {
+        let mut backoff = Backoff::new(c.max_backoff);
+        loop {
+            match cl.send_pending(&shared).await {
+                Ok(_) => {
+                    if backoff.failing() {
+                        tracing::info!("collector reachable again; sending a snapshot");
+                        backoff.reset();
+                        let s = shared.clone();
+                        let _ = tokio::task::spawn_blocking(move || scheduler::snapshot(&s)).await;
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = shared.delivery.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+                Err(SendError::RetryAfter { status, after }) => {
+                    tracing::warn!("collector busy (HTTP {status}); retrying after {after:?}");
+                    backoff.failures = backoff.failures.max(1);
+                    tokio::time::sleep(after.min(Duration::from_secs(3600))).await;
+                }
+                Err(e) => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!("sending events: {e}; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    });
+    Ok(Delivery {
+        task,
+        last: LastFlush::Sender(client),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split() {
+        assert_eq!(
+            split_url("https://c.example:8443").unwrap(),
+            ("c.example".into(), 8443, String::new())
+        );
+        assert_eq!(
+            split_url("https://c.example/plumb/").unwrap(),
+            ("c.example".into(), 443, "/plumb".into())
+        );
+        assert_eq!(
+            split_url("https://[::1]:9000").unwrap(),
+            ("::1".into(), 9000, String::new())
+        );
+        for bad in ["http://x", "https://", "https://x:port", "https://u@x"] {
+            assert!(split_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_secs(8));
+        for _ in 0..10 {
+            assert!(b.next_wait() <= Duration::from_secs(8));
+        }
+        assert!(b.failing());
+        b.reset();
+        assert!(b.next_wait() <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,12 @@
+//! Plumbline collector: receives the agents' events over mutual TLS, stores
+//! them, and answers the ops team's queries. The binary `plumb-collector`
+//! only parses flags and calls into these modules.
+
+pub mod client;
+pub mod config;
+pub mod files;
+pub mod pki;
+pub mod queries;
+pub mod server;
+pub mod storage;
+pub mod tls;

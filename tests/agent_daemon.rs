@@ -1,0 +1,536 @@
+//! End-to-end tests of `plumb agent` in standalone mode: the real binary
+//! against a temporary root, a fake proc directory, a state directory and a
+//! config written by the test. Events are read from the JSON-lines file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BASELINE_V1: &str = r#"schema = 1
+id = "test-agent"
+version = 1
+title = "agent test baseline"
+
+[[rule]]
+id = "flag.present"
+title = "The flag file exists"
+severity = "high"
+domains = [20]
+criteria = ["I"]
+check = { kind = "file", path = "/etc/flag", exists = true }
+
+[[fim]]
+path = "/etc"
+exclude = ["/etc/skip"]
+realtime = true
+severity = "high"
+domains = [20, 25]
+"#;
+
+/// A spawned agent, killed when dropped.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Agent {
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(extra_config: &str) -> Setup {
+        let s = Setup {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(s.root().join("etc/skip")).unwrap();
+        std::fs::create_dir_all(s.path("proc")).unwrap();
+        std::fs::write(s.root().join("etc/flag"), "1").unwrap();
+        std::fs::write(s.root().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(s.path("baseline.toml"), BASELINE_V1).unwrap();
+        s.write_config(extra_config);
+        s
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path("root")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("agent.toml")
+    }
+
+    fn events_file(&self) -> PathBuf {
+        self.path("log/events.jsonl")
+    }
+
+    fn write_config(&self, extra: &str) {
+        let text = format!(
+            "host_id = \"test-host\"\nroot = \"{root}\"\nproc = \"{proc}\"\nstate_dir = \"{state}\"\nbaselines = [\"{base}\"]\nevents_file = \"{events}\"\n{extra}\n",
+            root = self.root().display(),
+            proc = self.path("proc").display(),
+            state = self.path("state").display(),
+            base = self.path("baseline.toml").display(),
+            events = self.events_file().display(),
+        );
+        let text = if text.contains("[intervals]") {
+            text
+        } else {
+            format!("{text}\n[intervals]\nchecks = \"1s\"\n")
+        };
+        std::fs::write(self.config(), text).unwrap();
+        std::fs::set_permissions(self.config(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn start(&self) -> Agent {
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, env: &[(&str, &str)]) -> Agent {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
+        c.args(["agent", "--config"])
+            .arg(self.config())
+            .env("PLUMB_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Agent(c.spawn().unwrap())
+    }
+
+    /// Every event in the file, in order.
+    fn events(&self) -> Vec<Value> {
+        let Ok(text) = std::fs::read_to_string(self.events_file()) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the events, or fails the test.
+    fn wait_for(
+        &self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let end = Instant::now() + within;
+        loop {
+            let ev = self.events();
+            if pred(&ev) {
+                return ev;
+            }
+            if Instant::now() > end {
+                panic!("timed out waiting for {what}; events: {ev:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits for the `n`th snapshot (the agent is up after its first one).
+    fn wait_snapshots(&self, n: usize) -> Vec<Value> {
+        self.wait_for(&format!("{n} snapshot(s)"), Duration::from_secs(30), |ev| {
+            count(ev, |e| e["kind"] == "snapshot") >= n
+        })
+    }
+}
+
+fn count(ev: &[Value], f: impl Fn(&Value) -> bool) -> usize {
+    ev.iter().filter(|e| f(e)).count()
+}
+
+fn fim_changes<'a>(ev: &'a [Value], path: &str) -> Vec<&'a Value> {
+    ev.iter()
+        .filter(|e| e["kind"] == "fim_change" && e["path"] == path)
+        .collect()
+}
+
+fn agent_events<'a>(ev: &'a [Value], what: &str) -> Vec<&'a Value> {
+    ev.iter()
+        .filter(|e| e["kind"] == "agent" && e["what"] == what)
+        .collect()
+}
+
+fn assert_contiguous(ev: &[Value]) {
+    let seqs: Vec<u64> = ev.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, want, "seqs must be 1..=n, each once, in order");
+}
+
+fn plumb(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_accepts_a_good_config_and_the_shipped_example() {
+    let s = Setup::new("");
+    let cfg = s.config();
+    let (code, out, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+    let copy = s.path("example.toml");
+    std::fs::copy(&example, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = plumb(&["agent", "--config", copy.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn validate_names_file_line_and_field_of_errors() {
+    let s = Setup::new("\n[limits]\nnice = 5\nhash_mb_per_sec = 3\n");
+    let cfg = s.config();
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2);
+    let want = format!("{}:10:", cfg.display());
+    assert!(
+        err.contains(&want) && err.contains("hash_mb_per_sec"),
+        "{err}"
+    );
+
+    s.write_config("remediation = \"sometimes\"");
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":7:") && err.contains("sometimes"), "{err}");
+
+    // A broken baseline named by the config is refused too.
+    std::fs::write(
+        s.path("baseline.toml"),
+        "schema = 1\nid = \"x\"\nbogus = 1\n",
+    )
+    .unwrap();
+    s.write_config("");
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("baseline.toml:3"), "{err}");
+}
+
+#[test]
+fn a_group_writable_config_or_baseline_is_refused() {
+    let s = Setup::new("");
+    let cfg = s.config();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("writable by group or others"), "{err}");
+    // The daemon itself refuses to start on it.
+    let mut a = s.start();
+    assert_eq!(a.wait_exit(Duration::from_secs(10)), Some(2));
+
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        s.path("baseline.toml"),
+        std::fs::Permissions::from_mode(0o646),
+    )
+    .unwrap();
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("baseline.toml") && err.contains("writable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_change_under_a_realtime_path_yields_exactly_one_fim_change() {
+    let s = Setup::new("");
+    let _a = s.start();
+    s.wait_snapshots(1);
+    let f = s.root().join("etc/passwd");
+    // A few writes in quick succession: one change, debounced.
+    for i in 0..5 {
+        std::fs::write(
+            &f,
+            format!("root:x:0:0::/root:/bin/sh\nu{i}:x:1000:1000::/home/u:/bin/sh\n"),
+        )
+        .unwrap();
+    }
+    // An excluded tree is never reported.
+    std::fs::write(s.root().join("etc/skip/noise"), "x").unwrap();
+    let ev = s.wait_for(
+        "fim_change for /etc/passwd",
+        Duration::from_secs(10),
+        |ev| !fim_changes(ev, "/etc/passwd").is_empty(),
+    );
+    let started = Instant::now();
+    let ch = fim_changes(&ev, "/etc/passwd")[0];
+    assert_eq!(ch["change"], "modified");
+    assert_eq!(ch["severity"], "high");
+    assert!(
+        ch["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "sha256"),
+        "{ch}"
+    );
+    // No second event for the same burst, and nothing for the excluded file.
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    let ev = s.events();
+    assert_eq!(fim_changes(&ev, "/etc/passwd").len(), 1, "{ev:#?}");
+    assert!(fim_changes(&ev, "/etc/skip/noise").is_empty());
+    // New directories are picked up: a file created inside one is reported.
+    std::fs::create_dir(s.root().join("etc/new.d")).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(s.root().join("etc/new.d/late"), "x").unwrap();
+    s.wait_for(
+        "the file in the new directory",
+        Duration::from_secs(10),
+        |ev| fim_changes(ev, "/etc/new.d/late").len() == 1,
+    );
+    assert_contiguous(&s.events());
+}
+
+#[test]
+fn a_rule_flipping_yields_check_changed_with_evidence() {
+    let s = Setup::new("");
+    let _a = s.start();
+    let ev = s.wait_snapshots(1);
+    let first: Vec<&Value> = ev.iter().filter(|e| e["kind"] == "check_changed").collect();
+    assert_eq!(first.len(), 1, "first evaluation is reported once");
+    assert_eq!(first[0]["status"], "pass");
+    assert!(first[0]["previous"].is_null());
+    std::fs::remove_file(s.root().join("etc/flag")).unwrap();
+    let ev = s.wait_for("check_changed to fail", Duration::from_secs(10), |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "check_changed" && e["status"] == "fail")
+    });
+    let c = ev
+        .iter()
+        .find(|e| e["kind"] == "check_changed" && e["status"] == "fail")
+        .unwrap();
+    assert_eq!(c["rule"], "flag.present");
+    assert_eq!(c["previous"], "pass");
+    assert_eq!(c["severity"], "high");
+    assert_eq!(c["baseline"]["id"], "test-agent");
+    assert!(!c["evidence"].as_array().unwrap().is_empty(), "{c}");
+    // Unchanged status over the next evaluations: no more events.
+    std::thread::sleep(Duration::from_millis(2500));
+    let ev = s.events();
+    assert_eq!(count(&ev, |e| e["kind"] == "check_changed"), 2, "{ev:#?}");
+}
+
+#[test]
+fn restart_keeps_seqs_and_does_not_rereport_unchanged_state() {
+    let s = Setup::new("");
+    let mut a = s.start();
+    s.wait_snapshots(1);
+    std::fs::write(s.root().join("etc/passwd"), "changed\n").unwrap();
+    s.wait_for("the fim_change", Duration::from_secs(10), |ev| {
+        fim_changes(ev, "/etc/passwd").len() == 1
+    });
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(Duration::from_secs(15)), Some(0));
+    let ev = s.events();
+    assert_eq!(agent_events(&ev, "stopped").len(), 1);
+    let before = ev.len();
+    let _b = s.start();
+    let ev = s.wait_snapshots(2);
+    assert_contiguous(&ev);
+    assert_eq!(agent_events(&ev, "started").len(), 2);
+    let after = &ev[before..];
+    assert!(
+        after
+            .iter()
+            .all(|e| e["kind"] != "check_changed" && e["kind"] != "fim_change"),
+        "nothing changed, nothing re-reported: {after:#?}"
+    );
+}
+
+#[test]
+fn kill_9_in_a_loop_during_a_burst_loses_and_duplicates_nothing() {
+    let s = Setup::new("");
+    let mut a = s.start();
+    s.wait_snapshots(1);
+    let mut written = BTreeSet::new();
+    for round in 0..6 {
+        // A burst of changes, and a kill at an arbitrary moment in it.
+        let writer = {
+            let root = s.root();
+            std::thread::spawn(move || {
+                let mut names = Vec::new();
+                for i in 0..40 {
+                    let name = format!("/etc/burst/r{round}-{i}");
+                    std::fs::create_dir_all(root.join("etc/burst")).unwrap();
+                    std::fs::write(
+                        root.join(name.trim_start_matches('/')),
+                        format!("{round} {i}"),
+                    )
+                    .unwrap();
+                    names.push(name);
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                names
+            })
+        };
+        std::thread::sleep(Duration::from_millis(40 + 37 * round));
+        a.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = a.wait_exit(Duration::from_secs(5));
+        written.extend(writer.join().unwrap());
+        a = s.start();
+    }
+    // The last agent lives: every file is reported, seqs are 1..=n.
+    let ev = s.wait_for("every burst file reported", Duration::from_secs(60), |ev| {
+        written.iter().all(|p| !fim_changes(ev, p).is_empty())
+    });
+    assert_contiguous(&ev);
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for e in &ev {
+        *seen.entry(e["seq"].as_u64().unwrap()).or_default() += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1));
+}
+
+#[test]
+fn an_overflow_is_followed_by_a_rescan_that_finds_every_change() {
+    // A dirty-path bound of 5 forces the overflow path with a small burst.
+    let s = Setup::new("[limits]\nrealtime_max_dirty = 5\n");
+    let _a = s.start();
+    s.wait_snapshots(1);
+    let mut names = Vec::new();
+    // Straight into a watched directory, so each file is a notification.
+    for i in 0..60 {
+        let name = format!("/etc/many-{i}");
+        std::fs::write(s.root().join(name.trim_start_matches('/')), "x").unwrap();
+        names.push(name);
+    }
+    let ev = s.wait_for(
+        "every file after the overflow",
+        Duration::from_secs(20),
+        |ev| names.iter().all(|n| !fim_changes(ev, n).is_empty()),
+    );
+    let warnings = agent_events(&ev, "warning");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["message"].as_str().unwrap().contains("more than 5")),
+        "{warnings:#?}"
+    );
+    for n in &names {
+        assert_eq!(fim_changes(&ev, n).len(), 1, "{n} reported once");
+    }
+    assert_contiguous(&ev);
+}
+
+#[test]
+fn sighup_with_a_broken_baseline_keeps_the_old_one() {
+    let s = Setup::new("");
+    let a = s.start();
+    s.wait_snapshots(1);
+    std::fs::write(
+        s.path("baseline.toml"),
+        "schema = 1\nid = \"test-agent\"\nversion = 2\ntitle = \"t\"\n[[rule]]\nid = \"BAD ID\"\n",
+    )
+    .unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    let ev = s.wait_for("baseline_refused", Duration::from_secs(10), |ev| {
+        !agent_events(ev, "baseline_refused").is_empty()
+    });
+    let r = agent_events(&ev, "baseline_refused")[0];
+    let msg = r["message"].as_str().unwrap();
+    assert!(msg.contains("test-agent v1 stays in force"), "{msg}");
+    assert!(msg.contains("baseline.toml:"), "{msg}");
+    // The old baseline still runs: its rule still flips.
+    std::fs::remove_file(s.root().join("etc/flag")).unwrap();
+    s.wait_for(
+        "check_changed from the old baseline",
+        Duration::from_secs(10),
+        |ev| {
+            ev.iter().any(|e| {
+                e["kind"] == "check_changed"
+                    && e["status"] == "fail"
+                    && e["baseline"]["version"] == 1
+            })
+        },
+    );
+    // A valid new one is applied, with a `reloaded` event.
+    std::fs::write(
+        s.path("baseline.toml"),
+        BASELINE_V1.replace("version = 1", "version = 2"),
+    )
+    .unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    s.wait_for("reloaded", Duration::from_secs(10), |ev| {
+        agent_events(ev, "reloaded")
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("test-agent v2"))
+    });
+}
+
+#[test]
+fn systemd_readiness_and_stop_with_sigterm() {
+    let s = Setup::new("");
+    let sock_path = s.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut a = s.start_with(&[
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(got.iter().any(|m: &String| m.starts_with("READY=1"))
+        && got.iter().any(|m| m == "WATCHDOG=1"))
+    {
+        let n = sock.recv(&mut buf).expect("a notification");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    s.wait_snapshots(1);
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(Duration::from_secs(15)), Some(0));
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING=1");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
+    let ev = s.events();
+    assert_eq!(agent_events(&ev, "stopped").len(), 1);
+    assert_eq!(
+        ev.last().unwrap()["what"],
+        "stopped",
+        "stopped is the last event"
+    );
+}

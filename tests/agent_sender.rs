@@ -1,0 +1,232 @@
+//! The agent's sender against the real collector (`plumb_collector::server`
+//! run in-process, its PKI from `plumb_collector::pki`): mutual TLS, only
+//! acknowledged events leave the outbox, delivery resumes after an outage
+//! and is followed by a fresh snapshot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use plumb_collector::pki::{self, Role};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent(Child);
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The collector, served on its own runtime in a thread; stopped on drop.
+struct Collector {
+    rt: Option<tokio::runtime::Runtime>,
+}
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_collector(dir: &Path, port: u16) -> Collector {
+    let p = dir.join("collector.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout_secs = 1\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\
+             [storage]\npath = \"collector.db\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = plumb_collector::config::Config::load(&p).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.spawn(async move {
+        if let Err(e) = plumb_collector::server::serve(cfg).await {
+            eprintln!("collector: {e}");
+        }
+    });
+    // Wait until it listens.
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "collector did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Collector { rt: Some(rt) }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir, "Test fleet CA", 30).unwrap();
+        pki::issue(&pki_dir, Role::Server, "localhost", 30).unwrap();
+        pki::issue(&pki_dir, Role::Agent, "test-host", 30).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(root.join("etc/flag"), "1").unwrap();
+        std::fs::write(
+            dir.path().join("baseline.toml"),
+            "schema = 1\nid = \"t\"\nversion = 1\ntitle = \"t\"\n\
+             [[rule]]\nid = \"flag\"\ntitle = \"flag exists\"\nseverity = \"high\"\ndomains = [20]\ncriteria = [\"I\"]\n\
+             check = { kind = \"file\", path = \"/etc/flag\", exists = true }\n\
+             [[fim]]\npath = \"/etc\"\nrealtime = true\nseverity = \"high\"\ndomains = [25]\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let d = dir.path();
+        let cfg = d.join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "host_id = \"test-host\"\nroot = \"{root}\"\nproc = \"{d}/proc\"\nstate_dir = \"{d}/state\"\n\
+                 baselines = [\"{d}/baseline.toml\"]\nevents_file = \"{d}/events.jsonl\"\n\
+                 [intervals]\nchecks = \"1s\"\n\
+                 [collector]\nurl = \"https://localhost:{port}\"\nca = \"{d}/pki/ca.pem\"\n\
+                 cert = \"{d}/pki/agents/test-host.pem\"\nkey = \"{d}/pki/agents/test-host.key\"\nmax_backoff = \"2s\"\n",
+                root = root.display(),
+                d = d.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Setup { dir, port }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn start_agent(&self) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_plumb"))
+                .args(["agent", "--config"])
+                .arg(self.path("agent.toml"))
+                .env("PLUMB_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// (kind, seq) of every event the collector stored for test-host.
+    fn stored(&self) -> Vec<(String, u64)> {
+        let Ok(db) = rusqlite::Connection::open_with_flags(
+            self.path("collector.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) else {
+            return Vec::new();
+        };
+        let Ok(mut st) =
+            db.prepare("SELECT kind, seq FROM events WHERE host = 'test-host' ORDER BY seq")
+        else {
+            return Vec::new();
+        };
+        st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map(|rows| rows.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    }
+
+    /// Events still in the agent's outbox.
+    fn outbox_len(&self) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            self.path("state/state.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn wait(
+        &self,
+        what: &str,
+        within: Duration,
+        f: impl Fn(&[(String, u64)]) -> bool,
+    ) -> Vec<(String, u64)> {
+        let end = Instant::now() + within;
+        loop {
+            let s = self.stored();
+            if f(&s) {
+                return s;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}: {s:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn contiguous(s: &[(String, u64)]) -> bool {
+    s.iter()
+        .enumerate()
+        .all(|(i, (_, seq))| *seq == i as u64 + 1)
+}
+
+#[test]
+fn events_reach_the_real_collector_over_mtls_and_leave_the_outbox() {
+    let s = Setup::new();
+    let _c = start_collector(s.dir.path(), s.port);
+    let _a = s.start_agent();
+    let got = s.wait("the start-up events", Duration::from_secs(30), |st| {
+        st.iter().any(|(k, _)| k == "snapshot")
+    });
+    assert!(contiguous(&got), "{got:?}");
+    assert!(got.iter().any(|(k, _)| k == "check_changed"));
+    std::fs::write(s.path("root/etc/new"), "x").unwrap();
+    s.wait("the fim_change", Duration::from_secs(10), |st| {
+        st.iter().any(|(k, _)| k == "fim_change")
+    });
+    // Acknowledged events are deleted from the outbox; nothing went to the file.
+    let end = Instant::now() + Duration::from_secs(5);
+    while s.outbox_len() != 0 {
+        assert!(Instant::now() < end, "outbox not drained");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!s.path("events.jsonl").exists());
+}
+
+#[test]
+fn an_outage_is_ridden_out_and_followed_by_a_snapshot() {
+    let s = Setup::new();
+    // Collector down: the agent keeps everything in its outbox.
+    let _a = s.start_agent();
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(s.path("root/etc/during-outage"), "x").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        s.outbox_len() >= 3,
+        "started, check_changed, snapshot, fim_change kept"
+    );
+    let _c = start_collector(s.dir.path(), s.port);
+    let got = s.wait(
+        "delivery after the outage, then a snapshot",
+        Duration::from_secs(30),
+        |st| {
+            st.iter().filter(|(k, _)| k == "snapshot").count() >= 2
+                && st.iter().any(|(k, _)| k == "fim_change")
+        },
+    );
+    assert!(contiguous(&got), "nothing lost or duplicated: {got:?}");
+}

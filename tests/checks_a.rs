@@ -1,0 +1,220 @@
+//! End-to-end: the `sshd`, `sysctl` and `kernel_module` checks through the
+//! real `plumb` binary on fixture roots.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+/// A fake proc directory with the given files (path relative to proc).
+fn fake_proc(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (rel, content) in files {
+        let p = d.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    d
+}
+
+fn proc_args(p: &tempfile::TempDir) -> Vec<String> {
+    vec!["--proc".into(), p.path().to_str().unwrap().into()]
+}
+
+#[test]
+fn sshd_effective_setting_follows_includes_and_ignores_match() {
+    let root = Root::new();
+    root.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\n\
+         PermitRootLogin yes\n\
+         Match User backup\n    PasswordAuthentication yes\n",
+    );
+    root.write(
+        "/etc/ssh/sshd_config.d/10-hardening.conf",
+        "PermitRootLogin no\nPasswordAuthentication no\n",
+    );
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "PermitRootLogin", equals = "no" }"#,
+        &[],
+    );
+    assert_eq!(
+        (s.as_str(), ev.as_str()),
+        (
+            "pass",
+            "PermitRootLogin no (/etc/ssh/sshd_config.d/10-hardening.conf:1)"
+        )
+    );
+    let (s, _) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "passwordauthentication", equals = "NO" }"#,
+        &[],
+    );
+    assert_eq!(s, "pass");
+}
+
+#[test]
+fn sshd_defaults_failures_and_skips() {
+    let root = Root::new();
+    root.write(
+        "/etc/ssh/sshd_config",
+        "PermitRootLogin yes\nCiphers +3des-cbc\n",
+    );
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "PermitRootLogin", one_of = ["no", "prohibit-password"] }"#,
+        &[],
+    );
+    assert_eq!(s, "fail");
+    assert_eq!(
+        ev,
+        "PermitRootLogin yes (/etc/ssh/sshd_config:1)\nexpected one of \"no\", \"prohibit-password\""
+    );
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "MaxAuthTries", max = 4 }"#,
+        &[],
+    );
+    assert_eq!(s, "fail");
+    assert!(
+        ev.starts_with("MaxAuthTries not set: OpenSSH 9.2 default 6\n"),
+        "{ev}"
+    );
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "Ciphers", excludes = ["3des-cbc"] }"#,
+        &[],
+    );
+    assert_eq!(s, "fail", "{ev}");
+
+    let empty = Root::new();
+    let (s, ev) = status_of(
+        &empty,
+        r#"{ kind = "sshd", key = "PermitRootLogin", equals = "no" }"#,
+        &[],
+    );
+    assert_eq!(s, "skipped");
+    assert!(ev.contains("sshd not installed"), "{ev}");
+
+    let broken = Root::new();
+    broken.mkdir("/etc/ssh/sshd_config");
+    let (s, _) = status_of(
+        &broken,
+        r#"{ kind = "sshd", key = "PermitRootLogin", equals = "no" }"#,
+        &[],
+    );
+    assert_eq!(s, "error");
+}
+
+#[test]
+fn sysctl_runtime_and_persistent() {
+    let root = Root::new();
+    root.write(
+        "/usr/lib/sysctl.d/50-default.conf",
+        "net.ipv4.ip_forward = 1\n",
+    );
+    root.write(
+        "/etc/sysctl.d/99-x.conf",
+        "# hardening\n\nnet.ipv4.ip_forward = 0\n",
+    );
+    let proc = fake_proc(&[("sys/net/ipv4/ip_forward", "1\n")]);
+    let pa = proc_args(&proc);
+    let pa: Vec<&str> = pa.iter().map(String::as_str).collect();
+
+    let check =
+        r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0, persistent = true }"#;
+    let (s, ev) = status_of(&root, check, &pa);
+    assert_eq!(s, "fail");
+    assert_eq!(
+        ev,
+        "net.ipv4.ip_forward = 1 (runtime)\nnet.ipv4.ip_forward = 0 (/etc/sysctl.d/99-x.conf:3)\nexpected \"0\""
+    );
+    // No proc: the persistent part alone, said so.
+    let (s, ev) = status_of(&root, check, &[]);
+    assert_eq!(s, "pass", "{ev}");
+    assert!(ev.contains("runtime value not checked"), "{ev}");
+    // Not persistent and no proc: skipped.
+    let (s, _) = status_of(
+        &root,
+        r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0 }"#,
+        &[],
+    );
+    assert_eq!(s, "skipped");
+    // A parameter this kernel does not have.
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sysctl", key = "net.ipv4.nope", equals = 0 }"#,
+        &pa,
+    );
+    assert_eq!(s, "skipped");
+    assert!(ev.contains("no such kernel parameter"), "{ev}");
+}
+
+#[test]
+fn sysctl_conf_applies_last() {
+    let root = Root::new();
+    root.write("/etc/sysctl.d/99-z.conf", "kernel.randomize_va_space = 1\n");
+    root.write("/etc/sysctl.conf", "kernel.randomize_va_space=2\n");
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sysctl", key = "kernel.randomize_va_space", equals = 2, persistent = true }"#,
+        &[],
+    );
+    assert_eq!(s, "pass", "{ev}");
+    assert!(
+        ev.ends_with("kernel.randomize_va_space = 2 (/etc/sysctl.conf:1)"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn kernel_module_disabled_and_loaded() {
+    let root = Root::new();
+    root.write("/etc/modprobe.d/cramfs.conf", "install cramfs /bin/false\n");
+    root.write("/etc/modprobe.d/usb.conf", "blacklist usb_storage\n");
+    let proc = fake_proc(&[(
+        "modules",
+        "usb_storage 81920 0 - Live 0x0000000000000000\next4 1 0 - Live 0x0\n",
+    )]);
+    let pa = proc_args(&proc);
+    let pa: Vec<&str> = pa.iter().map(String::as_str).collect();
+
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "kernel_module", name = "cramfs", loaded = false, disabled = true }"#,
+        &pa,
+    );
+    assert_eq!(s, "pass", "{ev}");
+    assert!(ev.contains("cramfs is not loaded ("), "{ev}");
+    assert!(
+        ev.contains("install cramfs /bin/false (/etc/modprobe.d/cramfs.conf:1)"),
+        "{ev}"
+    );
+
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "kernel_module", name = "usb-storage", loaded = false, disabled = true }"#,
+        &pa,
+    );
+    assert_eq!(s, "fail", "{ev}");
+    assert!(ev.contains("usb-storage is loaded ("), "{ev}");
+    assert!(
+        ev.contains("blacklist usb_storage (/etc/modprobe.d/usb.conf:1)"),
+        "{ev}"
+    );
+
+    // Without proc only `disabled` is evaluated, and the report says so.
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "kernel_module", name = "cramfs", loaded = false, disabled = true }"#,
+        &[],
+    );
+    assert_eq!(s, "pass", "{ev}");
+    assert!(ev.contains("loaded state not checked"), "{ev}");
+    let (s, _) = status_of(
+        &root,
+        r#"{ kind = "kernel_module", name = "cramfs", loaded = false }"#,
+        &[],
+    );
+    assert_eq!(s, "skipped");
+}

@@ -1,0 +1,315 @@
+//! End-to-end tests of the collector's command line: PKI, config
+//! validation, and the ops queries on a store populated through the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod collector_common;
+use collector_common::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+
+fn out(cmd: &mut std::process::Command) -> (i32, String, String) {
+    let o = cmd.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn version() {
+    let (code, stdout, _) = out(collector().arg("--version"));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("plumb-collector "));
+}
+
+#[test]
+fn pki_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let (code, _, err) = out(collector().args(["pki", "init", "--dir"]).arg(&dir));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mode(&dir.join("ca.key")), 0o600);
+    assert!(dir.join("crl.pem").exists());
+    let (code, _, err) = out(collector().args(["pki", "init", "--dir"]).arg(&dir));
+    assert_eq!(code, 2);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+
+    let (code, stdout, err) = out(collector()
+        .args(["pki", "issue", "--agent", "web-12", "--days", "30", "--dir"])
+        .arg(&dir));
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("agents/web-12.pem"), "{stdout}");
+    assert_eq!(mode(&dir.join("agents/web-12.key")), 0o600);
+    let (code, _, err) = out(collector()
+        .args(["pki", "issue", "--server", "10.1.2.3", "--dir"])
+        .arg(&dir));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = out(collector()
+        .args(["pki", "issue", "--agent", "../../etc/x", "--dir"])
+        .arg(&dir));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a valid host name"), "{err}");
+
+    let (code, stdout, err) = out(collector()
+        .args(["pki", "revoke", "--dir"])
+        .arg(&dir)
+        .arg(dir.join("agents/web-12.pem")));
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("revoked serial"), "{stdout}");
+    let crl = plumb_collector::tls::read_crls(&dir.join("crl.pem")).unwrap();
+    let (_, parsed) = <x509_parser::revocation_list::CertificateRevocationList as x509_parser::prelude::FromDer<_>>::from_der(&crl[0]).unwrap();
+    assert_eq!(parsed.iter_revoked_certificates().count(), 1);
+}
+
+#[test]
+fn validate_config() {
+    let f = Fleet::new();
+    let good = f.config("127.0.0.1:0", "", "");
+    let (code, stdout, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&good));
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains(": ok"));
+
+    let bad = f.path("bad.toml");
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("[storage]\n", "[storage]\nretention = 3\n");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("retention ="))
+        .unwrap()
+        + 1;
+    let (code, _, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&bad));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("bad.toml:{line}: unknown field `retention`")),
+        "{err}"
+    );
+
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("[storage]\n", "[storage]\nsynchronous = \"sometimes\"\n");
+    std::fs::write(&bad, &text).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&bad));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("bad.toml:{line}:")) && err.contains("sometimes"),
+        "{err}"
+    );
+
+    // Missing key file: named.
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("localhost.key", "missing.key");
+    std::fs::write(&bad, &text).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&bad));
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.key"), "{err}");
+
+    // Writable by others: refused.
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&good));
+    assert_eq!(code, 2);
+    assert!(err.contains("writable by group or others"), "{err}");
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // A key readable by others: refused.
+    let key = f.pki.join("servers/localhost.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&good));
+    assert_eq!(code, 2);
+    assert!(err.contains("accessible to others"), "{err}");
+}
+
+fn now_rfc3339(offset_secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_secs);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn populate(f: &Fleet) {
+    let server = Server::start(&f.config("127.0.0.1:0", "", ""));
+    let rule = |id: &str, status: &str, domains: serde_json::Value| json!({"id": id, "status": status, "severity": "high", "domains": domains, "title": format!("title of {id}")});
+    let snapshot = |seq: u64, rules: Vec<serde_json::Value>| {
+        json!({"seq": seq, "time": now_rfc3339(-600), "severity": "info", "kind": "snapshot",
+               "agent_version": "0.1.0", "baseline": {"id": "issp-linux-server", "version": 7},
+               "facts": {"hostname": "x", "os": "Debian 12", "kernel": "6.1", "uptime_s": 1, "cpus": 2, "memory_bytes": 1},
+               "fim_digest": "f00d", "summary": {"pass": 0, "fail": 0, "error": 0, "skipped": 0, "score": 0.0},
+               "rules": rules})
+    };
+    let web = json!({"schema": 1, "host": "web-12", "events": [
+        snapshot(1, vec![rule("ssh.permit-root-login", "pass", json!([13])), rule("sysctl.ip-forward", "pass", json!([20, 21]))]),
+        {"seq": 2, "time": now_rfc3339(-300), "severity": "high", "kind": "check_changed",
+         "rule": "ssh.permit-root-login", "title": "SSH does not allow root to log in", "previous": "pass", "status": "fail",
+         "domains": [13], "criteria": ["C", "T"], "evidence": ["PermitRootLogin yes (/etc/ssh/sshd_config:32)"],
+         "baseline": {"id": "issp-linux-server", "version": 7}},
+        {"seq": 3, "time": now_rfc3339(-200), "severity": "medium", "kind": "fim_change",
+         "path": "/etc/passwd", "change": "modified", "fields": ["sha256", "size"],
+         "old": {"sha256": "3f2a".repeat(16), "size": 1200}, "new": {"sha256": "8c1d".repeat(16), "size": 1234},
+         "domains": [20, 25]},
+    ]});
+    let db = json!({"schema": 1, "host": "db-01", "events": [
+        snapshot(1, vec![rule("ssh.permit-root-login", "pass", json!([13])), rule("sysctl.ip-forward", "fail", json!([20, 21]))]),
+    ]});
+    rt().block_on(async {
+        for (host, b) in [("web-12", web), ("db-01", db)] {
+            let r = one_request(
+                f.client_config(Some(host)),
+                server.addr,
+                "POST",
+                "/v1/events",
+                &serde_json::to_vec(&b).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+    });
+}
+
+#[test]
+fn queries_on_a_populated_store() {
+    let f = Fleet::new();
+    populate(&f);
+    let db = f.db();
+
+    // hosts
+    let (code, text, err) = out(collector().args(["hosts", "--db"]).arg(&db));
+    assert_eq!(code, 0, "{err}");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    let web = text.lines().find(|l| l.starts_with("web-12")).unwrap();
+    assert!(
+        web.contains("50.0") && web.contains("issp-linux-server@7") && web.contains("0.1.0"),
+        "{web}"
+    );
+    assert!(!web.contains("STALE"));
+    let (_, text, _) = out(collector()
+        .args(["hosts", "--stale-after", "0s", "--db"])
+        .arg(&db));
+    assert!(
+        text.lines()
+            .find(|l| l.starts_with("web-12"))
+            .unwrap()
+            .contains("STALE"),
+        "{text}"
+    );
+    let (code, js, _) = out(collector()
+        .args(["hosts", "--format", "json", "--db"])
+        .arg(&db));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let hosts = v["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2);
+    let w = hosts.iter().find(|h| h["host"] == "web-12").unwrap();
+    assert_eq!(w["failing_rules"], 1);
+    assert_eq!(w["drift_24h"], 2);
+    assert_eq!(w["stale"], false);
+    assert_eq!(w["baseline"]["version"], 7);
+    assert_eq!(w["fim_digest"], "f00d");
+
+    // drift: newest first, evidence, field diffs
+    let (code, text, _) = out(collector().args(["drift", "--db"]).arg(&db));
+    assert_eq!(code, 1, "drift found → exit 1");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    let fim = text.find("/etc/passwd modified").unwrap();
+    let ssh = text.find("ssh.permit-root-login: pass → fail").unwrap();
+    assert!(fim < ssh, "newest first:\n{text}");
+    assert!(
+        text.contains("PermitRootLogin yes (/etc/ssh/sshd_config:32)"),
+        "{text}"
+    );
+    assert!(text.contains("size: 1200 → 1234"), "{text}");
+    assert!(text.contains("sha256: 3f2a3f2a3f2a…"), "{text}");
+    let (code, js, _) = out(collector()
+        .args(["drift", "--severity", "high", "--format", "json", "--db"])
+        .arg(&db));
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"]["rule"], "ssh.permit-root-login");
+    let (code, text, _) = out(collector()
+        .args(["drift", "--host", "db-01", "--db"])
+        .arg(&db));
+    assert_eq!(code, 0, "no drift → exit 0");
+    assert!(text.contains("No drift"));
+    let (code, _, _) = out(collector()
+        .args(["drift", "--since", "1m", "--db"])
+        .arg(&db));
+    assert_eq!(code, 0, "both drift events are older than a minute");
+    let (code, _, err) = out(collector()
+        .args(["drift", "--since", "last tuesday", "--db"])
+        .arg(&db));
+    assert_eq!(code, 2);
+    assert!(err.contains("--since"), "{err}");
+
+    // report per ISSP domain
+    let (code, text, _) = out(collector().args(["report", "--db"]).arg(&db));
+    assert_eq!(code, 1, "a host fails → exit 1");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    assert!(text.contains("2 hosts, 2 failing"), "{text}");
+    let d13 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("13 "))
+        .unwrap();
+    assert!(
+        d13.contains("Identity, authentication and access management"),
+        "{d13}"
+    );
+    let nums: Vec<&str> = d13.split_whitespace().rev().take(3).collect();
+    assert_eq!(nums, ["0", "1", "1"], "pass 1, fail 1, error 0: {d13}");
+    assert!(text.contains("worst: ssh.permit-root-login (1)"), "{text}");
+    let (_, js, _) = out(collector()
+        .args(["report", "--format", "json", "--db"])
+        .arg(&db));
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let d21 = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == 21)
+        .unwrap();
+    assert_eq!(d21["name"], "Network security");
+    assert_eq!(d21["hosts_failing"], 1);
+    assert_eq!(d21["worst_rules"][0]["hosts"], json!(["db-01"]));
+
+    // --config reads the same store; a missing db is a clear error.
+    let cfg = f.config("127.0.0.1:0", "", "");
+    let (code, _, err) = out(collector().args(["hosts", "--config"]).arg(&cfg));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = out(collector().args(["hosts", "--db"]).arg(f.path("nope.db")));
+    assert_eq!(code, 2);
+    assert!(err.contains("no such database"), "{err}");
+}
+
+#[test]
+fn reopening_an_existing_store_is_idempotent() {
+    let f = Fleet::new();
+    populate(&f);
+    // Second start on the same db: migrations already applied, data intact.
+    populate(&f);
+    let (code, js, _) = out(collector()
+        .args(["hosts", "--format", "json", "--db"])
+        .arg(f.db()));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
+    assert_eq!(stored_seqs(&f.db(), "web-12"), vec![1, 2, 3]);
+}

@@ -1,0 +1,208 @@
+//! Fixtures for the collector's end-to-end tests: a throwaway PKI, configs,
+//! the real `plumb-collector serve` (killed on drop, even on panic), and a
+//! small mTLS client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use plumb_collector::client::{Conn, HttpResponse};
+use plumb_collector::pki::{self, Role};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_plumb-collector");
+
+pub fn collector() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("NOTIFY_SOCKET");
+    c
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A temporary directory with a fleet PKI: CA, server cert for localhost, agents on demand.
+pub struct Fleet {
+    pub tmp: tempfile::TempDir,
+    pub pki: PathBuf,
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = tmp.path().join("pki");
+        pki::init(&pki, "Test fleet CA", 30).unwrap();
+        pki::issue(&pki, Role::Server, "localhost", 30).unwrap();
+        Fleet { tmp, pki }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    pub fn agent(&self, host: &str) -> (PathBuf, PathBuf) {
+        let cert = self.pki.join("agents").join(format!("{host}.pem"));
+        if !cert.exists() {
+            pki::issue(&self.pki, Role::Agent, host, 30).unwrap();
+        }
+        (cert, self.pki.join("agents").join(format!("{host}.key")))
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path("collector.db")
+    }
+
+    /// Writes collector.toml listening on `listen`, with `extra` TOML appended to sections.
+    pub fn config(&self, listen: &str, server_extra: &str, storage_extra: &str) -> PathBuf {
+        let p = self.path("collector.toml");
+        let text = format!(
+            "[server]\nlisten = \"{listen}\"\nshutdown_timeout_secs = 3\n{server_extra}\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\
+             [storage]\npath = \"collector.db\"\n{storage_extra}\n"
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn client_config(&self, host: Option<&str>) -> Arc<rustls::ClientConfig> {
+        match host {
+            Some(h) => {
+                let (c, k) = self.agent(h);
+                plumb_collector::tls::client_config(&self.pki.join("ca.pem"), Some((&c, &k)))
+                    .unwrap()
+            }
+            None => plumb_collector::tls::client_config(&self.pki.join("ca.pem"), None).unwrap(),
+        }
+    }
+}
+
+/// A running `plumb-collector serve`; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(config: &Path) -> Server {
+        let mut child = collector()
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("PLUMB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(a.trim().parse::<SocketAddr>().unwrap());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            log: log.clone(),
+        };
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => server.addr = addr,
+            Err(_) => panic!("collector did not start; log:\n{}", log.lock().unwrap()),
+        }
+        server
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn connect(cfg: Arc<rustls::ClientConfig>, addr: SocketAddr) -> std::io::Result<Conn> {
+    Conn::connect(cfg, addr, "localhost").await
+}
+
+/// Connects and sends one request; an Err means the TLS session was refused.
+pub async fn one_request(
+    cfg: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    let mut c = connect(cfg, addr).await?;
+    c.request(method, path, body).await
+}
+
+pub fn event(seq: u64, kind_body: serde_json::Value) -> serde_json::Value {
+    let mut e = serde_json::json!({
+        "seq": seq, "time": "2026-11-27T10:00:00Z", "severity": "high",
+    });
+    for (k, v) in kind_body.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+pub fn fim_event(seq: u64) -> serde_json::Value {
+    event(
+        seq,
+        serde_json::json!({
+            "kind": "fim_change", "path": format!("/etc/file{seq}"), "change": "modified",
+            "fields": ["sha256", "size"],
+            "old": {"sha256": "a".repeat(64), "size": 1200},
+            "new": {"sha256": "b".repeat(64), "size": 1234},
+            "domains": [20, 25]
+        }),
+    )
+}
+
+/// A batch of fim_change events with these seqs.
+pub fn batch(host: &str, seqs: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    let events: Vec<_> = seqs.into_iter().map(fim_event).collect();
+    serde_json::to_vec(&serde_json::json!({"schema": 1, "host": host, "events": events})).unwrap()
+}
+
+pub fn stored_seqs(db: &Path, host: &str) -> Vec<u64> {
+    let s = plumb_collector::storage::sqlite::Sqlite::open_read_only(db).unwrap();
+    s.events_of(host).unwrap().iter().map(|e| e.seq).collect()
+}
