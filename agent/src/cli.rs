@@ -231,3 +231,57 @@ pub struct RemediateArgs {
     #[arg(long, value_enum, default_value_t = RemediateFormat::Text)]
     pub format: RemediateFormat,
 }
+
+#[derive(Debug, Subcommand)]
+pub enum FimCommand {
+    /// Scan the watched files and write a new sealed database.
+    Init(FimInitArgs),
+    /// Scan again and report what changed since the database was written.
+    Check(FimCheckArgs),
+}
+
+/// Arguments shared by `fim init` and `fim check`.
+#[derive(Debug, Args, Clone)]
+pub struct FimInitArgs {
+    /// Baseline whose [[fim]] watches are scanned.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// Root directory; watch paths are inside it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Database file.
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// Key file sealing the database (default: DB.key beside the database).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FimFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FimVerify {
+    /// Re-hash every regular file.
+    Full,
+    /// Re-hash only files whose size, mtime, ctime, inode or type changed.
+    Metadata,
+}
+
+#[derive(Debug, Args)]
+pub struct FimCheckArgs {
+    #[command(flatten)]
+    pub common: FimInitArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FimFormat::Text)]
+    pub format: FimFormat,
+    /// After reporting, write the new state into the database.
+    #[arg(long)]
+    pub update: bool,
+    /// How content is verified.
+    #[arg(long, value_enum, default_value_t = FimVerify::Full)]
+    pub verify: FimVerify,
+}

@@ -3,9 +3,9 @@
 pub mod agent;
 pub mod baseline;
 pub mod check;
+pub mod fim;
 pub mod keygen;
 pub mod remediate;
-pub mod fim;
 
 use crate::cli::{Cli, Command};
 
@@ -14,6 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Baseline(cmd) => baseline::run(cmd),
+        Command::Fim(cmd) => fim::run(cmd),
         Command::Agent(args) => agent::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Remediate(args) => remediate::run(&args),
@@ -25,6 +26,5 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
             Ok(crate::EXIT_OK)
         }
-        Command::Fim(cmd) => fim::run(cmd),
     }
 }
