@@ -21,7 +21,8 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DE
 # A private mount namespace so /proc is mounted for the chroot only and
 # disappears with the command: the host's mount table is never touched.
 in_root_proc() { unshare --mount --propagation private -- sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"' "$root" "$@"; }
-mode_of() { stat -c '%a %U:%G' "$root$1"; }
+# Names resolved by the chroot's own passwd/group, not the host's.
+mode_of() { chroot "$root" stat -c '%a %U:%G' "$1"; }
 
 [ "$(id -u)" = 0 ] || { echo "test-install: needs root (chroot)" >&2; exit 2; }
 
@@ -60,7 +61,8 @@ check "collector config 640 root:plumb-collector" test "$(mode_of /etc/plumb/col
 check "agent state dir 700 root:root" test "$(mode_of /var/lib/plumb)" = "700 root:root"
 check "collector state dir 750 plumb-collector" test "$(mode_of /var/lib/plumb-collector)" = "750 plumb-collector:plumb-collector"
 check "collector system user has no login shell" sh -c "grep -q '^plumb-collector:.*:/usr/sbin/nologin\$' '$root/etc/passwd'"
-check "conffiles registered" sh -c "chroot '$root' dpkg-query -W -f='\${Conffiles}' plumb plumb-collector | grep -c '/etc/plumb/' | grep -qx 2"
+conffiles=$(chroot "$root" dpkg-query -W -f='${Conffiles}\n' plumb plumb-collector)
+check "conffiles registered" sh -c "echo '$conffiles' | grep -q '^ /etc/plumb/agent.toml ' && echo '$conffiles' | grep -q '^ /etc/plumb/collector.toml '"
 check "units enabled" sh -c "test -L '$root/etc/systemd/system/multi-user.target.wants/plumb-agent.service' && test -L '$root/etc/systemd/system/multi-user.target.wants/plumb-collector.service'"
 check "man page renders" sh -c "zcat '$root/usr/share/man/man8/plumb.8.gz' | grep -q 'plumb check'"
 
@@ -70,8 +72,8 @@ check "plumb check runs from the installed path (exit $rc)" test "$rc" -le 1
 check "plumb check prints a JSON report" python3 -c "import json,sys; r=json.load(open('$work/report.json')); assert r['results'] and r['summary']"
 check "installed baseline lints clean" in_root /usr/bin/plumb baseline lint /usr/share/plumb/baselines/issp-linux-server.toml
 check "agent config validates" in_root /usr/bin/plumb agent --config /etc/plumb/agent.toml --validate
-check "systemd-analyze verify plumb-agent.service" in_root systemd-analyze verify /lib/systemd/system/plumb-agent.service
-check "systemd-analyze verify plumb-collector.service" in_root systemd-analyze verify /lib/systemd/system/plumb-collector.service
+check "systemd-analyze verify plumb-agent.service" in_root systemd-analyze verify --man=no /lib/systemd/system/plumb-agent.service
+check "systemd-analyze verify plumb-collector.service" in_root systemd-analyze verify --man=no /lib/systemd/system/plumb-collector.service
 for u in plumb-agent plumb-collector; do
   score=$(in_root systemd-analyze security --offline=true "/lib/systemd/system/$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
   echo "     exposure $u: ${score:-?}"
