@@ -1,0 +1,361 @@
+//! Signed baselines in the daemon (DESIGN rule 5). With `trusted_keys` in
+//! the config, every baseline the agent runs came through
+//! [`TrustPolicy::consider`]: the local `baselines` files (then signed
+//! bundles) at start and on SIGHUP, and the bundles the collector serves on
+//! `GET /v1/baseline`, polled every `intervals.baseline_poll`. What runs is
+//! the newest applied version of each baseline id, as stored by the trust
+//! policy; a new one replaces the policy in force (checks and FIM watches
+//! together) and the scheduled work restarts on it. Without trusted keys the
+//! local files are plain TOML and are never remediated.
+
+use super::config::Config;
+use super::outbox::NewEvent;
+use super::sender::{Client, Fetched, SendError};
+use super::{Policy, Shared};
+use crate::commands::check::load_baselines;
+use crate::trust::{Decision, TrustPolicy, load_trusted_keys};
+use anyhow::Context as _;
+use plumb_core::bundle::{Bundle, MAX_BUNDLE_BYTES};
+use plumb_core::event::{AgentEventKind, EventBody};
+use plumb_core::{Baseline, Severity};
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A policy to install, with the events its loading produced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The baselines to run.
+    pub policy: Policy,
+    /// `baseline_applied`, `baseline_refused`, warnings, errors.
+    pub events: Vec<NewEvent>,
+}
+
+/// The trust policy of a config: `None` without trusted keys.
+pub fn trust_for(cfg: &Config) -> anyhow::Result<Option<TrustPolicy>> {
+    if cfg.trusted_keys.is_empty() {
+        return Ok(None);
+    }
+    let keys = load_trusted_keys(&cfg.trusted_keys)?;
+    Ok(Some(TrustPolicy::new(keys, &cfg.state_dir)?))
+}
+
+fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut bytes = Vec::new();
+    // One byte past the cap, so the parser reports an oversized bundle.
+    f.take(MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Checks the local baselines of a config as the daemon would load them
+/// (`--validate`): plain TOML without trusted keys, bundles verifying with
+/// the trusted keys otherwise (the version floor is not consulted).
+pub fn validate(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.trusted_keys.is_empty() {
+        load_baselines(&cfg.baselines)?;
+        return Ok(());
+    }
+    let keys = load_trusted_keys(&cfg.trusted_keys)?;
+    for p in &cfg.baselines {
+        let bytes = read_capped(p)?;
+        Bundle::parse(&bytes)
+            .and_then(|b| b.verify(&keys))
+            .with_context(|| {
+                format!(
+                    "{}: with trusted_keys set, baselines must be signed bundles",
+                    p.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The bundle is byte for byte the one already stored for its id: nothing
+/// to decide (a restart, or the collector serving what runs).
+fn already_running(trust: &TrustPolicy, bytes: &[u8]) -> bool {
+    let Ok(b) = Bundle::parse(bytes) else {
+        return false;
+    };
+    std::fs::read(trust.stored_bundle_path(b.id()))
+        .map(|stored| stored == bytes)
+        .unwrap_or(false)
+}
+
+/// A refused bundle that is genuine but not newer than what was applied:
+/// an older local file after a newer push, not an attack worth an event.
+/// A bundle that does not verify is never stale.
+fn stale(trust: &TrustPolicy, bytes: &[u8]) -> bool {
+    let Ok(b) = Bundle::parse(bytes) else {
+        return false;
+    };
+    if b.verify(trust.keys()).is_err() {
+        return false;
+    }
+    matches!(trust.applied_version(b.id()), Ok(Some(v)) if b.version() <= v)
+}
+
+fn decision_event(d: &Decision, source: &str) -> NewEvent {
+    let mut ev = d.agent_event(env!("CARGO_PKG_VERSION"), None);
+    ev.message = format!("{} ({source})", ev.message);
+    let severity = match d {
+        Decision::Applied { .. } => Severity::Info,
+        Decision::Refused { .. } => Severity::High,
+    };
+    NewEvent {
+        severity,
+        body: EventBody::Agent(ev),
+    }
+}
+
+/// The newest applied version of every baseline id, verified again with the
+/// keys trusted now; the second list says why a stored one cannot run (a
+/// key since removed, a damaged file).
+fn applied_baselines(trust: &TrustPolicy) -> anyhow::Result<(Vec<Baseline>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for id in trust.applied_versions()?.into_keys() {
+        match trust.load_applied(&id) {
+            Ok(Some(v)) => out.push(v.baseline),
+            Ok(None) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Baseline::check_unique(&out)?;
+    Ok((out, errors))
+}
+
+/// Loads the policy a config asks for. Without trusted keys: the local TOML
+/// files (or the built-in baseline). With them: each local bundle goes
+/// through the trust policy, then every applied baseline runs; when none
+/// is applied and no local file is named, the built-in baseline runs
+/// (unsigned, never remediated) until a signed one arrives. An `Err` means
+/// nothing can run; the caller keeps what it had.
+pub fn load(cfg: &Config, trust: Option<&TrustPolicy>) -> anyhow::Result<Loaded> {
+    let Some(trust) = trust else {
+        return Ok(Loaded {
+            policy: Policy {
+                baselines: load_baselines(&cfg.baselines)?,
+                signed: false,
+            },
+            events: Vec::new(),
+        });
+    };
+    let mut events = Vec::new();
+    let mut refusals = Vec::new();
+    for path in &cfg.baselines {
+        let source = format!("local file {}", path.display());
+        let bytes = match read_capped(path) {
+            Ok(b) => b,
+            Err(e) => {
+                refusals.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        if already_running(trust, &bytes) {
+            continue;
+        }
+        let d = trust.consider(&bytes)?;
+        if let Decision::Refused { reason, .. } = &d {
+            if stale(trust, &bytes) {
+                tracing::debug!("{source}: {reason}; the newer applied version runs");
+                continue;
+            }
+            refusals.push(format!("{}: {reason}", path.display()));
+        }
+        events.push(decision_event(&d, &source));
+    }
+    let (baselines, errors) = applied_baselines(trust)?;
+    for e in &errors {
+        events.push(NewEvent::agent(
+            AgentEventKind::Error,
+            Severity::High,
+            format!("stored signed baseline not run: {e}"),
+        ));
+    }
+    if !baselines.is_empty() {
+        return Ok(Loaded {
+            policy: Policy {
+                baselines,
+                signed: true,
+            },
+            events,
+        });
+    }
+    if cfg.baselines.is_empty() {
+        events.push(NewEvent::agent(
+            AgentEventKind::Warning,
+            Severity::Medium,
+            "no signed baseline applied yet: running the built-in baseline (unsigned, never remediated) until one arrives",
+        ));
+        return Ok(Loaded {
+            policy: Policy {
+                baselines: load_baselines(&[])?,
+                signed: false,
+            },
+            events,
+        });
+    }
+    let mut why = refusals;
+    why.extend(errors);
+    anyhow::bail!("no signed baseline can be run: {}", why.join("; "))
+}
+
+/// Makes `policy` the one in force: FIM watches first (a failure leaves
+/// everything as it was), then the checks, in one swap.
+pub fn install(shared: &Shared, policy: Policy) -> Result<(), String> {
+    shared
+        .fim
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .set_rules(&policy.fim_rules())?;
+    shared.set_policy(policy);
+    Ok(())
+}
+
+/// Says, once per policy change, why a remediation mode will not act.
+pub fn remediation_notice(shared: &Shared) {
+    use super::config::RemediationMode;
+    let cfg = shared.config();
+    if cfg.remediation == RemediationMode::Off {
+        return;
+    }
+    let policy = shared.policy();
+    if !policy.signed {
+        shared.agent(
+            AgentEventKind::Warning,
+            Severity::Medium,
+            format!(
+                "remediation = {:?} but the baseline in force is not signed ({}): the agent remediates only from a baseline accepted through trusted_keys; not remediating",
+                cfg.remediation,
+                if cfg.trusted_keys.is_empty() {
+                    "no trusted_keys configured"
+                } else {
+                    "no signed baseline applied yet"
+                }
+            ),
+        );
+        return;
+    }
+    let allowed = policy
+        .baselines
+        .iter()
+        .flat_map(|b| &b.rules)
+        .filter(|r| r.remediation.is_some() && cfg.remediation_allows(r))
+        .count();
+    if allowed == 0 {
+        shared.agent(
+            AgentEventKind::Warning,
+            Severity::Low,
+            format!(
+                "remediation = {:?} but no rule of the baseline in force is allowed by remediation_allow / remediation_min_severity; not remediating",
+                cfg.remediation
+            ),
+        );
+    }
+}
+
+/// One bundle received from the collector: decided, and installed when
+/// applied. Returns whether the policy changed (the scheduled work must
+/// restart on it).
+fn adopt(shared: &Shared, trust: &TrustPolicy, bytes: &[u8]) -> Result<bool, String> {
+    const SOURCE: &str = "from the collector";
+    if already_running(trust, bytes) {
+        return Ok(false);
+    }
+    let d = trust.consider(bytes).map_err(|e| e.to_string())?;
+    match &d {
+        Decision::Applied { .. } => {
+            let (baselines, errors) = applied_baselines(trust).map_err(|e| format!("{e:#}"))?;
+            for e in errors {
+                shared.agent(
+                    AgentEventKind::Error,
+                    Severity::High,
+                    format!("stored signed baseline not run: {e}"),
+                );
+            }
+            install(
+                shared,
+                Policy {
+                    baselines,
+                    signed: true,
+                },
+            )?;
+            shared.emit(vec![decision_event(&d, SOURCE)]);
+            remediation_notice(shared);
+            Ok(true)
+        }
+        Decision::Refused { reason, .. } => {
+            if stale(trust, bytes) {
+                tracing::debug!("baseline from the collector: {reason}");
+            } else {
+                shared.emit(vec![decision_event(&d, SOURCE)]);
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Polls `GET /v1/baseline` every `intervals.baseline_poll` and whenever
+/// `shared.poll_now` is notified (SIGHUP), with `If-None-Match` of the last
+/// bundle decided on (applied or refused: the same bytes are not judged
+/// twice, except after a SIGHUP, which may have changed the trusted keys).
+/// Sends on `changed` when a new policy was installed.
+pub async fn poller(shared: Arc<Shared>, client: Client, changed: tokio::sync::mpsc::Sender<()>) {
+    let mut etag: Option<String> = None;
+    loop {
+        let wait = poll_once(&shared, &client, &mut etag, &changed).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.poll_now.notified() => etag = None,
+        }
+    }
+}
+
+async fn poll_once(
+    shared: &Arc<Shared>,
+    client: &Client,
+    etag: &mut Option<String>,
+    changed: &tokio::sync::mpsc::Sender<()>,
+) -> Duration {
+    let every = shared.config().intervals.baseline_poll;
+    let Some(trust) = shared.trust() else {
+        return every;
+    };
+    match client.fetch_baseline(etag.as_deref()).await {
+        Ok(Fetched::NothingPublished | Fetched::NotModified) => every,
+        Ok(Fetched::Bundle { bytes, etag: new }) => {
+            let s = shared.clone();
+            let r = tokio::task::spawn_blocking(move || adopt(&s, &trust, &bytes)).await;
+            match r {
+                Ok(Ok(policy_changed)) => {
+                    *etag = new;
+                    if policy_changed {
+                        let _ = changed.send(()).await;
+                    }
+                }
+                // A local failure (state unreadable, disk full): say so and
+                // try the same bundle again next time.
+                Ok(Err(e)) => shared.agent(
+                    AgentEventKind::Error,
+                    Severity::High,
+                    format!("baseline from the collector not applied: {e}"),
+                ),
+                Err(e) => shared.agent(
+                    AgentEventKind::Error,
+                    Severity::High,
+                    format!("baseline from the collector: task failed: {e}"),
+                ),
+            }
+            every
+        }
+        Err(SendError::RetryAfter { after, .. }) => after.min(every),
+        Err(e) => {
+            tracing::warn!("asking the collector for a baseline: {e}");
+            every
+        }
+    }
+}
