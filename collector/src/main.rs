@@ -295,13 +295,9 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
-    use plumb_collector::storage::{NewBaseline, PublishOutcome};
-    use plumb_core::bundle::{Bundle, PublicKey};
+    use plumb_collector::storage::PublishOutcome;
+    use plumb_core::bundle::PublicKey;
     match cmd {
         BaselineCmd::Publish {
             bundle,
@@ -329,40 +325,17 @@ fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
                     "no trusted baseline keys: set [baselines] trusted_keys in the config (or give --trusted-key)"
                 );
             }
-            if hosts.is_empty()
-                || !hosts
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"*?.-_".contains(&b))
-            {
-                anyhow::bail!(
-                    "--hosts {hosts:?}: a host name glob of letters, digits, '.', '-', '_', '*' and '?'"
-                );
-            }
             let keys = key_files
                 .iter()
                 .map(|p| PublicKey::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let parsed =
-                Bundle::load(&bundle).with_context(|| format!("{}: refused", bundle.display()))?;
-            let verified = parsed
-                .verify(&keys)
-                .with_context(|| format!("{}: refused", bundle.display()))?;
-            // The canonical encoding is what is stored and served.
-            let bytes = verified.bundle.to_bytes();
-            let sha = hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
-            let new = NewBaseline {
-                id: verified.baseline.id.clone(),
-                version: verified.baseline.version,
-                key_id: verified.key_id.clone(),
-                hosts: hosts.clone(),
-                bytes,
-                sha256: sha.clone(),
-                published_at: now(),
-            };
+            let bytes = std::fs::read(&bundle).with_context(|| format!("{}", bundle.display()))?;
+            let new = plumb_collector::baselines::prepare(&bytes, &keys, &hosts, now())
+                .map_err(|e| anyhow::anyhow!("{}: refused: {e}", bundle.display()))?;
             let mut store = Sqlite::open(&db_path, sync)?;
             let what = format!(
-                "{} v{} signed by {} for hosts {hosts:?} (sha256 {sha})",
-                new.id, new.version, new.key_id
+                "{} v{} signed by {} for hosts {hosts:?} (sha256 {})",
+                new.id, new.version, new.key_id, new.sha256
             );
             match store.publish_baseline(&new)? {
                 PublishOutcome::Published => println!("published {what}"),
