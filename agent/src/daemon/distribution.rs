@@ -288,12 +288,10 @@ fn adopt(shared: &Shared, trust: &TrustPolicy, bytes: &[u8]) -> Result<bool, Str
             remediation_notice(shared);
             Ok(true)
         }
-        Decision::Refused { reason, .. } => {
-            if stale(trust, bytes) {
-                tracing::debug!("baseline from the collector: {reason}");
-            } else {
-                shared.emit(vec![decision_event(&d, SOURCE)]);
-            }
+        // Even a genuine older version is reported: a collector serving
+        // one is rolling back (the ETag keeps it to one event per bundle).
+        Decision::Refused { .. } => {
+            shared.emit(vec![decision_event(&d, SOURCE)]);
             Ok(false)
         }
     }
