@@ -653,3 +653,20 @@ fn reload(acceptor: &RwLock<TlsAcceptor>, files: &crate::tls::ServerFiles) {
         Err(e) => tracing::error!("reload refused, keeping the current TLS setup: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_wildcards() {
+        let e = etag_of("ab");
+        assert_eq!(e, "\"sha256:ab\"");
+        assert!(none_match(&e, &e));
+        assert!(none_match("\"x\", \"sha256:ab\"", &e));
+        assert!(none_match("W/\"sha256:ab\"", &e));
+        assert!(none_match("*", &e));
+        assert!(!none_match("\"sha256:ac\"", &e));
+        assert!(!none_match("", &e));
+    }
+}

@@ -357,3 +357,105 @@ async fn poll_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::bundle::SigningKey;
+
+    fn text(version: u64) -> String {
+        format!("schema = 1\nid = \"fleet\"\nversion = {version}\ntitle = \"t\"\n")
+    }
+
+    struct T {
+        dir: tempfile::TempDir,
+        key: SigningKey,
+    }
+
+    impl T {
+        fn new() -> T {
+            let dir = tempfile::tempdir().unwrap();
+            let g = SigningKey::generate("t").unwrap();
+            std::fs::write(dir.path().join("k.pub"), g.public.to_text()).unwrap();
+            let key = SigningKey::from_pem(&g.private_pem, "t").unwrap();
+            T { dir, key }
+        }
+        fn bundle(&self, version: u64) -> Vec<u8> {
+            Bundle::sign(text(version).as_bytes(), "t", &self.key)
+                .unwrap()
+                .to_bytes()
+        }
+        fn config(&self, local: Option<&[u8]>, keys: bool) -> Config {
+            let d = self.dir.path();
+            let mut s = format!("state_dir = \"{}/state\"\n", d.display());
+            if let Some(b) = local {
+                std::fs::write(d.join("local"), b).unwrap();
+                s.push_str(&format!("baselines = [\"{}/local\"]\n", d.display()));
+            }
+            if keys {
+                s.push_str(&format!("trusted_keys = [\"{}/k.pub\"]\n", d.display()));
+            }
+            Config::from_str(&s, "a.toml").unwrap()
+        }
+    }
+
+    fn whats(l: &Loaded) -> Vec<String> {
+        l.events
+            .iter()
+            .map(|e| match &e.body {
+                EventBody::Agent(a) => format!("{:?}: {}", a.what, a.message),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_local_bundle_is_applied_once_and_an_older_one_is_not_reported() {
+        let t = T::new();
+        let cfg = t.config(Some(&t.bundle(2)), true);
+        let trust = trust_for(&cfg).unwrap().unwrap();
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert!(l.policy.signed);
+        assert_eq!(l.policy.baselines[0].version, 2);
+        assert_eq!(whats(&l).len(), 1);
+        assert!(
+            whats(&l)[0].starts_with("BaselineApplied"),
+            "{:?}",
+            whats(&l)
+        );
+        // Restart: the same file, nothing to say.
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert!(whats(&l).is_empty(), "{:?}", whats(&l));
+        // An older genuine file: the applied v2 runs, silently.
+        let cfg = t.config(Some(&t.bundle(1)), true);
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert_eq!(l.policy.baselines[0].version, 2);
+        assert!(whats(&l).is_empty(), "{:?}", whats(&l));
+    }
+
+    #[test]
+    fn with_trusted_keys_a_plain_toml_file_is_refused() {
+        let t = T::new();
+        let cfg = t.config(Some(text(1).as_bytes()), true);
+        let trust = trust_for(&cfg).unwrap().unwrap();
+        let e = load(&cfg, Some(&trust)).unwrap_err().to_string();
+        assert!(e.contains("not a baseline bundle"), "{e}");
+        assert!(validate(&cfg).is_err());
+        // Without keys the same file is a plain, unsigned baseline.
+        let cfg = t.config(Some(text(1).as_bytes()), false);
+        let l = load(&cfg, None).unwrap();
+        assert!(!l.policy.signed);
+        assert!(validate(&cfg).is_ok());
+    }
+
+    #[test]
+    fn nothing_signed_yet_runs_the_built_in_baseline_unsigned() {
+        let t = T::new();
+        let cfg = t.config(None, true);
+        let trust = trust_for(&cfg).unwrap().unwrap();
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert!(!l.policy.signed);
+        assert!(!l.policy.baselines.is_empty());
+        assert!(whats(&l)[0].contains("built-in"), "{:?}", whats(&l));
+    }
+}

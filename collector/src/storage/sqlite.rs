@@ -727,4 +727,44 @@ mod tests {
         let e = Sqlite::open(&p, Synchronous::Full).unwrap_err().to_string();
         assert!(e.contains("newer plumb-collector"), "{e}");
     }
+
+    fn nb(version: u64, hosts: &str, sha: &str) -> crate::storage::NewBaseline {
+        crate::storage::NewBaseline {
+            id: "fleet".into(),
+            version,
+            key_id: "k".into(),
+            hosts: hosts.into(),
+            bytes: sha.as_bytes().to_vec(),
+            sha256: sha.into(),
+            published_at: 1,
+        }
+    }
+
+    #[test]
+    fn published_baselines_keep_every_version_and_never_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Sqlite::open(&tmp.path().join("c.db"), Synchronous::Full).unwrap();
+        assert_eq!(s.baseline_for("web-1").unwrap(), None);
+        assert_eq!(
+            s.publish_baseline(&nb(1, "*", "a")).unwrap(),
+            PublishOutcome::Published
+        );
+        assert_eq!(
+            s.publish_baseline(&nb(1, "*", "a")).unwrap(),
+            PublishOutcome::AlreadyPublished
+        );
+        assert!(matches!(
+            s.publish_baseline(&nb(1, "*", "b")).unwrap(),
+            PublishOutcome::Conflict(w) if w.contains("different bytes")
+        ));
+        assert!(matches!(
+            s.publish_baseline(&nb(1, "web-*", "a")).unwrap(),
+            PublishOutcome::Conflict(_)
+        ));
+        s.publish_baseline(&nb(2, "db-*", "c")).unwrap();
+        assert_eq!(s.baseline_for("web-1").unwrap().unwrap().version, 1);
+        assert_eq!(s.baseline_for("DB-1").unwrap().unwrap().version, 2);
+        assert_eq!(s.baseline_bytes("fleet", 2).unwrap().unwrap(), b"c");
+        assert_eq!(s.baselines().unwrap().len(), 2);
+    }
 }
