@@ -75,6 +75,17 @@ pub enum RemediationMode {
     Enforce,
 }
 
+impl RemediationMode {
+    /// The config spelling: `off`, `dry-run`, `enforce`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RemediationMode::Off => "off",
+            RemediationMode::DryRun => "dry-run",
+            RemediationMode::Enforce => "enforce",
+        }
+    }
+}
+
 /// `[intervals]`: durations such as `"30s"`, `"5m"`, `"1h"`, `"1d"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -229,8 +229,8 @@ pub fn remediation_notice(shared: &Shared) {
             AgentEventKind::Warning,
             Severity::Medium,
             format!(
-                "remediation = {:?} but the baseline in force is not signed ({}): the agent remediates only from a baseline accepted through trusted_keys; not remediating",
-                cfg.remediation,
+                "remediation = \"{}\" but the baseline in force is not signed ({}): the agent remediates only from a baseline accepted through trusted_keys; not remediating",
+                cfg.remediation.name(),
                 if cfg.trusted_keys.is_empty() {
                     "no trusted_keys configured"
                 } else {
@@ -251,8 +251,8 @@ pub fn remediation_notice(shared: &Shared) {
             AgentEventKind::Warning,
             Severity::Low,
             format!(
-                "remediation = {:?} but no rule of the baseline in force is allowed by remediation_allow / remediation_min_severity; not remediating",
-                cfg.remediation
+                "remediation = \"{}\" but no rule of the baseline in force is allowed by remediation_allow / remediation_min_severity; not remediating",
+                cfg.remediation.name()
             ),
         );
     }
