@@ -283,9 +283,7 @@ async fn get_baseline(state: &State, peer: &Peer, req: &Request<Incoming>) -> Re
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             with_etag(r, &etag)
         }
-        Ok(Ok(Served::Nothing)) => {
-            error(StatusCode::NOT_FOUND, "no baseline published for this host")
-        }
+        Ok(Ok(Served::Nothing)) => error(StatusCode::NOT_FOUND, "no baseline published"),
         Ok(Err(e)) => {
             tracing::error!("baseline store: {e}");
             retry_later(
