@@ -21,6 +21,19 @@ pub struct Config {
     /// How the queries judge hosts.
     #[serde(default)]
     pub hosts: HostsSection,
+    /// Signed baselines this collector publishes.
+    #[serde(default)]
+    pub baselines: BaselinesSection,
+}
+
+/// `[baselines]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselinesSection {
+    /// Public keys (`.pub` files, as written by `plumb keygen`) whose
+    /// bundles `baseline publish` accepts. Empty: nothing can be published.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `[server]`.
@@ -361,6 +374,7 @@ impl Config {
         rebase(&mut cfg.tls.key);
         cfg.tls.crl.iter_mut().for_each(rebase);
         rebase(&mut cfg.storage.path);
+        cfg.baselines.trusted_keys.iter_mut().for_each(rebase);
         Ok(cfg)
     }
 
@@ -375,6 +389,10 @@ impl Config {
         crate::files::check_private_key(&self.tls.key)
             .map_err(|e| format!("{}: {e}", self.tls.key.display()))?;
         crate::tls::server_config(&self.tls_files()).map_err(|e| e.to_string())?;
+        for p in &self.baselines.trusted_keys {
+            crate::files::check_trusted(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            plumb_core::bundle::PublicKey::load(p).map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -413,6 +431,17 @@ mod tests {
         assert_eq!(c.server.max_body_bytes, d.server.max_body_bytes);
         assert_eq!(c.storage.retention_days, d.storage.retention_days);
         assert_eq!(c.server.idle_timeout_secs, d.server.idle_timeout_secs);
+        assert_eq!(c.baselines.trusted_keys, d.baselines.trusted_keys);
+    }
+
+    #[test]
+    fn baseline_keys_are_relative_to_the_config() {
+        let text = format!("{MIN}[baselines]\ntrusted_keys = [\"k/team.pub\"]\n");
+        let c = Config::parse(Path::new("/etc/pc/collector.toml"), &text).unwrap();
+        assert_eq!(
+            c.baselines.trusted_keys,
+            vec![PathBuf::from("/etc/pc/k/team.pub")]
+        );
     }
 
     #[test]

@@ -75,6 +75,11 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: Fmt,
     },
+    /// Signed baselines served to the agents.
+    Baseline {
+        #[command(subcommand)]
+        cmd: BaselineCmd,
+    },
     /// Print a shell completion script (packages install them).
     #[command(hide = true)]
     Completions {
@@ -116,6 +121,34 @@ enum PkiCmd {
         dir: PathBuf,
         /// The certificate (PEM) to revoke.
         cert: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCmd {
+    /// Verify a signed bundle with the trusted keys and publish it (exit 2 if refused).
+    Publish {
+        /// The bundle (`plumb baseline sign -o BUNDLE`).
+        bundle: PathBuf,
+        /// Host names it is for: a glob with `*` and `?` (case-insensitive).
+        #[arg(long, default_value = "*")]
+        hosts: String,
+        /// The collector's config: its database and `[baselines] trusted_keys`.
+        #[arg(long, conflicts_with = "db", required_unless_present = "db")]
+        config: Option<PathBuf>,
+        /// The collector's database file (with --trusted-key).
+        #[arg(long, requires = "trusted_key")]
+        db: Option<PathBuf>,
+        /// A trusted public key file (repeatable; with --db).
+        #[arg(long = "trusted-key", requires = "db")]
+        trusted_key: Vec<PathBuf>,
+    },
+    /// Every published baseline version, newest first.
+    List {
+        #[command(flatten)]
+        src: Source,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
     },
 }
 
@@ -204,6 +237,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Pki { cmd } => pki_cmd(cmd),
+        Cmd::Baseline { cmd } => baseline_cmd(cmd),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed stdout.
@@ -257,6 +291,81 @@ fn run(cli: Cli) -> Result<u8> {
             let (out, failing) = queries::report(&db, format.into())?;
             print!("{out}");
             Ok(u8::from(failing))
+        }
+    }
+}
+
+fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
+    use plumb_collector::storage::PublishOutcome;
+    use plumb_core::bundle::PublicKey;
+    match cmd {
+        BaselineCmd::Publish {
+            bundle,
+            hosts,
+            config,
+            db,
+            trusted_key,
+        } => {
+            let (db_path, sync, key_files) = match (config, db) {
+                (Some(c), _) => {
+                    let c = Config::load(&c)?;
+                    (
+                        c.storage.path,
+                        c.storage.synchronous,
+                        c.baselines.trusted_keys,
+                    )
+                }
+                (None, Some(db)) => (db, plumb_collector::config::Synchronous::Full, trusted_key),
+                (None, None) => {
+                    anyhow::bail!("give --config FILE, or --db FILE with --trusted-key PUB")
+                }
+            };
+            if key_files.is_empty() {
+                anyhow::bail!(
+                    "no trusted baseline keys: set [baselines] trusted_keys in the config (or give --trusted-key)"
+                );
+            }
+            let keys = key_files
+                .iter()
+                .map(|p| PublicKey::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let bytes = std::fs::read(&bundle).with_context(|| format!("{}", bundle.display()))?;
+            let new = plumb_collector::baselines::prepare(&bytes, &keys, &hosts, now())
+                .map_err(|e| anyhow::anyhow!("{}: refused: {e}", bundle.display()))?;
+            let mut store = Sqlite::open(&db_path, sync)?;
+            let what = format!(
+                "{} v{} signed by {} for hosts {hosts:?} (sha256 {})",
+                new.id, new.version, new.key_id, new.sha256
+            );
+            match store.publish_baseline(&new)? {
+                PublishOutcome::Published => println!("published {what}"),
+                PublishOutcome::AlreadyPublished => println!("already published: {what}"),
+                PublishOutcome::Conflict(why) => anyhow::bail!("refused: {why}"),
+            }
+            Ok(0)
+        }
+        BaselineCmd::List { src, format } => {
+            let (db, _) = open_source(&src)?;
+            let rows = db.baselines()?;
+            match format {
+                Fmt::Json => println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({ "baselines": rows }))?
+                ),
+                Fmt::Text => {
+                    println!(
+                        "{:<28} {:>8}  {:<16}  {:<20}  SHA256",
+                        "ID", "VERSION", "KEY", "HOSTS"
+                    );
+                    for r in rows {
+                        println!(
+                            "{:<28} {:>8}  {:<16}  {:<20}  {}",
+                            r.id, r.version, r.key_id, r.hosts, r.sha256
+                        );
+                    }
+                }
+            }
+            Ok(0)
         }
     }
 }

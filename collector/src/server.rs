@@ -48,11 +48,22 @@ pub struct Bundle {
     pub etag: String,
 }
 
-/// Where `GET /v1/baseline` looks. Publishing comes with signed baselines;
-/// until then [`NoBaselines`] answers 404.
+/// The answer of a [`BaselineStore`].
+#[derive(Debug, Clone)]
+pub enum Served {
+    /// Nothing published applies to this host.
+    Nothing,
+    /// The agent already has it (its `If-None-Match` names this ETag).
+    NotModified(String),
+    /// The bundle to send.
+    Bundle(Bundle),
+}
+
+/// Where `GET /v1/baseline` looks.
 pub trait BaselineStore: Send + Sync {
-    /// The newest bundle for this host, if any.
-    fn latest(&self, host: &str) -> Option<Bundle>;
+    /// The newest bundle for `host`; `NotModified` when its ETag is one of
+    /// `if_none_match`. An `Err` is a storage failure (503).
+    fn latest(&self, host: &str, if_none_match: Option<&str>) -> Result<Served, String>;
 }
 
 /// A baseline store with nothing published.
@@ -60,8 +71,74 @@ pub trait BaselineStore: Send + Sync {
 pub struct NoBaselines;
 
 impl BaselineStore for NoBaselines {
-    fn latest(&self, _host: &str) -> Option<Bundle> {
-        None
+    fn latest(&self, _host: &str, _inm: Option<&str>) -> Result<Served, String> {
+        Ok(Served::Nothing)
+    }
+}
+
+/// The strong ETag of a bundle whose SHA-256 (hex) is `sha256`.
+pub fn etag_of(sha256: &str) -> String {
+    format!("\"sha256:{sha256}\"")
+}
+
+/// Whether an `If-None-Match` header value names `etag` (or is `*`).
+/// Weak validators (`W/"..."`) compare by their opaque tag, as RFC 9110
+/// prescribes for `If-None-Match`.
+pub fn none_match(header: &str, etag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+/// The published baselines in the collector's SQLite database. Each request
+/// reads the row index (small) and only fetches the bytes when the agent
+/// does not have them already.
+pub struct SqliteBaselines {
+    conn: std::sync::Mutex<crate::storage::sqlite::Sqlite>,
+}
+
+impl std::fmt::Debug for SqliteBaselines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBaselines").finish_non_exhaustive()
+    }
+}
+
+impl SqliteBaselines {
+    /// Opens the database (already migrated by the writer) read-only.
+    pub fn open(path: &std::path::Path) -> Result<SqliteBaselines, crate::storage::StorageError> {
+        Ok(SqliteBaselines {
+            conn: std::sync::Mutex::new(crate::storage::sqlite::Sqlite::open_read_only(path)?),
+        })
+    }
+}
+
+impl BaselineStore for SqliteBaselines {
+    fn latest(&self, host: &str, if_none_match: Option<&str>) -> Result<Served, String> {
+        // A poisoned lock only means a reader panicked; the connection holds
+        // no state between queries.
+        let db = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(row) = db.baseline_for(host).map_err(|e| e.to_string())? else {
+            return Ok(Served::Nothing);
+        };
+        let etag = etag_of(&row.sha256);
+        if if_none_match.is_some_and(|h| none_match(h, &etag)) {
+            return Ok(Served::NotModified(etag));
+        }
+        match db
+            .baseline_bytes(&row.id, row.version)
+            .map_err(|e| e.to_string())?
+        {
+            Some(bytes) => Ok(Served::Bundle(Bundle {
+                bytes: Bytes::from(bytes),
+                etag,
+            })),
+            // Deleted between the two reads.
+            None => Ok(Served::Nothing),
+        }
     }
 }
 
@@ -163,16 +240,7 @@ async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result
     let path = req.uri().path().to_string();
     let resp = match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/events") => post_events(&state, &peer, req).await,
-        (&Method::GET, "/v1/baseline") => match state.baselines.latest(&peer.identity) {
-            Some(b) => {
-                let mut r = Response::new(Full::new(b.bytes));
-                if let Ok(v) = HeaderValue::from_str(&b.etag) {
-                    r.headers_mut().insert(hyper::header::ETAG, v);
-                }
-                r
-            }
-            None => error(StatusCode::NOT_FOUND, "no baseline published"),
-        },
+        (&Method::GET, "/v1/baseline") => get_baseline(&state, &peer, &req).await,
         (&Method::GET, "/v1/health") => json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
@@ -184,6 +252,52 @@ async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result
         _ => error(StatusCode::NOT_FOUND, format!("no such path: {path}")),
     };
     Ok(resp)
+}
+
+async fn get_baseline(state: &State, peer: &Peer, req: &Request<Incoming>) -> Resp {
+    let inm = req
+        .headers()
+        .get(hyper::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let store = state.baselines.clone();
+    let host = peer.identity.to_string();
+    let answer = tokio::task::spawn_blocking(move || store.latest(&host, inm.as_deref())).await;
+    let with_etag = |mut r: Resp, etag: &str| {
+        if let Ok(v) = HeaderValue::from_str(etag) {
+            r.headers_mut().insert(hyper::header::ETAG, v);
+        }
+        r
+    };
+    match answer {
+        Ok(Ok(Served::Bundle(b))) => {
+            let mut r = Response::new(Full::new(b.bytes));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.plumb.baseline-bundle"),
+            );
+            with_etag(r, &b.etag)
+        }
+        Ok(Ok(Served::NotModified(etag))) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            with_etag(r, &etag)
+        }
+        Ok(Ok(Served::Nothing)) => error(StatusCode::NOT_FOUND, "no baseline published"),
+        Ok(Err(e)) => {
+            tracing::error!("baseline store: {e}");
+            retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("baseline store failed: {e}"),
+                state.retry_after,
+            )
+        }
+        Err(e) => retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("baseline store failed: {e}"),
+            state.retry_after,
+        ),
+    }
 }
 
 async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp {
@@ -337,9 +451,17 @@ pub fn sd_notify(state: &str) {
     }
 }
 
-/// Runs the collector until SIGTERM or SIGINT.
+/// Runs the collector until SIGTERM or SIGINT, serving the baselines
+/// published in its database.
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
-    serve_with(cfg, Arc::new(NoBaselines)).await
+    // Migrate first (the writer would too), so the read-only baseline
+    // connection sees the current schema.
+    drop(crate::storage::sqlite::Sqlite::open(
+        &cfg.storage.path,
+        cfg.storage.synchronous,
+    )?);
+    let store = SqliteBaselines::open(&cfg.storage.path)?;
+    serve_with(cfg, Arc::new(store)).await
 }
 
 /// [`serve`] with a given baseline store.
@@ -527,5 +649,22 @@ fn reload(acceptor: &RwLock<TlsAcceptor>, files: &crate::tls::ServerFiles) {
             tracing::info!("TLS certificates and CRLs reloaded");
         }
         Err(e) => tracing::error!("reload refused, keeping the current TLS setup: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_wildcards() {
+        let e = etag_of("ab");
+        assert_eq!(e, "\"sha256:ab\"");
+        assert!(none_match(&e, &e));
+        assert!(none_match("\"x\", \"sha256:ab\"", &e));
+        assert!(none_match("W/\"sha256:ab\"", &e));
+        assert!(none_match("*", &e));
+        assert!(!none_match("\"sha256:ac\"", &e));
+        assert!(!none_match("", &e));
     }
 }

@@ -14,8 +14,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_ERROR);
         }
     };
-    // The baselines are part of what the daemon would run.
-    if let Err(e) = crate::commands::check::load_baselines(&cfg.baselines) {
+    // The baselines are part of what the daemon would run (signed bundles
+    // when trusted keys are configured).
+    if let Err(e) = daemon::distribution::validate(&cfg) {
         eprintln!("plumb: {e:#}");
         return Ok(EXIT_ERROR);
     }

@@ -37,6 +37,14 @@ pub struct Config {
     /// Whether remediation may run (used by the remediation engine).
     #[serde(default)]
     pub remediation: RemediationMode,
+    /// Rule ids the agent may remediate (exact ids). Empty with no
+    /// `remediation_min_severity`: nothing is allowed.
+    #[serde(default)]
+    pub remediation_allow: Vec<String>,
+    /// Rules at least this severe may be remediated too (in addition to
+    /// `remediation_allow`). Default: none.
+    #[serde(default)]
+    pub remediation_min_severity: Option<plumb_core::Severity>,
     /// Public keys (.pub files) trusted to sign baselines.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
@@ -67,6 +75,17 @@ pub enum RemediationMode {
     Enforce,
 }
 
+impl RemediationMode {
+    /// The config spelling: `off`, `dry-run`, `enforce`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RemediationMode::Off => "off",
+            RemediationMode::DryRun => "dry-run",
+            RemediationMode::Enforce => "enforce",
+        }
+    }
+}
+
 /// `[intervals]`: durations such as `"30s"`, `"5m"`, `"1h"`, `"1d"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +102,10 @@ pub struct Intervals {
     /// Snapshot of every rule's status, FIM digest and host facts.
     #[serde(default = "default_snapshot", with = "dur")]
     pub snapshot: Duration,
+    /// How often the agent asks the collector for a newer signed baseline
+    /// (with a collector and trusted keys only; SIGHUP asks at once).
+    #[serde(default = "default_baseline_poll", with = "dur")]
+    pub baseline_poll: Duration,
 }
 
 impl Default for Intervals {
@@ -92,6 +115,7 @@ impl Default for Intervals {
             fim_rescan: default_fim_rescan(),
             fim_verify: default_fim_verify(),
             snapshot: default_snapshot(),
+            baseline_poll: default_baseline_poll(),
         }
     }
 }
@@ -197,6 +221,10 @@ pub fn default_fim_verify() -> Duration {
 /// Default `intervals.snapshot`: 1 hour.
 pub fn default_snapshot() -> Duration {
     Duration::from_secs(3600)
+}
+/// Default `intervals.baseline_poll`: 5 minutes.
+pub fn default_baseline_poll() -> Duration {
+    Duration::from_secs(300)
 }
 /// Default `collector.batch_size`: 500 events.
 pub fn default_batch_size() -> usize {
@@ -507,6 +535,7 @@ impl Config {
             ("fim_rescan", i.fim_rescan),
             ("fim_verify", i.fim_verify),
             ("snapshot", i.snapshot),
+            ("baseline_poll", i.baseline_poll),
         ] {
             if d < Duration::from_secs(1) {
                 bad(Some("intervals"), key, "must be at least 1s".to_string());
@@ -543,6 +572,19 @@ impl Config {
                     Some("collector"),
                     "batch_size",
                     "must be between 1 and 10000".into(),
+                );
+            }
+        }
+        for id in &self.remediation_allow {
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            {
+                bad(
+                    None,
+                    "remediation_allow",
+                    format!("{id:?} is not a rule id ([a-z0-9._-]+)"),
                 );
             }
         }
@@ -605,6 +647,15 @@ impl Config {
             v.push(&c.ca);
         }
         v
+    }
+
+    /// Whether the local config allows remediating `rule` (by id or by
+    /// `remediation_min_severity`). Says nothing about the mode.
+    pub fn remediation_allows(&self, rule: &plumb_core::Rule) -> bool {
+        self.remediation_allow.contains(&rule.id)
+            || self
+                .remediation_min_severity
+                .is_some_and(|min| rule.severity >= min)
     }
 
     /// Checks every file the config names that the agent must trust.

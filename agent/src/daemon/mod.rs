@@ -4,17 +4,18 @@
 //! there is none, to a local JSON-lines file. See docs/agent.md.
 
 pub mod config;
+pub mod distribution;
 pub mod facts;
 pub mod integrity;
 pub mod lifecycle;
 pub mod limits;
 pub mod outbox;
 pub mod realtime;
+pub mod remediation;
 pub mod scheduler;
 pub mod sender;
 pub mod sink;
 
-use crate::commands::check::load_baselines;
 use config::Config;
 use integrity::{Depth, Integrity, Scope, Watches};
 use lifecycle::notify::Notifier;
@@ -39,10 +40,14 @@ pub const DEGRADED_POLL: Duration = Duration::from_secs(60);
 pub struct Policy {
     /// Loaded baselines (checks and FIM watches).
     pub baselines: Vec<Baseline>,
+    /// Every baseline came through the trust policy (signed by a trusted
+    /// key); only then may the agent remediate.
+    pub signed: bool,
 }
 
 impl Policy {
-    fn fim_rules(&self) -> Vec<plumb_core::FimRule> {
+    /// Every `[[fim]]` watch of the baselines.
+    pub fn fim_rules(&self) -> Vec<plumb_core::FimRule> {
         self.baselines
             .iter()
             .flat_map(|b| b.fim.iter().cloned())
@@ -67,6 +72,12 @@ pub struct Shared {
     /// Wakes the delivery task.
     pub delivery: tokio::sync::Notify,
     inflight: AtomicUsize,
+    config: RwLock<Arc<Config>>,
+    trust: RwLock<Option<Arc<crate::trust::TrustPolicy>>>,
+    /// Asks the baseline poller to ask the collector now (SIGHUP).
+    pub poll_now: tokio::sync::Notify,
+    /// Dry-run plans already reported, per rule (not repeated every run).
+    pub(crate) dry_run_seen: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -88,6 +99,38 @@ impl Shared {
             .read()
             .map(|p| p.clone())
             .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set_config(&self, c: Config) {
+        let mut g = self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g = Arc::new(c);
+    }
+
+    /// The trust policy in force (None without trusted keys).
+    pub fn trust(&self) -> Option<Arc<crate::trust::TrustPolicy>> {
+        self.trust
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set_trust(&self, t: Option<crate::trust::TrustPolicy>) {
+        let mut g = self
+            .trust
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g = t.map(Arc::new);
     }
 
     fn set_policy(&self, p: Policy) {
@@ -135,7 +178,7 @@ impl Shared {
         self.delivery.notify_one();
     }
 
-    fn agent(&self, what: AgentEventKind, severity: Severity, msg: impl Into<String>) {
+    pub(crate) fn agent(&self, what: AgentEventKind, severity: Severity, msg: impl Into<String>) {
         self.emit(vec![NewEvent::agent(what, severity, msg)]);
     }
 }
@@ -262,7 +305,7 @@ impl Workers {
                 scheduler::fim_pass(sh, &Scope::All, Depth::Metadata).map(drop)
             })
             .await;
-            job(&s, "checks", &cb, fim_timeout, |sh| scheduler::run_checks(sh).map(drop)).await;
+            job(&s, "checks", &cb, fim_timeout, remediation::checks_then_remediate).await;
             job(&s, "snapshot", &sb, fim_timeout, scheduler::snapshot).await;
 
             let start = tokio::time::Instant::now();
@@ -280,7 +323,7 @@ impl Workers {
                     _ = checks.tick() => {
                         let (s, b) = (s.clone(), cb.clone());
                         tokio::spawn(async move {
-                            job(&s, "checks", &b, fim_timeout, |sh| scheduler::run_checks(sh).map(drop)).await;
+                            job(&s, "checks", &b, fim_timeout, remediation::checks_then_remediate).await;
                         });
                     }
                     _ = rescan.tick() => {
@@ -408,14 +451,12 @@ pub fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
     code
 }
 
-fn open_state(cfg: &Config) -> anyhow::Result<(Outbox, Box<dyn Integrity>, Vec<Baseline>)> {
+fn open_state(
+    cfg: &Config,
+    rules: &[plumb_core::FimRule],
+) -> anyhow::Result<(Outbox, Box<dyn Integrity>)> {
     use anyhow::Context;
     use std::os::unix::fs::DirBuilderExt;
-    let baselines = load_baselines(&cfg.baselines)?;
-    let rules: Vec<plumb_core::FimRule> = baselines
-        .iter()
-        .flat_map(|b| b.fim.iter().cloned())
-        .collect();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -425,26 +466,31 @@ fn open_state(cfg: &Config) -> anyhow::Result<(Outbox, Box<dyn Integrity>, Vec<B
         &cfg.state_dir.join("state.db"),
         cfg.limits.outbox_max_events,
     )?;
-    let fim =
-        integrity::interim::InterimFim::open(&cfg.state_dir.join("fim.db"), &cfg.root, &rules)
-            .map_err(anyhow::Error::msg)?;
-    Ok((outbox, Box::new(fim), baselines))
+    let fim = integrity::interim::InterimFim::open(&cfg.state_dir.join("fim.db"), &cfg.root, rules)
+        .map_err(anyhow::Error::msg)?;
+    Ok((outbox, Box::new(fim)))
 }
 
 async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
-    let (outbox, fim, baselines) = open_state(&cfg)?;
+    let trust = distribution::trust_for(&cfg)?;
+    let loaded = distribution::load(&cfg, trust.as_ref())?;
+    let (outbox, fim) = open_state(&cfg, &loaded.policy.fim_rules())?;
     let mut signals = signals::stream()?;
     let notifier = Notifier::from_env();
     let shared = Arc::new(Shared {
         host: cfg.host(),
         root: cfg.root.clone(),
         proc: cfg.proc_dir(),
-        policy: RwLock::new(Arc::new(Policy { baselines })),
+        policy: RwLock::new(Arc::new(loaded.policy)),
         outbox: Mutex::new(outbox),
         fim: Mutex::new(fim),
         limiter: RateLimiter::new(cfg.limits.hash_mb_per_s),
         delivery: tokio::sync::Notify::new(),
         inflight: AtomicUsize::new(0),
+        config: RwLock::new(Arc::new(cfg.clone())),
+        trust: RwLock::new(trust.map(Arc::new)),
+        poll_now: tokio::sync::Notify::new(),
+        dry_run_seen: Mutex::new(std::collections::HashMap::new()),
     });
     for p in limits::lower_priority(cfg.limits.nice, cfg.limits.io_idle) {
         shared.agent(AgentEventKind::Warning, Severity::Low, p);
@@ -463,9 +509,22 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
             cfg.root.display()
         ),
     );
+    shared.emit(loaded.events);
+    distribution::remediation_notice(&shared);
     let delivery = match &cfg.collector {
         Some(c) => sender::spawn(shared.clone(), c.clone())?,
         None => sink::spawn(shared.clone(), &cfg.events_file)?,
+    };
+    // New signed baselines from the collector (only with trusted keys; the
+    // poller asks nothing while there are none).
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let poller = match &cfg.collector {
+        Some(c) => Some(tokio::spawn(distribution::poller(
+            shared.clone(),
+            sender::Client::new(c)?,
+            changed_tx,
+        ))),
+        None => None,
     };
     let mut workers = Workers::spawn(&shared, &cfg, true);
     let mut cfg = cfg;
@@ -476,6 +535,13 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
     loop {
         let sig = tokio::select! {
             s = signals.recv() => s,
+            Some(()) = changed_rx.recv() => {
+                // A new signed baseline is in force: restart the scheduled
+                // work on it (watches, a FIM pass, checks, a snapshot).
+                workers.abort();
+                workers = Workers::spawn(&shared, &cfg, false);
+                continue;
+            }
             _ = async { match &mut watchdog { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
                 notifier.watchdog();
                 continue;
@@ -490,6 +556,7 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
                     shared.outbox().set_cap(cfg.limits.outbox_max_events);
                     workers = Workers::spawn(&shared, &cfg, false);
                 }
+                shared.poll_now.notify_one();
                 notifier.status("running");
             }
             Some(Signal::Stop) | None => break,
@@ -499,6 +566,9 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
     // a second signal exits at once.
     notifier.stopping();
     workers.abort();
+    if let Some(p) = poller {
+        p.abort();
+    }
     let deadline = tokio::time::Instant::now() + cfg.limits.shutdown_grace;
     loop {
         if shared.inflight.load(Ordering::SeqCst) == 0 {
@@ -555,32 +625,42 @@ async fn reload(shared: &Arc<Shared>, path: &std::path::Path, old: &Config) -> O
         .map(|b| format!("{} v{}", b.id, b.version))
         .collect::<Vec<_>>()
         .join(", ");
-    let baselines = match load_baselines(&new.baselines) {
-        Ok(b) => b,
-        Err(e) => {
-            shared.agent(
-                AgentEventKind::BaselineRefused,
-                Severity::High,
-                format!("reload refused, baseline {running} stays in force: {e:#}"),
-            );
-            return None;
-        }
-    };
-    let rules: Vec<plumb_core::FimRule> = baselines
-        .iter()
-        .flat_map(|b| b.fim.iter().cloned())
-        .collect();
-    let s = shared.clone();
-    let r2 = rules.clone();
-    let set = tokio::task::spawn_blocking(move || lock(&s.fim).set_rules(&r2)).await;
-    if let Ok(Err(e)) | Err(e) = set.map_err(|e| e.to_string()) {
+    let refused = |e: String| {
         shared.agent(
             AgentEventKind::BaselineRefused,
             Severity::High,
             format!("reload refused, baseline {running} stays in force: {e}"),
         );
+    };
+    let n2 = new.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let trust = distribution::trust_for(&n2)?;
+        let loaded = distribution::load(&n2, trust.as_ref())?;
+        anyhow::Ok((trust, loaded))
+    })
+    .await;
+    let (trust, loaded) = match loaded {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            refused(format!("{e:#}"));
+            return None;
+        }
+        Err(e) => {
+            refused(e.to_string());
+            return None;
+        }
+    };
+    shared.emit(loaded.events);
+    let s = shared.clone();
+    let policy = loaded.policy;
+    let installed = tokio::task::spawn_blocking(move || distribution::install(&s, policy)).await;
+    if let Ok(Err(e)) | Err(e) = installed.map_err(|e| e.to_string()) {
+        refused(e);
         return None;
     }
+    shared.set_trust(trust);
+    shared.set_config(new.clone());
+    distribution::remediation_notice(shared);
     let mut restart = Vec::new();
     if new.root != old.root || new.proc != old.proc {
         restart.push("root/proc");
@@ -597,12 +677,13 @@ async fn reload(shared: &Arc<Shared>, path: &std::path::Path, old: &Config) -> O
     {
         restart.push("limits.hash_mb_per_s/nice/io_idle");
     }
-    let now = baselines
+    let now = shared
+        .policy()
+        .baselines
         .iter()
         .map(|b| format!("{} v{}", b.id, b.version))
         .collect::<Vec<_>>()
         .join(", ");
-    shared.set_policy(Policy { baselines });
     let mut msg = format!("reloaded: baseline {now}");
     if !restart.is_empty() {
         msg.push_str(&format!(

@@ -21,6 +21,25 @@ use tokio::sync::Mutex as AsyncMutex;
 
 /// Largest reply body read from the collector.
 const MAX_REPLY: usize = 64 * 1024;
+/// Largest baseline reply read: a bundle's own cap (8 MiB + 4 KiB) and one
+/// byte more, so an oversized one is refused by the bundle parser.
+const MAX_BUNDLE_REPLY: usize = plumb_core::bundle::MAX_BUNDLE_BYTES as usize + 1;
+
+/// The answer to `GET /v1/baseline`.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The collector has nothing for this host: keep what runs.
+    NothingPublished,
+    /// Same as the ETag sent.
+    NotModified,
+    /// A candidate bundle (not verified yet).
+    Bundle {
+        /// The bytes as received.
+        bytes: Vec<u8>,
+        /// Its ETag, for the next request.
+        etag: Option<String>,
+    },
+}
 
 /// Splits `https://host[:port][/prefix]` into host, port and path prefix.
 pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
@@ -265,6 +284,89 @@ impl Client {
         let ack: BatchAck = serde_json::from_slice(&body)
             .map_err(|e| SendError::Failed(format!("collector reply is not a BatchAck: {e}")))?;
         Ok(ack.acked_seq)
+    }
+
+    /// `GET /v1/baseline` with `If-None-Match: etag` when given.
+    pub async fn fetch_baseline(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
+        match tokio::time::timeout(self.timeout, self.fetch_inner(etag)).await {
+            Ok(r) => r,
+            Err(_) => {
+                *self.conn.lock().await = None;
+                Err(SendError::Failed(format!(
+                    "{}:{}: no reply within {:?}",
+                    self.host, self.port, self.timeout
+                )))
+            }
+        }
+    }
+
+    async fn fetch_inner(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
+        let mut guard = self.conn.lock().await;
+        let mut conn = match guard.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connect().await?,
+        };
+        if conn.ready().await.is_err() {
+            conn = self.connect().await?;
+        }
+        let authority = if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let mut req = Request::get(format!("{}/v1/baseline", self.prefix))
+            .header(hyper::header::HOST, authority);
+        if let Some(e) = etag {
+            req = req.header(hyper::header::IF_NONE_MATCH, e);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        let resp = conn
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
+        let status = resp.status();
+        let new_etag = resp
+            .headers()
+            .get(hyper::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retry_after = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Over the bundle size cap: not a bundle; the reader refuses it
+        // without holding more.
+        let body = Limited::new(resp.into_body(), MAX_BUNDLE_REPLY)
+            .collect()
+            .await
+            .map_err(|e| SendError::Failed(format!("reading the baseline: {e}")))?
+            .to_bytes();
+        *guard = Some(conn);
+        drop(guard);
+        match status {
+            StatusCode::OK => Ok(Fetched::Bundle {
+                bytes: body.to_vec(),
+                etag: new_etag,
+            }),
+            StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
+            StatusCode::NOT_FOUND => Ok(Fetched::NothingPublished),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Err(SendError::RetryAfter {
+                    status: status.as_u16(),
+                    after: retry_after.unwrap_or(Duration::from_secs(5)),
+                })
+            }
+            _ => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                Err(SendError::Failed(format!(
+                    "GET /v1/baseline: collector replied {status}: {text}"
+                )))
+            }
+        }
     }
 
     /// Sends everything in the outbox, batch by batch, until it is empty or

@@ -154,3 +154,101 @@ pub fn severity_rank(s: plumb_core::Severity) -> u8 {
 
 /// Event kinds that are drift.
 pub const DRIFT_KINDS: [&str; 3] = ["check_changed", "fim_change", "fim_tamper"];
+
+/// A verified bundle to publish.
+#[derive(Debug, Clone)]
+pub struct NewBaseline {
+    /// Baseline id.
+    pub id: String,
+    /// Baseline version.
+    pub version: u64,
+    /// Key id of the signer.
+    pub key_id: String,
+    /// Host name glob (`*` and `?`, case-insensitive).
+    pub hosts: String,
+    /// The exact bundle bytes.
+    pub bytes: Vec<u8>,
+    /// Lowercase hex SHA-256 of `bytes`.
+    pub sha256: String,
+    /// Unix time of publication.
+    pub published_at: i64,
+}
+
+/// What `publish` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Stored.
+    Published,
+    /// The same bytes were already published for the same hosts: nothing to do.
+    AlreadyPublished,
+    /// That id and version exist with other bytes or hosts (the reason).
+    Conflict(String),
+}
+
+/// A published baseline, without its bytes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BaselineRow {
+    /// Baseline id.
+    pub id: String,
+    /// Baseline version.
+    pub version: u64,
+    /// Signer key id.
+    pub key_id: String,
+    /// Host name glob.
+    pub hosts: String,
+    /// Hex SHA-256 of the bundle bytes.
+    pub sha256: String,
+    /// Unix time of publication.
+    pub published_at: i64,
+}
+
+/// Whether host name `host` matches `pattern`: `*` any run of characters,
+/// `?` one character, everything else literal, ASCII case-insensitive
+/// (host identities compare that way).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let h: Vec<char> = host.chars().map(|c| c.to_ascii_lowercase()).collect();
+    // Iterative matcher with one backtrack point: linear-ish, no recursion.
+    let (mut pi, mut hi) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while hi < h.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, hi));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == h[hi] => {
+                pi += 1;
+                hi += 1;
+            }
+            _ => match star {
+                Some((sp, sh)) => {
+                    pi = sp + 1;
+                    hi = sh + 1;
+                    star = Some((sp, sh + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi.min(p.len())..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_matches;
+
+    #[test]
+    fn host_globs() {
+        assert!(host_matches("*", "web-12"));
+        assert!(host_matches("web-*", "WEB-12"));
+        assert!(host_matches("web-?2", "web-12"));
+        assert!(!host_matches("web-?", "web-12"));
+        assert!(!host_matches("db-*", "web-12"));
+        assert!(host_matches("*-12", "web-12"));
+        assert!(host_matches("w*b*2", "web-12"));
+        assert!(!host_matches("web", "web-12"));
+        assert!(host_matches("", ""));
+        assert!(!host_matches("", "a"));
+    }
+}

@@ -2,8 +2,8 @@
 //! recorded in `PRAGMA user_version`.
 
 use super::{
-    DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, Queries, RuleStatusRow, Storage,
-    StorageError, severity_rank,
+    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
+    PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, severity_rank,
 };
 use crate::config::Synchronous;
 use plumb_core::event::{Event, EventBody};
@@ -54,6 +54,17 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (host, rule)
      ) WITHOUT ROWID;",
+    // 2: published signed baselines, every version kept.
+    "CREATE TABLE baselines (
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        hosts TEXT NOT NULL DEFAULT '*',
+        bytes BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        published_at INTEGER NOT NULL,
+        PRIMARY KEY (id, version)
+     );",
 ];
 
 /// Schema version this build writes.
@@ -153,6 +164,101 @@ impl Sqlite {
             tx.commit().map_err(db(at))?;
         }
         Ok(())
+    }
+
+    /// Stores a verified bundle. The same id and version with the same
+    /// bytes is a no-op; with different bytes it is refused (a published
+    /// version never changes).
+    pub fn publish_baseline(&mut self, b: &NewBaseline) -> Result<PublishOutcome, StorageError> {
+        let tx = self.conn.transaction().map_err(db("publish"))?;
+        let version = i64::try_from(b.version)
+            .map_err(|_| StorageError::Schema(format!("version {} is too large", b.version)))?;
+        let existing: Option<(String, String)> = tx
+            .query_row(
+                "SELECT sha256, hosts FROM baselines WHERE id = ?1 AND version = ?2",
+                params![b.id, version],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db("publish: look up"))?;
+        if let Some((sha, hosts)) = existing {
+            if sha == b.sha256 && hosts == b.hosts {
+                return Ok(PublishOutcome::AlreadyPublished);
+            }
+            return Ok(PublishOutcome::Conflict(if sha == b.sha256 {
+                format!(
+                    "{} v{} is already published for hosts {hosts:?}; publish a new version to change its hosts",
+                    b.id, b.version
+                )
+            } else {
+                format!(
+                    "{} v{} is already published with different bytes (sha256 {sha}); publish a new version",
+                    b.id, b.version
+                )
+            }));
+        }
+        tx.execute(
+            "INSERT INTO baselines (id, version, key_id, hosts, bytes, sha256, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                b.id,
+                version,
+                b.key_id,
+                b.hosts,
+                b.bytes,
+                b.sha256,
+                b.published_at
+            ],
+        )
+        .map_err(db("publish: insert"))?;
+        tx.commit().map_err(db("publish: commit"))?;
+        Ok(PublishOutcome::Published)
+    }
+
+    /// Every published baseline (without the bytes), newest version first.
+    pub fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, version, key_id, hosts, sha256, published_at FROM baselines
+                 ORDER BY version DESC, published_at DESC, id",
+            )
+            .map_err(db("baselines"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(BaselineRow {
+                    id: r.get(0)?,
+                    version: r.get::<_, i64>(1)?.max(0) as u64,
+                    key_id: r.get(2)?,
+                    hosts: r.get(3)?,
+                    sha256: r.get(4)?,
+                    published_at: r.get(5)?,
+                })
+            })
+            .map_err(db("baselines"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db("baselines"))
+    }
+
+    /// The newest baseline (highest version) whose hosts pattern matches
+    /// `host`, without its bytes.
+    pub fn baseline_for(&self, host: &str) -> Result<Option<BaselineRow>, StorageError> {
+        Ok(self
+            .baselines()?
+            .into_iter()
+            .find(|b| super::host_matches(&b.hosts, host)))
+    }
+
+    /// The stored bytes of one published baseline.
+    pub fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        self.conn
+            .query_row(
+                "SELECT bytes FROM baselines WHERE id = ?1 AND version = ?2",
+                params![id, version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("baseline bytes"))
     }
 
     fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Result<u64> {
@@ -620,5 +726,45 @@ mod tests {
         drop(s);
         let e = Sqlite::open(&p, Synchronous::Full).unwrap_err().to_string();
         assert!(e.contains("newer plumb-collector"), "{e}");
+    }
+
+    fn nb(version: u64, hosts: &str, sha: &str) -> crate::storage::NewBaseline {
+        crate::storage::NewBaseline {
+            id: "fleet".into(),
+            version,
+            key_id: "k".into(),
+            hosts: hosts.into(),
+            bytes: sha.as_bytes().to_vec(),
+            sha256: sha.into(),
+            published_at: 1,
+        }
+    }
+
+    #[test]
+    fn published_baselines_keep_every_version_and_never_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Sqlite::open(&tmp.path().join("c.db"), Synchronous::Full).unwrap();
+        assert_eq!(s.baseline_for("web-1").unwrap(), None);
+        assert_eq!(
+            s.publish_baseline(&nb(1, "*", "a")).unwrap(),
+            PublishOutcome::Published
+        );
+        assert_eq!(
+            s.publish_baseline(&nb(1, "*", "a")).unwrap(),
+            PublishOutcome::AlreadyPublished
+        );
+        assert!(matches!(
+            s.publish_baseline(&nb(1, "*", "b")).unwrap(),
+            PublishOutcome::Conflict(w) if w.contains("different bytes")
+        ));
+        assert!(matches!(
+            s.publish_baseline(&nb(1, "web-*", "a")).unwrap(),
+            PublishOutcome::Conflict(_)
+        ));
+        s.publish_baseline(&nb(2, "db-*", "c")).unwrap();
+        assert_eq!(s.baseline_for("web-1").unwrap().unwrap().version, 1);
+        assert_eq!(s.baseline_for("DB-1").unwrap().unwrap().version, 2);
+        assert_eq!(s.baseline_bytes("fleet", 2).unwrap().unwrap(), b"c");
+        assert_eq!(s.baselines().unwrap().len(), 2);
     }
 }

@@ -39,6 +39,8 @@ pub struct Rec {
 pub struct Pending {
     upserts: Vec<(Vec<u8>, Rec)>,
     deletes: Vec<Vec<u8>>,
+    /// Fresh watch roots this pass covered whole (now initialised).
+    initialised_roots: Vec<Vec<u8>>,
 }
 
 /// The interim backend.
@@ -46,6 +48,10 @@ pub struct InterimFim {
     conn: Connection,
     root: PathBuf,
     watches: Watches,
+    /// Watch roots added by a baseline change and not yet scanned whole:
+    /// their files are recorded silently the first time (they are new to
+    /// the agent, not new on the host), as for an empty database.
+    fresh: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for InterimFim {
@@ -96,6 +102,7 @@ impl InterimFim {
             conn,
             root: root.to_path_buf(),
             watches: Watches::default(),
+            fresh: Vec::new(),
         };
         me.watches = Watches::new(rules)?;
         Ok(me)
@@ -409,6 +416,15 @@ impl Integrity for InterimFim {
             initialised,
             ..Pass::default()
         };
+        pass.pending.initialised_roots = self
+            .fresh
+            .iter()
+            .filter(|r| match scope {
+                Scope::All => true,
+                Scope::Paths(ps) => ps.iter().any(|s| super::below(s, r)),
+            })
+            .cloned()
+            .collect();
         for (p, new) in &seen {
             let Some(rule) = self.watches.governing(p) else {
                 continue;
@@ -416,7 +432,8 @@ impl Integrity for InterimFim {
             let attrs: &[FimAttribute] = &rule.attributes;
             match old.get(p) {
                 None => {
-                    if !initialised {
+                    let fresh = self.fresh.iter().any(|r| super::below(r, p));
+                    if !initialised && !fresh {
                         pass.changes.push((
                             rule.severity,
                             FimChangeEvent {
@@ -511,11 +528,28 @@ impl Integrity for InterimFim {
                 del.execute([p]).map_err(err)?;
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        self.fresh
+            .retain(|r| !pass.pending.initialised_roots.contains(r));
+        Ok(())
     }
 
     fn set_rules(&mut self, rules: &[FimRule]) -> Result<(), String> {
-        self.watches = Watches::new(rules)?;
+        let new = Watches::new(rules)?;
+        let old: Vec<Vec<u8>> = self
+            .watches
+            .rules()
+            .map(|r| r.path.as_bytes().to_vec())
+            .collect();
+        for r in new.rules() {
+            let root = r.path.as_bytes().to_vec();
+            // Covered by an old watch: its files are already known.
+            if old.iter().any(|o| super::below(o, &root)) || self.fresh.contains(&root) {
+                continue;
+            }
+            self.fresh.push(root);
+        }
+        self.watches = new;
         Ok(())
     }
 
@@ -556,6 +590,34 @@ mod tests {
         )
         .unwrap();
         (root, b)
+    }
+
+    #[test]
+    fn a_watch_root_added_by_a_new_baseline_is_recorded_silently_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, b) = setup(dir.path());
+        std::fs::create_dir_all(root.join("opt/app")).unwrap();
+        std::fs::write(root.join("opt/app/bin"), "x").unwrap();
+        let lim = RateLimiter::new(0);
+        let mut f = InterimFim::open(&dir.path().join("fim.db"), &root, &b.fim).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        let mut rules = b.fim.clone();
+        let mut opt = rules[0].clone();
+        opt.path = "/opt".into();
+        opt.exclude.clear();
+        rules.push(opt);
+        f.set_rules(&rules).unwrap();
+        std::fs::write(root.join("etc/new"), "n").unwrap();
+        let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
+        let got: Vec<String> = p.changes.iter().map(|(_, c)| c.path.clone()).collect();
+        // The old watch still reports; the new root's files are adopted.
+        assert_eq!(got, ["/etc/new"]);
+        f.record(p).unwrap();
+        std::fs::write(root.join("opt/app/new"), "n").unwrap();
+        let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
+        let got: Vec<String> = p.changes.iter().map(|(_, c)| c.path.clone()).collect();
+        assert_eq!(got, ["/opt/app/new"]);
     }
 
     #[test]

@@ -1,0 +1,461 @@
+//! Signed baselines in the daemon (DESIGN rule 5). With `trusted_keys` in
+//! the config, every baseline the agent runs came through
+//! [`TrustPolicy::consider`]: the local `baselines` files (then signed
+//! bundles) at start and on SIGHUP, and the bundles the collector serves on
+//! `GET /v1/baseline`, polled every `intervals.baseline_poll`. What runs is
+//! the newest applied version of each baseline id, as stored by the trust
+//! policy; a new one replaces the policy in force (checks and FIM watches
+//! together) and the scheduled work restarts on it. Without trusted keys the
+//! local files are plain TOML and are never remediated.
+
+use super::config::Config;
+use super::outbox::NewEvent;
+use super::sender::{Client, Fetched, SendError};
+use super::{Policy, Shared};
+use crate::commands::check::load_baselines;
+use crate::trust::{Decision, TrustPolicy, load_trusted_keys};
+use anyhow::Context as _;
+use plumb_core::bundle::{Bundle, MAX_BUNDLE_BYTES};
+use plumb_core::event::{AgentEventKind, EventBody};
+use plumb_core::{Baseline, Severity};
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A policy to install, with the events its loading produced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The baselines to run.
+    pub policy: Policy,
+    /// `baseline_applied`, `baseline_refused`, warnings, errors.
+    pub events: Vec<NewEvent>,
+}
+
+/// The trust policy of a config: `None` without trusted keys.
+pub fn trust_for(cfg: &Config) -> anyhow::Result<Option<TrustPolicy>> {
+    if cfg.trusted_keys.is_empty() {
+        return Ok(None);
+    }
+    let keys = load_trusted_keys(&cfg.trusted_keys)?;
+    Ok(Some(TrustPolicy::new(keys, &cfg.state_dir)?))
+}
+
+fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut bytes = Vec::new();
+    // One byte past the cap, so the parser reports an oversized bundle.
+    f.take(MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Checks the local baselines of a config as the daemon would load them
+/// (`--validate`): plain TOML without trusted keys, bundles verifying with
+/// the trusted keys otherwise (the version floor is not consulted).
+pub fn validate(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.trusted_keys.is_empty() {
+        load_baselines(&cfg.baselines)?;
+        return Ok(());
+    }
+    let keys = load_trusted_keys(&cfg.trusted_keys)?;
+    for p in &cfg.baselines {
+        let bytes = read_capped(p)?;
+        Bundle::parse(&bytes)
+            .and_then(|b| b.verify(&keys))
+            .with_context(|| {
+                format!(
+                    "{}: with trusted_keys set, baselines must be signed bundles",
+                    p.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The bundle is byte for byte the one already stored for its id: nothing
+/// to decide (a restart, or the collector serving what runs).
+fn already_running(trust: &TrustPolicy, bytes: &[u8]) -> bool {
+    let Ok(b) = Bundle::parse(bytes) else {
+        return false;
+    };
+    std::fs::read(trust.stored_bundle_path(b.id()))
+        .map(|stored| stored == bytes)
+        .unwrap_or(false)
+}
+
+/// A refused bundle that is genuine but not newer than what was applied:
+/// an older local file after a newer push, not an attack worth an event.
+/// A bundle that does not verify is never stale.
+fn stale(trust: &TrustPolicy, bytes: &[u8]) -> bool {
+    let Ok(b) = Bundle::parse(bytes) else {
+        return false;
+    };
+    if b.verify(trust.keys()).is_err() {
+        return false;
+    }
+    matches!(trust.applied_version(b.id()), Ok(Some(v)) if b.version() <= v)
+}
+
+fn decision_event(d: &Decision, source: &str) -> NewEvent {
+    let mut ev = d.agent_event(env!("CARGO_PKG_VERSION"), None);
+    ev.message = format!("{} ({source})", ev.message);
+    let severity = match d {
+        Decision::Applied { .. } => Severity::Info,
+        Decision::Refused { .. } => Severity::High,
+    };
+    NewEvent {
+        severity,
+        body: EventBody::Agent(ev),
+    }
+}
+
+/// The newest applied version of every baseline id, verified again with the
+/// keys trusted now; the second list says why a stored one cannot run (a
+/// key since removed, a damaged file).
+fn applied_baselines(trust: &TrustPolicy) -> anyhow::Result<(Vec<Baseline>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for id in trust.applied_versions()?.into_keys() {
+        match trust.load_applied(&id) {
+            Ok(Some(v)) => out.push(v.baseline),
+            Ok(None) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Baseline::check_unique(&out)?;
+    Ok((out, errors))
+}
+
+/// Loads the policy a config asks for. Without trusted keys: the local TOML
+/// files (or the built-in baseline). With them: each local bundle goes
+/// through the trust policy, then every applied baseline runs; when none
+/// is applied and no local file is named, the built-in baseline runs
+/// (unsigned, never remediated) until a signed one arrives. An `Err` means
+/// nothing can run; the caller keeps what it had.
+pub fn load(cfg: &Config, trust: Option<&TrustPolicy>) -> anyhow::Result<Loaded> {
+    let Some(trust) = trust else {
+        return Ok(Loaded {
+            policy: Policy {
+                baselines: load_baselines(&cfg.baselines)?,
+                signed: false,
+            },
+            events: Vec::new(),
+        });
+    };
+    let mut events = Vec::new();
+    let mut refusals = Vec::new();
+    for path in &cfg.baselines {
+        let source = format!("local file {}", path.display());
+        let bytes = match read_capped(path) {
+            Ok(b) => b,
+            Err(e) => {
+                refusals.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        if already_running(trust, &bytes) {
+            continue;
+        }
+        let d = trust.consider(&bytes)?;
+        if let Decision::Refused { reason, .. } = &d {
+            if stale(trust, &bytes) {
+                tracing::debug!("{source}: {reason}; the newer applied version runs");
+                continue;
+            }
+            refusals.push(format!("{}: {reason}", path.display()));
+        }
+        events.push(decision_event(&d, &source));
+    }
+    let (baselines, errors) = applied_baselines(trust)?;
+    for e in &errors {
+        events.push(NewEvent::agent(
+            AgentEventKind::Error,
+            Severity::High,
+            format!("stored signed baseline not run: {e}"),
+        ));
+    }
+    if !baselines.is_empty() {
+        return Ok(Loaded {
+            policy: Policy {
+                baselines,
+                signed: true,
+            },
+            events,
+        });
+    }
+    if cfg.baselines.is_empty() {
+        events.push(NewEvent::agent(
+            AgentEventKind::Warning,
+            Severity::Medium,
+            "no signed baseline applied yet: running the built-in baseline (unsigned, never remediated) until one arrives",
+        ));
+        return Ok(Loaded {
+            policy: Policy {
+                baselines: load_baselines(&[])?,
+                signed: false,
+            },
+            events,
+        });
+    }
+    let mut why = refusals;
+    why.extend(errors);
+    anyhow::bail!("no signed baseline can be run: {}", why.join("; "))
+}
+
+/// Makes `policy` the one in force: FIM watches first (a failure leaves
+/// everything as it was), then the checks, in one swap.
+pub fn install(shared: &Shared, policy: Policy) -> Result<(), String> {
+    shared
+        .fim
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .set_rules(&policy.fim_rules())?;
+    shared.set_policy(policy);
+    Ok(())
+}
+
+/// Says, once per policy change, why a remediation mode will not act.
+pub fn remediation_notice(shared: &Shared) {
+    use super::config::RemediationMode;
+    let cfg = shared.config();
+    if cfg.remediation == RemediationMode::Off {
+        return;
+    }
+    let policy = shared.policy();
+    if !policy.signed {
+        shared.agent(
+            AgentEventKind::Warning,
+            Severity::Medium,
+            format!(
+                "remediation = \"{}\" but the baseline in force is not signed ({}): the agent remediates only from a baseline accepted through trusted_keys; not remediating",
+                cfg.remediation.name(),
+                if cfg.trusted_keys.is_empty() {
+                    "no trusted_keys configured"
+                } else {
+                    "no signed baseline applied yet"
+                }
+            ),
+        );
+        return;
+    }
+    let allowed = policy
+        .baselines
+        .iter()
+        .flat_map(|b| &b.rules)
+        .filter(|r| r.remediation.is_some() && cfg.remediation_allows(r))
+        .count();
+    if allowed == 0 {
+        shared.agent(
+            AgentEventKind::Warning,
+            Severity::Low,
+            format!(
+                "remediation = \"{}\" but no rule of the baseline in force is allowed by remediation_allow / remediation_min_severity; not remediating",
+                cfg.remediation.name()
+            ),
+        );
+    }
+}
+
+/// One bundle received from the collector: decided, and installed when
+/// applied. Returns whether the policy changed (the scheduled work must
+/// restart on it).
+fn adopt(shared: &Shared, trust: &TrustPolicy, bytes: &[u8]) -> Result<bool, String> {
+    const SOURCE: &str = "from the collector";
+    if already_running(trust, bytes) {
+        return Ok(false);
+    }
+    let d = trust.consider(bytes).map_err(|e| e.to_string())?;
+    match &d {
+        Decision::Applied { .. } => {
+            let (baselines, errors) = applied_baselines(trust).map_err(|e| format!("{e:#}"))?;
+            for e in errors {
+                shared.agent(
+                    AgentEventKind::Error,
+                    Severity::High,
+                    format!("stored signed baseline not run: {e}"),
+                );
+            }
+            install(
+                shared,
+                Policy {
+                    baselines,
+                    signed: true,
+                },
+            )?;
+            shared.emit(vec![decision_event(&d, SOURCE)]);
+            remediation_notice(shared);
+            Ok(true)
+        }
+        // Even a genuine older version is reported: a collector serving
+        // one is rolling back (the ETag keeps it to one event per bundle).
+        Decision::Refused { .. } => {
+            shared.emit(vec![decision_event(&d, SOURCE)]);
+            Ok(false)
+        }
+    }
+}
+
+/// Polls `GET /v1/baseline` every `intervals.baseline_poll` and whenever
+/// `shared.poll_now` is notified (SIGHUP), with `If-None-Match` of the last
+/// bundle decided on (applied or refused: the same bytes are not judged
+/// twice, except after a SIGHUP, which may have changed the trusted keys).
+/// Sends on `changed` when a new policy was installed.
+pub async fn poller(shared: Arc<Shared>, client: Client, changed: tokio::sync::mpsc::Sender<()>) {
+    let mut etag: Option<String> = None;
+    loop {
+        let wait = poll_once(&shared, &client, &mut etag, &changed).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.poll_now.notified() => etag = None,
+        }
+    }
+}
+
+async fn poll_once(
+    shared: &Arc<Shared>,
+    client: &Client,
+    etag: &mut Option<String>,
+    changed: &tokio::sync::mpsc::Sender<()>,
+) -> Duration {
+    let every = shared.config().intervals.baseline_poll;
+    let Some(trust) = shared.trust() else {
+        return every;
+    };
+    match client.fetch_baseline(etag.as_deref()).await {
+        Ok(Fetched::NothingPublished | Fetched::NotModified) => every,
+        Ok(Fetched::Bundle { bytes, etag: new }) => {
+            let s = shared.clone();
+            let r = tokio::task::spawn_blocking(move || adopt(&s, &trust, &bytes)).await;
+            match r {
+                Ok(Ok(policy_changed)) => {
+                    *etag = new;
+                    if policy_changed {
+                        let _ = changed.send(()).await;
+                    }
+                }
+                // A local failure (state unreadable, disk full): say so and
+                // try the same bundle again next time.
+                Ok(Err(e)) => shared.agent(
+                    AgentEventKind::Error,
+                    Severity::High,
+                    format!("baseline from the collector not applied: {e}"),
+                ),
+                Err(e) => shared.agent(
+                    AgentEventKind::Error,
+                    Severity::High,
+                    format!("baseline from the collector: task failed: {e}"),
+                ),
+            }
+            every
+        }
+        Err(SendError::RetryAfter { after, .. }) => after.min(every),
+        Err(e) => {
+            tracing::warn!("asking the collector for a baseline: {e}");
+            every
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::bundle::SigningKey;
+
+    fn text(version: u64) -> String {
+        format!("schema = 1\nid = \"fleet\"\nversion = {version}\ntitle = \"t\"\n")
+    }
+
+    struct T {
+        dir: tempfile::TempDir,
+        key: SigningKey,
+    }
+
+    impl T {
+        fn new() -> T {
+            let dir = tempfile::tempdir().unwrap();
+            let g = SigningKey::generate("t").unwrap();
+            std::fs::write(dir.path().join("k.pub"), g.public.to_text()).unwrap();
+            let key = SigningKey::from_pem(&g.private_pem, "t").unwrap();
+            T { dir, key }
+        }
+        fn bundle(&self, version: u64) -> Vec<u8> {
+            Bundle::sign(text(version).as_bytes(), "t", &self.key)
+                .unwrap()
+                .to_bytes()
+        }
+        fn config(&self, local: Option<&[u8]>, keys: bool) -> Config {
+            let d = self.dir.path();
+            let mut s = format!("state_dir = \"{}/state\"\n", d.display());
+            if let Some(b) = local {
+                std::fs::write(d.join("local"), b).unwrap();
+                s.push_str(&format!("baselines = [\"{}/local\"]\n", d.display()));
+            }
+            if keys {
+                s.push_str(&format!("trusted_keys = [\"{}/k.pub\"]\n", d.display()));
+            }
+            Config::from_str(&s, "a.toml").unwrap()
+        }
+    }
+
+    fn whats(l: &Loaded) -> Vec<String> {
+        l.events
+            .iter()
+            .map(|e| match &e.body {
+                EventBody::Agent(a) => format!("{:?}: {}", a.what, a.message),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_local_bundle_is_applied_once_and_an_older_one_is_not_reported() {
+        let t = T::new();
+        let cfg = t.config(Some(&t.bundle(2)), true);
+        let trust = trust_for(&cfg).unwrap().unwrap();
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert!(l.policy.signed);
+        assert_eq!(l.policy.baselines[0].version, 2);
+        assert_eq!(whats(&l).len(), 1);
+        assert!(
+            whats(&l)[0].starts_with("BaselineApplied"),
+            "{:?}",
+            whats(&l)
+        );
+        // Restart: the same file, nothing to say.
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert!(whats(&l).is_empty(), "{:?}", whats(&l));
+        // An older genuine file: the applied v2 runs, silently.
+        let cfg = t.config(Some(&t.bundle(1)), true);
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert_eq!(l.policy.baselines[0].version, 2);
+        assert!(whats(&l).is_empty(), "{:?}", whats(&l));
+    }
+
+    #[test]
+    fn with_trusted_keys_a_plain_toml_file_is_refused() {
+        let t = T::new();
+        let cfg = t.config(Some(text(1).as_bytes()), true);
+        let trust = trust_for(&cfg).unwrap().unwrap();
+        let e = load(&cfg, Some(&trust)).unwrap_err().to_string();
+        assert!(e.contains("not a baseline bundle"), "{e}");
+        assert!(validate(&cfg).is_err());
+        // Without keys the same file is a plain, unsigned baseline.
+        let cfg = t.config(Some(text(1).as_bytes()), false);
+        let l = load(&cfg, None).unwrap();
+        assert!(!l.policy.signed);
+        assert!(validate(&cfg).is_ok());
+    }
+
+    #[test]
+    fn nothing_signed_yet_runs_the_built_in_baseline_unsigned() {
+        let t = T::new();
+        let cfg = t.config(None, true);
+        let trust = trust_for(&cfg).unwrap().unwrap();
+        let l = load(&cfg, Some(&trust)).unwrap();
+        assert!(!l.policy.signed);
+        assert!(!l.policy.baselines.is_empty());
+        assert!(whats(&l)[0].contains("built-in"), "{:?}", whats(&l));
+    }
+}

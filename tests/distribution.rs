@@ -1,0 +1,453 @@
+//! Signed baselines from the security team's key to every agent: the real
+//! `plumb` binary against the real collector server (run in-process, as in
+//! agent_sender), mutual TLS on loopback, certificates from the collector's
+//! PKI, bundles signed in the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use plumb_collector::pki::{self, Role};
+use plumb_collector::storage::sqlite::Sqlite;
+use plumb_core::bundle::{Bundle, PublicKey, SigningKey};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent(Child);
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+impl Agent {
+    fn hup(&self) {
+        Command::new("kill")
+            .args(["-HUP", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+struct Collector {
+    rt: Option<tokio::runtime::Runtime>,
+}
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Key {
+    sk: SigningKey,
+    pub_path: PathBuf,
+    public: PublicKey,
+}
+
+fn key(dir: &Path, name: &str) -> Key {
+    let g = SigningKey::generate(name).unwrap();
+    let pub_path = dir.join(format!("{name}.pub"));
+    std::fs::write(&pub_path, g.public.to_text()).unwrap();
+    Key {
+        sk: SigningKey::from_pem(&g.private_pem, name).unwrap(),
+        pub_path,
+        public: g.public,
+    }
+}
+
+/// Baseline `version`; from version 2 on it also watches /opt (a new FIM
+/// root the agent must adopt without reporting its files as added).
+fn baseline(version: u64) -> String {
+    let mut s = format!(
+        "schema = 1\nid = \"fleet\"\nversion = {version}\ntitle = \"fleet\"\n\
+         [[rule]]\nid = \"flag\"\ntitle = \"flag exists\"\nseverity = \"high\"\ndomains = [20]\ncriteria = [\"I\"]\n\
+         check = {{ kind = \"file\", path = \"/etc/flag\", exists = true }}\n\
+         [[fim]]\npath = \"/etc\"\nrealtime = true\nseverity = \"high\"\ndomains = [25]\n"
+    );
+    if version >= 2 {
+        s.push_str(
+            "[[fim]]\npath = \"/opt\"\nrealtime = true\nseverity = \"high\"\ndomains = [25]\n",
+        );
+    }
+    s
+}
+
+fn signed(k: &Key, version: u64) -> Vec<u8> {
+    Bundle::sign(baseline(version).as_bytes(), "fleet.toml", &k.sk)
+        .unwrap()
+        .to_bytes()
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Fleet {
+    fn new() -> (Fleet, Collector) {
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir, "Test fleet CA", 30).unwrap();
+        pki::issue(&pki_dir, Role::Server, "localhost", 30).unwrap();
+        let port = free_port();
+        let p = dir.path().join("collector.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout_secs = 1\n\
+                 [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\
+                 [storage]\npath = \"collector.db\"\n"
+            ),
+        )
+        .unwrap();
+        let cfg = plumb_collector::config::Config::load(&p).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.spawn(async move {
+            if let Err(e) = plumb_collector::server::serve(cfg).await {
+                eprintln!("collector: {e}");
+            }
+        });
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "collector did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (Fleet { dir, port }, Collector { rt: Some(rt) })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `plumb-collector baseline publish` as the library does it: verified
+    /// with the collector's keys, then stored.
+    fn publish(&self, bytes: &[u8], hosts: &str, keys: &[&Key]) -> Result<(), String> {
+        let keys: Vec<PublicKey> = keys.iter().map(|k| k.public.clone()).collect();
+        let new = plumb_collector::baselines::prepare(bytes, &keys, hosts, 1)?;
+        let mut db = Sqlite::open(
+            &self.path("collector.db"),
+            plumb_collector::config::Synchronous::Full,
+        )
+        .unwrap();
+        match db.publish_baseline(&new).unwrap() {
+            plumb_collector::storage::PublishOutcome::Conflict(w) => Err(w),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes into the collector's store directly, bypassing publish's
+    /// verification: a compromised or tampered collector.
+    fn tamper(&self, version: i64, bytes: &[u8], tag: &str) {
+        let db = rusqlite::Connection::open(self.path("collector.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db.execute(
+            "INSERT INTO baselines (id, version, key_id, hosts, bytes, sha256, published_at)
+             VALUES ('fleet', ?1, 'forged', '*', ?2, ?3, 2)",
+            rusqlite::params![version, bytes, tag],
+        )
+        .unwrap();
+    }
+
+    fn untamper(&self, version: i64) {
+        let db = rusqlite::Connection::open(self.path("collector.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db.execute("DELETE FROM baselines WHERE version = ?1", [version])
+            .unwrap();
+    }
+
+    /// An agent for `host` whose local baseline is `local` (a bundle).
+    fn agent_config(&self, host: &str, local: &[u8], keys: &[&Key]) -> PathBuf {
+        let d = self.path(host);
+        let root = d.join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("opt/app")).unwrap();
+        std::fs::create_dir_all(d.join("proc")).unwrap();
+        std::fs::write(root.join("etc/flag"), "1").unwrap();
+        std::fs::write(root.join("opt/app/bin"), "x").unwrap();
+        std::fs::write(d.join("local.bundle"), local).unwrap();
+        pki::issue(&self.path("pki"), Role::Agent, host, 30).unwrap();
+        self.write_config(host, keys);
+        d.join("agent.toml")
+    }
+
+    fn write_config(&self, host: &str, keys: &[&Key]) {
+        let d = self.path(host);
+        let pki = self.path("pki");
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!("\"{}\"", k.pub_path.display()))
+            .collect();
+        let cfg = d.join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "host_id = \"{host}\"\nroot = \"{d}/root\"\nproc = \"{d}/proc\"\nstate_dir = \"{d}/state\"\n\
+                 baselines = [\"{d}/local.bundle\"]\nevents_file = \"{d}/events.jsonl\"\n\
+                 trusted_keys = [{keys}]\n\
+                 [intervals]\nchecks = \"1s\"\nbaseline_poll = \"1s\"\n\
+                 [collector]\nurl = \"https://localhost:{port}\"\nca = \"{pki}/ca.pem\"\n\
+                 cert = \"{pki}/agents/{host}.pem\"\nkey = \"{pki}/agents/{host}.key\"\nmax_backoff = \"2s\"\n",
+                d = d.display(),
+                pki = pki.display(),
+                keys = keys.join(", "),
+                port = self.port,
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn start(&self, cfg: &Path) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_plumb"))
+                .args(["agent", "--config"])
+                .arg(cfg)
+                .env("PLUMB_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Every event the collector stored for `host`, as JSON.
+    fn events(&self, host: &str) -> Vec<serde_json::Value> {
+        let Ok(db) = Sqlite::open_read_only(&self.path("collector.db")) else {
+            return Vec::new();
+        };
+        db.events_of(host)
+            .map(|rows| rows.into_iter().map(|r| r.body).collect())
+            .unwrap_or_default()
+    }
+
+    fn agent_events(&self, host: &str, what: &str) -> Vec<String> {
+        self.events(host)
+            .iter()
+            .filter(|e| e["kind"] == "agent" && e["what"] == what)
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn wait_for(&self, host: &str, what: &str, needle: &str, within: Duration) -> String {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(m) = self
+                .agent_events(host, what)
+                .into_iter()
+                .find(|m| m.contains(needle))
+            {
+                return m;
+            }
+            assert!(
+                Instant::now() < end,
+                "{host}: no {what} event containing {needle:?}; events: {:#?}",
+                self.events(host)
+                    .iter()
+                    .filter(|e| e["kind"] == "agent")
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `plumb-collector hosts --format json`: host -> baseline version.
+    fn host_versions(&self) -> Vec<(String, Option<u64>)> {
+        let db = Sqlite::open_read_only(&self.path("collector.db")).unwrap();
+        let out = plumb_collector::queries::hosts(
+            &db,
+            i64::MAX / 2,
+            u64::MAX,
+            plumb_collector::queries::Format::Json,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut rows: Vec<(String, Option<u64>)> = v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap().to_string(),
+                    h["baseline"]["version"].as_u64(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn wait_versions(&self, want: &[(&str, u64)], within: Duration) {
+        let want: Vec<(String, Option<u64>)> = want
+            .iter()
+            .map(|(h, v)| (h.to_string(), Some(*v)))
+            .collect();
+        let end = Instant::now() + within;
+        loop {
+            let got = self.host_versions();
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < end, "hosts: {got:?}, want {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_published_baseline_reaches_two_agents_and_both_report_it() {
+    let (f, _c) = Fleet::new();
+    let team = key(f.dir.path(), "team");
+    let v1 = signed(&team, 1);
+    let a = f.start(&f.agent_config("web-1", &v1, &[&team]));
+    let b = f.start(&f.agent_config("web-2", &v1, &[&team]));
+    f.wait_for("web-1", "baseline_applied", "fleet v1", WAIT);
+    f.wait_for("web-2", "baseline_applied", "fleet v1", WAIT);
+    f.wait_versions(&[("web-1", 1), ("web-2", 1)], WAIT);
+
+    f.publish(&signed(&team, 2), "web-*", &[&team]).unwrap();
+    for h in ["web-1", "web-2"] {
+        let m = f.wait_for(h, "baseline_applied", "fleet v2", WAIT);
+        assert!(m.contains("from the collector"), "{m}");
+    }
+    f.wait_versions(&[("web-1", 2), ("web-2", 2)], WAIT);
+    // The new watch root /opt was adopted silently; a change under it after
+    // that is reported.
+    std::thread::sleep(Duration::from_secs(2));
+    let added_opt = |h: &str| {
+        f.events(h)
+            .iter()
+            .filter(|e| {
+                e["kind"] == "fim_change" && e["path"].as_str().unwrap_or("").starts_with("/opt")
+            })
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(added_opt("web-1").is_empty(), "{:?}", added_opt("web-1"));
+    std::fs::write(f.path("web-1/root/opt/app/new"), "n").unwrap();
+    let end = Instant::now() + WAIT;
+    while !added_opt("web-1").contains(&"/opt/app/new".to_string()) {
+        assert!(
+            Instant::now() < end,
+            "the change under /opt was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(added_opt("web-1"), ["/opt/app/new"]);
+    // A restart runs the applied v2 (stored), not the older local v1 file,
+    // and says nothing about that older file.
+    drop(a);
+    let _a = f.start(&f.path("web-1/agent.toml"));
+    let end = Instant::now() + WAIT;
+    while f.agent_events("web-1", "started").len() < 2 {
+        assert!(Instant::now() < end, "no second start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    f.wait_versions(&[("web-1", 2), ("web-2", 2)], WAIT);
+    assert!(f.agent_events("web-1", "baseline_refused").is_empty());
+    drop(b);
+}
+
+#[test]
+fn tampered_foreign_replayed_and_forged_bundles_are_refused_and_the_old_baseline_keeps_running() {
+    let (f, _c) = Fleet::new();
+    let team = key(f.dir.path(), "team");
+    let stranger = key(f.dir.path(), "stranger");
+    let _a = f.start(&f.agent_config("web-1", &signed(&team, 1), &[&team]));
+    f.publish(&signed(&team, 2), "*", &[&team]).unwrap();
+    f.wait_for("web-1", "baseline_applied", "fleet v2", WAIT);
+
+    // One flipped byte in the baseline text: publish refuses it...
+    let mut flipped = signed(&team, 3);
+    let n = flipped.len();
+    flipped[n - 3] ^= 0x01;
+    assert!(f.publish(&flipped, "*", &[&team]).is_err());
+    // ...and a tampered store serving it anyway is refused by the agent.
+    f.tamper(3, &flipped, "flipped");
+    let m = f.wait_for("web-1", "baseline_refused", "bad signature", WAIT);
+    assert!(m.contains("from the collector"), "{m}");
+    f.untamper(3);
+
+    // Signed by a key the agent does not trust.
+    let foreign = signed(&stranger, 4);
+    assert!(f.publish(&foreign, "*", &[&team]).is_err());
+    f.tamper(4, &foreign, "foreign");
+    f.wait_for("web-1", "baseline_refused", "unknown key", WAIT);
+    f.untamper(4);
+
+    // An older genuine version replayed (the newer ones withdrawn).
+    f.untamper(2);
+    f.publish(&signed(&team, 1), "*", &[&team]).unwrap();
+    f.wait_for(
+        "web-1",
+        "baseline_refused",
+        "not newer than applied version 2",
+        WAIT,
+    );
+
+    // An unsigned baseline (plain TOML) written straight into the store.
+    f.tamper(9, baseline(9).as_bytes(), "unsigned");
+    f.wait_for("web-1", "baseline_refused", "not a baseline bundle", WAIT);
+
+    // Through all of it v2 kept running: the refusals and the snapshots
+    // carry it.
+    f.wait_versions(&[("web-1", 2)], WAIT);
+    let refused: Vec<serde_json::Value> = f
+        .events("web-1")
+        .into_iter()
+        .filter(|e| e["what"] == "baseline_refused")
+        .collect();
+    assert!(refused.len() >= 4, "{refused:#?}");
+    for e in &refused {
+        assert_eq!(e["baseline"]["version"], 2, "{e}");
+    }
+    assert!(
+        f.agent_events("web-1", "baseline_applied")
+            .iter()
+            .all(|m| !m.contains("v9"))
+    );
+}
+
+#[test]
+fn a_key_removed_from_the_config_on_sighup_no_longer_signs_anything() {
+    let (f, _c) = Fleet::new();
+    let old = key(f.dir.path(), "old");
+    let new = key(f.dir.path(), "new");
+    let cfg = f.agent_config("web-1", &signed(&old, 1), &[&old, &new]);
+    let a = f.start(&cfg);
+    f.wait_for("web-1", "baseline_applied", "fleet v1", WAIT);
+    // Both keys trusted: a bundle from the new key is applied.
+    f.publish(&signed(&new, 2), "*", &[&old, &new]).unwrap();
+    f.wait_for("web-1", "baseline_applied", "fleet v2", WAIT);
+    // Retire the old key: the local file (signed by it) must go too.
+    std::fs::write(f.path("web-1/local.bundle"), signed(&new, 2)).unwrap();
+    f.write_config("web-1", &[&new]);
+    a.hup();
+    f.wait_for("web-1", "reloaded", "fleet v2", WAIT);
+    // The collector (still trusting both) serves v3 signed by the old key.
+    f.publish(&signed(&old, 3), "*", &[&old, &new]).unwrap();
+    let m = f.wait_for("web-1", "baseline_refused", "unknown key", WAIT);
+    assert!(m.contains("from the collector"), "{m}");
+    f.wait_versions(&[("web-1", 2)], WAIT);
+    assert!(
+        f.agent_events("web-1", "baseline_applied")
+            .iter()
+            .all(|m| !m.contains("v3"))
+    );
+}
