@@ -1,11 +1,10 @@
 //! Signed baselines from the security team's key to every agent: the real
-//! `plumb` binary against the real collector server (run in-process, as in
-//! agent_sender), mutual TLS on loopback, certificates from the collector's
-//! PKI, bundles signed in the test.
+//! `plumb` and `plumb-collector` binaries, mutual TLS on loopback,
+//! certificates from the collector's PKI, bundles signed in the test and
+//! published with `plumb-collector baseline publish`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use plumb_collector::pki::{self, Role};
-use plumb_collector::storage::sqlite::Sqlite;
 use plumb_core::bundle::{Bundle, PublicKey, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,15 +27,24 @@ impl Agent {
     }
 }
 
-struct Collector {
-    rt: Option<tokio::runtime::Runtime>,
-}
+struct Collector(Child);
 impl Drop for Collector {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// The `plumb-collector` binary beside `plumb` in the target directory:
+/// `cargo test --workspace` builds it (its package has tests of its own).
+fn collector_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_plumb")).with_file_name("plumb-collector");
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo test --workspace` (or `cargo build -p plumb-collector`) first",
+        p.display()
+    );
+    p
 }
 
 fn free_port() -> u16 {
@@ -109,42 +117,44 @@ impl Fleet {
             ),
         )
         .unwrap();
-        let cfg = plumb_collector::config::Config::load(&p).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        let child = Command::new(collector_bin())
+            .args(["serve", "--config"])
+            .arg(&p)
+            .env("PLUMB_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
             .unwrap();
-        rt.spawn(async move {
-            if let Err(e) = plumb_collector::server::serve(cfg).await {
-                eprintln!("collector: {e}");
-            }
-        });
+        let collector = Collector(child);
         let end = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < end, "collector did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        (Fleet { dir, port }, Collector { rt: Some(rt) })
+        (Fleet { dir, port }, collector)
     }
 
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    /// `plumb-collector baseline publish` as the library does it: verified
-    /// with the collector's keys, then stored.
+    /// `plumb-collector baseline publish`: verified with the collector's
+    /// trusted keys, then stored.
     fn publish(&self, bytes: &[u8], hosts: &str, keys: &[&Key]) -> Result<(), String> {
-        let keys: Vec<PublicKey> = keys.iter().map(|k| k.public.clone()).collect();
-        let new = plumb_collector::baselines::prepare(bytes, &keys, hosts, 1)?;
-        let mut db = Sqlite::open(
-            &self.path("collector.db"),
-            plumb_collector::config::Synchronous::Full,
-        )
-        .unwrap();
-        match db.publish_baseline(&new).unwrap() {
-            plumb_collector::storage::PublishOutcome::Conflict(w) => Err(w),
-            _ => Ok(()),
+        let bundle = self.path(&format!("publish-{}.bundle", bytes.len()));
+        std::fs::write(&bundle, bytes).unwrap();
+        let mut cmd = Command::new(collector_bin());
+        cmd.args(["baseline", "publish"])
+            .arg(&bundle)
+            .args(["--hosts", hosts, "--db"])
+            .arg(self.path("collector.db"));
+        for k in keys {
+            cmd.arg("--trusted-key").arg(&k.pub_path);
+        }
+        let out = cmd.output().unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
 
@@ -266,15 +276,12 @@ impl Fleet {
 
     /// `plumb-collector hosts --format json`: host -> baseline version.
     fn host_versions(&self) -> Vec<(String, Option<u64>)> {
-        let db = Sqlite::open_read_only(&self.path("collector.db")).unwrap();
-        let out = plumb_collector::queries::hosts(
-            &db,
-            i64::MAX / 2,
-            u64::MAX,
-            plumb_collector::queries::Format::Json,
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let out = Command::new(collector_bin())
+            .args(["hosts", "--format", "json", "--db"])
+            .arg(self.path("collector.db"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let mut rows: Vec<(String, Option<u64>)> = v["hosts"]
             .as_array()
             .unwrap()
