@@ -425,9 +425,8 @@ fn open_state(cfg: &Config) -> anyhow::Result<(Outbox, Box<dyn Integrity>, Vec<B
         &cfg.state_dir.join("state.db"),
         cfg.limits.outbox_max_events,
     )?;
-    let fim =
-        integrity::interim::InterimFim::open(&cfg.state_dir.join("fim.db"), &cfg.root, &rules)
-            .map_err(anyhow::Error::msg)?;
+    let fim = integrity::sealed::SealedFim::open(&cfg.state_dir, &cfg.root, &rules)
+        .map_err(anyhow::Error::msg)?;
     Ok((outbox, Box::new(fim), baselines))
 }
 
