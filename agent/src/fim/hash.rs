@@ -232,8 +232,8 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("big"), vec![1u8; CHUNK * 2 + 5]).unwrap();
-        let dfd = rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .unwrap();
+        let dfd =
+            rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let st = rustix::fs::statat(&dfd, "big", AtFlags::SYMLINK_NOFOLLOW).unwrap();
         let mut e = Entry::from_stat(b"/big".to_vec(), Arc::from("/"), &st);
         let mut buf = vec![0u8; CHUNK];

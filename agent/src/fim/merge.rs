@@ -49,9 +49,7 @@ pub struct Merge<'a> {
 
 fn under(key: &[u8], prefix: &[u8]) -> bool {
     // The root's key is a single NUL, and every key starts with one.
-    key == prefix
-        || prefix == [0]
-        || (key.starts_with(prefix) && key.get(prefix.len()) == Some(&0))
+    key == prefix || prefix == [0] || (key.starts_with(prefix) && key.get(prefix.len()) == Some(&0))
 }
 
 impl<'a> Merge<'a> {

@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn a_restricted_plan_keeps_the_governing_watch_and_nested_ones() {
         let p = plan(
-            "[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/skip\"]\nseverity = \"low\"\n[[fim]]\npath = \"/etc/skip/keep\"\n[[fim]]\npath = \"/etc/ssh\"\nseverity = \"critical\"\n",
+            "[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/skip\"]\nseverity = \"low\"\n[[fim]]\npath = \"/etc/ssh\"\nseverity = \"critical\"\n",
         );
         let (r, covered) = p.restrict(&[
             b"/etc/a".to_vec(),
@@ -274,15 +274,14 @@ mod tests {
             .iter()
             .map(|w| (w.path.as_slice(), w.name.as_ref()))
             .collect();
-        // "/" is not recorded but holds every watch; "/etc/skip" is excluded
-        // but holds a watch; "/etc/skip/x/y" and "/usr" are not recorded.
+        // "/" is not recorded but holds every watch; "/etc/skip" and below
+        // are excluded, "/usr" is not watched.
         assert_eq!(
             names,
             vec![
                 (&b"/etc"[..], "/etc"),
                 (&b"/etc/a"[..], "/etc"),
                 (&b"/etc/a/b"[..], "/etc"),
-                (&b"/etc/skip/keep"[..], "/etc/skip/keep"),
                 (&b"/etc/ssh"[..], "/etc/ssh"),
             ]
         );
@@ -292,7 +291,8 @@ mod tests {
         assert_eq!(r.watches[1].name.as_ref(), "/etc/ssh");
         assert_eq!(covered, vec![b"/etc/a".to_vec(), b"/etc/ssh/x".to_vec()]);
         assert!(!p.records(b"/etc/skip/z"));
-        assert!(p.records(b"/etc/skip/keep/z"));
+        assert!(p.records(b"/etc/skipped"));
+        assert!(p.records(b"/etc/ssh/x"));
     }
 
     #[test]

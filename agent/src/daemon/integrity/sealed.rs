@@ -168,3 +168,259 @@ impl Integrity for SealedFim {
         fim::sealed_digest(&self.opts.db, &self.opts.key).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::Baseline;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    fn setup(dir: &Path) -> (PathBuf, Baseline) {
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("etc/sub")).unwrap();
+        std::fs::create_dir_all(root.join("etc/skip")).unwrap();
+        std::fs::write(root.join("etc/a"), "a").unwrap();
+        std::fs::write(root.join("etc/sub/b"), "b").unwrap();
+        std::fs::write(root.join("etc/skip/c"), "c").unwrap();
+        let b = Baseline::from_str(
+            "schema = 1\nid = \"t\"\nversion = 1\ntitle = \"t\"\n[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/skip\"]\nrealtime = true\nseverity = \"high\"\ndomains = [25]\n",
+            "t.toml",
+        )
+        .unwrap();
+        (root, b)
+    }
+
+    fn open(dir: &Path) -> (PathBuf, SealedFim) {
+        let (root, b) = setup(dir);
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let f = SealedFim::open(&dir.join("state"), &root, &b.fim).unwrap();
+        (root, f)
+    }
+
+    fn changes(p: &Pass) -> Vec<(String, String)> {
+        p.changes
+            .iter()
+            .map(|(_, c)| (c.path.clone(), c.change.clone()))
+            .collect()
+    }
+
+    fn pair(p: &str, c: &str) -> (String, String) {
+        (p.to_string(), c.to_string())
+    }
+
+    #[test]
+    fn first_pass_initialises_silently_then_changes_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, mut f) = open(dir.path());
+        let key = dir.path().join("state/fim.db.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.initialised && p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.scanned, 4, "/etc, /etc/a, /etc/sub, /etc/sub/b");
+        f.record(p).unwrap();
+        std::fs::write(root.join("etc/a"), "changed").unwrap();
+        std::fs::remove_file(root.join("etc/sub/b")).unwrap();
+        std::fs::write(root.join("etc/new"), "n").unwrap();
+        std::fs::write(root.join("etc/skip/c"), "excluded").unwrap();
+        let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
+        assert!(!p.initialised);
+        // The directories' times moved too; only their entries are reported.
+        assert_eq!(
+            changes(&p),
+            [
+                pair("/etc/a", "modified"),
+                pair("/etc/new", "added"),
+                pair("/etc/sub/b", "removed"),
+            ]
+        );
+        let (sev, a) = &p.changes[0];
+        assert_eq!(*sev, Severity::High);
+        assert_eq!(a.domains, [25]);
+        assert!(a.fields.contains(&"sha256".to_string()), "{a:?}");
+        assert!(p.tamper.is_empty(), "{:?}", p.tamper);
+        f.record(p).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.changes.is_empty() && p.tamper.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn an_unrecorded_pass_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        std::fs::write(root.join("etc/a"), "changed").unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert_eq!(changes(&p), [pair("/etc/a", "modified")]);
+        // Dropped, as when the process dies before the events are committed.
+        drop(p);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert_eq!(changes(&p), [pair("/etc/a", "modified")]);
+    }
+
+    #[test]
+    fn a_path_scope_reads_only_its_subtrees_and_keeps_the_seal_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        std::fs::write(root.join("etc/a"), "changed").unwrap();
+        std::fs::remove_dir_all(root.join("etc/sub")).unwrap();
+        std::fs::write(root.join("etc/skip/late"), "x").unwrap();
+        let scope = Scope::Paths(vec![
+            b"/etc/sub".to_vec(),
+            b"/etc/skip/late".to_vec(),
+            b"/usr/x".to_vec(),
+        ]);
+        let p = f.scan(&scope, Depth::Metadata, &lim).unwrap();
+        // /etc/a changed too but lies elsewhere: not reported, and its row
+        // is not taken for removed.
+        assert_eq!(
+            changes(&p),
+            [pair("/etc/sub", "removed"), pair("/etc/sub/b", "removed")]
+        );
+        assert!(p.tamper.is_empty(), "{:?}", p.tamper);
+        f.record(p).unwrap();
+        let d1 = f.digest().unwrap();
+        // The whole database still verifies after the partial update, and
+        // the rest is reported by the next whole pass.
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.tamper.is_empty(), "{:?}", p.tamper);
+        assert_eq!(changes(&p), [pair("/etc/a", "modified")]);
+        f.record(p).unwrap();
+        assert_ne!(f.digest().unwrap(), d1);
+        // A new file in a path scope is added, with its governing watch.
+        std::fs::write(root.join("etc/fresh"), "f").unwrap();
+        let p = f
+            .scan(
+                &Scope::Paths(vec![b"/etc/fresh".to_vec()]),
+                Depth::Full,
+                &lim,
+            )
+            .unwrap();
+        assert_eq!(changes(&p), [pair("/etc/fresh", "added")]);
+        assert_eq!(p.changes[0].1.domains, [25]);
+    }
+
+    fn edit_row(dir: &Path, path: &[u8], sql: &str) {
+        let c = rusqlite::Connection::open(dir.join("state/fim.db")).unwrap();
+        let key = crate::fim::entry::path_key(path);
+        let n = c.execute(sql, [key]).unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn an_edited_row_is_tampering_reported_once_then_resealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        edit_row(
+            dir.path(),
+            b"/etc/sub/b",
+            "UPDATE entries SET uid = 4242 WHERE path = ?1",
+        );
+        // A realtime pass elsewhere does not read the row.
+        let p = f
+            .scan(&Scope::Paths(vec![b"/etc/a".to_vec()]), Depth::Full, &lim)
+            .unwrap();
+        assert!(p.tamper.is_empty(), "{:?}", p.tamper);
+        drop(p);
+        // One over it finds it, and looks at the whole database.
+        let p = f
+            .scan(&Scope::Paths(vec![b"/etc/sub".to_vec()]), Depth::Full, &lim)
+            .unwrap();
+        assert!(
+            p.tamper.iter().any(|t| t.contains("/etc/sub/b")),
+            "{:?}",
+            p.tamper
+        );
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert!(f.digest().is_some());
+        f.record(p).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.tamper.is_empty() && p.changes.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn deleted_rows_and_a_forged_seal_are_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        edit_row(dir.path(), b"/etc/a", "DELETE FROM entries WHERE path = ?1");
+        let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
+        assert!(
+            p.tamper.iter().any(|t| t.contains("deleted")),
+            "{:?}",
+            p.tamper
+        );
+        f.record(p).unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("state/fim.db")).unwrap();
+        c.execute("UPDATE seal SET rows = rows + 1", []).unwrap();
+        drop(c);
+        assert!(f.digest().is_none(), "a broken seal has no digest");
+        let p = f
+            .scan(&Scope::Paths(vec![b"/etc/a".to_vec()]), Depth::Full, &lim)
+            .unwrap();
+        assert!(
+            p.tamper.iter().any(|t| t.contains("seal")),
+            "{:?}",
+            p.tamper
+        );
+        f.record(p).unwrap();
+        assert!(f.digest().is_some());
+    }
+
+    #[test]
+    fn the_digest_is_the_sealed_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        let d = f.digest().unwrap();
+        assert_eq!(d.len(), 64);
+        assert!(d.bytes().all(|b| b.is_ascii_hexdigit()));
+        let st = dir.path().join("state");
+        assert_eq!(
+            d,
+            fim::sealed_digest(&st.join("fim.db"), &st.join("fim.db.key")).unwrap()
+        );
+    }
+
+    #[test]
+    fn hashing_goes_through_the_rate_limiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, mut f) = open(dir.path());
+        std::fs::write(root.join("etc/big"), vec![7u8; 2_000_000]).unwrap();
+        // 4 MB/s from an empty bucket: 2 MB take about half a second.
+        let lim = RateLimiter::bytes_per_s(4_000_000);
+        let t = std::time::Instant::now();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.initialised);
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(350),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn no_watches_no_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_root, mut f) = open(dir.path());
+        f.set_rules(&[]).unwrap();
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.changes.is_empty() && p.scanned == 0);
+        f.record(p).unwrap();
+    }
+}
