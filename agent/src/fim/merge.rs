@@ -342,3 +342,18 @@ impl<'a> Merge<'a> {
         Ok(self.found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_matches_subtrees_and_the_root_holds_everything() {
+        let k = |p: &[u8]| path_key(p);
+        assert!(under(&k(b"/etc/a"), &k(b"/etc")));
+        assert!(under(&k(b"/etc"), &k(b"/etc")));
+        assert!(!under(&k(b"/etcx"), &k(b"/etc")));
+        assert!(under(&k(b"/etc/a"), &k(b"/")));
+        assert!(under(&k(b"/"), &k(b"/")));
+    }
+}

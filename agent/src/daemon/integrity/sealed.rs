@@ -380,6 +380,39 @@ mod tests {
     }
 
     #[test]
+    fn a_forged_row_for_a_path_not_on_disk_is_tampering_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("state/fim.db")).unwrap();
+        c.execute(
+            &format!(
+                "INSERT INTO entries SELECT ?1, {} FROM entries WHERE path = ?2",
+                crate::fim::db::COLUMNS.replacen("path, ", "", 1)
+            ),
+            rusqlite::params![
+                crate::fim::entry::path_key(b"/etc/ghost"),
+                crate::fim::entry::path_key(b"/etc/a")
+            ],
+        )
+        .unwrap();
+        drop(c);
+        let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
+        assert!(
+            p.tamper.iter().any(|t| t.contains("/etc/ghost")),
+            "{:?}",
+            p.tamper
+        );
+        // Not a removal: the row was never genuine.
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        f.record(p).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.tamper.is_empty() && p.changes.is_empty(), "{p:?}");
+    }
+
+    #[test]
     fn the_digest_is_the_sealed_digest() {
         let dir = tempfile::tempdir().unwrap();
         let (_root, mut f) = open(dir.path());
