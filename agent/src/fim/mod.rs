@@ -355,16 +355,29 @@ pub const MAX_ROOTS: usize = 256;
 
 /// Creates an empty sealed database (and, when missing, its key, 0600)
 /// unless the database exists; an existing one must open with its key.
-/// Returns whether a database was created.
+/// Returns whether a database was created. A new key is written beside as
+/// `KEY.partial` and renamed after the database, so an interrupted first
+/// start never leaves a key without its database; the next call completes
+/// or restarts it.
 pub fn ensure_db(opts: &Options) -> anyhow::Result<bool> {
+    let key_partial = with_suffix(&opts.key, ".partial");
     if opts.db.exists() {
+        if !opts.key.exists() && key_partial.exists() {
+            std::fs::rename(&key_partial, &opts.key)
+                .with_context(|| format!("renaming {}", key_partial.display()))?;
+        }
         Db::open(&opts.db, Key::load(&opts.key)?)?;
         return Ok(false);
     }
-    let key = if opts.key.exists() {
-        Key::load(&opts.key)?
+    let new_key = !opts.key.exists();
+    let key = if new_key {
+        if key_partial.exists() {
+            std::fs::remove_file(&key_partial)
+                .with_context(|| format!("removing stale {}", key_partial.display()))?;
+        }
+        Key::create(&key_partial)?
     } else {
-        Key::create(&opts.key)?
+        Key::load(&opts.key)?
     };
     let partial = with_suffix(&opts.db, ".partial");
     for sfx in ["", "-wal", "-shm", "-journal"] {
@@ -381,6 +394,10 @@ pub fn ensure_db(opts: &Options) -> anyhow::Result<bool> {
     }
     std::fs::rename(&partial, &opts.db)
         .with_context(|| format!("renaming {} to {}", partial.display(), opts.db.display()))?;
+    if new_key {
+        std::fs::rename(&key_partial, &opts.key)
+            .with_context(|| format!("renaming {}", key_partial.display()))?;
+    }
     if let Some(dir) = opts.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();

@@ -28,23 +28,62 @@ pub struct SealedFim {
     plan: Option<Plan>,
     /// ISSP domains of each watch, by its normalized path.
     domains: HashMap<String, Vec<u8>>,
+    /// Why the database was started anew although one existed before; kept
+    /// until a pass reporting it is recorded.
+    lost: Option<String>,
 }
 
 impl SealedFim {
     /// Opens `state_dir/fim.db` with its key, creating both (empty, sealed)
-    /// when the database does not exist yet.
-    pub fn open(state_dir: &Path, root: &Path, rules: &[FimRule]) -> Result<SealedFim, String> {
+    /// when the database does not exist yet. `first_start` says the state
+    /// directory is new: otherwise a database missing (with or without its
+    /// key) is reported as tampering by the first pass.
+    pub fn open(
+        state_dir: &Path,
+        root: &Path,
+        rules: &[FimRule],
+        first_start: bool,
+    ) -> Result<SealedFim, String> {
         let db = state_dir.join("fim.db");
         let opts = Options {
             root: root.to_path_buf(),
             key: fim::db::default_key_path(&db),
             db,
         };
+        // Losing the database or its key must not pass for a first start:
+        // the new database's first pass is reported as tampering.
+        let mut lost = None;
+        let key_partial = state_dir.join("fim.db.key.partial");
+        let had_db = opts.db.exists();
+        // A key still `.partial` beside a database: a first start that was
+        // interrupted; `ensure_db` completes it.
+        let had_key = opts.key.exists() || (had_db && key_partial.exists());
+        if had_db && !had_key {
+            let aside = opts.db.with_file_name("fim.db.nokey");
+            std::fs::rename(&opts.db, &aside)
+                .map_err(|e| format!("fim database: moving {}: {e}", opts.db.display()))?;
+            for sfx in ["-wal", "-shm", "-journal"] {
+                let mut p = opts.db.clone().into_os_string();
+                p.push(sfx);
+                let _ = std::fs::remove_file(p);
+            }
+            lost = Some(format!(
+                "key file {} was missing: the database could not be verified; moved to {} and started anew",
+                opts.key.display(),
+                aside.display()
+            ));
+        } else if !had_db && (had_key || !first_start) {
+            lost = Some(format!(
+                "database {} was missing (the agent had run before): started anew",
+                opts.db.display()
+            ));
+        }
         fim::ensure_db(&opts).map_err(|e| format!("fim database: {e:#}"))?;
         let mut me = SealedFim {
             opts,
             plan: None,
             domains: HashMap::new(),
+            lost,
         };
         me.set_rules(rules)?;
         Ok(me)
@@ -138,15 +177,22 @@ impl Integrity for SealedFim {
                     .map(|p| format!("{}: kept changing while hashed", p.display())),
             )
             .collect();
+        if let Some(why) = &self.lost {
+            pass.tamper.push(why.clone());
+        }
         pass.pending = Pending(Some(c));
         Ok(pass)
     }
 
     fn record(&mut self, pass: Pass) -> Result<(), String> {
-        match pass.pending.0 {
-            Some(c) => c.commit().map_err(|e| format!("fim database: {e:#}")),
-            None => Ok(()),
+        let reported_loss = self.lost.is_some() && !pass.tamper.is_empty();
+        if let Some(c) = pass.pending.0 {
+            c.commit().map_err(|e| format!("fim database: {e:#}"))?;
         }
+        if reported_loss {
+            self.lost = None;
+        }
+        Ok(())
     }
 
     fn set_rules(&mut self, rules: &[FimRule]) -> Result<(), String> {
@@ -194,7 +240,7 @@ mod tests {
     fn open(dir: &Path) -> (PathBuf, SealedFim) {
         let (root, b) = setup(dir);
         std::fs::create_dir_all(dir.join("state")).unwrap();
-        let f = SealedFim::open(&dir.join("state"), &root, &b.fim).unwrap();
+        let f = SealedFim::open(&dir.join("state"), &root, &b.fim, true).unwrap();
         (root, f)
     }
 
@@ -410,6 +456,57 @@ mod tests {
         f.record(p).unwrap();
         let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
         assert!(p.tamper.is_empty() && p.changes.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_lost_database_or_key_is_reported_not_silently_reinitialised() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, b) = setup(dir.path());
+        let st = dir.path().join("state");
+        std::fs::create_dir_all(&st).unwrap();
+        let lim = RateLimiter::new(0);
+        let mut f = SealedFim::open(&st, &root, &b.fim, true).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.tamper.is_empty());
+        f.record(p).unwrap();
+        drop(f);
+        for (gone, what) in [("fim.db", "database"), ("fim.db.key", "key file")] {
+            std::fs::remove_file(st.join(gone)).unwrap();
+            let mut f = SealedFim::open(&st, &root, &b.fim, true).unwrap();
+            let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+            assert!(p.initialised);
+            assert!(
+                p.tamper.len() == 1 && p.tamper[0].contains(what),
+                "{:?}",
+                p.tamper
+            );
+            f.record(p).unwrap();
+            let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+            assert!(p.tamper.is_empty(), "reported once: {:?}", p.tamper);
+        }
+        assert!(st.join("fim.db.nokey").exists());
+        // Both gone, on a host where the agent had run before.
+        std::fs::remove_file(st.join("fim.db")).unwrap();
+        std::fs::remove_file(st.join("fim.db.key")).unwrap();
+        let mut f = SealedFim::open(&st, &root, &b.fim, false).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.tamper.len() == 1 && p.tamper[0].contains("database"));
+    }
+
+    #[test]
+    fn an_interrupted_first_start_is_completed_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, b) = setup(dir.path());
+        let st = dir.path().join("state");
+        std::fs::create_dir_all(&st).unwrap();
+        drop(SealedFim::open(&st, &root, &b.fim, true).unwrap());
+        // As if killed between the two renames.
+        std::fs::rename(st.join("fim.db.key"), st.join("fim.db.key.partial")).unwrap();
+        let lim = RateLimiter::new(0);
+        let mut f = SealedFim::open(&st, &root, &b.fim, false).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.initialised && p.tamper.is_empty(), "{:?}", p.tamper);
+        assert!(st.join("fim.db.key").exists());
     }
 
     #[test]
