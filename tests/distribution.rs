@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use plumb_collector::pki::{self, Role};
+use plumb_collector::storage::sqlite::Sqlite;
 use plumb_core::bundle::{Bundle, PublicKey, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

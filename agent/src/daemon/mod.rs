@@ -462,12 +462,16 @@ fn open_state(
         .mode(0o700)
         .create(&cfg.state_dir)
         .with_context(|| format!("state_dir {}", cfg.state_dir.display()))?;
+    // A new state directory: the FIM database is expected to be missing.
+    // It is created before the outbox, so no interrupted first start
+    // leaves an outbox without it.
+    let first_start = !cfg.state_dir.join("state.db").exists();
+    let fim = integrity::sealed::SealedFim::open(&cfg.state_dir, &cfg.root, rules, first_start)
+        .map_err(anyhow::Error::msg)?;
     let outbox = Outbox::open(
         &cfg.state_dir.join("state.db"),
         cfg.limits.outbox_max_events,
     )?;
-    let fim = integrity::interim::InterimFim::open(&cfg.state_dir.join("fim.db"), &cfg.root, rules)
-        .map_err(anyhow::Error::msg)?;
     Ok((outbox, Box::new(fim)))
 }
 

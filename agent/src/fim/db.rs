@@ -279,6 +279,28 @@ impl Digest {
         self.rows = self.rows.wrapping_sub(1);
     }
 
+    /// `self` with the rows of `gone` taken out and those of `new` put in
+    /// (a partial update: `gone` is what was read of some subtrees, `new`
+    /// what they hold now).
+    pub fn replace(&self, gone: &Digest, new: &Digest) -> Digest {
+        let mut sum = [0u8; 32];
+        let (mut carry, mut borrow) = (0i32, 0i32);
+        for i in (0..32).rev() {
+            let mut d = i32::from(self.sum[i]) - i32::from(gone.sum[i]) - borrow;
+            borrow = i32::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            let s = d + i32::from(new.sum[i]) + carry;
+            carry = s >> 8;
+            sum[i] = (s & 0xff) as u8;
+        }
+        Digest {
+            rows: self.rows.wrapping_sub(gone.rows).wrapping_add(new.rows),
+            sum,
+        }
+    }
+
     /// The public form sent to the collector and printed as `db_digest`:
     /// hex SHA-256 over a domain tag, the row count and the sum.
     pub fn hex(&self) -> String {
@@ -741,6 +763,22 @@ mod tests {
         d4.add(&b);
         d4.add(&b);
         assert_ne!(d4.sum, [0u8; 32]);
+        // A partial update: {a, b, c} with {b} replaced by {d, e}.
+        let (c, dd, e) = ([0x80u8; 32], [0xfeu8; 32], [9u8; 32]);
+        let mut whole = Digest::default();
+        for m in [&a, &b, &c] {
+            whole.add(m);
+        }
+        let mut gone = Digest::default();
+        gone.add(&b);
+        let mut new = Digest::default();
+        new.add(&dd);
+        new.add(&e);
+        let mut want = Digest::default();
+        for m in [&a, &c, &dd, &e] {
+            want.add(m);
+        }
+        assert_eq!(whole.replace(&gone, &new), want);
     }
 
     #[test]

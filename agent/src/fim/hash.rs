@@ -47,11 +47,22 @@ fn same(a: &Stat, b: &Stat) -> bool {
         && a.st_ctime_nsec == b.st_ctime_nsec
 }
 
+/// Called with each chunk's size before it is read (the daemon's rate cap).
+pub type ReadHook<'a> = &'a (dyn Fn(usize) + Sync);
+
 /// Hashes the whole file; returns the digest and the bytes read.
-fn digest(file: &std::fs::File, alg: HashAlg, buf: &mut [u8]) -> std::io::Result<(Vec<u8>, u64)> {
+fn digest(
+    file: &std::fs::File,
+    alg: HashAlg,
+    buf: &mut [u8],
+    hook: Option<ReadHook<'_>>,
+) -> std::io::Result<(Vec<u8>, u64)> {
     let mut ctx = ring::digest::Context::new(alg.ring());
     let mut off: u64 = 0;
     loop {
+        if let Some(h) = hook {
+            h(buf.len());
+        }
         let n = match file.read_at(buf, off) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -67,7 +78,8 @@ fn digest(file: &std::fs::File, alg: HashAlg, buf: &mut [u8]) -> std::io::Result
 }
 
 /// Records a regular file: `e` holds the walker's lstat; `lst` is that lstat.
-/// Returns the bytes read (for progress).
+/// Returns the bytes read (for progress). `hook`, when given, is called
+/// before each chunk is read.
 pub fn record_file(
     dir: &OwnedFd,
     name: &[u8],
@@ -75,6 +87,7 @@ pub fn record_file(
     want: Want,
     e: &mut Entry,
     buf: &mut [u8],
+    hook: Option<ReadHook<'_>>,
 ) -> u64 {
     let fd = match open(dir, name) {
         Ok(fd) => fd,
@@ -112,7 +125,7 @@ pub fn record_file(
     if let Some(alg) = want.hash {
         let mut done = false;
         for _ in 0..ATTEMPTS {
-            let (h, n) = match digest(&file, alg, buf) {
+            let (h, n) = match digest(&file, alg, buf, hook) {
                 Ok(x) => x,
                 Err(err) => {
                     e.set_stat(&st);
@@ -168,7 +181,7 @@ mod tests {
         let st = rustix::fs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW).unwrap();
         let mut e = Entry::from_stat(format!("/{name}").into_bytes(), Arc::from("/"), &st);
         let mut buf = vec![0u8; CHUNK];
-        record_file(&dfd, name.as_bytes(), &st, want, &mut e, &mut buf);
+        record_file(&dfd, name.as_bytes(), &st, want, &mut e, &mut buf, None);
         e
     }
 
@@ -215,6 +228,27 @@ mod tests {
     }
 
     #[test]
+    fn the_read_hook_sees_every_chunk() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("big"), vec![1u8; CHUNK * 2 + 5]).unwrap();
+        let dfd =
+            rustix::fs::open(d.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let st = rustix::fs::statat(&dfd, "big", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let mut e = Entry::from_stat(b"/big".to_vec(), Arc::from("/"), &st);
+        let mut buf = vec![0u8; CHUNK];
+        let calls = AtomicUsize::new(0);
+        let hook = |n: usize| {
+            assert_eq!(n, CHUNK);
+            calls.fetch_add(1, Ordering::Relaxed);
+        };
+        record_file(&dfd, b"big", &st, SHA, &mut e, &mut buf, Some(&hook));
+        assert!(e.hash.is_some());
+        // Three chunks of data and the read that finds the end.
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
     fn a_file_that_keeps_changing_is_unstable_never_half_hashed() {
         use std::io::Write;
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -248,14 +282,14 @@ mod tests {
         std::os::unix::net::UnixDatagram::bind(d.path().join("f")).unwrap();
         let mut e = Entry::from_stat(b"/f".to_vec(), Arc::from("/"), &st);
         let mut buf = vec![0u8; CHUNK];
-        record_file(&dfd, b"f", &st, SHA, &mut e, &mut buf);
+        record_file(&dfd, b"f", &st, SHA, &mut e, &mut buf, None);
         assert!(matches!(e.state, State::Error(_)), "{e:?}");
         assert!(e.hash.is_none());
         // A symlink swapped in is not followed.
         std::fs::remove_file(d.path().join("f")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("f")).unwrap();
         let mut e = Entry::from_stat(b"/f".to_vec(), Arc::from("/"), &st);
-        record_file(&dfd, b"f", &st, SHA, &mut e, &mut buf);
+        record_file(&dfd, b"f", &st, SHA, &mut e, &mut buf, None);
         assert!(
             matches!(&e.state, State::Error(m) if m.contains("symlink")),
             "{e:?}"

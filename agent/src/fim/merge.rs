@@ -5,7 +5,7 @@
 
 use super::db::{Db, Digest, Mac, Seal, Stored};
 use super::diff;
-use super::entry::{Entry, State, key_path, path_key};
+use super::entry::{Entry, Kind, State, key_path, path_key};
 use super::rules::{Attrs, Plan};
 use super::walk::Item;
 use plumb_core::fim::{ChangeKind, FimChange, FimFileError, FimTamper, ReportPath};
@@ -42,10 +42,14 @@ pub struct Merge<'a> {
     unknown: Vec<Vec<u8>>,
     /// What was found.
     pub found: Findings,
+    /// Whether a directory's mtime, ctime, size and nlink are reported (they
+    /// move whenever an entry is added or removed, which is reported itself).
+    pub dir_times: bool,
 }
 
 fn under(key: &[u8], prefix: &[u8]) -> bool {
-    key == prefix || (key.starts_with(prefix) && key.get(prefix.len()) == Some(&0))
+    // The root's key is a single NUL, and every key starts with one.
+    key == prefix || prefix == [0] || (key.starts_with(prefix) && key.get(prefix.len()) == Some(&0))
 }
 
 impl<'a> Merge<'a> {
@@ -62,6 +66,7 @@ impl<'a> Merge<'a> {
             last_key: None,
             unknown: Vec::new(),
             found: Findings::default(),
+            dir_times: true,
         }
     }
 
@@ -130,12 +135,16 @@ impl<'a> Merge<'a> {
             self.found.next.add(&s.mac);
             return Ok(());
         }
-        let Ok(old) = s.entry else {
-            return Ok(());
+        let old = match s.entry {
+            Ok(old) if s.intact => old,
+            // Reported as tampering; an update drops the forged row.
+            _ => {
+                if let Some(w) = self.writer {
+                    w.delete(&s.key)?;
+                }
+                return Ok(());
+            }
         };
-        if !s.intact {
-            return Ok(());
-        }
         let (attrs, severity) = self.attrs_of(&old.rule);
         self.found.changes.push(FimChange {
             path: ReportPath::from_bytes(&old.path),
@@ -193,7 +202,18 @@ impl<'a> Merge<'a> {
                 self.account(&s);
                 match (&s.entry, s.intact) {
                     (Ok(old), true) => {
-                        let fields = diff::fields(old, &e, attrs);
+                        let mut fields = diff::fields(old, &e, attrs);
+                        if !self.dir_times && e.kind == Kind::Dir && old.kind == Kind::Dir {
+                            fields.retain(|f| {
+                                !matches!(
+                                    f,
+                                    FimAttribute::Mtime
+                                        | FimAttribute::Ctime
+                                        | FimAttribute::Size
+                                        | FimAttribute::Nlink
+                                )
+                            });
+                        }
                         if !fields.is_empty() {
                             self.found.changes.push(FimChange {
                                 path: ReportPath::from_bytes(&e.path),
@@ -265,19 +285,30 @@ impl<'a> Merge<'a> {
         }
     }
 
+    /// Drains the remaining rows without checking totals: for a scan of
+    /// some subtrees, whose rows are only part of what the seal covers.
+    pub fn finish_partial(mut self, rows: &mut rusqlite::Rows<'_>) -> anyhow::Result<Findings> {
+        self.drain(rows)?;
+        Ok(self.found)
+    }
+
+    fn drain(&mut self, rows: &mut rusqlite::Rows<'_>) -> anyhow::Result<()> {
+        loop {
+            self.peek(rows)?;
+            match self.head.take() {
+                Some(s) => self.db_only(s)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Drains the remaining rows and checks the totals against the seal.
     pub fn finish(
         mut self,
         rows: &mut rusqlite::Rows<'_>,
         seal: &Seal,
     ) -> anyhow::Result<Findings> {
-        loop {
-            self.peek(rows)?;
-            match self.head.take() {
-                Some(s) => self.db_only(s)?,
-                None => break,
-            }
-        }
+        self.drain(rows)?;
         let read = self.found.read;
         match seal {
             Seal::Valid { digest, .. } => {
@@ -309,5 +340,20 @@ impl<'a> Merge<'a> {
             }),
         }
         Ok(self.found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_matches_subtrees_and_the_root_holds_everything() {
+        let k = |p: &[u8]| path_key(p);
+        assert!(under(&k(b"/etc/a"), &k(b"/etc")));
+        assert!(under(&k(b"/etc"), &k(b"/etc")));
+        assert!(!under(&k(b"/etcx"), &k(b"/etc")));
+        assert!(under(&k(b"/etc/a"), &k(b"/")));
+        assert!(under(&k(b"/"), &k(b"/")));
     }
 }

@@ -108,7 +108,9 @@ fn own_files(opts: &Options) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn plan(rules: &[FimRule], opts: &Options) -> anyhow::Result<Plan> {
+/// The plan of `rules` for a scan of `opts.root`: checks the root, leaves
+/// our own files out, and raises the open-files limit.
+pub fn plan(rules: &[FimRule], opts: &Options) -> anyhow::Result<Plan> {
     let meta =
         std::fs::metadata(&opts.root).with_context(|| format!("--root {}", opts.root.display()))?;
     if !meta.is_dir() {
@@ -174,6 +176,7 @@ pub fn init(rules: &[FimRule], opts: &Options, show_progress: bool) -> anyhow::R
         &opts.root,
         None::<fn(&entry::Entry, hash::Want) -> Option<Reused>>,
         &counters,
+        None,
         |item| {
             match item {
                 Item::Entry(e) => {
@@ -305,7 +308,7 @@ pub fn check(
     ))?;
     let mut rows = stmt.query([])?;
     let mut merge = merge::Merge::new(&plan, &reader, writer.as_ref());
-    scan::scan(&plan, &opts.root, reuse, &counters, |item| {
+    scan::scan(&plan, &opts.root, reuse, &counters, None, |item| {
         merge.feed(item, &mut rows)
     })?;
     let found = merge.finish(&mut rows, &seal)?;
@@ -345,4 +348,229 @@ pub fn check(
         updated: writer.is_some(),
     };
     Ok(Checked { report, writer })
+}
+
+/// Subtrees above which a targeted comparison reads the whole database.
+pub const MAX_ROOTS: usize = 256;
+
+/// Creates an empty sealed database (and, when missing, its key, 0600)
+/// unless the database exists; an existing one must open with its key.
+/// Returns whether a database was created. A new key is written beside as
+/// `KEY.partial` and renamed after the database, so an interrupted first
+/// start never leaves a key without its database; the next call completes
+/// or restarts it.
+pub fn ensure_db(opts: &Options) -> anyhow::Result<bool> {
+    let key_partial = with_suffix(&opts.key, ".partial");
+    if opts.db.exists() {
+        if !opts.key.exists() && key_partial.exists() {
+            std::fs::rename(&key_partial, &opts.key)
+                .with_context(|| format!("renaming {}", key_partial.display()))?;
+        }
+        Db::open(&opts.db, Key::load(&opts.key)?)?;
+        return Ok(false);
+    }
+    let new_key = !opts.key.exists();
+    let key = if new_key {
+        if key_partial.exists() {
+            std::fs::remove_file(&key_partial)
+                .with_context(|| format!("removing stale {}", key_partial.display()))?;
+        }
+        Key::create(&key_partial)?
+    } else {
+        Key::load(&opts.key)?
+    };
+    let partial = with_suffix(&opts.db, ".partial");
+    for sfx in ["", "-wal", "-shm", "-journal"] {
+        let p = with_suffix(&partial, sfx);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing stale {}", p.display()))?;
+        }
+    }
+    let db = Db::create(&partial, key)?;
+    db.write_seal(Digest::default(), opts.root.as_os_str().as_bytes())?;
+    db.close()?;
+    for sfx in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(with_suffix(&opts.db, sfx));
+    }
+    std::fs::rename(&partial, &opts.db)
+        .with_context(|| format!("renaming {} to {}", partial.display(), opts.db.display()))?;
+    if new_key {
+        std::fs::rename(&key_partial, &opts.key)
+            .with_context(|| format!("renaming {}", key_partial.display()))?;
+    }
+    if let Some(dir) = opts.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(true)
+}
+
+/// A comparison whose new state is written later, by [`Compared::commit`],
+/// once its findings are reported (the daemon).
+pub struct Compared {
+    /// What was found. Directory times, size and link count are not
+    /// reported (the entries added or removed are).
+    pub found: merge::Findings,
+    /// The database held nothing yet (and a valid seal): everything scanned
+    /// is new, so the caller records it without reporting it.
+    pub empty: bool,
+    /// Whether only some subtrees were compared.
+    pub partial: bool,
+    writer: Option<(Db, Digest, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Compared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compared")
+            .field("found", &self.found)
+            .field("empty", &self.empty)
+            .field("partial", &self.partial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compared {
+    /// Writes the new state and its seal, in one transaction. Nothing is
+    /// written when the state cannot be sealed (a partial comparison of a
+    /// database whose seal is broken).
+    pub fn commit(self) -> anyhow::Result<()> {
+        if let Some((db, digest, root)) = self.writer {
+            db.write_seal(digest, &root)?;
+            db.commit()?;
+            db.close()?;
+        }
+        Ok(())
+    }
+}
+
+fn rows_query(roots: Option<&[Vec<u8>]>) -> (String, Vec<Vec<u8>>) {
+    let Some(roots) = roots else {
+        return (
+            format!("SELECT {} FROM entries ORDER BY path", db::COLUMNS),
+            Vec::new(),
+        );
+    };
+    let mut cond = Vec::new();
+    let mut params = Vec::new();
+    for r in roots {
+        let key = entry::path_key(r);
+        let (mut lo, mut hi) = (key.clone(), key.clone());
+        lo.push(0);
+        hi.push(1);
+        let n = params.len();
+        cond.push(format!(
+            "path = ?{} OR (path > ?{} AND path < ?{})",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
+        params.extend([key, lo, hi]);
+    }
+    if cond.is_empty() {
+        cond.push("0".into());
+    }
+    (
+        format!(
+            "SELECT {} FROM entries WHERE {} ORDER BY path",
+            db::COLUMNS,
+            cond.join(" OR ")
+        ),
+        params,
+    )
+}
+
+/// Compares the watches of `plan` with the database, verifying every row
+/// read, or with `roots` only those subtrees (each with the attributes and
+/// excludes of the watch governing it): only the rows below them are read,
+/// so rows elsewhere are neither verified nor reported removed, and the
+/// seal's totals are updated arithmetically. An empty database is compared
+/// whole whatever `roots` says. `hook` is called before every chunk hashed.
+/// The new state (tampered rows replaced or dropped) is prepared in a write
+/// transaction held until [`Compared::commit`]; dropping it writes nothing.
+pub fn compare(
+    plan: &Plan,
+    opts: &Options,
+    verify: Verify,
+    roots: Option<&[Vec<u8>]>,
+    hook: Option<hash::ReadHook<'_>>,
+) -> anyhow::Result<Compared> {
+    let reader = Db::open(&opts.db, Key::load(&opts.key)?)?;
+    let writer = Db::open(&opts.db, Key::load(&opts.key)?)?;
+    // The write lock first, then the read snapshot: see `check`.
+    writer.begin()?;
+    reader.begin_read()?;
+    let seal = reader.seal()?;
+    let any_row: bool =
+        reader
+            .conn()
+            .query_row("SELECT EXISTS (SELECT 1 FROM entries)", [], |r| r.get(0))?;
+    let empty = !any_row && matches!(&seal, db::Seal::Valid { digest, .. } if digest.rows == 0);
+    let restricted;
+    let (plan, roots) = match roots {
+        Some(r) if !empty && r.len() <= MAX_ROOTS && !r.iter().any(|p| p == b"/") => {
+            restricted = plan.restrict(r);
+            if restricted.1.iter().any(|p| p == b"/") {
+                (plan, None)
+            } else {
+                (&restricted.0, Some(restricted.1.as_slice()))
+            }
+        }
+        _ => (plan, None),
+    };
+    let partial = roots.is_some();
+    let lookup = match verify {
+        Verify::Full => None,
+        Verify::Metadata => Some(Db::open(&opts.db, Key::load(&opts.key)?)?),
+    };
+    if let Some(l) = &lookup {
+        l.begin_read()?;
+    }
+    let reuse = lookup.map(|l| {
+        let mut ahead = reuse::Lookahead::new(l);
+        move |e: &entry::Entry, want: hash::Want| ahead.reuse(e, want)
+    });
+    let counters = Counters::default();
+    let (sql, params) = rows_query(roots);
+    let mut stmt = reader.conn().prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut merge = merge::Merge::new(plan, &reader, Some(&writer));
+    merge.dir_times = false;
+    if roots.is_none_or(|r| !r.is_empty()) {
+        scan::scan(plan, &opts.root, reuse, &counters, hook, |item| {
+            merge.feed(item, &mut rows)
+        })?;
+    }
+    let mut found = if partial {
+        merge.finish_partial(&mut rows)?
+    } else {
+        merge.finish(&mut rows, &seal)?
+    };
+    drop(rows);
+    drop(stmt);
+    let next = match (&seal, partial) {
+        (_, false) => Some(found.next),
+        (db::Seal::Valid { digest, .. }, true) => Some(digest.replace(&found.read, &found.next)),
+        (db::Seal::Broken(why), true) => {
+            found.tamper.push(plumb_core::fim::FimTamper {
+                path: None,
+                reason: format!("database seal: {why}"),
+            });
+            None
+        }
+    };
+    let root = opts.root.as_os_str().as_bytes().to_vec();
+    let writer = match next {
+        Some(d) => Some((writer, d, root)),
+        None => {
+            writer.rollback();
+            None
+        }
+    };
+    Ok(Compared {
+        found,
+        empty,
+        partial,
+        writer,
+    })
 }

@@ -40,7 +40,7 @@ impl Attrs {
 }
 
 /// One watch, ready to match paths.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Watch {
     /// Normalized in-root path as bytes (`/` or `/a/b`).
     pub path: Vec<u8>,
@@ -164,6 +164,67 @@ impl Plan {
     pub fn by_name(&self, name: &str) -> Option<&Watch> {
         self.watches.iter().find(|w| w.name.as_ref() == name)
     }
+
+    /// Whether the walk of the whole plan records `p`: governed by a watch
+    /// that excludes neither `p` nor any directory between its root and `p`,
+    /// and not one of our own files.
+    pub fn records(&self, p: &[u8]) -> bool {
+        if self.skip.iter().any(|s| s == p) {
+            return false;
+        }
+        let Some(w) = self.governing(p) else {
+            return false;
+        };
+        let mut at = p;
+        while at.len() > w.path.len() {
+            if w.excludes(at) {
+                return false;
+            }
+            let cut = at.iter().rposition(|&b| b == b'/').unwrap_or(0);
+            at = &at[..cut.max(1)];
+        }
+        true
+    }
+
+    /// A plan that walks only `roots` (in-root paths) and what lies below
+    /// them, recording exactly what the whole plan records there: each root
+    /// becomes a watch with the name, attributes and excludes of the watch
+    /// governing it, and the watches rooted below a root are kept. Roots
+    /// nothing is recorded at or below are dropped. Also returns the
+    /// minimal set of subtrees the new plan covers (for reading rows).
+    pub fn restrict(&self, roots: &[Vec<u8>]) -> (Plan, Vec<Vec<u8>>) {
+        let mut watches: Vec<Watch> = Vec::new();
+        for r in roots {
+            if self.records(r) {
+                if let Some(w) = self.governing(r) {
+                    let mut v = w.clone();
+                    v.path = r.clone();
+                    watches.push(v);
+                }
+            }
+            for w in self.roots_below(r) {
+                watches.push(w.clone());
+            }
+        }
+        watches.sort_by(|a, b| a.path.cmp(&b.path));
+        watches.dedup_by(|a, b| a.path == b.path);
+        let mut covered: Vec<Vec<u8>> = Vec::new();
+        for w in &watches {
+            if !covered
+                .iter()
+                .any(|c| c.as_slice() == w.path.as_slice() || below(c, &w.path))
+            {
+                covered.push(w.path.clone());
+            }
+        }
+        (
+            Plan {
+                watches,
+                skip: self.skip.clone(),
+            },
+            covered,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +254,45 @@ mod tests {
         assert_eq!(p.next_components(b"/"), vec![b"etc".to_vec()]);
         assert_eq!(p.next_components(b"/etc"), vec![b"ssh".to_vec()]);
         assert!(p.next_components(b"/etc/ssh").is_empty());
+    }
+
+    #[test]
+    fn a_restricted_plan_keeps_the_governing_watch_and_nested_ones() {
+        let p = plan(
+            "[[fim]]\npath = \"/etc\"\nexclude = [\"/etc/skip\"]\nseverity = \"low\"\n[[fim]]\npath = \"/etc/ssh\"\nseverity = \"critical\"\n",
+        );
+        let (r, covered) = p.restrict(&[
+            b"/etc/a".to_vec(),
+            b"/etc/a/b".to_vec(),
+            b"/etc/skip".to_vec(),
+            b"/etc/skip/x/y".to_vec(),
+            b"/usr".to_vec(),
+            b"/".to_vec(),
+        ]);
+        let names: Vec<(&[u8], &str)> = r
+            .watches
+            .iter()
+            .map(|w| (w.path.as_slice(), w.name.as_ref()))
+            .collect();
+        // "/" is not recorded but holds every watch; "/etc/skip" and below
+        // are excluded, "/usr" is not watched.
+        assert_eq!(
+            names,
+            vec![
+                (&b"/etc"[..], "/etc"),
+                (&b"/etc/a"[..], "/etc"),
+                (&b"/etc/a/b"[..], "/etc"),
+                (&b"/etc/ssh"[..], "/etc/ssh"),
+            ]
+        );
+        assert_eq!(covered, vec![b"/etc".to_vec()]);
+        let (r, covered) = p.restrict(&[b"/etc/ssh/x".to_vec(), b"/etc/a".to_vec()]);
+        assert_eq!(r.watches[1].severity, Severity::Critical);
+        assert_eq!(r.watches[1].name.as_ref(), "/etc/ssh");
+        assert_eq!(covered, vec![b"/etc/a".to_vec(), b"/etc/ssh/x".to_vec()]);
+        assert!(!p.records(b"/etc/skip/z"));
+        assert!(p.records(b"/etc/skipped"));
+        assert!(p.records(b"/etc/ssh/x"));
     }
 
     #[test]

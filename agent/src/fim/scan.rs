@@ -5,7 +5,7 @@
 //! number of files, whatever their sizes.
 
 use super::entry::Entry;
-use super::hash::{self, CHUNK};
+use super::hash::{self, CHUNK, ReadHook};
 use super::progress::Counters;
 use super::rules::Plan;
 use super::walk::{Item, Out, Reused, Walk};
@@ -35,12 +35,14 @@ pub fn workers() -> usize {
 /// Scans `plan` inside `root`, calling `consume` with every item in key
 /// order. `reuse` (metadata verify) may supply a file's stored content
 /// instead of reading it; it runs on the walker thread. Stops at the first
-/// error of `consume` and returns it.
+/// error of `consume` and returns it. `hook` is called by the hashing
+/// workers before each chunk they read (a rate cap).
 pub fn scan<R, C>(
     plan: &Plan,
     root: &Path,
     reuse: Option<R>,
     counters: &Counters,
+    hook: Option<ReadHook<'_>>,
     mut consume: C,
 ) -> anyhow::Result<()>
 where
@@ -68,6 +70,7 @@ where
                             job.want,
                             &mut job.entry,
                             &mut buf,
+                            hook,
                         );
                         counters.bytes.fetch_add(read, Ordering::Relaxed);
                         if res_tx.send((seq, job.entry)).is_err() {

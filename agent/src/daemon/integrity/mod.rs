@@ -4,7 +4,7 @@
 //! the FIM database, so a crash in between reports a change twice (at
 //! least once) but never loses it.
 
-pub mod interim;
+pub mod sealed;
 
 use crate::daemon::limits::RateLimiter;
 use plumb_core::Severity;
@@ -43,7 +43,7 @@ pub struct Pass {
     /// True when the database was empty and this pass only initialised it.
     pub initialised: bool,
     /// Backend data needed by [`Integrity::record`].
-    pub(crate) pending: interim::Pending,
+    pub(crate) pending: sealed::Pending,
 }
 
 /// A FIM backend.

@@ -1,0 +1,228 @@
+//! End-to-end tests of the agent's sealed FIM database: the real `plumb
+//! agent` against a temporary root, with `STATE/fim.db` edited behind its
+//! back while it is stopped, and compared with `plumb fim check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BASELINE: &str = r#"schema = 1
+id = "test-agent-fim"
+version = 1
+title = "agent fim test baseline"
+
+[[fim]]
+path = "/etc"
+realtime = true
+severity = "high"
+domains = [25]
+"#;
+
+/// A spawned agent, killed when dropped.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Agent {
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let end = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < end {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                assert_eq!(st.code(), Some(0));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the agent did not stop");
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let s = Setup {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(s.root().join("etc/sub")).unwrap();
+        std::fs::create_dir_all(s.path("proc")).unwrap();
+        std::fs::write(s.root().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(s.root().join("etc/sub/conf"), "a = 1\n").unwrap();
+        std::fs::write(s.path("baseline.toml"), BASELINE).unwrap();
+        let text = format!(
+            "host_id = \"test-host\"\nroot = \"{}\"\nproc = \"{}\"\nstate_dir = \"{}\"\nbaselines = [\"{}\"]\nevents_file = \"{}\"\n",
+            s.root().display(),
+            s.path("proc").display(),
+            s.path("state").display(),
+            s.path("baseline.toml").display(),
+            s.path("log/events.jsonl").display(),
+        );
+        std::fs::write(s.path("agent.toml"), text).unwrap();
+        std::fs::set_permissions(s.path("agent.toml"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        s
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path("root")
+    }
+
+    fn start(&self) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_plumb"))
+                .args(["agent", "--config"])
+                .arg(self.path("agent.toml"))
+                .env("PLUMB_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let Ok(text) = std::fs::read_to_string(self.path("log/events.jsonl")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ev = self.events();
+            if pred(&ev) {
+                return ev;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; events: {ev:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn wait_snapshots(&self, n: usize) -> Vec<Value> {
+        self.wait_for(&format!("{n} snapshot(s)"), |ev| snapshots(ev).len() >= n)
+    }
+
+    /// `plumb fim check --format json` on the agent's database.
+    fn fim_check(&self) -> (i32, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["fim", "check", "--format", "json", "--baseline"])
+            .arg(self.path("baseline.toml"))
+            .arg("--root")
+            .arg(self.root())
+            .arg("--db")
+            .arg(self.path("state/fim.db"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap_or(-1), v)
+    }
+}
+
+fn snapshots(ev: &[Value]) -> Vec<&Value> {
+    ev.iter().filter(|e| e["kind"] == "snapshot").collect()
+}
+
+fn tampers(ev: &[Value]) -> Vec<&Value> {
+    ev.iter().filter(|e| e["kind"] == "fim_tamper").collect()
+}
+
+#[test]
+fn the_database_is_sealed_with_a_private_key_and_its_digest_is_sent() {
+    let s = Setup::new();
+    let mut a = s.start();
+    let ev = s.wait_snapshots(1);
+    a.stop();
+    let key = s.path("state/fim.db.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key is private");
+    let digest = snapshots(&ev)[0]["fim_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(digest.len(), 64);
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
+    // `plumb fim check` reads the agent's database: it verifies, nothing
+    // changed, and its digest is the one in the snapshot.
+    let (code, v) = s.fim_check();
+    assert_eq!(code, 0, "{v:#}");
+    assert!(v["tamper"].as_array().unwrap().is_empty(), "{v:#}");
+    assert!(v["changes"].as_array().unwrap().is_empty(), "{v:#}");
+    assert_eq!(v["db_digest"], digest.as_str());
+    assert_eq!(v["db_rows"], 4, "/etc, passwd, sub, sub/conf: {v:#}");
+    // No fim_change for the initial recording.
+    assert!(ev.iter().all(|e| e["kind"] != "fim_change"), "{ev:#?}");
+}
+
+#[test]
+fn a_row_edited_while_stopped_is_reported_as_fim_tamper_on_restart() {
+    let s = Setup::new();
+    let mut a = s.start();
+    s.wait_snapshots(1);
+    a.stop();
+    // Hide a change the way an intruder without the key would: edit the
+    // recorded owner of /etc/passwd to match a forged file.
+    let c = rusqlite::Connection::open(s.path("state/fim.db")).unwrap();
+    let n = c
+        .execute(
+            "UPDATE entries SET uid = 4242 WHERE path = ?1",
+            [b"\0etc\0passwd".to_vec()],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(c);
+    let (code, v) = s.fim_check();
+    assert_eq!(code, 2, "plumb fim check sees the tampering too: {v:#}");
+    let _b = s.start();
+    let ev = s.wait_for("a fim_tamper event", |ev| !tampers(ev).is_empty());
+    let t = tampers(&ev)[0];
+    assert_eq!(t["severity"], "critical");
+    let detail: Vec<&str> = t["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        detail
+            .iter()
+            .any(|d| d.contains("/etc/passwd") && d.contains("HMAC")),
+        "{detail:?}"
+    );
+    // The forged row is not trusted for a diff: no fim_change for it.
+    assert!(
+        ev.iter()
+            .all(|e| !(e["kind"] == "fim_change" && e["path"] == "/etc/passwd")),
+        "{ev:#?}"
+    );
+    // Reported once, then the database is sealed again over what is on disk.
+    let ev = s.wait_snapshots(2);
+    assert_eq!(tampers(&ev).len(), 1, "{ev:#?}");
+    let last = snapshots(&ev).last().unwrap()["fim_digest"].clone();
+    assert_eq!(last.as_str().map(str::len), Some(64), "{last}");
+}
