@@ -6,7 +6,7 @@
 
 use plumb_collector::pki::{self, Role};
 use plumb_collector::storage::sqlite::Sqlite;
-use plumb_core::bundle::{Bundle, PublicKey, SigningKey};
+use plumb_core::bundle::{Bundle, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,7 +59,6 @@ fn free_port() -> u16 {
 struct Key {
     sk: SigningKey,
     pub_path: PathBuf,
-    public: PublicKey,
 }
 
 fn key(dir: &Path, name: &str) -> Key {
@@ -69,7 +68,6 @@ fn key(dir: &Path, name: &str) -> Key {
     Key {
         sk: SigningKey::from_pem(&g.private_pem, name).unwrap(),
         pub_path,
-        public: g.public,
     }
 }
 

@@ -31,6 +31,12 @@ pub struct SealedFim {
     /// Why the database was started anew although one existed before; kept
     /// until a pass reporting it is recorded.
     lost: Option<String>,
+    /// Watch roots a new baseline added: nothing was recorded under them,
+    /// so the first whole pass adopts them silently instead of reporting
+    /// every file as added.
+    fresh: Vec<String>,
+    /// The pass being recorded covers every watch (it retires `fresh`).
+    whole_pass: bool,
 }
 
 impl SealedFim {
@@ -84,6 +90,8 @@ impl SealedFim {
             plan: None,
             domains: HashMap::new(),
             lost,
+            fresh: Vec::new(),
+            whole_pass: false,
         };
         me.set_rules(rules)?;
         Ok(me)
@@ -156,8 +164,10 @@ impl Integrity for SealedFim {
                 .changes
                 .into_iter()
                 .filter_map(|ch| self.event(ch))
+                .filter(|(_, e)| !self.fresh.iter().any(|f| under(f, &e.path)))
                 .collect();
         }
+        self.whole_pass = matches!(scope, Scope::All);
         pass.tamper = found
             .tamper
             .into_iter()
@@ -192,6 +202,9 @@ impl Integrity for SealedFim {
         if reported_loss {
             self.lost = None;
         }
+        if self.whole_pass {
+            self.fresh.clear();
+        }
         Ok(())
     }
 
@@ -202,6 +215,16 @@ impl Integrity for SealedFim {
             return Ok(());
         }
         let plan = fim::plan(rules, &self.opts).map_err(|e| format!("{e:#}"))?;
+        if self.plan.is_some() {
+            let old: Vec<String> = self.domains.keys().cloned().collect();
+            for r in rules {
+                let p = normalize_fim_path(&r.path);
+                let covered = old.iter().any(|o| under(o, &p));
+                if !covered && !self.fresh.contains(&p) {
+                    self.fresh.push(p);
+                }
+            }
+        }
         self.domains = rules
             .iter()
             .map(|r| (normalize_fim_path(&r.path), r.domains.clone()))
@@ -213,6 +236,13 @@ impl Integrity for SealedFim {
     fn digest(&mut self) -> Option<String> {
         fim::sealed_digest(&self.opts.db, &self.opts.key).ok()
     }
+}
+
+/// Whether in-root path `inner` is `outer` or below it.
+fn under(outer: &str, inner: &str) -> bool {
+    outer == "/"
+        || inner == outer
+        || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'/'))
 }
 
 #[cfg(test)]
