@@ -215,12 +215,14 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
     /// The file could not be read.
-    #[error("{path}: cannot read baseline: {source}")]
+    // The cause is in the message and deliberately not a `source`, so a
+    // context chain does not print it twice.
+    #[error("{path}: cannot read baseline: {cause}")]
     Read {
         /// file
         path: String,
         /// cause
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is larger than [`MAX_BASELINE_BYTES`].
     #[error("{path}: baseline is {size} bytes, larger than the {MAX_BASELINE_BYTES}-byte limit")]
@@ -345,9 +347,9 @@ impl Baseline {
     /// Reads and validates a baseline file.
     pub fn load(path: &Path) -> Result<Baseline, BaselineError> {
         let shown = path.display().to_string();
-        let read_err = |source| BaselineError::Read {
+        let read_err = |cause| BaselineError::Read {
             path: shown.clone(),
-            source,
+            cause,
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if meta.len() > MAX_BASELINE_BYTES {

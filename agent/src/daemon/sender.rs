@@ -248,12 +248,7 @@ impl Client {
             .await
             .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         let body = Limited::new(resp.into_body(), MAX_REPLY)
             .collect()
             .await
@@ -332,12 +327,7 @@ impl Client {
             .get(hyper::header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         // Over the bundle size cap: not a bundle; the reader refuses it
         // without holding more.
         let body = Limited::new(resp.into_body(), MAX_BUNDLE_REPLY)
@@ -515,6 +505,15 @@ pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
     })
 }
 
+/// `Retry-After` in seconds (the collector never sends the date form).
+fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+    headers
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +535,16 @@ mod tests {
         for bad in ["http://x", "https://", "https://x:port", "https://u@x"] {
             assert!(split_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(hyper::header::RETRY_AFTER, " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(hyper::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]
