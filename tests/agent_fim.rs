@@ -226,3 +226,66 @@ fn a_row_edited_while_stopped_is_reported_as_fim_tamper_on_restart() {
     let last = snapshots(&ev).last().unwrap()["fim_digest"].clone();
     assert_eq!(last.as_str().map(str::len), Some(64), "{last}");
 }
+
+fn fim_changes(ev: &[Value]) -> Vec<String> {
+    ev.iter()
+        .filter(|e| e["kind"] == "fim_change")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["change"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A file system mounted inside a watch that does not cross devices is not
+/// recorded by a whole pass, so a realtime event below it must not be
+/// either. The mount lives in a private mount namespace of the agent
+/// (`unshare`), so the host is not touched; needs root.
+#[test]
+fn a_realtime_change_below_a_mount_point_is_not_recorded() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root for a private mount namespace");
+        return;
+    }
+    let s = Setup::new();
+    let mnt = s.root().join("etc/mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let _a = Agent(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs plumb-test "$1" && exec "$2" agent --config "$3""#)
+            .arg("sh")
+            .arg(&mnt)
+            .arg(env!("CARGO_BIN_EXE_plumb"))
+            .arg(s.path("agent.toml"))
+            .env("PLUMB_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    s.wait_snapshots(1);
+    let pid = _a.0.id().to_string();
+    // Written inside the agent's namespace: onto the tmpfs.
+    let st = Command::new("nsenter")
+        .args(["--mount", "--target", &pid, "sh", "-c"])
+        .arg(r#"echo x > "$1/below" && mkdir "$1/dir" && echo y > "$1/dir/deeper""#)
+        .arg("sh")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(!mnt.join("below").exists(), "the host's view is untouched");
+    std::fs::write(s.root().join("etc/beside"), "z").unwrap();
+    s.wait_for("the change beside the mount", |ev| {
+        fim_changes(ev).contains(&"added /etc/beside".to_string())
+    });
+    // Time for a straggling realtime pass over the tmpfs.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = fim_changes(&s.events());
+    assert_eq!(got, ["added /etc/beside"], "nothing below /etc/mnt");
+}

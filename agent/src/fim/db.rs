@@ -24,6 +24,7 @@ pub const BATCH: usize = 5000;
 const ROW_DOMAIN: &[u8] = b"plumb-fim-row-v1";
 const SEAL_DOMAIN: &[u8] = b"plumb-fim-seal-v1";
 const DIGEST_DOMAIN: &[u8] = b"plumb-fim-digest-v1";
+const WATCHES_DOMAIN: &[u8] = b"plumb-fim-watches-v1";
 
 /// The columns of `entries`, in the order rows are read.
 pub const COLUMNS: &str = "path, rule, kind, mode, uid, gid, size, mtime_ns, ctime_ns, inode, nlink, \
@@ -59,7 +60,19 @@ CREATE TABLE seal (
     updated_at TEXT NOT NULL,
     mac BLOB NOT NULL
 );
+CREATE TABLE watches (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    roots BLOB NOT NULL,
+    mac BLOB NOT NULL
+);
 ";
+
+/// The `watches` table, for databases created before it existed.
+const WATCHES_TABLE: &str = "CREATE TABLE IF NOT EXISTS watches (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    roots BLOB NOT NULL,
+    mac BLOB NOT NULL
+)";
 
 /// The per-host MAC key.
 pub struct Key(hmac::Key);
@@ -218,6 +231,10 @@ impl Key {
         m
     }
 
+    fn watches_mac(&self, roots: &[u8], digest: &Digest) -> hmac::Tag {
+        hmac::sign(&self.0, &watches_bytes(roots, digest))
+    }
+
     fn verify_row(&self, key: &[u8], e: &Entry, mac: &[u8]) -> bool {
         hmac::verify(&self.0, &row_bytes(key, e), mac).is_ok()
     }
@@ -225,6 +242,17 @@ impl Key {
     fn verify_seal(&self, s: &SealData, mac: &[u8]) -> bool {
         hmac::verify(&self.0, &seal_bytes(s), mac).is_ok()
     }
+}
+
+/// The watch roots are bound to the seal's digest, so an older list cannot
+/// be replayed beside newer rows.
+fn watches_bytes(roots: &[u8], digest: &Digest) -> Vec<u8> {
+    let mut b = Vec::new();
+    put(&mut b, WATCHES_DOMAIN);
+    put(&mut b, roots);
+    b.extend_from_slice(&digest.rows.to_be_bytes());
+    put(&mut b, &digest.sum);
+    b
 }
 
 fn seal_bytes(s: &SealData) -> Vec<u8> {
@@ -597,6 +625,51 @@ impl Db {
             ],
         )?;
         Ok(())
+    }
+
+    /// Records the watch roots a whole pass covered, bound to the seal's
+    /// `digest` (written in the same transaction as the seal). `None`
+    /// forgets them: the next reader cannot tell which roots were covered.
+    pub fn write_watches(&self, roots: Option<&[String]>, digest: &Digest) -> anyhow::Result<()> {
+        self.conn.execute_batch(WATCHES_TABLE)?;
+        self.conn.execute("DELETE FROM watches", [])?;
+        if let Some(roots) = roots {
+            let json = serde_json::to_vec(roots)?;
+            let mac = self.key.watches_mac(&json, digest);
+            self.conn.execute(
+                "INSERT INTO watches (id, roots, mac) VALUES (1, ?1, ?2)",
+                params![json, mac.as_ref()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The watch roots the last whole pass covered, when they are recorded
+    /// and verify against the seal's `digest`; `None` otherwise (a database
+    /// made by `plumb fim init`, an older one, or an edited list).
+    pub fn watches(&self, digest: &Digest) -> anyhow::Result<Option<Vec<String>>> {
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'watches')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_table {
+            return Ok(None);
+        }
+        let row = self
+            .conn
+            .query_row("SELECT roots, mac FROM watches", [], |r| {
+                Ok((r.get::<_, Value>(0)?, r.get::<_, Value>(1)?))
+            });
+        let (roots, mac) = match row {
+            Ok((Value::Blob(roots), Value::Blob(mac))) => (roots, mac),
+            Ok(_) | Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if hmac::verify(&self.key.0, &watches_bytes(&roots, digest), &mac).is_err() {
+            return Ok(None);
+        }
+        Ok(serde_json::from_slice(&roots).ok())
     }
 
     /// Reads and verifies the seal.

@@ -208,6 +208,7 @@ pub fn init(rules: &[FimRule], opts: &Options, show_progress: bool) -> anyhow::R
         return Err(e);
     }
     db.write_seal(digest, opts.root.as_os_str().as_bytes())?;
+    db.write_watches(Some(&watch_roots(&plan)), &digest)?;
     db.commit()?;
     db.close()?;
     // A WAL left by an older database must not be applied to the new one.
@@ -234,7 +235,7 @@ pub fn init(rules: &[FimRule], opts: &Options, show_progress: bool) -> anyhow::R
 pub struct Checked {
     /// The report (with `updated` and `db_digest` set for the update).
     pub report: FimReport,
-    writer: Option<(Db, Digest, Vec<u8>)>,
+    writer: Option<Prepared>,
 }
 
 impl std::fmt::Debug for Checked {
@@ -248,13 +249,33 @@ impl std::fmt::Debug for Checked {
 impl Checked {
     /// Writes the prepared update (one transaction), if any.
     pub fn commit(self) -> anyhow::Result<()> {
-        if let Some((db, digest, root)) = self.writer {
-            db.write_seal(digest, &root)?;
-            db.commit()?;
-            db.close()?;
-        }
-        Ok(())
+        self.writer.map_or(Ok(()), Prepared::commit)
     }
+}
+
+/// A new state prepared in an open write transaction: what its seal and
+/// watch list will say.
+struct Prepared {
+    db: Db,
+    digest: Digest,
+    root: Vec<u8>,
+    /// The watch roots covered (see [`Db::watches`]); `None` when unknown.
+    watches: Option<Vec<String>>,
+}
+
+impl Prepared {
+    fn commit(self) -> anyhow::Result<()> {
+        self.db.write_seal(self.digest, &self.root)?;
+        self.db
+            .write_watches(self.watches.as_deref(), &self.digest)?;
+        self.db.commit()?;
+        self.db.close()
+    }
+}
+
+/// The roots of `plan`'s watches, as recorded in the database.
+fn watch_roots(plan: &Plan) -> Vec<String> {
+    plan.watches.iter().map(|w| w.name.to_string()).collect()
 }
 
 /// `plumb fim check`: scans, compares with the database while verifying
@@ -325,7 +346,12 @@ pub fn check(
             );
             None
         }
-        Some(w) => Some((w, found.next, root_bytes)),
+        Some(db) => Some(Prepared {
+            db,
+            digest: found.next,
+            root: root_bytes,
+            watches: Some(watch_roots(&plan)),
+        }),
         None => None,
     };
     let shown = if writer.is_some() {
@@ -417,7 +443,7 @@ pub struct Compared {
     pub empty: bool,
     /// Whether only some subtrees were compared.
     pub partial: bool,
-    writer: Option<(Db, Digest, Vec<u8>)>,
+    writer: Option<Prepared>,
 }
 
 impl std::fmt::Debug for Compared {
@@ -435,12 +461,7 @@ impl Compared {
     /// written when the state cannot be sealed (a partial comparison of a
     /// database whose seal is broken).
     pub fn commit(self) -> anyhow::Result<()> {
-        if let Some((db, digest, root)) = self.writer {
-            db.write_seal(digest, &root)?;
-            db.commit()?;
-            db.close()?;
-        }
-        Ok(())
+        self.writer.map_or(Ok(()), Prepared::commit)
     }
 }
 
@@ -507,7 +528,12 @@ pub fn compare(
             .query_row("SELECT EXISTS (SELECT 1 FROM entries)", [], |r| r.get(0))?;
     let empty = !any_row && matches!(&seal, db::Seal::Valid { digest, .. } if digest.rows == 0);
     let restricted;
-    let (plan, roots) = match roots {
+    let targets: Option<Vec<Vec<u8>>> = roots.map(|r| {
+        r.iter()
+            .filter_map(|p| walk::target(plan, &opts.root, p))
+            .collect()
+    });
+    let (plan, roots) = match &targets {
         Some(r) if !empty && r.len() <= MAX_ROOTS && !r.iter().any(|p| p == b"/") => {
             restricted = plan.restrict(r);
             if restricted.1.iter().any(|p| p == b"/") {
@@ -561,7 +587,21 @@ pub fn compare(
     };
     let root = opts.root.as_os_str().as_bytes().to_vec();
     let writer = match next {
-        Some(d) => Some((writer, d, root)),
+        Some(digest) => {
+            // A whole pass covered the plan's roots; a partial one keeps
+            // what the last whole pass recorded, re-bound to the new seal.
+            let watches = match (&seal, partial) {
+                (_, false) => Some(watch_roots(plan)),
+                (db::Seal::Valid { digest, .. }, true) => reader.watches(digest)?,
+                (db::Seal::Broken(_), true) => None,
+            };
+            Some(Prepared {
+                db: writer,
+                digest,
+                root,
+                watches,
+            })
+        }
         None => {
             writer.rollback();
             None

@@ -21,6 +21,55 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Where a targeted pass over in-root path `p` must start so that it records
+/// what the whole walk records: `p` itself; its parent when `p` is a mount
+/// point inside a watch that does not cross devices (the mount point is
+/// recorded, nothing below it); `None` when `p` lies below such a mount
+/// point or below a symlink, where the whole walk never goes. Ancestors
+/// that do not exist (a removed tree) end the check.
+pub fn target(plan: &Plan, root: &Path, p: &[u8]) -> Option<Vec<u8>> {
+    let Some(w) = plan.governing(p) else {
+        return Some(p.to_vec());
+    };
+    if w.cross_devices || w.path == p {
+        return Some(p.to_vec());
+    }
+    let at = |q: &[u8]| root.join(OsStr::from_bytes(q.strip_prefix(b"/").unwrap_or(q)));
+    let Ok(top) = rustix::fs::lstat(at(&w.path)) else {
+        return Some(p.to_vec());
+    };
+    let start = if w.path == b"/" { 0 } else { w.path.len() };
+    let mut cut = start + 1;
+    while cut <= p.len() {
+        let end = p[cut..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(p.len(), |i| cut + i);
+        let q = &p[..end];
+        let Ok(st) = rustix::fs::lstat(at(q)) else {
+            break;
+        };
+        let last = end == p.len();
+        let dir = Kind::of_mode(st.st_mode) == Kind::Dir;
+        if !last && !dir {
+            return None;
+        }
+        if dir && st.st_dev != top.st_dev {
+            if !last {
+                return None;
+            }
+            let parent = p[..cut - 1].to_vec();
+            return Some(if parent.is_empty() {
+                b"/".to_vec()
+            } else {
+                parent
+            });
+        }
+        cut = end + 1;
+    }
+    Some(p.to_vec())
+}
+
 /// Something the scan reports, in key order.
 #[derive(Debug)]
 pub enum Item {
@@ -405,5 +454,36 @@ impl<'a> Walk<'a> {
             children,
             next: 0,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_core::Baseline;
+
+    #[test]
+    fn a_target_below_a_symlink_is_not_walked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc/real")).unwrap();
+        std::fs::write(root.join("etc/real/x"), "x").unwrap();
+        std::os::unix::fs::symlink("real", root.join("etc/link")).unwrap();
+        let b = Baseline::from_str(
+            "schema = 1\nid = \"t\"\nversion = 1\n[[fim]]\npath = \"/etc\"\nseverity = \"high\"\n",
+            "t",
+        )
+        .unwrap();
+        let plan = Plan::new(&b.fim).unwrap();
+        let t = |p: &[u8]| target(&plan, root, p);
+        assert_eq!(t(b"/etc/real/x"), Some(b"/etc/real/x".to_vec()));
+        assert_eq!(
+            t(b"/etc/link"),
+            Some(b"/etc/link".to_vec()),
+            "the link itself is recorded"
+        );
+        assert_eq!(t(b"/etc/link/x"), None);
+        assert_eq!(t(b"/etc/gone/deeper"), Some(b"/etc/gone/deeper".to_vec()));
+        assert_eq!(t(b"/etc"), Some(b"/etc".to_vec()));
     }
 }

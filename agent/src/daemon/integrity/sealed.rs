@@ -31,9 +31,13 @@ pub struct SealedFim {
     /// Why the database was started anew although one existed before; kept
     /// until a pass reporting it is recorded.
     lost: Option<String>,
-    /// Watch roots a new baseline added: nothing was recorded under them,
-    /// so the first whole pass adopts them silently instead of reporting
-    /// every file as added.
+    /// The watch roots the last whole pass covered, as the database records
+    /// them (sealed with it, so this survives a restart); `None` when the
+    /// database cannot tell (made by `plumb fim init` of an older build).
+    covered: Option<Vec<String>>,
+    /// Watch roots of the baselines that no whole pass has covered yet:
+    /// nothing was recorded under them, so the first whole pass adopts them
+    /// silently instead of reporting every file as added.
     fresh: Vec<String>,
     /// The pass being recorded covers every watch (it retires `fresh`).
     whole_pass: bool,
@@ -85,11 +89,13 @@ impl SealedFim {
             ));
         }
         fim::ensure_db(&opts).map_err(|e| format!("fim database: {e:#}"))?;
+        let covered = recorded_watches(&opts).map_err(|e| format!("fim database: {e:#}"))?;
         let mut me = SealedFim {
             opts,
             plan: None,
             domains: HashMap::new(),
             lost,
+            covered,
             fresh: Vec::new(),
             whole_pass: false,
         };
@@ -204,6 +210,7 @@ impl Integrity for SealedFim {
         }
         if self.whole_pass {
             self.fresh.clear();
+            self.covered = Some(self.domains.keys().cloned().collect());
         }
         Ok(())
     }
@@ -215,12 +222,23 @@ impl Integrity for SealedFim {
             return Ok(());
         }
         let plan = fim::plan(rules, &self.opts).map_err(|e| format!("{e:#}"))?;
-        if self.plan.is_some() {
-            let old: Vec<String> = self.domains.keys().cloned().collect();
+        // What was recorded: the database's list, else (an older database)
+        // the watches running until now, if any.
+        let known: Option<Vec<String>> = match &self.covered {
+            Some(c) => Some(c.clone()),
+            None => self.plan.is_some().then(|| {
+                self.domains
+                    .keys()
+                    .filter(|k| !self.fresh.contains(k))
+                    .cloned()
+                    .collect()
+            }),
+        };
+        if let Some(known) = known {
+            self.fresh.clear();
             for r in rules {
                 let p = normalize_fim_path(&r.path);
-                let covered = old.iter().any(|o| under(o, &p));
-                if !covered && !self.fresh.contains(&p) {
+                if !known.iter().any(|o| under(o, &p)) && !self.fresh.contains(&p) {
                     self.fresh.push(p);
                 }
             }
@@ -235,6 +253,15 @@ impl Integrity for SealedFim {
 
     fn digest(&mut self) -> Option<String> {
         fim::sealed_digest(&self.opts.db, &self.opts.key).ok()
+    }
+}
+
+/// The watch roots recorded with the database's seal, if it can tell.
+fn recorded_watches(opts: &Options) -> anyhow::Result<Option<Vec<String>>> {
+    let db = fim::db::Db::open(&opts.db, fim::db::Key::load(&opts.key)?)?;
+    match db.seal()? {
+        fim::db::Seal::Valid { digest, .. } => db.watches(&digest),
+        fim::db::Seal::Broken(_) => Ok(None),
     }
 }
 
@@ -381,6 +408,95 @@ mod tests {
             .unwrap();
         assert_eq!(changes(&p), [pair("/etc/fresh", "added")]);
         assert_eq!(p.changes[0].1.domains, [25]);
+    }
+
+    fn with_srv(dir: &Path, root: &Path) -> Baseline {
+        std::fs::create_dir_all(root.join("srv/app")).unwrap();
+        std::fs::write(root.join("srv/app/conf"), "c").unwrap();
+        let _ = dir;
+        Baseline::from_str(
+            "schema = 1\nid = \"t\"\nversion = 2\ntitle = \"t\"\n\
+             [[fim]]\npath = \"/etc\"\nexclude = [\"/etc/skip\"]\nrealtime = true\nseverity = \"high\"\ndomains = [25]\n\
+             [[fim]]\npath = \"/srv\"\nseverity = \"medium\"\ndomains = [25]\n",
+            "t2.toml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_watch_root_is_adopted_silently_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("state");
+        let (root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        // A new baseline adds /srv; a realtime pass runs, then the agent
+        // restarts before any whole pass.
+        let b2 = with_srv(dir.path(), &root);
+        f.set_rules(&b2.fim).unwrap();
+        std::fs::write(root.join("etc/a"), "rt").unwrap();
+        let p = f
+            .scan(&Scope::Paths(vec![b"/etc/a".to_vec()]), Depth::Full, &lim)
+            .unwrap();
+        assert_eq!(changes(&p), [pair("/etc/a", "modified")]);
+        f.record(p).unwrap();
+        drop(f);
+        let mut f = SealedFim::open(&st, &root, &b2.fim, false).unwrap();
+        std::fs::write(root.join("etc/new"), "n").unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        // /etc is still compared; nothing under /srv is "added".
+        assert_eq!(changes(&p), [pair("/etc/new", "added")]);
+        f.record(p).unwrap();
+        // Once adopted, /srv is watched like the rest, also after a restart.
+        drop(f);
+        let mut f = SealedFim::open(&st, &root, &b2.fim, false).unwrap();
+        std::fs::write(root.join("srv/app/conf"), "changed").unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert_eq!(changes(&p), [pair("/srv/app/conf", "modified")]);
+        assert_eq!(p.changes[0].0, Severity::Medium);
+    }
+
+    #[test]
+    fn a_baseline_changed_while_stopped_adopts_its_new_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("state");
+        let (root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        drop(f);
+        let b2 = with_srv(dir.path(), &root);
+        let mut f = SealedFim::open(&st, &root, &b2.fim, false).unwrap();
+        let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
+        assert!(p.changes.is_empty() && !p.initialised, "{:?}", p.changes);
+        f.record(p).unwrap();
+    }
+
+    #[test]
+    fn an_edited_watch_list_adopts_nothing_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("state");
+        let (root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        drop(f);
+        // Claiming /srv was never covered, to hide a file planted there,
+        // breaks the list's MAC: it is ignored, and /srv is compared.
+        let b2 = with_srv(dir.path(), &root);
+        let mut f = SealedFim::open(&st, &root, &b2.fim, false).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        drop(f);
+        let c = rusqlite::Connection::open(st.join("fim.db")).unwrap();
+        c.execute("UPDATE watches SET roots = CAST('[\"/etc\"]' AS BLOB)", [])
+            .unwrap();
+        drop(c);
+        std::fs::write(root.join("srv/app/planted"), "p").unwrap();
+        let mut f = SealedFim::open(&st, &root, &b2.fim, false).unwrap();
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert_eq!(changes(&p), [pair("/srv/app/planted", "added")]);
     }
 
     fn edit_row(dir: &Path, path: &[u8], sql: &str) {
