@@ -39,13 +39,18 @@ fn free_port() -> u16 {
 }
 
 fn start_collector(dir: &Path, port: u16) -> Collector {
+    start_collector_with(dir, port, "", "")
+}
+
+/// The collector with extra `[server]` and `[storage]` settings.
+fn start_collector_with(dir: &Path, port: u16, server: &str, storage: &str) -> Collector {
     let p = dir.join("collector.toml");
     std::fs::write(
         &p,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout_secs = 1\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout_secs = 1\n{server}\n\
              [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\
-             [storage]\npath = \"collector.db\"\n"
+             [storage]\npath = \"collector.db\"\n{storage}\n"
         ),
     )
     .unwrap();
@@ -73,6 +78,8 @@ struct Setup {
     dir: tempfile::TempDir,
     port: u16,
 }
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
 impl Setup {
     fn new() -> Setup {
@@ -125,10 +132,50 @@ impl Setup {
                 .env("PLUMB_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(self.path("agent.log")).unwrap())
                 .spawn()
                 .unwrap(),
         )
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.path("agent.log")).unwrap_or_default()
+    }
+
+    /// A TLS connection to the collector as agent `host` (certificate issued
+    /// on demand).
+    fn connect_as(&self, host: &str) -> Tls {
+        let pki_dir = self.path("pki");
+        if !pki_dir.join(format!("agents/{host}.pem")).exists() {
+            pki::issue(&pki_dir, Role::Agent, host, 30).unwrap();
+        }
+        let read = |rel: String| std::fs::read(pki_dir.join(rel)).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut read("ca.pem".into()).as_slice()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let certs = rustls_pemfile::certs(&mut read(format!("agents/{host}.pem")).as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut read(format!("agents/{host}.key")).as_slice())
+            .unwrap()
+            .unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+        let conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(cfg),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        rustls::StreamOwned::new(conn, tcp)
     }
 
     /// (kind, seq) of every event the collector stored for test-host.
@@ -229,4 +276,117 @@ fn an_outage_is_ridden_out_and_followed_by_a_snapshot() {
         },
     );
     assert!(contiguous(&got), "nothing lost or duplicated: {got:?}");
+}
+
+/// Sends a POST /v1/events head announcing `len` body bytes, and `body`.
+fn post(tls: &mut Tls, len: usize, body: &[u8]) {
+    use std::io::Write;
+    write!(
+        tls,
+        "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    tls.write_all(body).unwrap();
+    tls.flush().unwrap();
+}
+
+/// The status code of the reply on `tls`.
+fn status(tls: &mut Tls) -> u16 {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        assert_eq!(tls.read(&mut b).unwrap(), 1, "reply cut short: {head:?}");
+        head.push(b[0]);
+    }
+    let line = String::from_utf8(head).unwrap();
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_busy_collector_is_waited_for_as_its_retry_after_says_then_gets_everything() {
+    let s = Setup::new();
+    // One batch admitted at a time, turned away at once, "come back in 3 s".
+    let _c = start_collector_with(
+        s.dir.path(),
+        s.port,
+        "",
+        "queue_batches = 1\nqueue_wait_ms = 20\nretry_after_secs = 3\n",
+    );
+    // Another agent holds the only slot: its body never finishes arriving.
+    let mut squatter = s.connect_as("squatter");
+    post(&mut squatter, 100, b"{");
+    // The slot is taken once a probe is turned away with 429.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut probe = s.connect_as("probe");
+        post(&mut probe, 2, b"{}");
+        if status(&mut probe) == 429 {
+            break;
+        }
+        assert!(Instant::now() < end, "the squatter never held the slot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // max_backoff is 2 s: an agent that ignored Retry-After would be back
+    // well before 3 s.
+    let _a = s.start_agent();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !s.agent_log().contains("HTTP 429, Retry-After 3s") {
+        assert!(Instant::now() < end, "no 429 seen: {}", s.agent_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let turned_away = Instant::now();
+    drop(squatter);
+    let got = s.wait(
+        "delivery once the collector has room",
+        Duration::from_secs(20),
+        |st| !st.is_empty(),
+    );
+    let waited = turned_away.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2700),
+        "came back after {waited:?}, before Retry-After: {got:?}"
+    );
+    let got = s.wait("the start-up events", Duration::from_secs(20), |st| {
+        st.iter().any(|(k, _)| k == "snapshot")
+    });
+    assert!(contiguous(&got), "nothing lost or duplicated: {got:?}");
+}
+
+#[test]
+fn batches_too_large_for_the_collector_are_halved_until_they_fit() {
+    let s = Setup::new();
+    // Collector down while 60 changes pile up in the outbox.
+    let _a = s.start_agent();
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..60 {
+        std::fs::write(s.path(&format!("root/etc/f{i:02}")), "x").unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    while s.outbox_len() < 63 {
+        assert!(Instant::now() < end, "outbox has {}", s.outbox_len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pending = s.outbox_len() as usize;
+    // A 4 KiB body cap: a few events per request at most.
+    let _c = start_collector_with(s.dir.path(), s.port, "max_body_bytes = 4096", "");
+    let end = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let st = s.stored();
+        if st.len() >= pending && st.iter().filter(|(k, _)| k == "fim_change").count() == 60 {
+            break st;
+        }
+        assert!(
+            Instant::now() < end,
+            "not all delivered: {st:?}\n{}",
+            s.agent_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(contiguous(&got), "nothing lost or duplicated: {got:?}");
+    assert!(
+        !s.agent_log().contains("removed from the outbox"),
+        "{}",
+        s.agent_log()
+    );
 }

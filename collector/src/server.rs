@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::storage::writer::{self, Job};
 use crate::storage::{IngestBatch, Storage};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
@@ -300,6 +300,71 @@ async fn get_baseline(state: &State, peer: &Peer, req: &Request<Incoming>) -> Re
     }
 }
 
+/// Most bytes of a refused body read and thrown away so that the answer
+/// reaches the agent: closing a connection with unread data in it makes the
+/// kernel reset it, and the reset destroys the answer on its way.
+const DRAIN_MAX: u64 = 64 * 1024 * 1024;
+
+/// Reads the rest of `body` and throws it away (nothing is kept), for at
+/// most [`DRAIN_MAX`] bytes and `within`. Returns whether the body ended.
+async fn discard(body: &mut Incoming, within: Duration) -> bool {
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(d) = frame.data_ref() {
+                seen += d.len() as u64;
+                if seen > DRAIN_MAX {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(within, drain).await.unwrap_or(false)
+}
+
+/// `resp`, closing the connection after it unless the request body was read
+/// to its end (hyper cannot reuse the connection otherwise).
+fn after_body(mut resp: Resp, drained: bool) -> Resp {
+    if !drained {
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Why a body was not read whole.
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Read(hyper::Error),
+}
+
+/// Reads a body of at most `max` bytes, within `within`.
+async fn read_capped(
+    body: &mut Incoming,
+    max: usize,
+    within: Duration,
+) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(BodyError::Read)?;
+            if let Some(d) = frame.data_ref() {
+                if buf.len() + d.len() > max {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(d);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .unwrap_or(Err(BodyError::Timeout))
+}
+
 async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp {
     let too_large = || {
         error(
@@ -312,24 +377,23 @@ async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > state.max_body as u64) {
-        return too_large();
+        let drained = declared.is_some_and(|n| n <= DRAIN_MAX)
+            && discard(&mut body, state.request_timeout).await;
+        return after_body(too_large(), drained);
     }
     // Admission first: an overloaded collector answers without holding the
     // body in memory.
     let admitted =
         tokio::time::timeout(state.queue_wait, state.admitted.clone().acquire_owned()).await;
-    let mut body = Limited::new(req.into_body(), state.max_body);
     let _admitted = match admitted {
         Ok(Ok(p)) => p,
         refused => {
-            // Read and drop the body frame by frame (nothing kept) so the
-            // agent sees the answer and keeps its connection.
-            let _ = tokio::time::timeout(state.request_timeout, async {
-                while let Some(Ok(_)) = body.frame().await {}
-            })
-            .await;
-            return match refused {
+            // Read and drop the body (nothing kept) so the agent sees the
+            // answer and keeps its connection.
+            let drained = discard(&mut body, state.request_timeout).await;
+            let resp = match refused {
                 Ok(_) => retry_later(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "shutting down",
@@ -341,23 +405,30 @@ async fn post_events(state: &State, peer: &Peer, req: Request<Incoming>) -> Resp
                     state.retry_after,
                 ),
             };
+            return after_body(resp, drained);
         }
     };
-    let bytes = match tokio::time::timeout(state.request_timeout, body.collect()).await {
-        Err(_) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time",
+    let bytes = match read_capped(&mut body, state.max_body, state.request_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            let drained = discard(&mut body, state.request_timeout).await;
+            return after_body(too_large(), drained);
+        }
+        Err(BodyError::Timeout) => {
+            return after_body(
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive in time",
+                ),
+                false,
             );
         }
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return too_large();
+        Err(BodyError::Read(e)) => {
+            return after_body(
+                error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+                false,
+            );
         }
-        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
-        Ok(Ok(c)) => c.to_bytes(),
     };
     let batch: EventBatch = match serde_json::from_slice(&bytes) {
         Ok(b) => b,

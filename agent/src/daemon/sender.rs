@@ -487,9 +487,13 @@ pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
                     }
                 }
                 Err(SendError::RetryAfter { status, after }) => {
-                    tracing::warn!("collector busy (HTTP {status}); retrying after {after:?}");
+                    let wait = after_retry_after(after);
+                    tracing::warn!(
+                        "collector busy (HTTP {status}, Retry-After {}s); retrying in {wait:?}",
+                        after.as_secs()
+                    );
                     backoff.failures = backoff.failures.max(1);
-                    tokio::time::sleep(after.min(Duration::from_secs(3600))).await;
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
                     let wait = backoff.next_wait();
@@ -503,6 +507,15 @@ pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
         task,
         last: LastFlush::Sender(client),
     })
+}
+
+/// The wait after a `Retry-After`: never shorter than asked, plus up to a
+/// fifth more at random so that a fleet turned away at once does not come
+/// back at once; an hour at most.
+fn after_retry_after(after: Duration) -> Duration {
+    let after = after.min(Duration::from_secs(3600));
+    let spread = u64::try_from(after.as_millis() / 5).unwrap_or(0);
+    after + Duration::from_millis(rand::rng().random_range(0..=spread))
 }
 
 /// `Retry-After` in seconds (the collector never sends the date form).
@@ -545,6 +558,18 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(hyper::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_retry_after_is_waited_in_full_with_some_spread() {
+        for _ in 0..50 {
+            let w = after_retry_after(Duration::from_secs(10));
+            assert!(
+                w >= Duration::from_secs(10) && w <= Duration::from_secs(12),
+                "{w:?}"
+            );
+        }
+        assert!(after_retry_after(Duration::from_secs(1 << 30)) <= Duration::from_secs(4320));
     }
 
     #[test]
