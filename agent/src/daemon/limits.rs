@@ -97,8 +97,42 @@ pub fn lower_priority(nice: i32, io_idle: bool) -> Vec<String> {
 }
 
 /// The only unsafe code in the agent: two syscalls nix does not wrap.
+/// Keeps the heap small for a process that runs for years: glibc gives each
+/// thread that allocates its own arena (up to eight per core), and memory
+/// freed in one is kept for reuse there. Call before any thread starts.
+pub fn limit_heap_arenas() {
+    sys::limit_arenas(2);
+}
+
+/// Returns the heap's free memory to the kernel: after a pass hashing
+/// thousands of files, glibc keeps its peak otherwise, and the agent would
+/// idle at that size.
+pub fn release_free_memory() {
+    sys::trim();
+}
+
 #[allow(unsafe_code)]
 mod sys {
+    /// mallopt(M_ARENA_MAX, n); only glibc has it.
+    pub fn limit_arenas(n: i32) {
+        #[cfg(target_env = "gnu")]
+        // SAFETY: mallopt takes integers only; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, n);
+        }
+        #[cfg(not(target_env = "gnu"))]
+        let _ = n;
+    }
+
+    /// malloc_trim(0); only glibc has it.
+    pub fn trim() {
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim takes an integer and only releases free pages.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
     /// setpriority(PRIO_PROCESS, 0, nice) for the whole process.
     pub fn set_nice(nice: i32) -> std::io::Result<()> {
         // SAFETY: setpriority takes integers only and touches no memory of ours.

@@ -218,6 +218,7 @@ async fn job<F>(
     let handle = tokio::task::spawn_blocking(move || {
         let _g = Inflight::new(&s);
         let r = f(&s);
+        limits::release_free_memory();
         b.store(false, Ordering::SeqCst);
         r
     });
@@ -439,6 +440,7 @@ async fn flusher(
 /// The daemon's entry point: builds the runtime and runs until stopped.
 /// `config_path` is re-read on SIGHUP.
 pub fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
+    limits::limit_heap_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
