@@ -10,6 +10,7 @@ pub mod fim;
 pub mod output;
 pub mod remediate;
 pub mod rootfs;
+mod sshd_config;
 pub mod trust;
 pub mod userdb;
 

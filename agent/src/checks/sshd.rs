@@ -4,7 +4,8 @@
 //! - `/etc/ssh/sshd_config` is read; `Include` directives are followed in
 //!   place, each glob expanded in lexical order, relative paths taken from
 //!   `/etc/ssh`, recursively up to sshd's depth limit (16). A glob that
-//!   matches nothing is not an error (as in sshd).
+//!   matches nothing is not an error (as in sshd). This walk is
+//!   `crate::sshd_config`'s, shared with the `sshd_set` remediation.
 //! - The first value obtained wins; keywords and their aliases are matched
 //!   case-insensitively; list keywords (`AllowUsers`, `AcceptEnv`, ...)
 //!   accumulate every line instead.
@@ -21,16 +22,12 @@
 //!   patterns, prepend), so `excludes` sees the effective list.
 
 use super::{Ctx, Outcome};
+use crate::sshd_config::{self, Event, SSHD_CONFIG, SSHD_DIR};
 use plumb_core::check::SshdCheck;
 use plumb_core::compare::Comparison;
 
 /// The OpenSSH release whose compiled-in defaults are encoded here.
 pub const OPENSSH_DEFAULTS_VERSION: &str = "9.2";
-
-pub(crate) const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
-pub(crate) const SSHD_DIR: &str = "/etc/ssh";
-/// `SERVCONF_MAX_DEPTH` in servconf.c.
-pub(crate) const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// `KEX_SERVER_ENCRYPT` in OpenSSH 9.2's myproposal.h.
 const DEFAULT_CIPHERS: &str = "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com";
@@ -282,141 +279,30 @@ struct Hit {
     at: String,
 }
 
-/// The walk over sshd_config and its includes for one option.
-struct Walk<'a> {
-    ctx: &'a Ctx,
-    want: String,
-    accumulate: bool,
-    hits: Vec<Hit>,
-}
-
-impl Walk<'_> {
-    /// Reads one file. `active`: the file starts in a context that applies
-    /// globally; `never_match`: it was included from an inactive `Match`
-    /// block, so nothing in it can apply (sshd's `SSHCFG_NEVERMATCH`).
-    fn file(&mut self, path: &str, depth: usize, active: bool) -> Result<(), String> {
-        if depth > MAX_INCLUDE_DEPTH {
-            return Err(format!(
-                "{path}: too many nested Include levels (more than {MAX_INCLUDE_DEPTH}), sshd refuses this configuration"
-            ));
-        }
-        let text = self
-            .ctx
-            .fs
-            .read_text(path)
-            .map_err(|e| format!("cannot read {e}"))?;
-        let never_match = !active;
-        let mut active = active;
-        for (n, line) in text.numbered() {
-            let Some((keyword, args)) = split_line(line) else {
-                continue;
-            };
-            let keyword = canonical(&keyword);
-            match keyword.as_str() {
-                "match" => {
-                    // Without a connection only `Match all` matches.
-                    active = !never_match && args.len() == 1 && args[0].eq_ignore_ascii_case("all");
-                }
-                "include" => {
-                    for arg in &args {
-                        self.include(arg, depth, active, &text.at(n))?;
-                    }
-                }
-                k if k == self.want && active && (self.accumulate || self.hits.is_empty()) => {
-                    self.hits.push(Hit {
-                        value: args.join(" "),
-                        at: text.at(n),
-                    });
-                }
-                _ => {}
+/// The lines of sshd_config and its includes that set option `want` in the
+/// global context: the first one, or every one for an accumulating option.
+fn find_hits(ctx: &Ctx, want: &str, accumulate: bool) -> Result<Vec<Hit>, String> {
+    let read = |path: &str| match ctx.fs.read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(format!("cannot read {e}")),
+    };
+    let mut hits = Vec::new();
+    sshd_config::walk(&ctx.fs, read, |event| {
+        let Event::Line(line) = event else { return };
+        match &line.setting {
+            Some((keyword, args))
+                if line.active && (accumulate || hits.is_empty()) && canonical(keyword) == want =>
+            {
+                hits.push(Hit {
+                    value: args.join(" "),
+                    at: line.at(),
+                });
             }
-        }
-        Ok(())
-    }
-
-    fn include(&mut self, arg: &str, depth: usize, active: bool, at: &str) -> Result<(), String> {
-        let pattern = if arg.starts_with('/') {
-            arg.to_string()
-        } else {
-            format!("{SSHD_DIR}/{arg}")
-        };
-        let files = self
-            .ctx
-            .fs
-            .glob(&pattern)
-            .map_err(|e| format!("Include {arg} ({at}): cannot expand: {e}"))?;
-        let hidden_ok = pattern
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.starts_with('.'));
-        for f in files {
-            // glob(3) does not match dot files unless the pattern says so.
-            let name = f.rsplit('/').next().unwrap_or_default();
-            if name.starts_with('.') && !hidden_ok {
-                continue;
-            }
-            self.file(&f, depth + 1, active)?;
-        }
-        Ok(())
-    }
-}
-
-/// Splits a line the way sshd does: a keyword, then `=` or white space,
-/// then arguments (quotes honoured); `#` at the start of an argument ends
-/// the line. `None` for blank and comment lines.
-pub(crate) fn split_line(line: &str) -> Option<(String, Vec<String>)> {
-    let line = line.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0c');
-    let end = line
-        .find(|c: char| c.is_ascii_whitespace() || c == '=')
-        .unwrap_or(line.len());
-    let keyword = &line[..end];
-    if keyword.is_empty() || keyword.starts_with('#') {
-        return None;
-    }
-    let mut rest = line[end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
-    if let Some(r) = rest.strip_prefix('=') {
-        rest = r;
-    }
-    Some((keyword.to_string(), argv_split(rest)))
-}
-
-/// sshd's `argv_split`: white-space separated words with `"`/`'` quoting
-/// and backslash escapes of quotes, backslash and space; a word beginning
-/// with `#` starts a comment.
-fn argv_split(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
-            chars.next();
-        }
-        match chars.peek() {
-            None | Some('#') => break,
             _ => {}
         }
-        let mut word = String::new();
-        let mut quote: Option<char> = None;
-        while let Some(&c) = chars.peek() {
-            if quote.is_none() && c.is_ascii_whitespace() {
-                break;
-            }
-            chars.next();
-            match c {
-                '\\' => match chars.peek() {
-                    Some(&n) if matches!(n, '\'' | '"' | '\\') || (n == ' ' && quote.is_none()) => {
-                        word.push(n);
-                        chars.next();
-                    }
-                    _ => word.push('\\'),
-                },
-                '"' | '\'' if quote.is_none() => quote = Some(c),
-                c if Some(c) == quote => quote = None,
-                c => word.push(c),
-            }
-        }
-        out.push(word);
-    }
-    out
+    })?;
+    Ok(hits)
 }
 
 /// `convtime` from OpenSSH misc.c: `90`, `2m`, `1h30m`, in seconds.
@@ -568,18 +454,13 @@ pub fn evaluate(spec: &SshdCheck, ctx: &Ctx) -> Outcome {
     let info = keyword_info(&want);
     let kind = info.map(|k| k.kind);
     let display = info.map_or(spec.key.trim(), |k| k.display);
-    let mut walk = Walk {
-        ctx,
-        want,
-        accumulate: kind == Some(Kind::Accumulate),
-        hits: Vec::new(),
+    let hits = match find_hits(ctx, &want, kind == Some(Kind::Accumulate)) {
+        Ok(h) => h,
+        Err(e) => return Outcome::error(e),
     };
-    if let Err(e) = walk.file(SSHD_CONFIG, 0, true) {
-        return Outcome::error(e);
-    }
     let ignore_case = kind == Some(Kind::Enum);
     let mut evidence = Vec::new();
-    let observed: Option<String> = if walk.hits.is_empty() {
+    let observed: Option<String> = if hits.is_empty() {
         match (info.and_then(|k| k.default), kind) {
             (Some(d), _) => {
                 evidence.push(format!(
@@ -612,7 +493,7 @@ pub fn evaluate(spec: &SshdCheck, ctx: &Ctx) -> Outcome {
         }
     } else {
         let mut values = Vec::new();
-        for hit in &walk.hits {
+        for hit in &hits {
             if hit.value.is_empty() {
                 return Outcome::error(format!(
                     "{display} without a value ({}): sshd refuses this configuration",
@@ -645,7 +526,7 @@ pub fn evaluate(spec: &SshdCheck, ctx: &Ctx) -> Outcome {
     };
     // `absent` is about the configuration files, not the default.
     let ok = match cmp {
-        Comparison::Absent(want_absent) => want_absent == walk.hits.is_empty(),
+        Comparison::Absent(want_absent) => want_absent == hits.is_empty(),
         _ => cmp.holds(observed.as_deref(), ignore_case),
     };
     if !ok {

@@ -7,7 +7,8 @@
 //! `sshd -t -f <candidate>` first and the change refused if sshd rejects it.
 
 use super::plan::{self, Plan, View};
-use crate::checks::sshd::{MAX_INCLUDE_DEPTH, SSHD_CONFIG, SSHD_DIR, canonical, split_line};
+use crate::checks::sshd::canonical;
+use crate::sshd_config::{self, Event, SSHD_CONFIG, split_line};
 use plumb_core::compare::Scalar;
 use std::path::Path;
 
@@ -22,102 +23,52 @@ struct Hit {
     keyword: String,
 }
 
-/// A walk over sshd_config and its includes: finds the effective line of
-/// one option and builds the configuration as one file (includes inlined)
-/// for `sshd -t`.
-struct Walk<'a> {
-    view: &'a View<'a>,
-    want: String,
+/// What a walk over sshd_config and its includes gives: the effective line
+/// of one option, and the configuration as one file (includes inlined) for
+/// `sshd -t`.
+struct Walk {
     hit: Option<Hit>,
     flat: Vec<u8>,
 }
 
-impl Walk<'_> {
-    fn file(&mut self, path: &str, depth: usize, active: bool) -> Result<(), String> {
-        if depth > MAX_INCLUDE_DEPTH {
-            return Err(format!("{path}: too many nested Include levels"));
-        }
-        let Some(bytes) = self.view.read(path)? else {
-            return Err(format!("{path}: does not exist"));
-        };
-        let never_match = !active;
-        let mut active = active;
-        let mut saw_match = false;
-        for (i, l) in plan::lines(&bytes).into_iter().enumerate() {
-            let text = plan::text(l);
-            let Some((keyword, args)) = split_line(&text) else {
-                self.flat.extend_from_slice(l);
-                continue;
-            };
-            match canonical(&keyword).as_str() {
-                "match" => {
-                    active = !never_match && args.len() == 1 && args[0].eq_ignore_ascii_case("all");
-                    saw_match = true;
-                    self.flat.extend_from_slice(l);
-                }
-                "include" => {
-                    for arg in &args {
-                        self.include(arg, depth, active)?;
-                    }
-                }
-                k if k == self.want && active && self.hit.is_none() => {
-                    self.hit = Some(Hit {
-                        path: path.to_string(),
-                        index: i,
-                        keyword,
-                    });
-                    self.flat.extend_from_slice(l);
-                }
-                _ => self.flat.extend_from_slice(l),
-            }
-        }
-        if !self.flat.ends_with(b"\n") {
-            self.flat.push(b'\n');
-        }
-        if saw_match && depth > 0 {
-            // A Match block ends with its file; inlined, it must be closed.
-            self.flat.extend_from_slice(b"Match all\n");
-        }
-        Ok(())
-    }
-
-    fn include(&mut self, arg: &str, depth: usize, active: bool) -> Result<(), String> {
-        let pattern = if arg.starts_with('/') {
-            arg.to_string()
-        } else {
-            format!("{SSHD_DIR}/{arg}")
-        };
-        let files = self
-            .view
-            .ctx
-            .fs
-            .glob(&pattern)
-            .map_err(|e| format!("Include {arg}: cannot expand: {e}"))?;
-        let hidden_ok = pattern
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.starts_with('.'));
-        for f in files {
-            let name = f.rsplit('/').next().unwrap_or_default();
-            if name.starts_with('.') && !hidden_ok {
-                continue;
-            }
-            self.file(&f, depth + 1, active)?;
-        }
-        Ok(())
-    }
-}
-
 /// Walks the configuration for option `want` (canonical form).
-fn walk<'a>(view: &'a View<'a>, want: &str) -> Result<Walk<'a>, String> {
-    let mut w = Walk {
-        view,
-        want: want.to_string(),
-        hit: None,
-        flat: Vec::new(),
-    };
-    w.file(SSHD_CONFIG, 0, true)?;
-    Ok(w)
+fn walk(view: &View, want: &str) -> Result<Walk, String> {
+    let mut hit = None;
+    let mut flat = Vec::new();
+    sshd_config::walk(
+        &view.ctx.fs,
+        |path| view.read(path),
+        |event| match event {
+            Event::Line(line) => {
+                match line.setting {
+                    Some((keyword, _))
+                        if line.active && hit.is_none() && canonical(&keyword) == want =>
+                    {
+                        hit = Some(Hit {
+                            path: line.path.to_string(),
+                            index: line.index,
+                            keyword,
+                        });
+                    }
+                    _ => {}
+                }
+                flat.extend_from_slice(line.raw);
+            }
+            Event::End {
+                depth,
+                opened_match,
+            } => {
+                if !flat.ends_with(b"\n") {
+                    flat.push(b'\n');
+                }
+                if opened_match && depth > 0 {
+                    // A Match block ends with its file; inlined, it must be closed.
+                    flat.extend_from_slice(b"Match all\n");
+                }
+            }
+        },
+    )?;
+    Ok(Walk { hit, flat })
 }
 
 /// Plans setting sshd keyword `key` to `value`.
@@ -236,17 +187,8 @@ fn validate(sshd: &Path, candidate: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::checks::Ctx;
+    use crate::sshd_config::tests::root;
     use std::os::unix::fs::PermissionsExt as _;
-
-    fn root(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        for (p, c) in files {
-            let p = t.path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, c).unwrap();
-        }
-        t
-    }
 
     fn edit(t: &tempfile::TempDir, key: &str, value: &str) -> (String, String) {
         let ctx = Ctx::new(t.path(), None);
@@ -293,6 +235,75 @@ mod tests {
             new,
             "# header\n\nX11Forwarding no\nInclude /nope/*.conf\nMatch User bob\n  X11Forwarding yes\n"
         );
+    }
+
+    #[test]
+    fn candidate_inlines_includes_and_closes_their_match_blocks() {
+        let t = root(&[
+            (
+                "/etc/ssh/sshd_config",
+                "# top\nInclude a.conf\nPermitRootLogin no",
+            ),
+            ("/etc/ssh/a.conf", "Match User x\n  X11Forwarding yes"),
+        ]);
+        let ctx = Ctx::new(t.path(), None);
+        let w = walk(&View::new(&ctx), "permitrootlogin").unwrap();
+        assert_eq!(
+            String::from_utf8(w.flat).unwrap(),
+            "# top\nMatch User x\n  X11Forwarding yes\nMatch all\nPermitRootLogin no\n"
+        );
+        assert_eq!(
+            w.hit,
+            Some(Hit {
+                path: "/etc/ssh/sshd_config".into(),
+                index: 2,
+                keyword: "PermitRootLogin".into()
+            })
+        );
+    }
+
+    #[test]
+    fn the_walk_sees_earlier_planned_writes() {
+        let t = root(&[("/etc/ssh/sshd_config", "Include /nope/*.conf\n")]);
+        let ctx = Ctx::new(t.path(), None);
+        let mut v = View::new(&ctx);
+        let first = plan(&v, "X11Forwarding", &Scalar::Str("no".into())).unwrap();
+        assert_eq!(first.ops.len(), 1);
+        v.overlay(&first);
+        // The line inserted by the first plan is found, not inserted again.
+        let again = plan(&v, "X11Forwarding", &Scalar::Str("no".into())).unwrap();
+        assert!(again.ops.is_empty(), "{:?}", again.ops);
+    }
+
+    /// These errors once had their own wording here; they are now the
+    /// `sshd` check's, from the shared walk.
+    #[test]
+    fn include_errors_are_the_checks() {
+        let err = |t: &tempfile::TempDir| {
+            let ctx = Ctx::new(t.path(), None);
+            plan(
+                &View::new(&ctx),
+                "PermitRootLogin",
+                &Scalar::Str("no".into()),
+            )
+            .unwrap_err()
+        };
+        let t = root(&[("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config\n")]);
+        assert_eq!(
+            err(&t),
+            "/etc/ssh/sshd_config: too many nested Include levels (more than 16), sshd refuses this configuration"
+        );
+        let t = root(&[("/etc/ssh/sshd_config", "\nInclude [x\n")]);
+        let e = err(&t);
+        assert!(
+            e.starts_with("Include [x (/etc/ssh/sshd_config:2): cannot expand: "),
+            "{e}"
+        );
+        let t = root(&[("/etc/ssh/sshd_config", "Include gone.conf\n")]);
+        std::os::unix::fs::symlink("/etc/ssh/nowhere", t.path().join("etc/ssh/gone.conf")).unwrap();
+        assert_eq!(err(&t), "cannot read /etc/ssh/gone.conf: not found");
+        let t = root(&[("/etc/ssh/x", "")]);
+        assert_eq!(err(&t), "cannot read /etc/ssh/sshd_config: not found");
     }
 
     #[test]
