@@ -289,3 +289,23 @@ fn a_realtime_change_below_a_mount_point_is_not_recorded() {
     let got = fim_changes(&s.events());
     assert_eq!(got, ["added /etc/beside"], "nothing below /etc/mnt");
 }
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_reported_whole() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Setup::new();
+    let _a = s.start();
+    s.wait_snapshots(1);
+    let name = std::ffi::OsStr::from_bytes(b"odd-\xff\xfe");
+    std::fs::write(s.root().join("etc").join(name), "x").unwrap();
+    let ev = s.wait_for("the fim_change", |ev| {
+        ev.iter().any(|e| e["kind"] == "fim_change")
+    });
+    let e = ev.iter().find(|e| e["kind"] == "fim_change").unwrap();
+    assert_eq!(e["change"], "added");
+    assert_eq!(
+        e["path"],
+        serde_json::json!({"hex": "2f6574632f6f64642dfffe", "lossy": "/etc/odd-\u{fffd}\u{fffd}"}),
+        "{e:#}"
+    );
+}

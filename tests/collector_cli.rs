@@ -164,6 +164,9 @@ fn populate(f: &Fleet) {
          "path": "/etc/passwd", "change": "modified", "fields": ["sha256", "size"],
          "old": {"sha256": "3f2a".repeat(16), "size": 1200}, "new": {"sha256": "8c1d".repeat(16), "size": 1234},
          "domains": [20, 25]},
+        {"seq": 4, "time": now_rfc3339(-100), "severity": "medium", "kind": "fim_change",
+         "path": {"hex": "2f6574632f62ff", "lossy": "/etc/b\u{fffd}"}, "change": "added",
+         "domains": [25]},
     ]});
     let db = json!({"schema": 1, "host": "db-01", "events": [
         snapshot(1, vec![rule("ssh.permit-root-login", "pass", json!([13])), rule("sysctl.ip-forward", "fail", json!([20, 21]))]),
@@ -219,7 +222,7 @@ fn queries_on_a_populated_store() {
     assert_eq!(hosts.len(), 2);
     let w = hosts.iter().find(|h| h["host"] == "web-12").unwrap();
     assert_eq!(w["failing_rules"], 1);
-    assert_eq!(w["drift_24h"], 2);
+    assert_eq!(w["drift_24h"], 3);
     assert_eq!(w["stale"], false);
     assert_eq!(w["baseline"]["version"], 7);
     assert_eq!(w["fim_digest"], "f00d");
@@ -236,6 +239,11 @@ fn queries_on_a_populated_store() {
         "{text}"
     );
     assert!(text.contains("size: 1200 → 1234"), "{text}");
+    // A path that is not UTF-8 is shown with its bytes.
+    assert!(
+        text.contains("/etc/b\u{fffd} [hex:2f6574632f62ff] added"),
+        "{text}"
+    );
     assert!(text.contains("sha256: 3f2a3f2a3f2a…"), "{text}");
     let (code, js, _) = out(collector()
         .args(["drift", "--severity", "high", "--format", "json", "--db"])
@@ -311,5 +319,5 @@ fn reopening_an_existing_store_is_idempotent() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&js).unwrap();
     assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
-    assert_eq!(stored_seqs(&f.db(), "web-12"), vec![1, 2, 3]);
+    assert_eq!(stored_seqs(&f.db(), "web-12"), vec![1, 2, 3, 4]);
 }

@@ -2,6 +2,7 @@
 //! [`Queries`], compute, and print text (80 columns) or one JSON document.
 
 use crate::storage::{DriftFilter, EventRow, HostRow, Queries, RuleStatusRow, StorageError};
+use plumb_core::fim::ReportPath;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -212,7 +213,11 @@ fn details(e: &EventRow) -> (String, Vec<String>) {
             (head, lines)
         }
         "fim_change" => {
-            let head = format!("{} {}", s("path"), s("change"));
+            let path = b
+                .get("path")
+                .and_then(|p| serde_json::from_value::<ReportPath>(p.clone()).ok())
+                .map_or_else(|| "?".to_string(), |p| p.display());
+            let head = format!("{path} {}", s("change"));
             let mut lines = Vec::new();
             if let Some(fields) = b.get("fields").and_then(Value::as_array) {
                 for f in fields.iter().filter_map(Value::as_str) {

@@ -83,8 +83,9 @@ pub struct CheckChanged {
 /// `fim_change`: the same fields as a change in `plumb fim check --format json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FimChangeEvent {
-    /// In-root path (lossy display form when not UTF-8).
-    pub path: String,
+    /// In-root path: a string, or `{"hex", "lossy"}` when it is not UTF-8
+    /// (as in `plumb fim` reports), so every path arrives distinct and whole.
+    pub path: crate::fim::ReportPath,
     /// `added`, `removed` or `modified`.
     pub change: String,
     /// Attributes that differ.

@@ -10,7 +10,7 @@ use crate::fim::rules::Plan;
 use crate::fim::{self, Compared, Options, Verify};
 use plumb_core::baseline::normalize_fim_path;
 use plumb_core::event::FimChangeEvent;
-use plumb_core::fim::FimChange;
+use plumb_core::fim::{FimChange, ReportPath};
 use plumb_core::{FimRule, Severity};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -112,10 +112,7 @@ impl SealedFim {
         Some((
             c.severity,
             FimChangeEvent {
-                path: match &c.path {
-                    plumb_core::fim::ReportPath::Text(s) => s.clone(),
-                    p => p.display(),
-                },
+                path: c.path,
                 change: c.change.name().to_string(),
                 fields: c.fields,
                 old: obj(c.old),
@@ -170,7 +167,15 @@ impl Integrity for SealedFim {
                 .changes
                 .into_iter()
                 .filter_map(|ch| self.event(ch))
-                .filter(|(_, e)| !self.fresh.iter().any(|f| under(f, &e.path)))
+                .filter(|(_, e)| {
+                    // Watch roots are text: a path that is not keeps its
+                    // UTF-8 prefix in its lossy form.
+                    let p = match &e.path {
+                        ReportPath::Text(t) => t,
+                        ReportPath::Bytes { lossy, .. } => lossy,
+                    };
+                    !self.fresh.iter().any(|f| under(f, p))
+                })
                 .collect();
         }
         self.whole_pass = matches!(scope, Scope::All);
@@ -304,7 +309,7 @@ mod tests {
     fn changes(p: &Pass) -> Vec<(String, String)> {
         p.changes
             .iter()
-            .map(|(_, c)| (c.path.clone(), c.change.clone()))
+            .map(|(_, c)| (c.path.display(), c.change.clone()))
             .collect()
     }
 
