@@ -84,17 +84,9 @@ impl Setup {
     }
 
     fn start(&self) -> Agent {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_plumb"))
-                .args(["agent", "--config"])
-                .arg(self.path("agent.toml"))
-                .env("PLUMB_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb"));
+        cmd.args(["agent", "--config"]).arg(self.path("agent.toml"));
+        spawn(cmd)
     }
 
     fn events(&self) -> Vec<Value> {
@@ -142,6 +134,15 @@ impl Setup {
             .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
         (out.status.code().unwrap_or(-1), v)
     }
+}
+
+/// Runs an agent command, quiet.
+fn spawn(mut cmd: Command) -> Agent {
+    cmd.env("PLUMB_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Agent(cmd.spawn().unwrap())
 }
 
 fn snapshots(ev: &[Value]) -> Vec<&Value> {
@@ -253,23 +254,16 @@ fn a_realtime_change_below_a_mount_point_is_not_recorded() {
     let s = Setup::new();
     let mnt = s.root().join("etc/mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let _a = Agent(
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount -t tmpfs plumb-test "$1" && exec "$2" agent --config "$3""#)
-            .arg("sh")
-            .arg(&mnt)
-            .arg(env!("CARGO_BIN_EXE_plumb"))
-            .arg(s.path("agent.toml"))
-            .env("PLUMB_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs plumb-test "$1" && exec "$2" agent --config "$3""#)
+        .arg("sh")
+        .arg(&mnt)
+        .arg(env!("CARGO_BIN_EXE_plumb"))
+        .arg(s.path("agent.toml"));
+    let a = spawn(cmd);
     s.wait_snapshots(1);
-    let pid = _a.0.id().to_string();
+    let pid = a.0.id().to_string();
     // Written inside the agent's namespace: onto the tmpfs.
     let st = Command::new("nsenter")
         .args(["--mount", "--target", &pid, "sh", "-c"])

@@ -428,6 +428,17 @@ mod tests {
         .unwrap()
     }
 
+    /// A state directory whose first whole pass is recorded; the backend
+    /// is closed (as if the agent stopped). Returns the root and state dir.
+    fn recorded(dir: &Path) -> (PathBuf, PathBuf) {
+        let (root, mut f) = open(dir);
+        let p = f
+            .scan(&Scope::All, Depth::Full, &RateLimiter::new(0))
+            .unwrap();
+        f.record(p).unwrap();
+        (root, dir.join("state"))
+    }
+
     #[test]
     fn a_new_watch_root_is_adopted_silently_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -465,12 +476,8 @@ mod tests {
     #[test]
     fn a_baseline_changed_while_stopped_adopts_its_new_roots() {
         let dir = tempfile::tempdir().unwrap();
-        let st = dir.path().join("state");
-        let (root, mut f) = open(dir.path());
+        let (root, st) = recorded(dir.path());
         let lim = RateLimiter::new(0);
-        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
-        f.record(p).unwrap();
-        drop(f);
         let b2 = with_srv(dir.path(), &root);
         let mut f = SealedFim::open(&st, &root, &b2.fim, false).unwrap();
         let p = f.scan(&Scope::All, Depth::Metadata, &lim).unwrap();
@@ -481,12 +488,8 @@ mod tests {
     #[test]
     fn an_edited_watch_list_adopts_nothing_silently() {
         let dir = tempfile::tempdir().unwrap();
-        let st = dir.path().join("state");
-        let (root, mut f) = open(dir.path());
+        let (root, st) = recorded(dir.path());
         let lim = RateLimiter::new(0);
-        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
-        f.record(p).unwrap();
-        drop(f);
         // Claiming /srv was never covered, to hide a file planted there,
         // breaks the list's MAC: it is ignored, and /srv is compared.
         let b2 = with_srv(dir.path(), &root);
