@@ -282,6 +282,20 @@ fn a_realtime_change_below_a_mount_point_is_not_recorded() {
     std::thread::sleep(Duration::from_secs(2));
     let got = fim_changes(&s.events());
     assert_eq!(got, ["added /etc/beside"], "nothing below /etc/mnt");
+    assert_eq!(inotify_watches(&pid), 2, "/etc and /etc/sub, not the mount");
+}
+
+/// The inotify watches process `pid` holds (from /proc/PID/fdinfo).
+fn inotify_watches(pid: &str) -> usize {
+    let mut n = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let text = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
+        n += text
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count();
+    }
+    n
 }
 
 #[test]

@@ -238,22 +238,34 @@ impl Realtime {
     /// governs, without following symlinks or entering excluded trees.
     /// Returns warnings (directories left unwatched, and why).
     pub fn add_tree(&mut self, start: &[u8]) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
         let mut warnings = Vec::new();
         let mut stack = vec![start.to_vec()];
+        // The device of each watch root met, for watches that stay on it.
+        let mut root_dev: std::collections::HashMap<String, Option<u64>> = Default::default();
         while let Some(p) = stack.pop() {
-            if self.watched.contains(&p) {
-                // Already watched; still walk, entries may be new dirs.
-            }
-            match self.watches.governing(&p) {
-                Some(r) if r.realtime => {}
+            // Already watched or not, walk on: entries may be new dirs.
+            let (rule_root, cross) = match self.watches.governing(&p) {
+                Some(r) if r.realtime => (r.path.clone(), r.cross_devices),
                 _ => continue,
-            }
+            };
             let host = self.host(&p);
             let Ok(meta) = std::fs::symlink_metadata(&host) else {
                 continue;
             };
             if !meta.is_dir() {
                 continue;
+            }
+            if !cross && p != rule_root.as_bytes() {
+                let host_root = self.host(rule_root.as_bytes());
+                let dev = *root_dev
+                    .entry(rule_root)
+                    .or_insert_with(|| std::fs::symlink_metadata(host_root).ok().map(|m| m.dev()));
+                if dev.is_some_and(|d| d != meta.dev()) {
+                    // A mount point: the whole pass records it without
+                    // entering it, so nothing below is watched either.
+                    continue;
+                }
             }
             if !self.watched.contains(&p) {
                 if self.watched.len() >= self.max_watches {
