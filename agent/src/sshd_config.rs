@@ -9,8 +9,11 @@
 //!   error; a matched file that cannot be read is.
 //! - A `Match` block runs until the next `Match` or the end of the file it
 //!   is in; without a connection only `Match all` returns to the global
-//!   context. A file included from an inactive block never applies, even
-//!   after its own `Match all` (sshd's `SSHCFG_NEVERMATCH`).
+//!   context. After an included file, the including file is back in the
+//!   block (or global context) its `Include` was in: sshd saves and
+//!   restores its Match state around each included file. A file included
+//!   from an inactive block never applies, even after its own `Match all`
+//!   (sshd's `SSHCFG_NEVERMATCH`).
 
 use crate::rootfs::RootFs;
 
@@ -27,6 +30,8 @@ pub(crate) struct Line<'a> {
     pub path: &'a str,
     /// 0-based index of the line in its file.
     pub index: usize,
+    /// Include depth of the file; 0 is `sshd_config` itself.
+    pub depth: usize,
     /// The line's bytes as read, terminator included.
     pub raw: &'a [u8],
     /// A setting: its keyword as written and its arguments. `None` for
@@ -110,6 +115,7 @@ where
             (self.visit)(Event::Line(Line {
                 path,
                 index,
+                depth,
                 raw,
                 setting,
                 active,

@@ -32,14 +32,32 @@ struct Walk {
 }
 
 /// Walks the configuration for option `want` (canonical form).
+///
+/// What sshd does with an Include (servconf.c, `sInclude`): it saves the
+/// including file's Match state, parses each included file starting in that
+/// state, and restores it after each file, so a Match in an included file
+/// ends with that file and the including file's lines after the Include stay
+/// in the Match block (or global context) the Include was in. A file included
+/// from an inactive block is parsed with `SSHCFG_NEVERMATCH`: its own
+/// `Match all` does not reactivate it. Inlined, both must be spelled out:
+/// after an included file that opened a Match, the including file's current
+/// Match line (`Match all` at top level) is repeated, and an inactive
+/// `Match all` is followed by the Match line that made it inactive.
 fn walk(view: &View, want: &str) -> Result<Walk, String> {
     let mut hit = None;
     let mut flat = Vec::new();
+    // Per include depth, the Match line in force there (`None`: global).
+    let mut scopes: Vec<Option<Vec<u8>>> = Vec::new();
     sshd_config::walk(
         &view.ctx.fs,
         |path| view.read(path),
         |event| match event {
             Event::Line(line) => {
+                while scopes.len() <= line.depth {
+                    // A file starts in the scope of the one including it.
+                    let inherited = scopes.last().cloned().flatten();
+                    scopes.push(inherited);
+                }
                 match line.setting {
                     Some((keyword, _))
                         if line.active && hit.is_none() && canonical(&keyword) == want =>
@@ -53,17 +71,38 @@ fn walk(view: &View, want: &str) -> Result<Walk, String> {
                     _ => {}
                 }
                 flat.extend_from_slice(line.raw);
+                if !flat.ends_with(b"\n") {
+                    flat.push(b'\n');
+                }
+                if let Some((keyword, args)) = split_line(&String::from_utf8_lossy(line.raw))
+                    && keyword.eq_ignore_ascii_case("match")
+                {
+                    let all = args.len() == 1 && args[0].eq_ignore_ascii_case("all");
+                    if all && !line.active {
+                        // NEVERMATCH: stay in the inactive block.
+                        if let Some(scope) = &scopes[line.depth] {
+                            flat.extend_from_slice(scope);
+                        }
+                    } else {
+                        let mut scope = line.raw.to_vec();
+                        if !scope.ends_with(b"\n") {
+                            scope.push(b'\n');
+                        }
+                        scopes[line.depth] = Some(scope);
+                    }
+                }
             }
             Event::End {
                 depth,
                 opened_match,
             } => {
-                if !flat.ends_with(b"\n") {
-                    flat.push(b'\n');
-                }
+                scopes.truncate(depth);
                 if opened_match && depth > 0 {
-                    // A Match block ends with its file; inlined, it must be closed.
-                    flat.extend_from_slice(b"Match all\n");
+                    // Back to the including file's scope, as sshd restores it.
+                    match scopes.last().cloned().flatten() {
+                        Some(scope) => flat.extend_from_slice(&scope),
+                        None => flat.extend_from_slice(b"Match all\n"),
+                    }
                 }
             }
         },
@@ -260,6 +299,147 @@ mod tests {
                 keyword: "PermitRootLogin".into()
             })
         );
+    }
+
+    /// The inlined candidate and the line found for `want`.
+    fn candidate(t: &tempfile::TempDir, want: &str) -> (String, Option<Hit>) {
+        let ctx = Ctx::new(t.path(), None);
+        let w = walk(&View::new(&ctx), want).unwrap();
+        (String::from_utf8(w.flat).unwrap(), w.hit)
+    }
+
+    #[test]
+    fn candidate_reopens_the_match_block_an_include_sits_in() {
+        let t = root(&[
+            (
+                "/etc/ssh/sshd_config",
+                "PermitRootLogin no\nMatch User bob\nInclude d/*.conf\nX11Forwarding no\nMatch all\nPasswordAuthentication no",
+            ),
+            (
+                "/etc/ssh/d/10-a.conf",
+                "AllowTcpForwarding no\n  match Address 10.0.0.0/8 # lab\r\nPermitTTY no",
+            ),
+            // Starts in bob's block too: sshd restores it after each file.
+            ("/etc/ssh/d/20-b.conf", "MaxSessions 2\n"),
+        ]);
+        let (flat, hit) = candidate(&t, "x11forwarding");
+        assert_eq!(
+            flat,
+            "PermitRootLogin no\nMatch User bob\n\
+             AllowTcpForwarding no\n  match Address 10.0.0.0/8 # lab\r\nPermitTTY no\n\
+             Match User bob\n\
+             MaxSessions 2\n\
+             X11Forwarding no\nMatch all\nPasswordAuthentication no\n"
+        );
+        // In bob's block, as in sshd: not the line to edit.
+        assert_eq!(hit, None);
+        let (_, hit) = candidate(&t, "passwordauthentication");
+        assert_eq!(hit.map(|h| h.index), Some(5));
+    }
+
+    #[test]
+    fn candidate_at_top_level_closes_an_included_match_with_match_all() {
+        let t = root(&[
+            (
+                "/etc/ssh/sshd_config",
+                "Include a.conf b.conf\nPermitRootLogin no\n",
+            ),
+            ("/etc/ssh/a.conf", "Match User x\n  X11Forwarding yes"),
+            // No Match of its own: nothing to close.
+            ("/etc/ssh/b.conf", "PermitTTY no\n"),
+        ]);
+        let (flat, hit) = candidate(&t, "permitrootlogin");
+        assert_eq!(
+            flat,
+            "Match User x\n  X11Forwarding yes\nMatch all\nPermitTTY no\nPermitRootLogin no\n"
+        );
+        assert_eq!(hit.map(|h| h.index), Some(1));
+    }
+
+    #[test]
+    fn candidate_keeps_never_match_files_inactive() {
+        let t = root(&[
+            (
+                "/etc/ssh/sshd_config",
+                "Match User bob\nInclude a.conf\nX11Forwarding no\n",
+            ),
+            // Nested: a.conf is never-match, so b.conf is too.
+            (
+                "/etc/ssh/a.conf",
+                "Match all\nPermitTTY no\nInclude b.conf\n",
+            ),
+            (
+                "/etc/ssh/b.conf",
+                "Match Address 10.0.0.0/8\nMaxSessions 2\n",
+            ),
+        ]);
+        let (flat, _) = candidate(&t, "permittty");
+        assert_eq!(
+            flat,
+            "Match User bob\n\
+             Match all\nMatch User bob\nPermitTTY no\n\
+             Match Address 10.0.0.0/8\nMaxSessions 2\nMatch User bob\n\
+             Match User bob\n\
+             X11Forwarding no\n"
+        );
+    }
+
+    /// The inlined candidate against a real `sshd -t`, the way `plan` runs
+    /// it: sshd from `PLUMB_TEST_SSHD` or where `plan` looks. Skipped when
+    /// there is none, or when it cannot check even a bare configuration
+    /// here (as root it needs its privilege separation user and directory).
+    #[test]
+    fn real_sshd_accepts_the_candidate_and_keeps_match_scope() {
+        let sshd = std::env::var_os("PLUMB_TEST_SSHD")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                SSHD_BINARIES
+                    .iter()
+                    .map(std::path::PathBuf::from)
+                    .find(|b| b.is_file())
+            });
+        let Some(sshd) = sshd else {
+            eprintln!("skipped: no sshd on this host (set PLUMB_TEST_SSHD to run it)");
+            return;
+        };
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("host_ed25519");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: ssh-keygen cannot make a host key");
+            return;
+        }
+        // The host's own keys may be absent or unreadable: use a temp one.
+        let host_key = format!("HostKey {}\n", key.display());
+        if let Err(e) = validate(&sshd, host_key.as_bytes()) {
+            eprintln!("skipped: {} -t cannot run here: {e}", sshd.display());
+            return;
+        }
+        let check = |main: &str, included: &str| {
+            let t = root(&[
+                ("/etc/ssh/sshd_config", &format!("{host_key}{main}")),
+                ("/etc/ssh/a.conf", included),
+            ]);
+            let (flat, _) = candidate(&t, "permitrootlogin");
+            validate(&sshd, flat.as_bytes())
+        };
+        let included = "Match Address 10.0.0.0/8\nPermitTTY no\n";
+        check(
+            "PermitRootLogin no\nMatch User bob\nInclude a.conf\nX11Forwarding no\n",
+            included,
+        )
+        .unwrap();
+        // sshd keeps the lines after the Include in bob's block, where Port
+        // is refused; closing the included block with `Match all` hid that.
+        let e = check("Match User bob\nInclude a.conf\nPort 2222\n", included).unwrap_err();
+        assert!(e.contains("not allowed within a Match block"), "{e}");
+        check("Include a.conf\nPort 2222\n", included).unwrap();
+        // Included from bob's block, a.conf's own `Match all` applies nowhere.
+        let e = check("Match User bob\nInclude a.conf\n", "Match all\nPort 2222\n").unwrap_err();
+        assert!(e.contains("not allowed within a Match block"), "{e}");
     }
 
     #[test]
