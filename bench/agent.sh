@@ -165,6 +165,8 @@ while want - seen and time.time() - r0 < 120:
 dt = time.time() - r0
 print(f"burst of {burst} files (written in {wrote:.1f} s): all reported after {dt:.1f} s "
       f"({len(want & seen)}/{burst}), peak RSS {peak/1024:.1f} MB, CPU {(cpu_s()-c0)/dt*100:.0f}% of a core over that time")
+time.sleep(10)
+print(f"10 s after the burst: RSS {rss_kb()/1024:.1f} MB")
 PY
 warnings=$(grep -c '"what":"warning"' "$work/log/events.jsonl" || true)
 echo "agent warning events: $warnings"
