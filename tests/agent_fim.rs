@@ -247,8 +247,12 @@ fn fim_changes(ev: &[Value]) -> Vec<String> {
 /// (`unshare`), so the host is not touched; needs root.
 #[test]
 fn a_realtime_change_below_a_mount_point_is_not_recorded() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root for a private mount namespace");
+    let private_ns = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !nix::unistd::geteuid().is_root() || !private_ns {
+        eprintln!("skipped: needs root and unshare(1) for a private mount namespace");
         return;
     }
     let s = Setup::new();

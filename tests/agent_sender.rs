@@ -198,13 +198,13 @@ impl Setup {
 
     /// Events still in the agent's outbox.
     fn outbox_len(&self) -> i64 {
-        let db = rusqlite::Connection::open_with_flags(
+        // 0 until the agent has created it.
+        rusqlite::Connection::open_with_flags(
             self.path("state/state.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
-        .unwrap();
-        db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-            .unwrap()
+        .and_then(|db| db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)))
+        .unwrap_or(0)
     }
 
     fn wait(
@@ -389,4 +389,68 @@ fn batches_too_large_for_the_collector_are_halved_until_they_fit() {
         "{}",
         s.agent_log()
     );
+}
+
+#[test]
+fn an_unreadable_or_refused_event_becomes_a_notice_under_its_seq() {
+    let s = Setup::new();
+    // Collector down: the start-up events stay in the outbox.
+    let mut a = s.start_agent();
+    let end = Instant::now() + Duration::from_secs(20);
+    while s.outbox_len() < 3 {
+        assert!(Instant::now() < end, "outbox has {}", s.outbox_len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(a);
+    // Seq 2: not JSON any more (a disk error, a hand edit). Seq 3: valid
+    // for this agent but refused by the collector (its time is not RFC 3339).
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute("UPDATE outbox SET event = '{garbage' WHERE seq = 2", [])
+        .unwrap();
+    let third: String = db
+        .query_row("SELECT event FROM outbox WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    let mut third: serde_json::Value = serde_json::from_str(&third).unwrap();
+    third["time"] = "yesterday".into();
+    db.execute(
+        "UPDATE outbox SET event = ?1 WHERE seq = 3",
+        [third.to_string()],
+    )
+    .unwrap();
+    drop(db);
+    let _c = start_collector(s.dir.path(), s.port);
+    a = s.start_agent();
+    // The restarted agent's own snapshot comes after them.
+    let got = s.wait(
+        "delivery past the bad events",
+        Duration::from_secs(30),
+        |st| st.iter().any(|(k, seq)| k == "snapshot" && *seq > 3),
+    );
+    assert!(contiguous(&got), "no gap: {got:?}");
+    let db = rusqlite::Connection::open_with_flags(
+        s.path("collector.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let body = |seq: i64| -> serde_json::Value {
+        let t: String = db
+            .query_row(
+                "SELECT body FROM events WHERE host = 'test-host' AND seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .unwrap();
+        serde_json::from_str(&t).unwrap()
+    };
+    let (two, three) = (body(2), body(3));
+    assert_eq!(two["kind"], "agent", "{two}");
+    let m2 = two["message"].as_str().unwrap();
+    assert!(
+        m2.contains("seq 2") && m2.contains("could not be read"),
+        "{m2}"
+    );
+    assert_eq!(three["kind"], "agent", "{three}");
+    let m3 = three["message"].as_str().unwrap();
+    assert!(m3.contains("seq 3") && m3.contains("RFC 3339"), "{m3}");
+    drop(a);
 }

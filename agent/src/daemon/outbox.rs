@@ -38,6 +38,10 @@ fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
     move |source| OutboxError::Sql { what, source }
 }
 
+/// How the notice replacing an undeliverable event begins (see
+/// [`Outbox::replace`]).
+pub const UNDELIVERABLE: &str = "not deliverable:";
+
 /// An event before it has a seq.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -213,25 +217,65 @@ impl Outbox {
     }
 
     /// The oldest `limit` events, in seq order.
-    pub fn peek(&self, limit: usize) -> Result<Vec<Event>, OutboxError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT seq, event FROM outbox ORDER BY seq LIMIT ?1")
-            .map_err(sql("read outbox"))?;
-        let rows = st
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    pub fn peek(&mut self, limit: usize) -> Result<Vec<Event>, OutboxError> {
+        let rows: Vec<(i64, String)> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT seq, event FROM outbox ORDER BY seq LIMIT ?1")
+                .map_err(sql("read outbox"))?;
+            st.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
             })
-            .map_err(sql("read outbox"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, text) = row.map_err(sql("read outbox"))?;
+            .map_err(sql("read outbox"))?
+            .collect::<Result<_, _>>()
+            .map_err(sql("read outbox"))?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, text) in rows {
             let seq = u64::try_from(seq).unwrap_or(0);
-            let ev: Event = serde_json::from_str(&text)
-                .map_err(|source| OutboxError::Decode { seq, source })?;
-            out.push(ev);
+            match serde_json::from_str::<Event>(&text) {
+                Ok(ev) => out.push(ev),
+                // A row this agent cannot read (edited by hand, or written
+                // by another version) would block delivery for good: it
+                // becomes a notice under the same seq, so nothing goes
+                // silently and the collector sees no gap.
+                Err(e) => out.push(self.replace(
+                    seq,
+                    &format!("event seq {seq} in the outbox could not be read ({e})"),
+                )?),
+            }
         }
         Ok(out)
+    }
+
+    /// Replaces event `seq` by an `agent` error event saying why it cannot
+    /// be delivered, under the same seq. Returns the new event.
+    pub fn replace(&mut self, seq: u64, why: &str) -> Result<Event, OutboxError> {
+        let event = Event {
+            seq,
+            time: crate::output::now_rfc3339(),
+            severity: Severity::High,
+            body: NewEvent::agent(
+                AgentEventKind::Error,
+                Severity::High,
+                format!("{UNDELIVERABLE} {why}"),
+            )
+            .body,
+        };
+        let text =
+            serde_json::to_string(&event).map_err(|source| OutboxError::Decode { seq, source })?;
+        self.conn
+            .execute(
+                "UPDATE outbox SET severity = ?2, kind = ?3, event = ?4 WHERE seq = ?1",
+                params![
+                    i64::try_from(seq).unwrap_or(i64::MAX),
+                    sev_rank(event.severity),
+                    event.body.kind(),
+                    text
+                ],
+            )
+            .map_err(sql("replace an undeliverable event"))?;
+        Ok(event)
     }
 
     /// Removes every event up to and including `seq` (delivered).
@@ -460,5 +504,30 @@ mod tests {
         let ev = o.record_checks(&r2, mk).unwrap();
         assert_eq!(ev.len(), 1);
         assert_eq!(o.checks().unwrap()[0].1.evidence, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn an_unreadable_row_becomes_a_notice_under_its_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let mut o = Outbox::open(&p, 1000).unwrap();
+        o.push(vec![
+            NewEvent::agent(AgentEventKind::Started, Severity::Info, "a"),
+            NewEvent::agent(AgentEventKind::Started, Severity::Info, "b"),
+        ])
+        .unwrap();
+        o.conn
+            .execute("UPDATE outbox SET event = 'not json' WHERE seq = 1", [])
+            .unwrap();
+        let got = o.peek(10).unwrap();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        let EventBody::Agent(a) = &got[0].body else {
+            panic!("{:?}", got[0]);
+        };
+        assert!(a.message.starts_with(UNDELIVERABLE), "{}", a.message);
+        assert!(a.message.contains("seq 1"), "{}", a.message);
+        assert_eq!(got[0].severity, Severity::High);
+        // Stored: the same notice comes back.
+        assert_eq!(o.peek(10).unwrap(), got);
     }
 }

@@ -360,59 +360,61 @@ impl Client {
     }
 
     /// Sends everything in the outbox, batch by batch, until it is empty or
-    /// a send fails. A 413 halves the batch; a 400 is narrowed down to the
-    /// one event the collector refuses, which is then removed from the
-    /// outbox and reported by an `agent` error event (never silently).
+    /// a send fails. A 413 halves the batch (for the rest of this drain); a
+    /// 400 is narrowed down to the one event the collector refuses. Such an
+    /// event, or a single one still too large, is replaced under its seq by
+    /// an `agent` error notice saying why: never dropped silently, and the
+    /// collector sees no gap. A notice refused in turn is deleted and logged.
     pub async fn send_pending(&self, shared: &Shared) -> Result<usize, SendError> {
+        let failed = |e: crate::daemon::outbox::OutboxError| SendError::Failed(e.to_string());
         let mut sent = 0;
         let mut size = self.batch_size;
+        // After a 400: one event at a time until the refused one is found.
+        let mut narrowing = false;
         loop {
-            let batch = shared
-                .outbox()
-                .peek(size)
-                .map_err(|e| SendError::Failed(e.to_string()))?;
+            let n = if narrowing { 1 } else { size };
+            let batch = shared.outbox().peek(n).map_err(failed)?;
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return Ok(sent);
             };
             let (first, last) = (first.seq, last.seq);
             let acked = match self.send(&shared.host, &batch).await {
                 Ok(a) => a,
-                Err(SendError::TooLarge) if size > 1 => {
-                    size = size.div_ceil(2);
+                Err(SendError::TooLarge) if batch.len() > 1 => {
+                    size = batch.len().div_ceil(2);
                     continue;
                 }
-                Err(SendError::Rejected(_)) if size > 1 => {
-                    size = 1;
+                Err(SendError::Rejected(_)) if batch.len() > 1 => {
+                    narrowing = true;
                     continue;
                 }
-                Err(SendError::Rejected(why)) => {
-                    shared
-                        .outbox()
-                        .ack(first)
-                        .map_err(|e| SendError::Failed(e.to_string()))?;
-                    shared.emit(vec![crate::daemon::outbox::NewEvent::agent(
-                        plumb_core::event::AgentEventKind::Error,
-                        plumb_core::Severity::High,
-                        format!(
-                            "the collector refuses event seq {first} ({}): {why}; it was removed from the outbox",
-                            batch[0].body.kind()
-                        ),
-                    )]);
-                    continue;
-                }
-                Err(SendError::TooLarge) => {
-                    shared
-                        .outbox()
-                        .ack(first)
-                        .map_err(|e| SendError::Failed(e.to_string()))?;
-                    shared.emit(vec![crate::daemon::outbox::NewEvent::agent(
-                        plumb_core::event::AgentEventKind::Error,
-                        plumb_core::Severity::High,
-                        format!(
-                            "event seq {first} ({}) is larger than the collector accepts; it was removed from the outbox",
-                            batch[0].body.kind()
-                        ),
-                    )]);
+                Err(e @ (SendError::Rejected(_) | SendError::TooLarge)) => {
+                    let why = match e {
+                        SendError::Rejected(why) => format!("the collector refuses it: {why}"),
+                        _ => "it is larger than the collector accepts".to_string(),
+                    };
+                    let ev = &batch[0];
+                    let notice = matches!(&ev.body,
+                        plumb_core::event::EventBody::Agent(a) if a.message.starts_with(crate::daemon::outbox::UNDELIVERABLE));
+                    let mut outbox = shared.outbox();
+                    if notice {
+                        tracing::error!(
+                            "event seq {first} (a notice) cannot be delivered ({why}); deleted"
+                        );
+                        outbox.ack(first).map_err(failed)?;
+                    } else {
+                        tracing::error!(
+                            "event seq {first} ({}) cannot be delivered: {why}",
+                            ev.body.kind()
+                        );
+                        outbox
+                            .replace(
+                                first,
+                                &format!("event seq {first} ({}): {why}", ev.body.kind()),
+                            )
+                            .map_err(failed)?;
+                    }
+                    narrowing = false;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -424,12 +426,8 @@ impl Client {
             }
             // Never delete past what this batch carried.
             let upto = acked.min(last);
-            shared
-                .outbox()
-                .ack(upto)
-                .map_err(|e| SendError::Failed(e.to_string()))?;
+            shared.outbox().ack(upto).map_err(failed)?;
             sent += batch.iter().filter(|e| e.seq <= upto).count();
-            size = self.batch_size;
         }
     }
 }
