@@ -452,5 +452,118 @@ fn an_unreadable_or_refused_event_becomes_a_notice_under_its_seq() {
     assert_eq!(three["kind"], "agent", "{three}");
     let m3 = three["message"].as_str().unwrap();
     assert!(m3.contains("seq 3") && m3.contains("RFC 3339"), "{m3}");
+    assert!(
+        m3.contains(r#""time":"yesterday""#),
+        "the original is kept: {m3}"
+    );
     drop(a);
+}
+
+/// A TLS server on `port` (the fleet's server certificate) that answers
+/// every request `400` with `reason`, as a collector speaking another
+/// protocol would. Runs until the test process ends.
+fn refusing_server(s: &Setup, reason: &'static str) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let pki_dir = s.path("pki");
+    let read = |rel: &str| std::fs::read(pki_dir.join(rel)).unwrap();
+    let certs = rustls_pemfile::certs(&mut read("servers/localhost.pem").as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut read("servers/localhost.key").as_slice())
+        .unwrap()
+        .unwrap();
+    let cfg = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind(("127.0.0.1", s.port)).unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if tls.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let reply = format!(r#"{{"error":"{reason}"}}"#);
+                    let out = format!(
+                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    if tls.get_mut().write_all(out.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_collector_that_refuses_everything_destroys_nothing() {
+    let s = Setup::new();
+    refusing_server(&s, "schema 1 is not supported");
+    let _a = s.start_agent();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !s.agent_log().contains("refuses even the notice at seq 1") {
+        assert!(Instant::now() < end, "{}", s.agent_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let it retry a few times: still nothing more is replaced.
+    std::thread::sleep(Duration::from_secs(3));
+    let db = rusqlite::Connection::open_with_flags(
+        s.path("state/state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let rows: Vec<(i64, String)> = db
+        .prepare("SELECT seq, event FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(rows.len() >= 3, "{rows:?}");
+    let notices: Vec<i64> = rows
+        .iter()
+        .filter(|(_, e)| e.contains("not deliverable:"))
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(
+        notices,
+        [1],
+        "only the first event became a notice: {rows:?}"
+    );
+    assert!(
+        rows[0].1.contains("schema 1 is not supported"),
+        "{}",
+        rows[0].1
+    );
+    assert!(
+        rows.iter()
+            .skip(1)
+            .any(|(_, e)| e.contains(r#""kind":"snapshot""#))
+    );
 }

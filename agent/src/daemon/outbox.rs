@@ -42,6 +42,16 @@ fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
 /// [`Outbox::replace`]).
 pub const UNDELIVERABLE: &str = "not deliverable:";
 
+/// The first 512 characters of `text`, for a notice (kept small so that
+/// the notice itself fits any collector's body cap).
+pub fn excerpt(text: &str) -> String {
+    const MAX: usize = 512;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
 /// An event before it has a seq.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -239,10 +249,13 @@ impl Outbox {
                 // by another version) would block delivery for good: it
                 // becomes a notice under the same seq, so nothing goes
                 // silently and the collector sees no gap.
-                Err(e) => out.push(self.replace(
-                    seq,
-                    &format!("event seq {seq} in the outbox could not be read ({e})"),
-                )?),
+                Err(e) => {
+                    let why = format!(
+                        "event seq {seq} in the outbox could not be read ({e}); it began: {}",
+                        excerpt(&text)
+                    );
+                    out.push(self.replace(seq, &why)?);
+                }
             }
         }
         Ok(out)
@@ -507,6 +520,15 @@ mod tests {
     }
 
     #[test]
+    fn an_excerpt_is_cut_on_a_character() {
+        assert_eq!(excerpt("abc"), "abc");
+        let long = "é".repeat(600);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), 513);
+        assert!(e.ends_with("é…"));
+    }
+
+    #[test]
     fn an_unreadable_row_becomes_a_notice_under_its_seq() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.db");
@@ -526,6 +548,7 @@ mod tests {
         };
         assert!(a.message.starts_with(UNDELIVERABLE), "{}", a.message);
         assert!(a.message.contains("seq 1"), "{}", a.message);
+        assert!(a.message.ends_with("it began: not json"), "{}", a.message);
         assert_eq!(got[0].severity, Severity::High);
         // Stored: the same notice comes back.
         assert_eq!(o.peek(10).unwrap(), got);

@@ -363,8 +363,9 @@ impl Client {
     /// a send fails. A 413 halves the batch (for the rest of this drain); a
     /// 400 is narrowed down to the one event the collector refuses. Such an
     /// event, or a single one still too large, is replaced under its seq by
-    /// an `agent` error notice saying why: never dropped silently, and the
-    /// collector sees no gap. A notice refused in turn is deleted and logged.
+    /// an `agent` error notice saying why, with the start of the original:
+    /// never dropped silently, and the collector sees no gap. A notice
+    /// refused in turn stops the drain with an error (kept, retried later).
     pub async fn send_pending(&self, shared: &Shared) -> Result<usize, SendError> {
         let failed = |e: crate::daemon::outbox::OutboxError| SendError::Failed(e.to_string());
         let mut sent = 0;
@@ -396,24 +397,25 @@ impl Client {
                     let ev = &batch[0];
                     let notice = matches!(&ev.body,
                         plumb_core::event::EventBody::Agent(a) if a.message.starts_with(crate::daemon::outbox::UNDELIVERABLE));
-                    let mut outbox = shared.outbox();
                     if notice {
-                        tracing::error!(
-                            "event seq {first} (a notice) cannot be delivered ({why}); deleted"
-                        );
-                        outbox.ack(first).map_err(failed)?;
-                    } else {
-                        tracing::error!(
-                            "event seq {first} ({}) cannot be delivered: {why}",
-                            ev.body.kind()
-                        );
-                        outbox
-                            .replace(
-                                first,
-                                &format!("event seq {first} ({}): {why}", ev.body.kind()),
-                            )
-                            .map_err(failed)?;
+                        // A collector that refuses even this is misconfigured
+                        // or speaks another protocol: replacing event after
+                        // event would destroy the outbox. Keep everything.
+                        return Err(SendError::Failed(format!(
+                            "the collector refuses even the notice at seq {first} ({why}); delivery stops until it accepts it"
+                        )));
                     }
+                    tracing::error!(
+                        "event seq {first} ({}) cannot be delivered: {why}",
+                        ev.body.kind()
+                    );
+                    let original = serde_json::to_string(ev).unwrap_or_default();
+                    let message = format!(
+                        "event seq {first} ({}): {why}; it began: {}",
+                        ev.body.kind(),
+                        crate::daemon::outbox::excerpt(&original)
+                    );
+                    shared.outbox().replace(first, &message).map_err(failed)?;
                     narrowing = false;
                     continue;
                 }
