@@ -264,31 +264,12 @@ impl Outbox {
     /// Replaces event `seq` by an `agent` error event saying why it cannot
     /// be delivered, under the same seq. Returns the new event.
     pub fn replace(&mut self, seq: u64, why: &str) -> Result<Event, OutboxError> {
-        let event = Event {
-            seq,
-            time: crate::output::now_rfc3339(),
-            severity: Severity::High,
-            body: NewEvent::agent(
-                AgentEventKind::Error,
-                Severity::High,
-                format!("{UNDELIVERABLE} {why}"),
-            )
-            .body,
-        };
-        let text =
-            serde_json::to_string(&event).map_err(|source| OutboxError::Decode { seq, source })?;
-        self.conn
-            .execute(
-                "UPDATE outbox SET severity = ?2, kind = ?3, event = ?4 WHERE seq = ?1",
-                params![
-                    i64::try_from(seq).unwrap_or(i64::MAX),
-                    sev_rank(event.severity),
-                    event.body.kind(),
-                    text
-                ],
-            )
-            .map_err(sql("replace an undeliverable event"))?;
-        Ok(event)
+        let notice = NewEvent::agent(
+            AgentEventKind::Error,
+            Severity::High,
+            format!("{UNDELIVERABLE} {why}"),
+        );
+        write_event(&self.conn, notice, seq, Write::Replace)
     }
 
     /// Removes every event up to and including `seq` (delivered).
@@ -352,7 +333,22 @@ fn last_seq(conn: &Connection) -> Result<u64, OutboxError> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-fn insert_one(tx: &Transaction<'_>, ev: NewEvent, seq: u64) -> Result<Event, OutboxError> {
+/// How [`write_event`] stores a row.
+#[derive(Clone, Copy)]
+enum Write {
+    /// A new seq: a row already there is an error.
+    Insert,
+    /// Over the row of that seq.
+    Replace,
+}
+
+/// Stores `ev` as event `seq`, stamped now.
+fn write_event(
+    conn: &Connection,
+    ev: NewEvent,
+    seq: u64,
+    how: Write,
+) -> Result<Event, OutboxError> {
     let event = Event {
         seq,
         time: crate::output::now_rfc3339(),
@@ -361,8 +357,12 @@ fn insert_one(tx: &Transaction<'_>, ev: NewEvent, seq: u64) -> Result<Event, Out
     };
     let text =
         serde_json::to_string(&event).map_err(|source| OutboxError::Decode { seq, source })?;
-    tx.execute(
-        "INSERT INTO outbox (seq, severity, kind, event) VALUES (?1, ?2, ?3, ?4)",
+    let (sql_text, what) = match how {
+        Write::Insert => ("INSERT", "insert event"),
+        Write::Replace => ("REPLACE", "replace an undeliverable event"),
+    };
+    conn.execute(
+        &format!("{sql_text} INTO outbox (seq, severity, kind, event) VALUES (?1, ?2, ?3, ?4)"),
         params![
             i64::try_from(seq).unwrap_or(i64::MAX),
             sev_rank(event.severity),
@@ -370,7 +370,7 @@ fn insert_one(tx: &Transaction<'_>, ev: NewEvent, seq: u64) -> Result<Event, Out
             text
         ],
     )
-    .map_err(sql("insert event"))?;
+    .map_err(sql(what))?;
     Ok(event)
 }
 
@@ -389,7 +389,7 @@ fn insert_all(
     let mut out = Vec::with_capacity(events.len());
     for ev in events {
         seq += 1;
-        out.push(insert_one(tx, ev, seq)?);
+        out.push(write_event(tx, ev, seq, Write::Insert)?);
     }
     let count: i64 = tx
         .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
@@ -424,7 +424,7 @@ fn insert_all(
                 "outbox full ({cap} events): dropped the {dropped} oldest lowest-severity events"
             ),
         );
-        out.push(insert_one(tx, note, seq)?);
+        out.push(write_event(tx, note, seq, Write::Insert)?);
     }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'last_seq'",
