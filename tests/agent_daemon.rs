@@ -3,6 +3,8 @@
 //! config written by the test. Events are read from the JSON-lines file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -131,13 +133,7 @@ impl Setup {
 
     /// Every event in the file, in order.
     fn events(&self) -> Vec<Value> {
-        let Ok(text) = std::fs::read_to_string(self.events_file()) else {
-            return Vec::new();
-        };
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-            .collect()
+        common::read_jsonl(&self.events_file())
     }
 
     /// Waits until `pred` holds for the events, or fails the test.

@@ -3,6 +3,8 @@
 //! back while it is stopped, and compared with `plumb fim check`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -90,13 +92,7 @@ impl Setup {
     }
 
     fn events(&self) -> Vec<Value> {
-        let Ok(text) = std::fs::read_to_string(self.path("log/events.jsonl")) else {
-            return Vec::new();
-        };
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        common::read_jsonl(&self.path("log/events.jsonl"))
     }
 
     fn wait_for(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {

@@ -3,6 +3,8 @@
 //! fixes a file mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -98,11 +100,7 @@ impl Host {
     }
 
     fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        common::read_jsonl(&self.path("events.jsonl"))
     }
 
     fn wait(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {

@@ -131,3 +131,16 @@ pub fn status_of(root: &Root, check: &str, extra: &[&str]) -> (String, String) {
         .collect();
     (r["status"].as_str().unwrap().to_string(), ev.join("\n"))
 }
+
+/// The events of a JSON-lines file the agent is appending to: complete
+/// lines only, as `tail -f` would show them (a line being written is read
+/// on the next call). A complete line that does not parse fails the test.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+    complete
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
