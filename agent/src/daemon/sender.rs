@@ -204,9 +204,13 @@ impl Client {
         Ok(send)
     }
 
-    /// Sends one batch; returns the acknowledged seq.
-    pub async fn send(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
-        match tokio::time::timeout(self.timeout, self.send_inner(host, events)).await {
+    /// Runs one request/reply exchange within the configured timeout; a
+    /// timed-out connection is dropped (its state is unknown).
+    async fn timed<T>(
+        &self,
+        exchange: impl std::future::Future<Output = Result<T, SendError>>,
+    ) -> Result<T, SendError> {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(r) => r,
             Err(_) => {
                 *self.conn.lock().await = None;
@@ -216,6 +220,54 @@ impl Client {
                 )))
             }
         }
+    }
+
+    /// A request to `path` (below the URL's prefix) with its Host header.
+    fn request(&self, method: hyper::Method, path: &str) -> hyper::http::request::Builder {
+        let authority = if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.prefix))
+            .header(hyper::header::HOST, authority)
+    }
+
+    /// Sends `req` on the kept connection (a new one when it is gone) and
+    /// reads the reply's body, at most `max_reply` bytes. The connection is
+    /// kept for the next request once the reply was read whole.
+    async fn exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+        max_reply: usize,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), SendError> {
+        let mut guard = self.conn.lock().await;
+        let mut conn = match guard.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => self.connect().await?,
+        };
+        if conn.ready().await.is_err() {
+            conn = self.connect().await?;
+        }
+        let resp = conn
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, max_reply)
+            .collect()
+            .await
+            .map_err(|e| SendError::Failed(format!("reading the reply: {e}")))?
+            .to_bytes();
+        *guard = Some(conn);
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// Sends one batch; returns the acknowledged seq.
+    pub async fn send(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
+        self.timed(self.send_inner(host, events)).await
     }
 
     async fn send_inner(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
@@ -225,137 +277,61 @@ impl Client {
             events: events.to_vec(),
         };
         let body = serde_json::to_vec(&batch).map_err(|e| SendError::Failed(e.to_string()))?;
-        let mut guard = self.conn.lock().await;
-        let mut conn = match guard.take() {
-            Some(c) if !c.is_closed() => c,
-            _ => self.connect().await?,
-        };
-        if conn.ready().await.is_err() {
-            conn = self.connect().await?;
-        }
-        let authority = if self.port == 443 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let req = Request::post(format!("{}/v1/events", self.prefix))
-            .header(hyper::header::HOST, authority)
+        let req = self
+            .request(hyper::Method::POST, "/v1/events")
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| SendError::Failed(e.to_string()))?;
-        let resp = conn
-            .send_request(req)
-            .await
-            .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
-        let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let body = Limited::new(resp.into_body(), MAX_REPLY)
-            .collect()
-            .await
-            .map_err(|e| SendError::Failed(format!("reading the reply: {e}")))?
-            .to_bytes();
-        // The connection is reusable once the reply was read whole.
-        *guard = Some(conn);
-        drop(guard);
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            return Err(SendError::RetryAfter {
-                status: status.as_u16(),
-                after: retry_after.unwrap_or(Duration::from_secs(5)),
-            });
+        let (status, headers, body) = self.exchange(req, MAX_REPLY).await?;
+        match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Err(busy(status, &headers))
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => Err(SendError::TooLarge),
+            StatusCode::BAD_REQUEST => Err(SendError::Rejected(excerpt(&body))),
+            s if !s.is_success() => Err(SendError::Failed(format!(
+                "collector replied {status}: {}",
+                excerpt(&body)
+            ))),
+            _ => serde_json::from_slice::<BatchAck>(&body)
+                .map(|ack| ack.acked_seq)
+                .map_err(|e| SendError::Failed(format!("collector reply is not a BatchAck: {e}"))),
         }
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return Err(SendError::TooLarge);
-        }
-        if status == StatusCode::BAD_REQUEST {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            return Err(SendError::Rejected(text));
-        }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            return Err(SendError::Failed(format!(
-                "collector replied {status}: {text}"
-            )));
-        }
-        let ack: BatchAck = serde_json::from_slice(&body)
-            .map_err(|e| SendError::Failed(format!("collector reply is not a BatchAck: {e}")))?;
-        Ok(ack.acked_seq)
     }
 
     /// `GET /v1/baseline` with `If-None-Match: etag` when given.
     pub async fn fetch_baseline(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
-        match tokio::time::timeout(self.timeout, self.fetch_inner(etag)).await {
-            Ok(r) => r,
-            Err(_) => {
-                *self.conn.lock().await = None;
-                Err(SendError::Failed(format!(
-                    "{}:{}: no reply within {:?}",
-                    self.host, self.port, self.timeout
-                )))
-            }
-        }
+        self.timed(self.fetch_inner(etag)).await
     }
 
     async fn fetch_inner(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
-        let mut guard = self.conn.lock().await;
-        let mut conn = match guard.take() {
-            Some(c) if !c.is_closed() => c,
-            _ => self.connect().await?,
-        };
-        if conn.ready().await.is_err() {
-            conn = self.connect().await?;
-        }
-        let authority = if self.port == 443 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let mut req = Request::get(format!("{}/v1/baseline", self.prefix))
-            .header(hyper::header::HOST, authority);
+        let mut req = self.request(hyper::Method::GET, "/v1/baseline");
         if let Some(e) = etag {
             req = req.header(hyper::header::IF_NONE_MATCH, e);
         }
         let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| SendError::Failed(e.to_string()))?;
-        let resp = conn
-            .send_request(req)
-            .await
-            .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
-        let status = resp.status();
-        let new_etag = resp
-            .headers()
-            .get(hyper::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let retry_after = retry_after(resp.headers());
         // Over the bundle size cap: not a bundle; the reader refuses it
         // without holding more.
-        let body = Limited::new(resp.into_body(), MAX_BUNDLE_REPLY)
-            .collect()
-            .await
-            .map_err(|e| SendError::Failed(format!("reading the baseline: {e}")))?
-            .to_bytes();
-        *guard = Some(conn);
-        drop(guard);
+        let (status, headers, body) = self.exchange(req, MAX_BUNDLE_REPLY).await?;
         match status {
             StatusCode::OK => Ok(Fetched::Bundle {
                 bytes: body.to_vec(),
-                etag: new_etag,
+                etag: headers
+                    .get(hyper::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
             }),
             StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
             StatusCode::NOT_FOUND => Ok(Fetched::NothingPublished),
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                Err(SendError::RetryAfter {
-                    status: status.as_u16(),
-                    after: retry_after.unwrap_or(Duration::from_secs(5)),
-                })
+                Err(busy(status, &headers))
             }
-            _ => {
-                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                Err(SendError::Failed(format!(
-                    "GET /v1/baseline: collector replied {status}: {text}"
-                )))
-            }
+            _ => Err(SendError::Failed(format!(
+                "GET /v1/baseline: collector replied {status}: {}",
+                excerpt(&body)
+            ))),
         }
     }
 
@@ -516,6 +492,19 @@ fn after_retry_after(after: Duration) -> Duration {
     let after = after.min(Duration::from_secs(3600));
     let spread = u64::try_from(after.as_millis() / 5).unwrap_or(0);
     after + Duration::from_millis(rand::rng().random_range(0..=spread))
+}
+
+/// A 429 or 503: wait as `Retry-After` says (5 s without one).
+fn busy(status: StatusCode, headers: &hyper::HeaderMap) -> SendError {
+    SendError::RetryAfter {
+        status: status.as_u16(),
+        after: retry_after(headers).unwrap_or(Duration::from_secs(5)),
+    }
+}
+
+/// The start of a reply's body, for a message.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
 }
 
 /// `Retry-After` in seconds (the collector never sends the date form).

@@ -108,7 +108,8 @@ impl Key {
             .and_then(|()| f.sync_all())
             .with_context(|| format!("writing key file {}", path.display()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            sync_dir(dir);
+            // Best effort: the key is written and synced already.
+            let _ = crate::atomic::sync_dir(dir);
         }
         Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, &raw)))
     }
@@ -151,13 +152,6 @@ impl Key {
                 path.display()
             ),
         }
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    // Best effort: makes a create or rename durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

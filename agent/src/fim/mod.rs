@@ -79,6 +79,41 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// `DB.partial`, cleared of what an interrupted earlier attempt left.
+fn fresh_partial(db: &Path) -> anyhow::Result<PathBuf> {
+    let partial = with_suffix(db, ".partial");
+    for sfx in ["", "-wal", "-shm", "-journal"] {
+        let p = with_suffix(&partial, sfx);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing stale {}", p.display()))?;
+        }
+    }
+    Ok(partial)
+}
+
+/// Removes `db`'s WAL and journal files: a WAL left by an older database
+/// must not be applied to the one that replaces it.
+pub fn remove_sidecars(db: &Path) {
+    for sfx in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(with_suffix(db, sfx));
+    }
+}
+
+/// Puts the finished (closed, checkpointed) `partial` in place of `db`.
+fn install(partial: &Path, db: &Path) -> anyhow::Result<()> {
+    remove_sidecars(db);
+    std::fs::rename(partial, db)
+        .with_context(|| format!("renaming {} to {}", partial.display(), db.display()))
+}
+
+/// Makes the renames in `p`'s directory durable (best effort: the files
+/// themselves are synced).
+fn sync_parent(p: &Path) {
+    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = crate::atomic::sync_dir(dir);
+    }
+}
+
 /// In-root paths of our own files (database, its WAL, the key) when they lie
 /// inside the root, so a watch over their directory does not record them.
 fn own_files(opts: &Options) -> Vec<Vec<u8>> {
@@ -157,13 +192,7 @@ pub fn init(rules: &[FimRule], opts: &Options, show_progress: bool) -> anyhow::R
     } else {
         Key::load(&opts.key)?
     };
-    let partial = with_suffix(&opts.db, ".partial");
-    for sfx in ["", "-wal", "-shm", "-journal"] {
-        let p = with_suffix(&partial, sfx);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing stale {}", p.display()))?;
-        }
-    }
+    let partial = fresh_partial(&opts.db)?;
     let db = Db::create(&partial, key)?;
     let counters = Arc::new(Counters::default());
     let progress = show_progress.then(|| Progress::start("fim init", counters.clone()));
@@ -211,17 +240,8 @@ pub fn init(rules: &[FimRule], opts: &Options, show_progress: bool) -> anyhow::R
     db.write_watches(Some(&watch_roots(&plan)), &digest)?;
     db.commit()?;
     db.close()?;
-    // A WAL left by an older database must not be applied to the new one.
-    for sfx in ["-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(with_suffix(&opts.db, sfx));
-    }
-    std::fs::rename(&partial, &opts.db)
-        .with_context(|| format!("renaming {} to {}", partial.display(), opts.db.display()))?;
-    if let Some(dir) = opts.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+    install(&partial, &opts.db)?;
+    sync_parent(&opts.db);
     Ok(InitSummary {
         entries: digest.rows,
         digest: digest.hex(),
@@ -405,30 +425,16 @@ pub fn ensure_db(opts: &Options) -> anyhow::Result<bool> {
     } else {
         Key::load(&opts.key)?
     };
-    let partial = with_suffix(&opts.db, ".partial");
-    for sfx in ["", "-wal", "-shm", "-journal"] {
-        let p = with_suffix(&partial, sfx);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing stale {}", p.display()))?;
-        }
-    }
+    let partial = fresh_partial(&opts.db)?;
     let db = Db::create(&partial, key)?;
     db.write_seal(Digest::default(), opts.root.as_os_str().as_bytes())?;
     db.close()?;
-    for sfx in ["-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(with_suffix(&opts.db, sfx));
-    }
-    std::fs::rename(&partial, &opts.db)
-        .with_context(|| format!("renaming {} to {}", partial.display(), opts.db.display()))?;
+    install(&partial, &opts.db)?;
     if new_key {
         std::fs::rename(&key_partial, &opts.key)
             .with_context(|| format!("renaming {}", key_partial.display()))?;
     }
-    if let Some(dir) = opts.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+    sync_parent(&opts.db);
     Ok(true)
 }
 

@@ -72,11 +72,7 @@ impl SealedFim {
             let aside = opts.db.with_file_name("fim.db.nokey");
             std::fs::rename(&opts.db, &aside)
                 .map_err(|e| format!("fim database: moving {}: {e}", opts.db.display()))?;
-            for sfx in ["-wal", "-shm", "-journal"] {
-                let mut p = opts.db.clone().into_os_string();
-                p.push(sfx);
-                let _ = std::fs::remove_file(p);
-            }
+            fim::remove_sidecars(&opts.db);
             lost = Some(format!(
                 "key file {} was missing: the database could not be verified; moved to {} and started anew",
                 opts.key.display(),
