@@ -215,31 +215,14 @@ pub fn evaluate(spec: &KernelModuleCheck, ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::fixture::{Fixture, assert_status};
     use plumb_core::report::Status;
 
-    struct Fixture {
-        root: tempfile::TempDir,
-        proc: tempfile::TempDir,
-    }
-
     impl Fixture {
-        fn new() -> Fixture {
-            Fixture {
-                root: tempfile::tempdir().unwrap(),
-                proc: tempfile::tempdir().unwrap(),
-            }
-        }
-        fn write(&self, in_root: &str, content: &str) -> &Fixture {
-            let p = self.root.path().join(in_root.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-            self
-        }
         fn modules(&self, content: &str) -> &Fixture {
-            std::fs::write(self.proc.path().join("modules"), content).unwrap();
-            self
+            self.proc_file("modules", content)
         }
-        fn check(
+        fn kmod(
             &self,
             name: &str,
             loaded: Option<bool>,
@@ -251,20 +234,15 @@ mod tests {
                 loaded,
                 disabled,
             };
-            let proc = proc.then(|| self.proc.path().to_path_buf());
-            evaluate(&spec, &Ctx::new(self.root.path(), proc))
+            evaluate(&spec, &self.ctx(proc))
         }
-    }
-
-    fn assert_status(o: &Outcome, s: Status) {
-        assert_eq!(o.status, s, "{:?}", o.evidence);
     }
 
     #[test]
     fn install_false_disables_with_evidence() {
         let f = Fixture::new();
         f.write("/etc/modprobe.d/cramfs.conf", "install cramfs /bin/false\n");
-        let o = f.check("cramfs", None, Some(true), false);
+        let o = f.kmod("cramfs", None, Some(true), false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence,
@@ -275,7 +253,7 @@ mod tests {
                 "/etc/modprobe.d/cramfs.conf",
                 &format!("install cramfs {cmd}\n"),
             );
-            assert_status(&f.check("cramfs", None, Some(true), false), Status::Pass);
+            assert_status(&f.kmod("cramfs", None, Some(true), false), Status::Pass);
         }
     }
 
@@ -286,7 +264,7 @@ mod tests {
             "/etc/modprobe.d/a.conf",
             "install usb-storage /sbin/modprobe --ignore-install usb-storage\n",
         );
-        let o = f.check("usb-storage", None, Some(true), false);
+        let o = f.kmod("usb-storage", None, Some(true), false);
         assert_status(&o, Status::Fail);
         assert!(
             o.evidence[0].contains("does not disable"),
@@ -296,11 +274,11 @@ mod tests {
         // kmod runs the first install line only: a later /bin/false is dead.
         f.write("/etc/modprobe.d/b.conf", "install usb-storage /bin/false\n");
         assert_status(
-            &f.check("usb-storage", None, Some(true), false),
+            &f.kmod("usb-storage", None, Some(true), false),
             Status::Fail,
         );
         f.write("/etc/modprobe.d/c.conf", "blacklist usb_storage\n");
-        let o = f.check("usb-storage", None, Some(true), false);
+        let o = f.kmod("usb-storage", None, Some(true), false);
         assert_status(&o, Status::Pass);
         assert!(
             o.evidence
@@ -317,16 +295,16 @@ mod tests {
             "install usb_storage /bin/false\nblacklist dccp-ipv4\n",
         );
         assert_status(
-            &f.check("usb-storage", None, Some(true), false),
+            &f.kmod("usb-storage", None, Some(true), false),
             Status::Pass,
         );
-        assert_status(&f.check("dccp_ipv4", None, Some(true), false), Status::Pass);
+        assert_status(&f.kmod("dccp_ipv4", None, Some(true), false), Status::Pass);
         f.modules("usb_storage 81920 0 - Live 0x0000000000000000\n");
-        let o = f.check("usb-storage", Some(false), None, true);
+        let o = f.kmod("usb-storage", Some(false), None, true);
         assert_status(&o, Status::Fail);
         assert!(o.evidence[0].starts_with("usb-storage is loaded ("));
         f.modules("dccp_ipv4 1 0 - Live 0x0\n");
-        assert_status(&f.check("dccp-ipv4", Some(true), None, true), Status::Pass);
+        assert_status(&f.kmod("dccp-ipv4", Some(true), None, true), Status::Pass);
     }
 
     #[test]
@@ -340,7 +318,7 @@ mod tests {
             "/etc/modprobe.d/cramfs.disabled",
             "install cramfs /bin/false\n",
         );
-        let o = f.check("cramfs", None, Some(true), false);
+        let o = f.kmod("cramfs", None, Some(true), false);
         assert_status(&o, Status::Fail);
         assert!(
             o.evidence[0].contains("no install or blacklist"),
@@ -351,7 +329,7 @@ mod tests {
             "/etc/modprobe.d/y.conf",
             "\ninstall cramfs \\\n  /bin/false\n",
         );
-        let o = f.check("cramfs", None, Some(true), false);
+        let o = f.kmod("cramfs", None, Some(true), false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence,
@@ -363,29 +341,29 @@ mod tests {
     fn shadowed_file_does_not_apply() {
         let f = Fixture::new();
         f.write("/lib/modprobe.d/blacklist.conf", "blacklist cramfs\n");
-        assert_status(&f.check("cramfs", None, Some(true), false), Status::Pass);
+        assert_status(&f.kmod("cramfs", None, Some(true), false), Status::Pass);
         f.write("/etc/modprobe.d/blacklist.conf", "# local override\n");
-        assert_status(&f.check("cramfs", None, Some(true), false), Status::Fail);
-        assert_status(&f.check("cramfs", None, Some(false), false), Status::Pass);
+        assert_status(&f.kmod("cramfs", None, Some(true), false), Status::Fail);
+        assert_status(&f.kmod("cramfs", None, Some(false), false), Status::Pass);
     }
 
     #[test]
     fn loaded_needs_proc() {
         let f = Fixture::new();
-        let o = f.check("cramfs", Some(false), None, false);
+        let o = f.kmod("cramfs", Some(false), None, false);
         assert_status(&o, Status::Skipped);
         f.write("/etc/modprobe.d/c.conf", "install cramfs /bin/false\n");
-        let o = f.check("cramfs", Some(false), Some(true), false);
+        let o = f.kmod("cramfs", Some(false), Some(true), false);
         assert_status(&o, Status::Pass);
         assert!(o.evidence[0].contains("loaded state not checked"));
         // A proc directory without a modules file cannot tell...
-        assert_status(&f.check("cramfs", Some(false), None, true), Status::Error);
+        assert_status(&f.kmod("cramfs", Some(false), None, true), Status::Error);
         // ...unless it is a real proc: the kernel has no module support.
         std::fs::create_dir_all(f.proc.path().join("sys/kernel")).unwrap();
-        assert_status(&f.check("cramfs", Some(false), None, true), Status::Pass);
+        assert_status(&f.kmod("cramfs", Some(false), None, true), Status::Pass);
         std::fs::remove_dir_all(f.proc.path().join("sys")).unwrap();
         f.modules("ext4 1 0 - Live 0x0\ncramfsx 1 0 - Live 0x0\n");
-        let o = f.check("cramfs", Some(false), Some(true), true);
+        let o = f.kmod("cramfs", Some(false), Some(true), true);
         assert_status(&o, Status::Pass);
         assert!(o.evidence[0].starts_with("cramfs is not loaded ("));
     }
@@ -394,13 +372,13 @@ mod tests {
     fn unreadable_modprobe_file_is_an_error() {
         let f = Fixture::new();
         std::fs::create_dir_all(f.root.path().join("etc/modprobe.d/odd.conf")).unwrap();
-        let o = f.check("cramfs", None, Some(true), false);
+        let o = f.kmod("cramfs", None, Some(true), false);
         assert_status(&o, Status::Error);
         f.write(
             "/lib/modprobe.d/x.conf",
             "\u{fffd}\u{0}\ninstall\nblacklist\n",
         );
         std::fs::remove_dir(f.root.path().join("etc/modprobe.d/odd.conf")).unwrap();
-        assert_status(&f.check("cramfs", None, Some(true), false), Status::Fail);
+        assert_status(&f.kmod("cramfs", None, Some(true), false), Status::Fail);
     }
 }

@@ -8,6 +8,8 @@ pub mod config_value;
 pub mod file;
 pub mod file_regex;
 pub mod find;
+#[cfg(test)]
+mod fixture;
 pub mod kernel_module;
 pub mod listening;
 pub mod mount;

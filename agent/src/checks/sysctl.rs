@@ -248,34 +248,15 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::fixture::{Fixture, assert_status};
     use plumb_core::compare::Scalar;
     use plumb_core::report::Status;
 
-    struct Fixture {
-        root: tempfile::TempDir,
-        proc: tempfile::TempDir,
-    }
-
     impl Fixture {
-        fn new() -> Fixture {
-            Fixture {
-                root: tempfile::tempdir().unwrap(),
-                proc: tempfile::tempdir().unwrap(),
-            }
-        }
-        fn write(&self, in_root: &str, content: &str) -> &Fixture {
-            let p = self.root.path().join(in_root.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-            self
-        }
         fn proc_value(&self, key: &str, content: &str) -> &Fixture {
-            let p = self.proc.path().join("sys").join(key.replace('.', "/"));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-            self
+            self.proc_file(&format!("sys/{}", key.replace('.', "/")), content)
         }
-        fn check(&self, key: &str, equals: &str, persistent: bool, with_proc: bool) -> Outcome {
+        fn sysctl(&self, key: &str, equals: &str, persistent: bool, with_proc: bool) -> Outcome {
             let spec = SysctlCheck {
                 key: key.into(),
                 persistent,
@@ -286,33 +267,28 @@ mod tests {
                 absent: None,
                 excludes: None,
             };
-            let proc = with_proc.then(|| self.proc.path().to_path_buf());
-            evaluate(&spec, &Ctx::new(self.root.path(), proc))
+            evaluate(&spec, &self.ctx(with_proc))
         }
-    }
-
-    fn assert_status(o: &Outcome, s: Status) {
-        assert_eq!(o.status, s, "{:?}", o.evidence);
     }
 
     #[test]
     fn runtime_value_from_fake_proc() {
         let f = Fixture::new();
         f.proc_value("net.ipv4.ip_forward", "1\n");
-        let o = f.check("net.ipv4.ip_forward", "0", false, true);
+        let o = f.sysctl("net.ipv4.ip_forward", "0", false, true);
         assert_status(&o, Status::Fail);
         assert_eq!(
             o.evidence,
             vec!["net.ipv4.ip_forward = 1 (runtime)", "expected \"0\""]
         );
         assert_status(
-            &f.check("net/ipv4/ip_forward", "1", false, true),
+            &f.sysctl("net/ipv4/ip_forward", "1", false, true),
             Status::Pass,
         );
         // Several numbers with tabs compare with white space folded.
         f.proc_value("kernel.printk", "4\t4\t1\t7\n");
         assert_status(
-            &f.check("kernel.printk", "4 4 1 7", false, true),
+            &f.sysctl("kernel.printk", "4 4 1 7", false, true),
             Status::Pass,
         );
     }
@@ -320,10 +296,10 @@ mod tests {
     #[test]
     fn unknown_key_and_no_proc_are_skipped() {
         let f = Fixture::new();
-        let o = f.check("net.ipv4.nope", "1", false, true);
+        let o = f.sysctl("net.ipv4.nope", "1", false, true);
         assert_status(&o, Status::Skipped);
         assert!(o.evidence[0].contains("no such kernel parameter"));
-        let o = f.check("net.ipv4.ip_forward", "0", false, false);
+        let o = f.sysctl("net.ipv4.ip_forward", "0", false, false);
         assert_status(&o, Status::Skipped);
         assert!(o.evidence[0].contains("no proc directory"));
     }
@@ -335,7 +311,7 @@ mod tests {
             "/etc/sysctl.d/99-x.conf",
             "# c\n; c\nnet.ipv4.ip_forward = 0\n",
         );
-        let o = f.check("net.ipv4.ip_forward", "0", true, false);
+        let o = f.sysctl("net.ipv4.ip_forward", "0", true, false);
         assert_status(&o, Status::Pass);
         assert!(o.evidence[0].contains("runtime value not checked"));
         assert_eq!(
@@ -349,7 +325,7 @@ mod tests {
         let f = Fixture::new();
         f.proc_value("net.ipv4.ip_forward", "1\n");
         f.write("/etc/sysctl.d/99-x.conf", "net.ipv4.ip_forward=0\n");
-        let o = f.check("net.ipv4.ip_forward", "0", true, true);
+        let o = f.sysctl("net.ipv4.ip_forward", "0", true, true);
         assert_status(&o, Status::Fail);
         assert_eq!(o.evidence[0], "net.ipv4.ip_forward = 1 (runtime)");
         assert_eq!(
@@ -358,11 +334,11 @@ mod tests {
         );
         f.proc_value("net.ipv4.ip_forward", "0\n");
         assert_status(
-            &f.check("net.ipv4.ip_forward", "0", true, true),
+            &f.sysctl("net.ipv4.ip_forward", "0", true, true),
             Status::Pass,
         );
         // Not set anywhere.
-        let o = f.check("net.ipv4.tcp_syncookies", "1", true, false);
+        let o = f.sysctl("net.ipv4.tcp_syncookies", "1", true, false);
         assert_status(&o, Status::Fail);
         assert!(o.evidence[1].contains("not set in sysctl.d/sysctl.conf"));
     }
@@ -384,7 +360,7 @@ mod tests {
             "/usr/lib/sysctl.d/10-other.conf",
             "kernel.yama.ptrace_scope = 1\n",
         );
-        let o = f.check("kernel.kptr_restrict", "2", true, false);
+        let o = f.sysctl("kernel.kptr_restrict", "2", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence[1],
@@ -397,7 +373,7 @@ mod tests {
             f.root.path().join("etc/sysctl.d/50-default.conf"),
         )
         .unwrap();
-        let o = f.check("kernel.kptr_restrict", "1", true, false);
+        let o = f.sysctl("kernel.kptr_restrict", "1", true, false);
         assert_status(&o, Status::Fail);
         assert!(o.evidence[1].contains("not set"), "{:?}", o.evidence);
     }
@@ -408,14 +384,14 @@ mod tests {
         f.write("/srv/sysctl/10-a.conf", "kernel.x = 1\n");
         std::fs::create_dir_all(f.root.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/srv/sysctl", f.root.path().join("etc/sysctl.d")).unwrap();
-        let o = f.check("kernel.x", "1", true, false);
+        let o = f.sysctl("kernel.x", "1", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(o.evidence[1], "kernel.x = 1 (/etc/sysctl.d/10-a.conf:1)");
         // A mask inside the symlinked directory is seen inside the root too.
         f.write("/usr/lib/sysctl.d/50-y.conf", "kernel.y = 1\n");
         std::os::unix::fs::symlink("/dev/null", f.root.path().join("srv/sysctl/50-y.conf"))
             .unwrap();
-        let o = f.check("kernel.y", "1", true, false);
+        let o = f.sysctl("kernel.y", "1", true, false);
         assert_status(&o, Status::Fail);
         assert!(o.evidence[1].contains("not set"), "{:?}", o.evidence);
     }
@@ -435,7 +411,7 @@ mod tests {
             "/etc/sysctl.d/readme.txt",
             "net.ipv4.conf.all.rp_filter = 9\n",
         );
-        let o = f.check("net.ipv4.conf.all.rp_filter", "2", true, false);
+        let o = f.sysctl("net.ipv4.conf.all.rp_filter", "2", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence[1],
@@ -445,7 +421,7 @@ mod tests {
             "/etc/sysctl.conf",
             "# local\n-net/ipv4/conf/all/rp_filter=1\n",
         );
-        let o = f.check("net.ipv4.conf.all.rp_filter", "1", true, false);
+        let o = f.sysctl("net.ipv4.conf.all.rp_filter", "1", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence[1],
@@ -465,10 +441,10 @@ mod tests {
             "net.ipv4.conf.*.accept_redirects = 1\n",
         );
         assert_status(
-            &f.check("net.ipv4.conf.all.accept_redirects", "0", true, false),
+            &f.sysctl("net.ipv4.conf.all.accept_redirects", "0", true, false),
             Status::Pass,
         );
-        let o = f.check("net.ipv4.conf.eth0.accept_redirects", "0", true, false);
+        let o = f.sysctl("net.ipv4.conf.eth0.accept_redirects", "0", true, false);
         assert_status(&o, Status::Fail);
         assert!(o.evidence[1].contains("net.ipv4.conf.*.accept_redirects = 1"));
     }
@@ -494,7 +470,7 @@ mod tests {
         let f = Fixture::new();
         f.proc_value("net.ipv4.conf.all.rp_filter", "1");
         f.proc_value("net.ipv4.conf.eth0.rp_filter", "0");
-        let o = f.check("net.ipv4.conf.*.rp_filter", "1", false, true);
+        let o = f.sysctl("net.ipv4.conf.*.rp_filter", "1", false, true);
         assert_status(&o, Status::Fail);
         assert_eq!(o.evidence.len(), 3, "{:?}", o.evidence);
     }
@@ -503,13 +479,13 @@ mod tests {
     fn unreadable_inputs_are_errors() {
         let f = Fixture::new();
         std::fs::create_dir_all(f.root.path().join("etc/sysctl.d/bad.conf")).unwrap();
-        let o = f.check("net.ipv4.ip_forward", "0", true, false);
+        let o = f.sysctl("net.ipv4.ip_forward", "0", true, false);
         assert_status(&o, Status::Error);
         assert!(o.evidence[0].contains("directory"), "{:?}", o.evidence);
         let g = Fixture::new();
         std::fs::create_dir_all(g.proc.path().join("sys/net/ipv4/ip_forward")).unwrap();
         assert_status(
-            &g.check("net.ipv4.ip_forward", "0", false, true),
+            &g.sysctl("net.ipv4.ip_forward", "0", false, true),
             Status::Error,
         );
         let h = Fixture::new();
@@ -517,6 +493,6 @@ mod tests {
             "/etc/sysctl.conf",
             "\u{feff}odd \u{0} line without equals\nkernel.x = \u{fffd}\n",
         );
-        assert_status(&h.check("kernel.x", "1", true, false), Status::Fail);
+        assert_status(&h.sysctl("kernel.x", "1", true, false), Status::Fail);
     }
 }

@@ -511,18 +511,7 @@ impl Queries for Sqlite {
         let mut st = self.conn.prepare(&sql).map_err(db("drift"))?;
         let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
         let rows = st
-            .query_map(params![f.host, f.since, f.min_severity, limit], |r| {
-                let body: String = r.get(6)?;
-                Ok(EventRow {
-                    host: r.get(0)?,
-                    seq: r.get::<_, i64>(1)?.max(0) as u64,
-                    kind: r.get(2)?,
-                    severity: r.get(3)?,
-                    time: r.get(4)?,
-                    received_at: r.get(5)?,
-                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .query_map(params![f.host, f.since, f.min_severity, limit], event_row)
             .map_err(db("drift"))?;
         rows.collect::<Result<_, _>>().map_err(db("drift"))
     }
@@ -552,6 +541,21 @@ impl Queries for Sqlite {
     }
 }
 
+/// An [`EventRow`] from `SELECT host, seq, kind, severity, time,
+/// received_at, body`; a body that is not JSON (edited by hand) reads as null.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let body: String = r.get(6)?;
+    Ok(EventRow {
+        host: r.get(0)?,
+        seq: r.get::<_, i64>(1)?.max(0) as u64,
+        kind: r.get(2)?,
+        severity: r.get(3)?,
+        time: r.get(4)?,
+        received_at: r.get(5)?,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 impl Sqlite {
     /// Every stored event of a host, in seq order (tests and audits).
     pub fn events_of(&self, host: &str) -> Result<Vec<EventRow>, StorageError> {
@@ -562,20 +566,7 @@ impl Sqlite {
                  WHERE host = ?1 ORDER BY seq",
             )
             .map_err(db("events"))?;
-        let rows = st
-            .query_map([host], |r| {
-                let body: String = r.get(6)?;
-                Ok(EventRow {
-                    host: r.get(0)?,
-                    seq: r.get::<_, i64>(1)?.max(0) as u64,
-                    kind: r.get(2)?,
-                    severity: r.get(3)?,
-                    time: r.get(4)?,
-                    received_at: r.get(5)?,
-                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .map_err(db("events"))?;
+        let rows = st.query_map([host], event_row).map_err(db("events"))?;
         rows.collect::<Result<_, _>>().map_err(db("events"))
     }
 
