@@ -254,6 +254,7 @@ impl Outbox {
                         "event seq {seq} in the outbox could not be read ({e}); it began: {}",
                         excerpt(&text)
                     );
+                    tracing::error!("{why}; replaced by a notice under the same seq");
                     out.push(self.replace(seq, &why)?);
                 }
             }
