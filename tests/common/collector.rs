@@ -1,7 +1,6 @@
 //! Fixtures for the collector's end-to-end tests: a throwaway PKI, configs,
 //! the real `plumb-collector serve` (killed on drop, even on panic), and a
 //! small mTLS client.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use plumb_collector::client::{Conn, HttpResponse};
 use plumb_collector::pki::{self, Role};
@@ -12,10 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_plumb-collector");
-
 pub fn collector() -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(super::collector_bin());
     c.env_remove("NOTIFY_SOCKET");
     c
 }

@@ -1,6 +1,8 @@
-//! Shared by the end-to-end tests: fixture roots in temporary directories
-//! and a builder that runs the real `plumb` binary.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Shared by the end-to-end tests: fixture roots in temporary directories,
+//! the real binaries, and (in submodules) the collector's fixtures.
+#![allow(dead_code)]
+
+pub mod collector;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -52,9 +54,26 @@ impl Root {
     }
 }
 
+/// Path of the real `plumb` binary (Cargo builds it for this package's tests).
+pub const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+
+/// Path of the real `plumb-collector` binary, beside `plumb` in the target
+/// directory. It belongs to another package: `cargo test --workspace` builds
+/// it (that package's stub test asks Cargo to), `cargo test -p plumb-agent`
+/// alone does not, hence the message.
+pub fn collector_bin() -> PathBuf {
+    let p = Path::new(PLUMB).with_file_name("plumb-collector");
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo test --workspace`, or `cargo build -p plumb-collector` first",
+        p.display()
+    );
+    p
+}
+
 /// The real `plumb` binary.
 pub fn plumb() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
+    let mut c = Command::new(PLUMB);
     c.env_remove("PLUMB_LOG").env("NO_COLOR", "1");
     c
 }

@@ -3,7 +3,7 @@
 //! config written by the test. Events are read from the JSON-lines file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};

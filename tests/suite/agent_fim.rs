@@ -3,7 +3,7 @@
 //! back while it is stopped, and compared with `plumb fim check`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! formats of `plumb check`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 use common::*;
 
 fn two_rules(dir: &std::path::Path) -> std::path::PathBuf {

@@ -2,7 +2,7 @@
 //! real `plumb` binary on fixture roots.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 use common::*;
 
 /// A fake proc directory with the given files (path relative to proc).

@@ -2,7 +2,7 @@
 //! trees for the mount, process, listening, service and package checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 use common::*;
 
 /// A fake proc directory, outside the checked root.

@@ -2,7 +2,7 @@
 //! `plumb` binary on fixture roots.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 

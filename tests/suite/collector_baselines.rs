@@ -2,7 +2,7 @@
 //! binary, bundles signed in the test, the mTLS client of collector_common.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod collector_common;
+use crate::common::collector as collector_common;
 use collector_common::*;
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::path::{Path, PathBuf};

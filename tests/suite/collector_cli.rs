@@ -2,7 +2,7 @@
 //! validation, and the ops queries on a store populated through the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod collector_common;
+use crate::common::collector as collector_common;
 use collector_common::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;

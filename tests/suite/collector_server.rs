@@ -2,7 +2,7 @@
 //! certificates from the built-in PKI, a small mTLS client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod collector_common;
+use crate::common::collector as collector_common;
 use collector_common::*;
 use plumb_collector::pki::{self, Role};
 use std::time::Duration;

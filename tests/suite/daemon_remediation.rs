@@ -3,7 +3,7 @@
 //! fixes a file mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::os::unix::fs::PermissionsExt;

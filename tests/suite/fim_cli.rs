@@ -2,7 +2,7 @@
 //! directories, with the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Root, plumb};
 use serde_json::Value;

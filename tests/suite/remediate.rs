@@ -4,7 +4,7 @@
 //! a failure half-way restores what the run had changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{Root, baseline, check_json, plumb, run};
 use std::os::unix::fs::MetadataExt as _;

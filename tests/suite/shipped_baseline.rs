@@ -3,7 +3,7 @@
 //! language refuses bad input with the file, line and reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 use common::*;
 use plumb_core::check::CheckSpec;
 use plumb_core::{Baseline, Criterion};

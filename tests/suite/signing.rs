@@ -3,7 +3,7 @@
 //! daemon will call it, fed with bundles the binary produced.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{plumb, run};
 use plumb_agent::trust::{Decision, TrustPolicy, load_trusted_keys};
