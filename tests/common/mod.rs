@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod collector;
+mod process;
+
+pub use process::{Agent, Port};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

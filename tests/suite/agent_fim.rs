@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use common::Agent;
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BASELINE: &str = r#"schema = 1
@@ -22,32 +23,6 @@ realtime = true
 severity = "high"
 domains = [25]
 "#;
-
-/// A spawned agent, killed when dropped.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Agent {
-    fn stop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let end = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < end {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                assert_eq!(st.code(), Some(0));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the agent did not stop");
-    }
-}
 
 struct Setup {
     dir: tempfile::TempDir,

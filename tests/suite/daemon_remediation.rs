@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use common::Agent;
 
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BASELINE: &str = r#"schema = 1
@@ -25,14 +26,6 @@ criteria = ["C"]
 check = { kind = "file", path = "/etc/secret", mode_max = "0640" }
 remediation = { kind = "file_mode", path = "/etc/secret", mode = "0640" }
 "#;
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Host {
     dir: tempfile::TempDir,
