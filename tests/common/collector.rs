@@ -2,8 +2,8 @@
 //! the real `plumb-collector serve` (killed on drop, even on panic), and a
 //! small mTLS client.
 
-use plumb_collector::client::{Conn, HttpResponse};
-use plumb_collector::pki::{self, Role};
+pub use super::http::{Conn, HttpResponse};
+use super::pki::Pki;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,15 +28,13 @@ pub fn rt() -> tokio::runtime::Runtime {
 /// A temporary directory with a fleet PKI: CA, server cert for localhost, agents on demand.
 pub struct Fleet {
     pub tmp: tempfile::TempDir,
-    pub pki: PathBuf,
+    pub pki: Pki,
 }
 
 impl Fleet {
     pub fn new() -> Fleet {
         let tmp = tempfile::tempdir().unwrap();
-        let pki = tmp.path().join("pki");
-        pki::init(&pki, "Test fleet CA", 30).unwrap();
-        pki::issue(&pki, Role::Server, "localhost", 30).unwrap();
+        let pki = Pki::new(&tmp.path().join("pki"));
         Fleet { tmp, pki }
     }
 
@@ -45,11 +43,7 @@ impl Fleet {
     }
 
     pub fn agent(&self, host: &str) -> (PathBuf, PathBuf) {
-        let cert = self.pki.join("agents").join(format!("{host}.pem"));
-        if !cert.exists() {
-            pki::issue(&self.pki, Role::Agent, host, 30).unwrap();
-        }
-        (cert, self.pki.join("agents").join(format!("{host}.key")))
+        self.pki.agent(host)
     }
 
     pub fn db(&self) -> PathBuf {
@@ -69,26 +63,20 @@ impl Fleet {
     }
 
     pub fn client_config(&self, host: Option<&str>) -> Arc<rustls::ClientConfig> {
-        match host {
-            Some(h) => {
-                let (c, k) = self.agent(h);
-                plumb_collector::tls::client_config(&self.pki.join("ca.pem"), Some((&c, &k)))
-                    .unwrap()
-            }
-            None => plumb_collector::tls::client_config(&self.pki.join("ca.pem"), None).unwrap(),
-        }
+        self.pki.client_config(host)
     }
 }
 
-/// A running `plumb-collector serve`; killed on drop.
-pub struct Server {
+/// A running `plumb-collector serve`; killed on drop. Its configuration may
+/// listen on port 0: the address it bound is read from its log.
+pub struct Collector {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<String>>,
 }
 
-impl Server {
-    pub fn start(config: &Path) -> Server {
+impl Collector {
+    pub fn start(config: &Path) -> Collector {
         let mut child = collector()
             .args(["serve", "--config"])
             .arg(config)
@@ -104,15 +92,20 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(a) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(a.trim().parse::<SocketAddr>().unwrap());
+                // The INFO line `listening on ADDR` the collector logs once bound.
+                if let Some(Ok(a)) = line
+                    .split("listening on ")
+                    .nth(1)
+                    .map(|a| a.trim().parse::<SocketAddr>())
+                {
+                    let _ = tx.send(a);
                 }
                 let mut l = log2.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        let mut server = Server {
+        let mut server = Collector {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),
             log: log.clone(),
@@ -147,7 +140,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod collector;
+pub mod http;
+pub mod pki;
 mod process;
 
 pub use process::{Agent, Port};

@@ -1,42 +1,16 @@
-//! The agent's sender against the real collector (`plumb_collector::server`
-//! run in-process, its PKI from `plumb_collector::pki`): mutual TLS, only
+//! The agent's sender against the real collector (the `plumb-collector`
+//! binary, its PKI from `plumb_collector::pki`): mutual TLS, only
 //! acknowledged events leave the outbox, delivery resumes after an outage
 //! and is followed by a fresh snapshot.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use plumb_collector::pki::{self, Role};
+use crate::common::collector::Collector;
+use crate::common::pki::Pki;
+use crate::common::{Agent, Port};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The collector, served on its own runtime in a thread; stopped on drop.
-struct Collector {
-    rt: Option<tokio::runtime::Runtime>,
-}
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start_collector(dir: &Path, port: u16) -> Collector {
     start_collector_with(dir, port, "", "")
@@ -54,29 +28,16 @@ fn start_collector_with(dir: &Path, port: u16, server: &str, storage: &str) -> C
         ),
     )
     .unwrap();
-    let cfg = plumb_collector::config::Config::load(&p).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.spawn(async move {
-        if let Err(e) = plumb_collector::server::serve(cfg).await {
-            eprintln!("collector: {e}");
-        }
-    });
-    // Wait until it listens.
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "collector did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Collector { rt: Some(rt) }
+    Collector::start(&p)
 }
 
+/// The agent is configured, and often started, before its collector: the
+/// collector's port is reserved for the whole test.
 struct Setup {
     dir: tempfile::TempDir,
+    pki: Pki,
     port: u16,
+    _port: Port,
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
@@ -84,10 +45,8 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let pki_dir = dir.path().join("pki");
-        pki::init(&pki_dir, "Test fleet CA", 30).unwrap();
-        pki::issue(&pki_dir, Role::Server, "localhost", 30).unwrap();
-        pki::issue(&pki_dir, Role::Agent, "test-host", 30).unwrap();
+        let pki = Pki::new(&dir.path().join("pki"));
+        pki.agent("test-host");
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir_all(dir.path().join("proc")).unwrap();
@@ -100,7 +59,8 @@ impl Setup {
              [[fim]]\npath = \"/etc\"\nrealtime = true\nseverity = \"high\"\ndomains = [25]\n",
         )
         .unwrap();
-        let port = free_port();
+        let reserved = Port::reserve();
+        let port = reserved.port;
         let d = dir.path();
         let cfg = d.join("agent.toml");
         std::fs::write(
@@ -117,7 +77,12 @@ impl Setup {
         )
         .unwrap();
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Setup { dir, port }
+        Setup {
+            dir,
+            pki,
+            port,
+            _port: reserved,
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -145,31 +110,8 @@ impl Setup {
     /// A TLS connection to the collector as agent `host` (certificate issued
     /// on demand).
     fn connect_as(&self, host: &str) -> Tls {
-        let pki_dir = self.path("pki");
-        if !pki_dir.join(format!("agents/{host}.pem")).exists() {
-            pki::issue(&pki_dir, Role::Agent, host, 30).unwrap();
-        }
-        let read = |rel: String| std::fs::read(pki_dir.join(rel)).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut read("ca.pem".into()).as_slice()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let certs = rustls_pemfile::certs(&mut read(format!("agents/{host}.pem")).as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls_pemfile::private_key(&mut read(format!("agents/{host}.key")).as_slice())
-            .unwrap()
-            .unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .unwrap();
         let conn = rustls::ClientConnection::new(
-            std::sync::Arc::new(cfg),
+            self.pki.client_config(Some(host)),
             "localhost".try_into().unwrap(),
         )
         .unwrap();
@@ -464,24 +406,8 @@ fn an_unreadable_or_refused_event_becomes_a_notice_under_its_seq() {
 /// protocol would. Runs until the test process ends.
 fn refusing_server(s: &Setup, reason: &'static str) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let pki_dir = s.path("pki");
-    let read = |rel: &str| std::fs::read(pki_dir.join(rel)).unwrap();
-    let certs = rustls_pemfile::certs(&mut read("servers/localhost.pem").as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut read("servers/localhost.key").as_slice())
-        .unwrap()
-        .unwrap();
-    let cfg = std::sync::Arc::new(
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap(),
-    );
+    let cfg = s.pki.server_config();
+    // Binds the reserved port (std's bind sets SO_REUSEADDR).
     let listener = std::net::TcpListener::bind(("127.0.0.1", s.port)).unwrap();
     std::thread::spawn(move || {
         for tcp in listener.incoming().flatten() {

@@ -1,9 +1,8 @@
 //! `plumb-collector baseline publish` and `GET /v1/baseline`: the real
-//! binary, bundles signed in the test, the mTLS client of collector_common.
+//! binary, bundles signed in the test, the mTLS client of common::http.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::collector as collector_common;
-use collector_common::*;
+use crate::common::collector::*;
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::path::{Path, PathBuf};
 
@@ -147,10 +146,10 @@ fn publish_with_the_config_uses_its_trusted_keys() {
 fn get(
     rt: &tokio::runtime::Runtime,
     f: &Fleet,
-    s: &Server,
+    s: &Collector,
     host: &str,
     inm: Option<&str>,
-) -> plumb_collector::client::HttpResponse {
+) -> HttpResponse {
     rt.block_on(async {
         let mut c = connect(f.client_config(Some(host)), s.addr).await.unwrap();
         let extra = inm
@@ -171,7 +170,7 @@ fn get_baseline_serves_the_newest_matching_bundle_with_etag_and_304() {
     let d = f.tmp.path();
     let (k, kp) = key(d, "team");
     let cfg = f.config("127.0.0.1:0", "", "");
-    let s = Server::start(&cfg);
+    let s = Collector::start(&cfg);
     let rt = rt();
     // Nothing published: 404.
     assert_eq!(get(&rt, &f, &s, "web-1", None).status, 404);

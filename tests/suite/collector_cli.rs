@@ -2,8 +2,7 @@
 //! validation, and the ops queries on a store populated through the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::collector as collector_common;
-use collector_common::*;
+use crate::common::collector::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
@@ -145,7 +144,7 @@ fn now_rfc3339(offset_secs: i64) -> String {
 }
 
 fn populate(f: &Fleet) {
-    let server = Server::start(&f.config("127.0.0.1:0", "", ""));
+    let server = Collector::start(&f.config("127.0.0.1:0", "", ""));
     let rule = |id: &str, status: &str, domains: serde_json::Value| json!({"id": id, "status": status, "severity": "high", "domains": domains, "title": format!("title of {id}")});
     let snapshot = |seq: u64, rules: Vec<serde_json::Value>| {
         json!({"seq": seq, "time": now_rfc3339(-600), "severity": "info", "kind": "snapshot",

@@ -2,8 +2,8 @@
 //! certificates from the built-in PKI, a small mTLS client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::collector as collector_common;
-use collector_common::*;
+use crate::common::Port;
+use crate::common::collector::*;
 use plumb_collector::pki::{self, Role};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 fn batches_are_acked_after_storage_and_resends_deduplicated() {
     let f = Fleet::new();
     let cfg = f.config("127.0.0.1:0", "", "");
-    let server = Server::start(&cfg);
+    let server = Collector::start(&cfg);
     let rt = rt();
     rt.block_on(async {
         let mut c = connect(f.client_config(Some("web-12")), server.addr)
@@ -80,7 +80,7 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
         plumb_collector::tls::client_config(&f.pki.join("ca.pem"), Some((&o.cert, &o.key)))
             .unwrap();
 
-    let server = Server::start(&f.config("127.0.0.1:0", "", ""));
+    let server = Collector::start(&f.config("127.0.0.1:0", "", ""));
     let rt = rt();
     rt.block_on(async {
         let cases = [
@@ -130,7 +130,7 @@ fn bad_client_certificates_are_refused_at_the_handshake() {
 #[test]
 fn an_agent_cannot_write_as_another_host() {
     let f = Fleet::new();
-    let server = Server::start(&f.config("127.0.0.1:0", "", ""));
+    let server = Collector::start(&f.config("127.0.0.1:0", "", ""));
     rt().block_on(async {
         let r = one_request(
             f.client_config(Some("a")),
@@ -155,7 +155,7 @@ fn an_agent_cannot_write_as_another_host() {
 #[test]
 fn garbage_truncated_and_oversized_bodies_get_4xx_and_the_server_keeps_serving() {
     let f = Fleet::new();
-    let server = Server::start(&f.config(
+    let server = Collector::start(&f.config(
         "127.0.0.1:0",
         "max_body_bytes = 4096\nrequest_timeout_secs = 2",
         "",
@@ -231,7 +231,7 @@ fn garbage_truncated_and_oversized_bodies_get_4xx_and_the_server_keeps_serving()
 #[test]
 fn overload_is_answered_429_with_retry_after() {
     let f = Fleet::new();
-    let server = Server::start(&f.config(
+    let server = Collector::start(&f.config(
         "127.0.0.1:0",
         "max_body_bytes = 8388608",
         "queue_batches = 1\nqueue_wait_ms = 1\nretry_after_secs = 7\nmax_group_events = 1",
@@ -292,7 +292,9 @@ fn overload_is_answered_429_with_retry_after() {
 #[test]
 fn kill_9_and_restart_lose_no_acknowledged_event() {
     let f = Fleet::new();
-    let first = Server::start(&f.config("127.0.0.1:0", "", ""));
+    // Held for the whole test: the restarted collector binds the same address.
+    let port = Port::reserve();
+    let first = Collector::start(&f.config(&port.addr().to_string(), "", ""));
     let addr = first.addr;
     let cfg_path = f.config(&addr.to_string(), "", "");
     let total: u64 = 3000;
@@ -312,7 +314,7 @@ fn kill_9_and_restart_lose_no_acknowledged_event() {
                 let agent = agent.clone();
                 let body = batch("web-1", acked + 1..=acked + 200);
                 std::thread::spawn(move || {
-                    collector_common::rt().block_on(async move {
+                    crate::common::collector::rt().block_on(async move {
                         let _ = one_request(agent, addr, "POST", "/v1/events", &body).await;
                     })
                 })
@@ -327,7 +329,7 @@ fn kill_9_and_restart_lose_no_acknowledged_event() {
             // Stored now must include everything acked.
             let stored = stored_seqs(&f.db(), "web-1");
             assert!(stored.len() as u64 >= acked);
-            server = Some(Server::start(&cfg_path));
+            server = Some(Collector::start(&cfg_path));
             continue;
         }
         let from = acked + 1;
@@ -361,7 +363,7 @@ fn kill_9_and_restart_lose_no_acknowledged_event() {
 #[test]
 fn sigterm_stops_gracefully() {
     let f = Fleet::new();
-    let mut server = Server::start(&f.config("127.0.0.1:0", "", ""));
+    let mut server = Collector::start(&f.config("127.0.0.1:0", "", ""));
     rt().block_on(async {
         let r = one_request(
             f.client_config(Some("a")),
@@ -385,7 +387,7 @@ fn sigterm_stops_gracefully() {
 fn sighup_reloads_the_crl() {
     let f = Fleet::new();
     let (cert, _) = f.agent("soon-revoked");
-    let server = Server::start(&f.config("127.0.0.1:0", "", ""));
+    let server = Collector::start(&f.config("127.0.0.1:0", "", ""));
     let rt = rt();
     let post = || {
         rt.block_on(one_request(

@@ -4,57 +4,15 @@
 //! published with `plumb-collector baseline publish`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use plumb_collector::pki::{self, Role};
+use crate::common::collector::Collector;
+use crate::common::pki::Pki;
+use crate::common::{Agent, collector_bin};
 use plumb_collector::storage::sqlite::Sqlite;
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-impl Agent {
-    fn hup(&self) {
-        Command::new("kill")
-            .args(["-HUP", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
-
-struct Collector(Child);
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The `plumb-collector` binary beside `plumb` in the target directory:
-/// `cargo test --workspace` builds it (its package has tests of its own).
-fn collector_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_plumb")).with_file_name("plumb-collector");
-    assert!(
-        p.exists(),
-        "{} is not built: run `cargo test --workspace` (or `cargo build -p plumb-collector`) first",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Key {
     sk: SigningKey,
@@ -96,40 +54,26 @@ fn signed(k: &Key, version: u64) -> Vec<u8> {
 
 struct Fleet {
     dir: tempfile::TempDir,
+    pki: Pki,
     port: u16,
 }
 
 impl Fleet {
     fn new() -> (Fleet, Collector) {
         let dir = tempfile::tempdir().unwrap();
-        let pki_dir = dir.path().join("pki");
-        pki::init(&pki_dir, "Test fleet CA", 30).unwrap();
-        pki::issue(&pki_dir, Role::Server, "localhost", 30).unwrap();
-        let port = free_port();
+        let pki = Pki::new(&dir.path().join("pki"));
         let p = dir.path().join("collector.toml");
         std::fs::write(
             &p,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout_secs = 1\n\
-                 [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\
-                 [storage]\npath = \"collector.db\"\n"
-            ),
+            // Port 0: the collector says which port it bound.
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout_secs = 1\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\
+             [storage]\npath = \"collector.db\"\n",
         )
         .unwrap();
-        let child = Command::new(collector_bin())
-            .args(["serve", "--config"])
-            .arg(&p)
-            .env("PLUMB_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let collector = Collector(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "collector did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (Fleet { dir, port }, collector)
+        let collector = Collector::start(&p);
+        let port = collector.addr.port();
+        (Fleet { dir, pki, port }, collector)
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -187,7 +131,7 @@ impl Fleet {
         std::fs::write(root.join("etc/flag"), "1").unwrap();
         std::fs::write(root.join("opt/app/bin"), "x").unwrap();
         std::fs::write(d.join("local.bundle"), local).unwrap();
-        pki::issue(&self.path("pki"), Role::Agent, host, 30).unwrap();
+        self.pki.agent(host);
         self.write_config(host, keys);
         d.join("agent.toml")
     }
