@@ -59,6 +59,15 @@ impl Root {
     }
 }
 
+/// Fails the test unless it runs as root: for the tests marked
+/// `#[ignore = "needs root …"]`, which `.ci/run` runs as root.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root ({why}): run it as root, as .ci/run does"
+    );
+}
+
 /// Path of the real `plumb` binary (Cargo builds it for this package's tests).
 pub const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
 

@@ -96,10 +96,9 @@ fn find_reports_setid_outside_the_allow_list_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root (chown)"]
 fn find_unowned_uses_the_roots_accounts() {
-    if !nix_is_root() {
-        return; // chown needs root; CI runs as root.
-    }
+    require_root("chown");
     let r = Root::new();
     // The checked root knows uid 4242 and not uid 1 (the host's daemon).
     r.write(

@@ -612,8 +612,7 @@ fn sha512_on_request() {
     );
 }
 
-/// Runs plumb as `nobody` (uid/gid 65534). Tests run as root in CI; when
-/// not root, the caller skips.
+/// Runs plumb as `nobody` (uid/gid 65534); the caller needs root.
 fn as_nobody(mut c: Command) -> Command {
     c.uid(65534).gid(65534);
     c
@@ -632,11 +631,9 @@ fn nobody_fix(fims: &str) -> Fix {
 }
 
 #[test]
+#[ignore = "needs root: runs plumb as nobody"]
 fn unreadable_files_are_per_file_errors_not_fatal() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run plumb as nobody");
-        return;
-    }
+    common::require_root("runs plumb as nobody");
     let f = nobody_fix(ETC);
     f.root.write("/etc/public", "p");
     f.root.write("/etc/shadow", "secret");
@@ -665,11 +662,9 @@ fn unreadable_files_are_per_file_errors_not_fatal() {
 }
 
 #[test]
+#[ignore = "needs root: runs plumb as nobody"]
 fn rows_below_an_unlistable_directory_are_kept_not_removed() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run plumb as nobody");
-        return;
-    }
+    common::require_root("runs plumb as nobody");
     let f = nobody_fix(ETC);
     f.root.write("/etc/private/inner", "i");
     f.root.chmod("/etc/private", 0o700);
@@ -690,11 +685,9 @@ fn rows_below_an_unlistable_directory_are_kept_not_removed() {
 }
 
 #[test]
+#[ignore = "needs root: runs plumb as nobody"]
 fn rows_below_unstattable_siblings_are_all_kept() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run plumb as nobody");
-        return;
-    }
+    common::require_root("runs plumb as nobody");
     let f = nobody_fix(ETC);
     f.root.write("/etc/a/x", "1");
     f.root.write("/etc/b/y", "2");
