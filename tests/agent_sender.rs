@@ -149,17 +149,13 @@ impl Setup {
         if !pki_dir.join(format!("agents/{host}.pem")).exists() {
             pki::issue(&pki_dir, Role::Agent, host, 30).unwrap();
         }
-        let read = |rel: String| std::fs::read(pki_dir.join(rel)).unwrap();
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut read("ca.pem".into()).as_slice()) {
-            roots.add(c.unwrap()).unwrap();
+        for c in plumb_os::pem::load_certs(&pki_dir.join("ca.pem")).unwrap() {
+            roots.add(c).unwrap();
         }
-        let certs = rustls_pemfile::certs(&mut read(format!("agents/{host}.pem")).as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls_pemfile::private_key(&mut read(format!("agents/{host}.key")).as_slice())
-            .unwrap()
-            .unwrap();
+        let certs = plumb_os::pem::load_certs(&pki_dir.join(format!("agents/{host}.pem"))).unwrap();
+        let key =
+            plumb_os::pem::load_private_key(&pki_dir.join(format!("agents/{host}.key"))).unwrap();
         let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -465,13 +461,8 @@ fn an_unreadable_or_refused_event_becomes_a_notice_under_its_seq() {
 fn refusing_server(s: &Setup, reason: &'static str) {
     use std::io::{BufRead, BufReader, Read, Write};
     let pki_dir = s.path("pki");
-    let read = |rel: &str| std::fs::read(pki_dir.join(rel)).unwrap();
-    let certs = rustls_pemfile::certs(&mut read("servers/localhost.pem").as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut read("servers/localhost.key").as_slice())
-        .unwrap()
-        .unwrap();
+    let certs = plumb_os::pem::load_certs(&pki_dir.join("servers/localhost.pem")).unwrap();
+    let key = plumb_os::pem::load_private_key(&pki_dir.join("servers/localhost.key")).unwrap();
     let cfg = std::sync::Arc::new(
         rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
