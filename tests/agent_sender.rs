@@ -558,3 +558,41 @@ fn a_collector_that_refuses_everything_destroys_nothing() {
             .any(|(_, e)| e.contains(r#""kind":"snapshot""#))
     );
 }
+
+/// Issue 13 point 6: the agent's client key readable by everyone (0644) is
+/// refused by `--validate` and by the daemon, naming the file and the mode;
+/// nothing is sent.
+#[test]
+fn a_client_key_others_can_read_is_refused() {
+    let s = Setup::new();
+    let key = s.path("pki/agents/test-host.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let want = format!(
+        "{}: mode 0644 gives group/other access to a private key",
+        key.display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["agent", "--validate", "--config"])
+        .arg(s.path("agent.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&want), "{err}");
+    let mut a = s.start_agent();
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = a.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < end,
+            "the agent started with a readable key"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let log = s.agent_log();
+    assert!(log.contains(&want), "{log}");
+    assert!(!s.path("state/state.db").exists(), "no state was created");
+}
