@@ -156,15 +156,56 @@ pub fn open_private(path: &Path) -> io::Result<File> {
 /// one, and tightens its existing `-wal`, `-shm` and `-journal` files.
 /// SQLite creates those with the mode of the database file, so once it is
 /// 0600 they are too.
+///
+/// An existing file is changed by path, never opened: closing any
+/// descriptor of a file drops every POSIX lock the process holds on it, so
+/// opening the database beside a connection of this process (the
+/// collector's reader) would silently take SQLite's locks away from it. The
+/// directory is private, so nobody can swap the file between the check and
+/// the chmod.
 pub fn prepare_private_db(path: &Path) -> io::Result<()> {
-    drop(open_private(path)?);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => drop(open_private(path)?),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{}: cannot stat: {e}", path.display()),
+            ));
+        }
+        Ok(meta) => tighten_by_path(path, &meta)?,
+    }
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut side = path.as_os_str().to_os_string();
         side.push(suffix);
         let side = PathBuf::from(side);
-        if std::fs::symlink_metadata(&side).is_ok_and(|m| m.is_file()) {
-            drop(open_private(&side)?);
+        if let Ok(meta) = std::fs::symlink_metadata(&side) {
+            tighten_by_path(&side, &meta)?;
         }
+    }
+    Ok(())
+}
+
+fn tighten_by_path(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: is {}, not a regular file",
+                path.display(),
+                type_name(meta.file_type())
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077)).map_err(
+            |e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{}: cannot remove group/other access: {e}", path.display()),
+                )
+            },
+        )?;
     }
     Ok(())
 }
