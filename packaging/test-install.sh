@@ -59,7 +59,7 @@ check "agent binary 755 root:root" test "$(mode_of /usr/bin/plumb)" = "755 root:
 check "agent config 640 root:root" test "$(mode_of /etc/plumb/agent.toml)" = "640 root:root"
 check "collector config 640 root:plumb-collector" test "$(mode_of /etc/plumb/collector.toml)" = "640 root:plumb-collector"
 check "agent state dir 700 root:root" test "$(mode_of /var/lib/plumb)" = "700 root:root"
-check "collector state dir 750 plumb-collector" test "$(mode_of /var/lib/plumb-collector)" = "750 plumb-collector:plumb-collector"
+check "collector state dir 700 plumb-collector" test "$(mode_of /var/lib/plumb-collector)" = "700 plumb-collector:plumb-collector"
 check "collector system user has no login shell" sh -c "grep -q '^plumb-collector:.*:/usr/sbin/nologin\$' '$root/etc/passwd'"
 conffiles=$(chroot "$root" dpkg-query -W -f='${Conffiles}\n' plumb plumb-collector)
 check "conffiles registered" sh -c "echo '$conffiles' | grep -q '^ /etc/plumb/agent.toml ' && echo '$conffiles' | grep -q '^ /etc/plumb/collector.toml '"

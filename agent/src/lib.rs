@@ -1,7 +1,6 @@
 //! The Plumbline agent: check evaluation, file integrity, the daemon and
 //! remediation. `main.rs` only parses the command line and calls in here.
 
-pub mod atomic;
 pub mod checks;
 pub mod cli;
 pub mod commands;

@@ -12,16 +12,15 @@
 //! atomically, so a restart does not reset it) and the accepted bundle in
 //! `STATE_DIR/baselines/<id>.bundle`.
 
-use crate::atomic::write_atomic;
 use nix::fcntl::{Flock, FlockArg};
 use plumb_core::Baseline;
 use plumb_core::bundle::{Bundle, KeyError, PublicKey, VerifiedBaseline};
 use plumb_core::event::{AgentEvent, AgentEventKind};
 use plumb_core::report::BaselineRef;
+use plumb_os::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 /// Name of the state file in the state directory.
@@ -74,6 +73,9 @@ pub enum TrustError {
         /// what is wrong
         reason: String,
     },
+    /// The state directory failed the private-directory rule.
+    #[error(transparent)]
+    StateDir(#[from] plumb_os::TrustError),
     /// Reading or writing the state directory failed.
     #[error("{path}: cannot {action}: {source}")]
     Io {
@@ -218,12 +220,10 @@ impl TrustPolicy {
             return Err(TrustError::NoTrustedKeys);
         }
         let state_dir = state_dir.into();
-        let bundles = state_dir.join(BUNDLE_DIR);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&bundles)
-            .map_err(io_err(&bundles, "create the state directory"))?;
+        // Private: created 0700, tightened, or refused when others may write.
+        for dir in [state_dir.clone(), state_dir.join(BUNDLE_DIR)] {
+            plumb_os::private::ensure_private_dir(&dir)?;
+        }
         let policy = TrustPolicy { keys, state_dir };
         policy.read_state()?;
         Ok(policy)
@@ -362,12 +362,9 @@ impl TrustPolicy {
     /// command) so two cannot both pass the version check.
     fn lock(&self) -> Result<Flock<std::fs::File>, TrustError> {
         let path = self.state_dir.join(LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path, "open the lock file"))?;
+        // 0600 whatever the umask, like every file in the state directory.
+        let file =
+            plumb_os::private::open_private(&path).map_err(io_err(&path, "open the lock file"))?;
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| TrustError::Io {
             path: path.display().to_string(),
             action: "lock the state",

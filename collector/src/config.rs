@@ -230,6 +230,9 @@ impl HostsSection {
     }
 }
 
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// A config error, as `file:line: message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -276,8 +279,10 @@ impl Config {
             line,
             message,
         };
-        crate::files::check_trusted(path).map_err(|e| err(None, e.to_string()))?;
-        let text = std::fs::read_to_string(path).map_err(|e| err(None, e.to_string()))?;
+        let bytes = plumb_os::read_trusted(path, plumb_os::FileKind::Config, MAX_CONFIG_BYTES)
+            .map_err(|e| err(None, e.problem.to_string()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|e| err(None, format!("not UTF-8 text: {e}")))?;
         Self::parse(path, &text)
     }
 
@@ -379,18 +384,11 @@ impl Config {
     }
 
     /// Checks the files the config names: present, trusted, parseable.
+    /// Each is read through `plumb_os::open_trusted`, with the private-key
+    /// rule for `tls.key`.
     pub fn check_files(&self) -> Result<(), String> {
-        for p in [&self.tls.ca, &self.tls.cert]
-            .into_iter()
-            .chain(self.tls.crl.iter())
-        {
-            crate::files::check_trusted(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        }
-        crate::files::check_private_key(&self.tls.key)
-            .map_err(|e| format!("{}: {e}", self.tls.key.display()))?;
         crate::tls::server_config(&self.tls_files()).map_err(|e| e.to_string())?;
         for p in &self.baselines.trusted_keys {
-            crate::files::check_trusted(p).map_err(|e| format!("{}: {e}", p.display()))?;
             plumb_core::bundle::PublicKey::load(p).map_err(|e| e.to_string())?;
         }
         Ok(())

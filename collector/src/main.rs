@@ -329,7 +329,11 @@ fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
                 .iter()
                 .map(|p| PublicKey::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let bytes = std::fs::read(&bundle).with_context(|| format!("{}", bundle.display()))?;
+            let bytes = plumb_os::read_trusted(
+                &bundle,
+                plumb_os::FileKind::Baseline,
+                plumb_core::bundle::MAX_BUNDLE_BYTES,
+            )?;
             let new = plumb_collector::baselines::prepare(&bytes, &keys, &hosts, now())
                 .map_err(|e| anyhow::anyhow!("{}: refused: {e}", bundle.display()))?;
             let mut store = Sqlite::open(&db_path, sync)?;

@@ -1,7 +1,9 @@
 //! A small certificate authority for fleets that have none: the CA, agent and
 //! server certificates, and a CRL the collector loads.
 //!
-//! Layout of a PKI directory (created 0700):
+//! Layout of a PKI directory (created 0700; an existing one open to group or
+//! others is tightened, or refused when they may write it: see
+//! `plumb_os::private`):
 //!
 //! ```text
 //! ca.pem  ca.key (0600)  crl.pem  revoked.tsv
@@ -11,7 +13,9 @@
 //!
 //! Keys are ECDSA P-256 (fast handshakes, supported by every TLS 1.3 stack).
 
-use crate::files;
+use plumb_os::atomic::write_atomic;
+use plumb_os::private::ensure_private_dir;
+use plumb_os::{FileKind, TrustError, read_trusted};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -48,6 +52,9 @@ pub enum PkiError {
         /// the error
         source: rcgen::Error,
     },
+    /// A PKI file or directory failed the trust rule (owner, mode).
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
     /// Refused input (bad name, existing CA, foreign certificate...).
     #[error("{0}")]
     Invalid(String),
@@ -157,7 +164,7 @@ fn init_at(dir: &Path, common_name: &str, now: OffsetDateTime, days: u32) -> Res
             dir.display()
         )));
     }
-    files::create_private_dir(dir).map_err(io(dir))?;
+    ensure_private_dir(dir)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(cert_err("generating the CA key"))?;
     let mut params = CertificateParams::default();
@@ -181,8 +188,8 @@ fn init_at(dir: &Path, common_name: &str, now: OffsetDateTime, days: u32) -> Res
     let cert = params
         .self_signed(&key)
         .map_err(cert_err("signing the CA certificate"))?;
-    files::write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
-    files::write_public(&cert_path, cert.pem().as_bytes()).map_err(io(&cert_path))?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_public(&cert_path, cert.pem().as_bytes())?;
     write_crl(dir, now)
 }
 
@@ -192,21 +199,40 @@ struct Ca {
     der: Vec<u8>,
 }
 
+/// A new key file: 0600, and never over an existing file.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    write_atomic(path, data, 0o600, false).map_err(io(path))
+}
+
+/// A certificate, CRL or list anyone may read: 0644, replacing the old one.
+fn write_public(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    write_atomic(path, data, 0o644, true).map_err(io(path))
+}
+
+/// A PEM file of the PKI as text, read once through the trust rule.
+fn read_pem(path: &Path, kind: FileKind) -> Result<String, PkiError> {
+    let bytes = read_trusted(path, kind, plumb_os::pem::MAX_PEM_BYTES)?;
+    String::from_utf8(bytes)
+        .map_err(|_| PkiError::Invalid(format!("{}: not PEM text", path.display())))
+}
+
 fn load_ca(dir: &Path) -> Result<Ca, PkiError> {
+    ensure_private_dir(dir)?;
     let (cert_path, key_path) = ca_paths(dir);
-    let pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
-    files::check_private_key(&key_path).map_err(io(&key_path))?;
-    let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+    let pem = read_pem(&cert_path, FileKind::Certificate)?;
+    let key_pem = read_pem(&key_path, FileKind::PrivateKey)?;
     let key = KeyPair::from_pem(&key_pem).map_err(cert_err(format!(
         "{}: reading the CA key",
         key_path.display()
     )))?;
-    let der = crate::tls::read_certs(&cert_path)
-        .map_err(|e| PkiError::Invalid(e.to_string()))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| PkiError::Invalid(format!("{}: no certificate", cert_path.display())))?
-        .to_vec();
+    let der = {
+        use rustls_pki_types::pem::PemObject as _;
+        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| {
+                PkiError::Invalid(format!("{}: no certificate: {e}", cert_path.display()))
+            })?
+            .to_vec()
+    };
     let issuer = Issuer::from_ca_cert_pem(&pem, key).map_err(cert_err(format!(
         "{}: reading the CA certificate",
         cert_path.display()
@@ -243,7 +269,7 @@ pub fn issue_between(
     }
     let ca = load_ca(dir)?;
     let sub = dir.join(role.subdir());
-    files::create_private_dir(&sub).map_err(io(&sub))?;
+    ensure_private_dir(&sub)?;
     let cert_path = sub.join(format!("{name}.pem"));
     let key_path = sub.join(format!("{name}.key"));
     if cert_path.exists() || key_path.exists() {
@@ -280,9 +306,9 @@ pub fn issue_between(
     let cert = params
         .signed_by(&key, &ca.issuer)
         .map_err(cert_err(format!("signing the certificate for {name}")))?;
-    files::write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
     // The chain a peer needs is just the leaf: the CA is configured on both sides.
-    files::write_public(&cert_path, cert.pem().as_bytes()).map_err(io(&cert_path))?;
+    write_public(&cert_path, cert.pem().as_bytes())?;
     Ok(Issued {
         cert: cert_path,
         key: key_path,
@@ -377,7 +403,7 @@ fn write_crl(dir: &Path, now: OffsetDateTime) -> Result<(), PkiError> {
         .map_err(cert_err("signing the CRL"))?;
     let pem = crl.pem().map_err(cert_err("encoding the CRL"))?;
     let path = dir.join("crl.pem");
-    files::write_public(&path, pem.as_bytes()).map_err(io(&path))
+    write_public(&path, pem.as_bytes())
 }
 
 /// `pki revoke`: adds the certificate's serial to the CRL (idempotent).
@@ -419,7 +445,7 @@ pub fn revoke(dir: &Path, cert: &Path) -> Result<Revoked, PkiError> {
                 let _ = writeln!(text, "{}\t{}\t{}", r.serial, r.at, r.subject);
             }
             let path = dir.join("revoked.tsv");
-            files::write_public(&path, text.as_bytes()).map_err(io(&path))?;
+            write_public(&path, text.as_bytes())?;
             r
         }
     };

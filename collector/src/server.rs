@@ -11,6 +11,8 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use plumb_core::event::{BatchAck, EVENT_SCHEMA, EventBatch};
+use plumb_os::notify::Notifier;
+use plumb_os::signals::Signal;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -501,27 +503,6 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     socket.listen(4096).map_err(io)
 }
 
-/// Tells systemd (Type=notify) a state, when $NOTIFY_SOCKET is set.
-pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
-        tracing::warn!("sd_notify {state}: {e}");
-    }
-}
-
 /// Runs the collector until SIGTERM or SIGINT, serving the baselines
 /// published in its database.
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
@@ -593,10 +574,13 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
     let handshake_timeout = Duration::from_secs(cfg.server.handshake_timeout_secs);
     let idle_timeout = Duration::from_secs(cfg.server.idle_timeout_secs);
 
-    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    sd_notify("READY=1");
+    let mut signals = plumb_os::signals::stream().map_err(|source| ServeError::Io {
+        context: "installing a signal handler".into(),
+        source,
+    })?;
+    let notifier = Notifier::from_env();
+    notifier.ready();
+    let watchdog = notifier.spawn_watchdog();
 
     loop {
         while conns.try_join_next().is_some() {}
@@ -605,9 +589,10 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => { reload(&acceptor, &tls_files); continue; }
+            s = signals.recv() => match s {
+                Some(Signal::Reload) => { reload(&acceptor, &tls_files); continue; }
+                Some(Signal::Stop) | None => break,
+            },
         };
         let (tcp, addr) = tokio::select! {
             a = listener.accept() => match a {
@@ -619,9 +604,10 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
                     continue;
                 }
             },
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => { reload(&acceptor, &tls_files); continue; }
+            s = signals.recv() => match s {
+                Some(Signal::Reload) => { reload(&acceptor, &tls_files); continue; }
+                Some(Signal::Stop) | None => break,
+            },
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = match acceptor.read() {
@@ -677,7 +663,10 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
     }
 
     tracing::info!("stopping: finishing requests in flight");
-    sd_notify("STOPPING=1");
+    notifier.stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     drop(listener);
     let _ = stop_tx.send(true);
     let deadline = Duration::from_secs(cfg.server.shutdown_timeout_secs);
@@ -698,15 +687,6 @@ pub async fn serve_with(cfg: Config, baselines: Arc<dyn BaselineStore>) -> Resul
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn signal(
-    kind: tokio::signal::unix::SignalKind,
-) -> Result<tokio::signal::unix::Signal, ServeError> {
-    tokio::signal::unix::signal(kind).map_err(|source| ServeError::Io {
-        context: "installing a signal handler".into(),
-        source,
-    })
 }
 
 /// SIGHUP: reload certificates and CRLs; keep the old ones if the new are bad.

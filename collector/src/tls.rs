@@ -5,7 +5,6 @@
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +20,9 @@ pub enum TlsError {
         /// why
         reason: String,
     },
+    /// A PEM file was refused, unreadable or malformed.
+    #[error(transparent)]
+    Pem(#[from] plumb_os::pem::PemError),
     /// rustls refused the combination.
     #[error("{0}")]
     Config(String),
@@ -38,34 +40,20 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Every certificate in a PEM file (at least one).
+/// Every certificate in a PEM file (at least one), read as a trusted file.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let data = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let certs = CertificateDer::pem_slice_iter(&data)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not a PEM certificate file: {e}")))?;
-    if certs.is_empty() {
-        return Err(file_err(path, "no CERTIFICATE block found"));
-    }
-    Ok(certs)
+    Ok(plumb_os::pem::load_certs(path)?)
 }
 
-/// Every CRL in a PEM file (at least one).
+/// Every CRL in a PEM file (at least one), read as a trusted file.
 pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let data = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&data)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, format!("not a PEM CRL file: {e}")))?;
-    if crls.is_empty() {
-        return Err(file_err(path, "no X509 CRL block found"));
-    }
-    Ok(crls)
+    Ok(plumb_os::pem::load_crls(path)?)
 }
 
-/// The private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
+/// The private key in a PEM file (PKCS#8, SEC1 or PKCS#1); refused when
+/// group or others have any access to it.
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let data = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    PrivateKeyDer::from_pem_slice(&data).map_err(|e| file_err(path, format!("no private key: {e}")))
+    Ok(plumb_os::pem::load_private_key(path)?)
 }
 
 /// The host identity of a client certificate: its subject CN, or its first

@@ -224,6 +224,10 @@ pub enum BaselineError {
         /// cause
         cause: std::io::Error,
     },
+    /// The file failed the trust rule (a symlink, another owner, writable
+    /// by group or others).
+    #[error(transparent)]
+    Untrusted(plumb_os::TrustError),
     /// The file is larger than [`MAX_BASELINE_BYTES`].
     #[error("{path}: baseline is {size} bytes, larger than the {MAX_BASELINE_BYTES}-byte limit")]
     TooLarge {
@@ -347,18 +351,26 @@ impl Baseline {
     /// Reads and validates a baseline file.
     pub fn load(path: &Path) -> Result<Baseline, BaselineError> {
         let shown = path.display().to_string();
-        let read_err = |cause| BaselineError::Read {
-            path: shown.clone(),
-            cause,
-        };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        if meta.len() > MAX_BASELINE_BYTES {
-            return Err(BaselineError::TooLarge {
-                path: shown,
-                size: meta.len(),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(read_err)?;
+        use plumb_os::{FileKind, Problem, TrustError};
+        let bytes =
+            plumb_os::read_trusted(path, FileKind::Baseline, MAX_BASELINE_BYTES).map_err(|e| {
+                match e.problem {
+                    Problem::Open(cause) | Problem::Io { source: cause, .. } => {
+                        BaselineError::Read {
+                            path: shown.clone(),
+                            cause,
+                        }
+                    }
+                    Problem::TooLarge { size, .. } => BaselineError::TooLarge {
+                        path: shown.clone(),
+                        size,
+                    },
+                    problem => BaselineError::Untrusted(TrustError {
+                        path: e.path,
+                        problem,
+                    }),
+                }
+            })?;
         Baseline::from_bytes(&bytes, &shown)
     }
 

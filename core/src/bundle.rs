@@ -22,6 +22,7 @@
 use crate::baseline::{Baseline, BaselineError, MAX_BASELINE_BYTES};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use plumb_os::{FileKind, Problem, TrustError};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use std::fmt;
 use std::io::Read as _;
@@ -66,16 +67,11 @@ pub enum KeyError {
         /// its size
         size: u64,
     },
-    /// A private key file others can read is refused, as ssh does.
-    #[error(
-        "{path}: private key is accessible by group or others (mode {mode:04o}); run chmod 600 on it"
-    )]
-    Permissions {
-        /// file
-        path: String,
-        /// permission bits
-        mode: u32,
-    },
+    /// The file failed the trust rule: a symlink, another owner, writable
+    /// by group or others, or (a private key, as ssh does) any group or
+    /// other access.
+    #[error(transparent)]
+    Untrusted(plumb_os::TrustError),
     /// The private key file is not the expected PEM / PKCS#8 Ed25519 key.
     #[error("{origin}: not a usable Ed25519 private key: {reason}")]
     PrivateKey {
@@ -129,6 +125,10 @@ pub enum BundleError {
         /// cause
         source: std::io::Error,
     },
+    /// The bundle file failed the trust rule (a symlink, another owner,
+    /// writable by group or others).
+    #[error(transparent)]
+    Untrusted(plumb_os::TrustError),
     /// Larger than [`MAX_BUNDLE_BYTES`] (or a baseline larger than its limit).
     #[error("{what} is {size} bytes, larger than the {limit}-byte limit")]
     TooLarge {
@@ -362,7 +362,7 @@ impl PublicKey {
     /// Reads a public key file (size-capped).
     pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
         let shown = path.display().to_string();
-        let bytes = read_key_file(path)?;
+        let bytes = read_key_file(path, FileKind::PublicKey)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::PublicKey {
             origin: shown.clone(),
             line: 0,
@@ -386,24 +386,21 @@ fn clip(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
-fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+/// Reads a key file through the trust rule for `kind` (a private key must
+/// give group and others no access at all).
+fn read_key_file(path: &Path, kind: FileKind) -> Result<Vec<u8>, KeyError> {
     let shown = path.display().to_string();
-    let read_err = |source| KeyError::Read {
-        path: shown.clone(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::TooLarge {
+    plumb_os::read_trusted(path, kind, MAX_KEY_FILE_BYTES).map_err(|e| match e.problem {
+        Problem::Open(source) | Problem::Io { source, .. } => KeyError::Read {
             path: shown,
-            size: bytes.len() as u64,
-        });
-    }
-    Ok(bytes)
+            source,
+        },
+        Problem::TooLarge { size, .. } => KeyError::TooLarge { path: shown, size },
+        problem => KeyError::Untrusted(TrustError {
+            path: e.path,
+            problem,
+        }),
+    })
 }
 
 /// A private Ed25519 signing key (the security team's; kept offline).
@@ -470,19 +467,7 @@ impl SigningKey {
     /// Reads a private key file; refuses one that group or others can access.
     pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
         let shown = path.display().to_string();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
-                path: shown.clone(),
-                source,
-            })?;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions { path: shown, mode });
-            }
-        }
-        let bytes = read_key_file(path)?;
+        let bytes = read_key_file(path, FileKind::PrivateKey)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::PrivateKey {
             origin: shown.clone(),
             reason: "file is not PEM text".into(),
@@ -792,9 +777,18 @@ impl Bundle {
             path: shown.clone(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
+        let file =
+            plumb_os::open_trusted(path, FileKind::Baseline).map_err(|e| match e.problem {
+                Problem::Open(source) => read_err(source),
+                problem => BundleError::Untrusted(TrustError {
+                    path: e.path,
+                    problem,
+                }),
+            })?;
         let mut bytes = Vec::new();
-        file.take(MAX_BUNDLE_BYTES + 1)
+        // One byte past the cap, so the parser reports an oversized bundle.
+        file.into_file()
+            .take(MAX_BUNDLE_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(read_err)?;
         Bundle::parse(&bytes)

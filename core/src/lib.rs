@@ -1,6 +1,9 @@
 //! What the Plumbline agent and collector must agree on: the baseline model
 //! and its validation, check kinds, reports and events. No I/O beyond
-//! reading baseline, bundle and key files.
+//! reading baseline, bundle and key files, which goes through
+//! `plumb_os::open_trusted` (the one crate below this one): a baseline or a
+//! key is policy, so every program reading one applies the same rule to
+//! the file (owner, mode, no symlink; no group/other access to a private key).
 
 pub mod baseline;
 pub mod bundle;

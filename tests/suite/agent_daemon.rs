@@ -503,3 +503,114 @@ fn systemd_readiness_and_stop_with_sigterm() {
         "stopped is the last event"
     );
 }
+
+/// Issue 13 point 6: started under umask 022 (a shell's usual one), every
+/// database, lock and state file the agent creates is 0600 and every
+/// directory 0700, signed-baseline state included. A state directory others
+/// may enter is tightened to 0700; one they may write is refused.
+#[test]
+fn under_umask_022_the_state_stays_private() {
+    let s = Setup::new("");
+    // Signed baselines, so the trust state, its lock and the stored bundle
+    // are created too.
+    let key = s.path("signing.key");
+    let (code, _, err) = plumb(&["keygen", "-o", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let bundle = s.path("baseline.bundle");
+    let (code, _, err) = plumb(&[
+        "baseline",
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        s.path("baseline.toml").to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(
+        s.config(),
+        std::fs::read_to_string(s.config())
+            .unwrap()
+            .replace("baseline.toml", "baseline.bundle")
+            .replace(
+                "host_id = ",
+                &format!("trusted_keys = [\"{}.pub\"]\nhost_id = ", key.display()),
+            ),
+    )
+    .unwrap();
+    // A state directory as a package might leave it: 0755.
+    let state = s.path("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let spawn = || {
+        Agent(
+            Command::new("sh")
+                .args(["-c", "umask 022 && exec \"$0\" agent --config \"$1\""])
+                .arg(env!("CARGO_BIN_EXE_plumb"))
+                .arg(s.config())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(s.path("agent.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut a = spawn();
+    let ev = s.wait_snapshots(1);
+    assert!(
+        !agent_events(&ev, "baseline_applied").is_empty(),
+        "the signed baseline was applied: {ev:?}"
+    );
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(Duration::from_secs(15)), Some(0));
+    let log = std::fs::read_to_string(s.path("agent.log")).unwrap();
+    assert!(log.contains("tightened to 0700"), "{log}");
+
+    let mut seen = Vec::new();
+    let mut todo = vec![state.clone()];
+    while let Some(dir) = todo.pop() {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                todo.push(p);
+            } else {
+                let mode = m.permissions().mode() & 0o7777;
+                assert_eq!(mode, 0o600, "{}", p.display());
+                seen.push(p.strip_prefix(&state).unwrap().display().to_string());
+            }
+        }
+    }
+    seen.sort();
+    for want in [
+        "baseline-trust.json",
+        "baseline-trust.lock",
+        "baselines/test-agent.bundle",
+        "fim.db",
+        "fim.db.key",
+        "state.db",
+    ] {
+        assert!(seen.iter().any(|p| p == want), "{want} in {seen:?}");
+    }
+
+    // Others may write the state directory: refused, nothing is started.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut a = spawn();
+    assert_eq!(a.wait_exit(Duration::from_secs(15)), Some(2));
+    let log = std::fs::read_to_string(s.path("agent.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "{}: mode 0777 makes this private directory writable by group or others",
+            state.display()
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o7777,
+        0o777,
+        "a refused directory is left for the operator to inspect"
+    );
+}

@@ -134,7 +134,116 @@ fn validate_config() {
         .args(["serve", "--validate", "--config"])
         .arg(&good));
     assert_eq!(code, 2);
-    assert!(err.contains("accessible to others"), "{err}");
+    assert!(
+        err.contains("localhost.key: mode 0644 gives group/other access to a private key"),
+        "{err}"
+    );
+}
+
+/// The attacks of issue 13 point 6 on the collector: a server key its group
+/// can read, a CA key its group can read, a PKI directory others can enter
+/// or write, and a start under umask 022 that must still leave the database
+/// and its -wal/-shm 0600.
+#[test]
+fn keys_and_state_are_private() {
+    let f = Fleet::new();
+    let cfg = f.config("127.0.0.1:0", "", "");
+    let key = f.pki.join("servers/localhost.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let want = format!(
+        "{}: mode 0640 gives group/other access to a private key",
+        key.display()
+    );
+    let (code, _, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&cfg));
+    assert_eq!(code, 2);
+    assert!(err.contains(&want), "{err}");
+    // The server itself refuses to start on it.
+    let (code, _, err) = out(collector().args(["serve", "--config"]).arg(&cfg));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&want), "{err}");
+    assert!(!f.db().exists(), "nothing was created");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The CA key: `pki issue` refuses to sign with one its group can read.
+    let ca_key = f.pki.join("ca.key");
+    std::fs::set_permissions(&ca_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["pki", "issue", "--agent", "web-1", "--dir"])
+        .arg(&f.pki));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}: mode 0640 gives group/other access to a private key",
+            ca_key.display()
+        )),
+        "{err}"
+    );
+    assert!(!f.pki.join("agents/web-1.pem").exists());
+    std::fs::set_permissions(&ca_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A PKI directory others may enter is tightened; one they may write is refused.
+    std::fs::set_permissions(&f.pki, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["pki", "issue", "--agent", "web-1", "--dir"])
+        .arg(&f.pki));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mode(&f.pki), 0o700);
+    std::fs::set_permissions(&f.pki, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, err) = out(collector()
+        .args(["pki", "issue", "--agent", "web-2", "--dir"])
+        .arg(&f.pki));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}: mode 0777 makes this private directory writable by group or others",
+            f.pki.display()
+        )),
+        "{err}"
+    );
+    assert!(!f.pki.join("agents/web-2.pem").exists());
+    std::fs::set_permissions(&f.pki, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // umask 022 (the usual shell default) and the database is still 0600.
+    let child = std::process::Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" serve --config \"$1\""])
+        .arg(BIN)
+        .arg(&cfg)
+        .env_remove("NOTIFY_SOCKET")
+        .env("PLUMB_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Spawned(child);
+    let stderr = server.0.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let started = lines.any(|l| l.is_ok_and(|l| l.contains("listening on")));
+    assert!(started, "the collector did not start");
+    let mut names: Vec<String> = std::fs::read_dir(f.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("collector.db"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["collector.db", "collector.db-shm", "collector.db-wal"]
+    );
+    for n in &names {
+        assert_eq!(mode(&f.path(n)), 0o600, "{n}");
+    }
+}
+
+/// A spawned process, killed on drop.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn now_rfc3339(offset_secs: i64) -> String {
@@ -319,4 +428,45 @@ fn reopening_an_existing_store_is_idempotent() {
     let v: serde_json::Value = serde_json::from_str(&js).unwrap();
     assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
     assert_eq!(stored_seqs(&f.db(), "web-12"), vec![1, 2, 3, 4]);
+}
+
+/// `Type=notify` with `WatchdogSec=`: the unit's watchdog gets pinged, so
+/// systemd does not kill a healthy collector; SIGTERM says STOPPING=1.
+#[test]
+fn systemd_readiness_watchdog_and_stopping() {
+    let f = Fleet::new();
+    let cfg = f.config("127.0.0.1:0", "", "");
+    let sock_path = f.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let server = Spawned(
+        collector()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while got.iter().filter(|m: &&String| *m == "WATCHDOG=1").count() < 2 {
+        let n = sock.recv(&mut buf).expect("a notification");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got[0].starts_with("READY=1"), "{got:?}");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING=1");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
 }

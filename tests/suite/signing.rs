@@ -161,6 +161,20 @@ fn sign_refuses_a_key_others_can_read() {
     let (code, _, err) = sign(&key, &write_baseline(d.path(), "x", 1), &d.path().join("o"));
     assert_eq!(code, 2);
     assert!(err.contains("chmod 600"), "{err}");
+    // Group access alone is refused too, naming the file and the mode.
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, _, err) = sign(&key, &write_baseline(d.path(), "x", 1), &d.path().join("o"));
+        assert_eq!(code, 2);
+        assert!(
+            err.contains(&format!(
+                "{}: mode {mode:04o} gives group/other access to a private key",
+                key.display()
+            )),
+            "{err}"
+        );
+        assert!(!d.path().join("o").exists());
+    }
 }
 
 /// Flips one byte in the region starting at `needle` and verifies.

@@ -1,6 +1,5 @@
 //! `plumb baseline lint|sign|verify`.
 
-use crate::atomic::write_atomic;
 use crate::cli::BaselineCommand;
 use crate::trust::load_trusted_keys;
 use crate::{EXIT_ERROR, EXIT_OK};
@@ -8,7 +7,7 @@ use anyhow::{Context as _, bail};
 use plumb_core::Baseline;
 use plumb_core::baseline::MAX_BASELINE_BYTES;
 use plumb_core::bundle::{Bundle, BundleError, SigningKey};
-use std::io::Read as _;
+use plumb_os::atomic::write_atomic;
 use std::path::Path;
 
 pub fn run(cmd: BaselineCommand) -> anyhow::Result<u8> {
@@ -99,20 +98,14 @@ fn verify(pubkeys: &[std::path::PathBuf], bundle_path: &Path) -> anyhow::Result<
     }
 }
 
+/// The baseline to sign, read through the trust rule: whoever could
+/// rewrite it decides what gets signed.
 fn read_capped(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot read baseline", path.display()))?;
-    let mut bytes = Vec::new();
-    f.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("{}: cannot read baseline", path.display()))?;
-    if bytes.len() as u64 > limit {
-        bail!(
-            "{}: baseline is larger than the {limit}-byte limit",
-            path.display()
-        );
-    }
-    Ok(bytes)
+    Ok(plumb_os::read_trusted(
+        path,
+        plumb_os::FileKind::Baseline,
+        limit,
+    )?)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

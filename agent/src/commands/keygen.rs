@@ -1,10 +1,10 @@
 //! `plumb keygen -o KEY`: the security team's baseline signing key.
 
 use crate::EXIT_OK;
-use crate::atomic::write_atomic;
 use crate::cli::KeygenArgs;
 use anyhow::{Context as _, bail};
 use plumb_core::bundle::SigningKey;
+use plumb_os::atomic::write_atomic;
 use std::path::PathBuf;
 
 /// `KEY.pub` beside `KEY` (appended, so `signing.key` gives `signing.key.pub`).

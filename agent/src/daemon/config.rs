@@ -5,7 +5,6 @@
 
 use serde::Deserialize;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -285,14 +284,11 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The file is writable by someone other than root or the agent's user.
-    #[error("{path}: {why}; refusing it (chmod go-w, chown root)")]
-    Insecure {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        why: String,
-    },
+    /// The file failed the trust rule (see `plumb_os::trusted`): a
+    /// symlink, another owner, writable by group or others, a private key
+    /// others may access.
+    #[error(transparent)]
+    Untrusted(#[from] plumb_os::TrustError),
     /// The file is invalid.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
@@ -323,40 +319,6 @@ impl fmt::Display for Problem {
         }
         f.write_str(&self.message)
     }
-}
-
-/// Refuses a file that anyone but root (or the running user) could have
-/// written: a group/other write bit, or another owner. Symlinks are
-/// followed (the target is what gets read).
-pub fn check_trusted_file(path: &Path) -> Result<(), ConfigError> {
-    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let shown = || path.display().to_string();
-    if !meta.is_file() {
-        return Err(ConfigError::Insecure {
-            path: shown(),
-            why: "not a regular file".into(),
-        });
-    }
-    let uid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != uid {
-        return Err(ConfigError::Insecure {
-            path: shown(),
-            why: format!("owned by uid {}, not root or uid {uid}", meta.uid()),
-        });
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(ConfigError::Insecure {
-            path: shown(),
-            why: format!(
-                "mode {:04o} is writable by group or others",
-                meta.mode() & 0o7777
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// Parses a duration: an integer with a unit `ms`, `s`, `m`, `h` or `d`.
@@ -417,13 +379,9 @@ fn line_of(text: &str, section: Option<&str>, key: &str) -> usize {
 impl Config {
     /// Reads, parses and validates a config file, refusing an insecure one.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        check_trusted_file(path)?;
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        if meta.len() > MAX_CONFIG_BYTES {
+        let file = plumb_os::open_trusted(path, plumb_os::FileKind::Config)?;
+        if file.size() > MAX_CONFIG_BYTES {
             return Err(ConfigError::Invalid(vec![Problem {
                 origin: shown,
                 line: 0,
@@ -431,9 +389,10 @@ impl Config {
                 message: format!("larger than the {MAX_CONFIG_BYTES}-byte limit"),
             }]));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = file.read_capped(MAX_CONFIG_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
             path: shown.clone(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         let mut cfg = Config::from_str(&text, &shown)?;
         cfg.origin = path.to_path_buf();
@@ -637,14 +596,25 @@ impl Config {
         }
     }
 
-    /// Files the config names that must be as trusted as the config itself:
-    /// keys, certificates' private key, baselines.
-    pub fn trusted_files(&self) -> Vec<&Path> {
-        let mut v: Vec<&Path> = self.trusted_keys.iter().map(PathBuf::as_path).collect();
-        v.extend(self.baselines.iter().map(PathBuf::as_path));
+    /// Files the config names that must be as trusted as the config itself,
+    /// each with the rule it is read under: keys, baselines, certificates,
+    /// the client's private key.
+    pub fn trusted_files(&self) -> Vec<(&Path, plumb_os::FileKind)> {
+        use plumb_os::FileKind;
+        let mut v: Vec<(&Path, FileKind)> = self
+            .trusted_keys
+            .iter()
+            .map(|p| (p.as_path(), FileKind::PublicKey))
+            .collect();
+        v.extend(
+            self.baselines
+                .iter()
+                .map(|p| (p.as_path(), FileKind::Baseline)),
+        );
         if let Some(c) = &self.collector {
-            v.push(&c.key);
-            v.push(&c.ca);
+            v.push((&c.key, FileKind::PrivateKey));
+            v.push((&c.cert, FileKind::Certificate));
+            v.push((&c.ca, FileKind::Certificate));
         }
         v
     }
@@ -660,8 +630,8 @@ impl Config {
 
     /// Checks every file the config names that the agent must trust.
     pub fn check_files(&self) -> Result<(), ConfigError> {
-        for p in self.trusted_files() {
-            check_trusted_file(p)?;
+        for (p, kind) in self.trusted_files() {
+            plumb_os::open_trusted(p, kind)?;
         }
         Ok(())
     }

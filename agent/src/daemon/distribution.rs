@@ -42,10 +42,11 @@ pub fn trust_for(cfg: &Config) -> anyhow::Result<Option<TrustPolicy>> {
 }
 
 fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let f = plumb_os::open_trusted(path, plumb_os::FileKind::Baseline)?;
     let mut bytes = Vec::new();
     // One byte past the cap, so the parser reports an oversized bundle.
-    f.take(MAX_BUNDLE_BYTES + 1)
+    f.into_file()
+        .take(MAX_BUNDLE_BYTES + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("{}", path.display()))?;
     Ok(bytes)

@@ -7,7 +7,6 @@ pub mod config;
 pub mod distribution;
 pub mod facts;
 pub mod integrity;
-pub mod lifecycle;
 pub mod limits;
 pub mod outbox;
 pub mod realtime;
@@ -18,13 +17,13 @@ pub mod sink;
 
 use config::Config;
 use integrity::{Depth, Integrity, Scope, Watches};
-use lifecycle::notify::Notifier;
-use lifecycle::signals::{self, Signal};
 use limits::RateLimiter;
 use outbox::{NewEvent, Outbox};
 use plumb_core::event::{AgentEventKind, EventBody};
 use plumb_core::report::BaselineRef;
 use plumb_core::{Baseline, Severity};
+use plumb_os::notify::Notifier;
+use plumb_os::signals::{self, Signal};
 use realtime::Realtime;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -457,13 +456,9 @@ fn open_state(
     cfg: &Config,
     rules: &[plumb_core::FimRule],
 ) -> anyhow::Result<(Outbox, Box<dyn Integrity>)> {
-    use anyhow::Context;
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&cfg.state_dir)
-        .with_context(|| format!("state_dir {}", cfg.state_dir.display()))?;
+    // Private: created 0700, tightened when group/other may read it,
+    // refused when they may write it (docs/agent.md).
+    plumb_os::private::ensure_private_dir(&cfg.state_dir)?;
     // A new state directory: the FIM database is expected to be missing.
     // It is created before the outbox, so no interrupted first start
     // leaves an outbox without it.

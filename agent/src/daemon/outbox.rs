@@ -32,6 +32,9 @@ pub enum OutboxError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// The database file could not be created 0600 (or tightened).
+    #[error("state database: {0}")]
+    File(std::io::Error),
 }
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
@@ -105,6 +108,8 @@ fn sev_rank(s: Severity) -> i64 {
 impl Outbox {
     /// Opens (creating) the database at `path`; `cap` is the most events kept.
     pub fn open(path: &Path, cap: u64) -> Result<Outbox, OutboxError> {
+        // 0600 whatever the umask; SQLite gives -wal and -shm the same mode.
+        plumb_os::private::prepare_private_db(path).map_err(OutboxError::File)?;
         let conn = Connection::open(path).map_err(sql("open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql("busy timeout"))?;

@@ -13,7 +13,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use plumb_core::event::{BatchAck, EVENT_SCHEMA, Event, EventBatch};
 use rand::Rng;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -123,38 +123,19 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    use anyhow::Context;
-    std::fs::read(path).with_context(|| format!("{}", path.display()))
-}
-
 impl Client {
     /// Builds the TLS client from the `[collector]` section.
     pub fn new(c: &Collector) -> anyhow::Result<Client> {
-        use anyhow::{Context, anyhow};
+        use anyhow::Context;
         let (host, port, prefix) = split_url(&c.url).map_err(anyhow::Error::msg)?;
         let mut roots = rustls::RootCertStore::empty();
-        let ca = read_pem(&c.ca)?;
-        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
-            let cert = cert.with_context(|| format!("{}: bad PEM", c.ca.display()))?;
+        for cert in plumb_os::pem::load_certs(&c.ca)? {
             roots
                 .add(cert)
                 .with_context(|| format!("{}: not a usable CA certificate", c.ca.display()))?;
         }
-        if roots.is_empty() {
-            return Err(anyhow!("{}: no certificate in it", c.ca.display()));
-        }
-        let chain = read_pem(&c.cert)?;
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain.as_slice())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{}: bad PEM", c.cert.display()))?;
-        if certs.is_empty() {
-            return Err(anyhow!("{}: no certificate in it", c.cert.display()));
-        }
-        let key = read_pem(&c.key)?;
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_slice())
-            .with_context(|| format!("{}: bad PEM", c.key.display()))?
-            .ok_or_else(|| anyhow!("{}: no private key in it", c.key.display()))?;
+        let certs = plumb_os::pem::load_certs(&c.cert)?;
+        let key = plumb_os::pem::load_private_key(&c.key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])

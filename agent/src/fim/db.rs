@@ -11,7 +11,7 @@ use ring::hmac;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Database format version (`PRAGMA user_version`).
@@ -109,41 +109,27 @@ impl Key {
             .with_context(|| format!("writing key file {}", path.display()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Best effort: the key is written and synced already.
-            let _ = crate::atomic::sync_dir(dir);
+            let _ = plumb_os::atomic::sync_dir(dir);
         }
         Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, &raw)))
     }
 
-    /// Loads the key in `path`; it must be readable by its owner only.
+    /// Loads the key in `path`, a private key under the trust rule (owner
+    /// root or the running user, no group/other access, no symlink).
     pub fn load(path: &Path) -> anyhow::Result<Key> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    anyhow::anyhow!(
-                        "key file {} is missing: the database cannot be verified without it \
-                         (restore it, or run `plumb fim init` to start a new database)",
-                        path.display()
-                    )
-                } else {
-                    anyhow::anyhow!("key file {}: {e}", path.display())
-                }
-            })?;
-        let meta = f.metadata()?;
-        if !meta.is_file() {
-            bail!("key file {}: not a regular file", path.display());
-        }
-        if meta.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "key file {}: mode {:04o} lets others read it; it must be 0600",
-                path.display(),
-                meta.permissions().mode() & 0o7777
-            );
-        }
+        let f = plumb_os::open_trusted(path, plumb_os::FileKind::PrivateKey).map_err(|e| {
+            if e.is_not_found() {
+                anyhow::anyhow!(
+                    "key file {} is missing: the database cannot be verified without it \
+                     (restore it, or run `plumb fim init` to start a new database)",
+                    path.display()
+                )
+            } else {
+                anyhow::anyhow!("key file {e}")
+            }
+        })?;
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::Read::take(f, 256), &mut text)
+        std::io::Read::read_to_string(&mut std::io::Read::take(f.into_file(), 256), &mut text)
             .with_context(|| format!("reading key file {}", path.display()))?;
         match unhex(text.trim()) {
             Some(raw) if raw.len() == 32 => Ok(Key(hmac::Key::new(hmac::HMAC_SHA256, &raw))),
@@ -474,6 +460,9 @@ impl Db {
         if path.exists() {
             bail!("{} already exists", path.display());
         }
+        // 0600 before SQLite opens it, whatever the umask (its -wal and
+        // -shm take the same mode).
+        plumb_os::private::prepare_private_db(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -481,7 +470,6 @@ impl Db {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("creating {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -789,6 +777,7 @@ pub fn sealed_digest(db: &Path, key: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::Arc;
 
     fn entry(path: &str) -> Entry {
@@ -876,7 +865,10 @@ mod tests {
         Key::load(&kp).unwrap();
         std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Key::load(&kp).unwrap_err().to_string();
-        assert!(e.contains("must be 0600"), "{e}");
+        assert!(
+            e.contains("mode 0644 gives group/other access to a private key"),
+            "{e}"
+        );
     }
 
     #[test]

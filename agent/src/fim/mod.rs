@@ -110,7 +110,7 @@ fn install(partial: &Path, db: &Path) -> anyhow::Result<()> {
 /// themselves are synced).
 fn sync_parent(p: &Path) {
     if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = crate::atomic::sync_dir(dir);
+        let _ = plumb_os::atomic::sync_dir(dir);
     }
 }
 

@@ -5,7 +5,7 @@
 //! the path is changed, so a crash at any point leaves enough to undo.
 
 use super::plan::Op;
-use crate::atomic::{self, FileMeta};
+use plumb_os::atomic::{self, FileMeta};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::fs::File;
@@ -165,13 +165,7 @@ fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<File>, String> {
         .create(&jdir)
         .map_err(|e| format!("cannot create {}: {e}", jdir.display()))?;
     let path = jdir.join(".lock");
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let f = plumb_os::private::open_private(&path).map_err(|e| e.to_string())?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
         format!(
             "another plumb remediate is running (lock {} is held): {e}",

@@ -19,7 +19,6 @@ pub mod service;
 pub mod sshd_set;
 pub mod sysctl_set;
 
-use crate::atomic::{self, FileMeta};
 use crate::checks::{self, Ctx};
 use journal::{Journal, State};
 use plan::{Op, Plan, View};
@@ -29,6 +28,7 @@ use plumb_core::check::CheckSpec;
 use plumb_core::event::RemediationEvent;
 use plumb_core::remediation::RemediationSpec;
 use plumb_core::report::Status;
+use plumb_os::atomic::{self, FileMeta};
 use serde::Serialize;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};

@@ -201,7 +201,7 @@ fn validate(sshd: &Path, candidate: &[u8]) -> Result<(), String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
     ));
-    crate::atomic::write_atomic(&tmp, candidate, 0o600, false)
+    plumb_os::atomic::write_atomic(&tmp, candidate, 0o600, false)
         .map_err(|e| format!("cannot write sshd candidate {}: {e}", tmp.display()))?;
     let out = std::process::Command::new(sshd)
         .arg("-t")

@@ -90,10 +90,14 @@ impl Sqlite {
     /// Opens (creating if needed) for writing and migrates.
     pub fn open(path: &Path, sync: Synchronous) -> Result<Sqlite, StorageError> {
         let at = path.display().to_string();
+        // The state directory is private (0700, refused when others may
+        // write it) and the database and its -wal/-shm 0600, whatever the umask.
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::files::create_private_dir(parent)
-                .map_err(|e| StorageError::Schema(format!("{}: {e}", parent.display())))?;
+            plumb_os::private::ensure_private_dir(parent)
+                .map_err(|e| StorageError::Schema(e.to_string()))?;
         }
+        plumb_os::private::prepare_private_db(path)
+            .map_err(|e| StorageError::Schema(e.to_string()))?;
         let conn = Connection::open(path).map_err(db(format!("{at}: open")))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db(&at))?;

@@ -1,6 +1,11 @@
 //! systemd `Type=notify`: readiness, watchdog and stopping messages on the
 //! datagram socket named by `NOTIFY_SOCKET` (a path, or `@name` for an
 //! abstract socket). Without the variable every call does nothing.
+//!
+//! Written here rather than taken from the `sd-notify` crate: the protocol
+//! is one datagram, and the crate reads the environment on every call, so a
+//! test could only aim it at its own socket by changing the process
+//! environment (unsafe in edition 2024). [`Notifier`] reads it once.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
@@ -45,9 +50,26 @@ impl Notifier {
     pub fn status(&self, status: &str) {
         self.send(&format!("STATUS={status}"));
     }
-    /// `WATCHDOG=1`.
+    /// `WATCHDOG=1`. Call it every [`Notifier::watchdog_interval`] from
+    /// the loop whose progress it vouches for.
     pub fn watchdog(&self) {
         self.send("WATCHDOG=1");
+    }
+
+    /// Pings the watchdog every [`Notifier::watchdog_interval`] from a task
+    /// of the current runtime (which it thereby shows alive); `None` when
+    /// systemd asked for no watchdog. Abort the task when stopping.
+    #[cfg(feature = "tokio")]
+    pub fn spawn_watchdog(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.watchdog_interval()?;
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            loop {
+                tick.tick().await;
+                me.watchdog();
+            }
+        }))
     }
     /// `STOPPING=1`.
     pub fn stopping(&self) {
@@ -76,6 +98,7 @@ fn send_to(path: &str, msg: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

@@ -1,6 +1,6 @@
 //! Signals become one stream of [`Signal`]s (as in vector's `signal.rs`):
-//! SIGHUP reloads, SIGTERM/SIGINT stop with a drain deadline, and a second
-//! stop signal while draining exits at once.
+//! SIGHUP reloads, SIGTERM/SIGINT stop. What a stop means (a drain
+//! deadline, a second stop exiting at once) is the daemon's business.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -34,4 +34,27 @@ pub fn stream() -> std::io::Result<mpsc::Receiver<Signal>> {
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn hangup_reloads_and_terminate_stops() {
+        let mut s = stream().unwrap();
+        let me = rustix::process::getpid();
+        for (sig, want) in [
+            (rustix::process::Signal::HUP, Signal::Reload),
+            (rustix::process::Signal::TERM, Signal::Stop),
+            (rustix::process::Signal::INT, Signal::Stop),
+        ] {
+            rustix::process::kill_process(me, sig).unwrap();
+            let got = tokio::time::timeout(std::time::Duration::from_secs(10), s.recv())
+                .await
+                .unwrap();
+            assert_eq!(got, Some(want));
+        }
+    }
 }

@@ -1,5 +1,13 @@
-//! Atomic file replacement (DESIGN rule 3): a reader sees the old file or
-//! the new one, never a half-written one, and a crash loses neither.
+//! Atomic file replacement: a reader sees the old file or the new one,
+//! never a half-written one, and a crash loses neither. The new content goes
+//! to a temporary file beside the target (created exclusively, with its
+//! final mode from the start), is fsynced, takes the name by `rename(2)` (or
+//! `link(2)` when the target must not exist yet), and the directory is
+//! fsynced so the new name survives a crash.
+//!
+//! [`write_atomic`] writes with an explicit mode (keys 0600, certificates
+//! 0644, state files); [`write_atomic_with`] replaces a file keeping its
+//! owner, mode and extended attributes (ACLs included), as remediation needs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
@@ -88,7 +96,8 @@ pub fn read_xattrs(path: &Path) -> io::Result<Vec<(std::ffi::OsString, Vec<u8>)>
 }
 
 fn unsupported(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.kind() == io::ErrorKind::Unsupported
+    e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
+        || e.kind() == io::ErrorKind::Unsupported
 }
 
 /// Makes the xattrs of `path` itself exactly `want`: missing ones set,

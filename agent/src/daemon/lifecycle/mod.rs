@@ -1,4 +1,0 @@
-//! Process lifecycle: systemd notifications and signals.
-
-pub mod notify;
-pub mod signals;
