@@ -1,5 +1,6 @@
-//! Atomic file replacement (DESIGN rule 3): a reader sees the old file or
-//! the new one, never a half-written one, and a crash loses neither.
+//! Atomic file replacement ("nothing lost", docs/reference/README.md): a
+//! reader sees the old file or the new one, never a half-written one, and a
+//! crash loses neither.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};

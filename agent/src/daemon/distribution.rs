@@ -1,4 +1,4 @@
-//! Signed baselines in the daemon (DESIGN rule 5). With `trusted_keys` in
+//! Signed baselines in the daemon (docs/signing.md). With `trusted_keys` in
 //! the config, every baseline the agent runs came through
 //! [`TrustPolicy::consider`]: the local `baselines` files (then signed
 //! bundles) at start and on SIGHUP, and the bundles the collector serves on
