@@ -1,4 +1,4 @@
-//! The command line, as fixed by DESIGN.md.
+//! The command line: a contract scripts rely on (docs/reference/cli.md).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! The agent's baseline acceptance policy (DESIGN rule 5, "Trust is
-//! explicit"). A baseline can turn on remediation, so the agent applies one
+//! The agent's baseline acceptance policy ("trust is explicit",
+//! docs/signing.md). A baseline can turn on remediation, so the agent applies one
 //! only when a key in its own trusted list signed it, and never one whose
 //! version is not newer than the highest it has applied for that baseline
 //! id: a compromised collector or a network attacker can neither forge,

@@ -1,7 +1,10 @@
 //! `collector.toml`: strict (unknown fields are errors), every setting with a
-//! documented default (see `collector.example.toml`). Parsing first, then a
-//! semantic check; both name the file and line.
+//! documented default (see `collector.example.toml`). Parsing first, then
+//! the checks a parser cannot make, then (for `serve`) the files it names;
+//! every problem is a `plumb_core::Diagnostic` naming file, line, column
+//! and field.
 
+use plumb_core::{Diagnostic, Diagnostics, Document};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -233,165 +236,110 @@ impl HostsSection {
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// A config error, as `file:line: message`.
-#[derive(Debug, thiserror::Error)]
-#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-pub struct ConfigError {
-    /// The config file.
-    pub path: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-}
+/// Why a config was refused: every problem found, one per line, each
+/// `file:line:column: field: message`.
+pub type ConfigError = Diagnostics;
 
-fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.get(..offset.min(text.len()))
-        .map(|s| s.bytes().filter(|&b| b == b'\n').count() + 1)
-        .unwrap_or(1)
-}
-
-/// Line of `key =` inside `[section]`, for semantic errors.
-fn line_of_key(text: &str, section: &str, key: &str) -> Option<usize> {
-    let mut in_section = false;
-    for (n, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            in_section = t.trim_start_matches('[').trim_end_matches(']').trim() == section;
-            continue;
-        }
-        if in_section {
-            if let Some((k, _)) = t.split_once('=') {
-                if k.trim() == key {
-                    return Some(n + 1);
-                }
-            }
-        }
-    }
-    None
+/// A config as parsed, where each field is written, and the problems a
+/// parser cannot see.
+struct Parsed {
+    config: Config,
+    doc: Document,
+    problems: Vec<Diagnostic>,
 }
 
 impl Config {
-    /// Reads, parses and checks a config file. Refuses one writable by others.
+    /// Reads, parses and checks a config file, not the files it names:
+    /// what the query commands need. Refuses one writable by others.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |line, message: String| ConfigError {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
-        let bytes = plumb_os::read_trusted(path, plumb_os::FileKind::Config, MAX_CONFIG_BYTES)
-            .map_err(|e| err(None, e.problem.to_string()))?;
-        let text =
-            String::from_utf8(bytes).map_err(|e| err(None, format!("not UTF-8 text: {e}")))?;
-        Self::parse(path, &text)
+        Self::read(path)?.valid()
+    }
+
+    /// [`Config::load`], then every file the config names: present,
+    /// trusted, parseable, the TLS files going together. What `serve`
+    /// needs; every problem is listed, each at the line naming the file.
+    pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
+        let mut parsed = Self::read(path)?;
+        let files = parsed.config.check_files(&parsed.doc);
+        parsed.problems.extend(files);
+        parsed.valid()
     }
 
     /// Parses and checks config text; `path` is for messages and relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let err = |line, message: String| ConfigError {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of_offset(text, s.start));
-            err(line, e.message().trim().to_string())
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let checks: [(bool, &str, &str, &str); 10] = [
-            (
-                cfg.server.request_timeout_secs == 0,
-                "server",
-                "request_timeout_secs",
-                "must be at least 1",
-            ),
-            (
-                cfg.storage.backend != "sqlite",
-                "storage",
-                "backend",
-                "only \"sqlite\" is supported in this version",
-            ),
-            (
-                cfg.server.max_connections == 0,
-                "server",
-                "max_connections",
-                "must be at least 1",
-            ),
-            (
-                cfg.server.max_body_bytes < 1024,
-                "server",
-                "max_body_bytes",
-                "must be at least 1024",
-            ),
-            (
-                cfg.server.handshake_timeout_secs == 0,
-                "server",
-                "handshake_timeout_secs",
-                "must be at least 1",
-            ),
-            (
-                cfg.server.idle_timeout_secs == 0,
-                "server",
-                "idle_timeout_secs",
-                "must be at least 1",
-            ),
-            (
-                cfg.storage.queue_batches == 0,
-                "storage",
-                "queue_batches",
-                "must be at least 1",
-            ),
-            (
-                cfg.storage.max_group_events == 0,
-                "storage",
-                "max_group_events",
-                "must be at least 1",
-            ),
-            (
-                cfg.hosts.interval_secs == 0,
-                "hosts",
-                "interval_secs",
-                "must be at least 1",
-            ),
-            (
-                cfg.hosts.stale_after_intervals == 0,
-                "hosts",
-                "stale_after_intervals",
-                "must be at least 1",
-            ),
-        ];
-        for (bad, section, key, why) in checks {
-            if bad {
-                return Err(err(
-                    line_of_key(text, section, key),
-                    format!("[{section}] {key}: {why}"),
-                ));
-            }
-        }
-        // Relative paths are relative to the config file, not the working directory.
+        Self::parse_text(path, text.to_string())?.valid()
+    }
+
+    /// The config file's text, read through the trust rule
+    /// (`plumb_os::trusted`) from the descriptor that was judged. Every read
+    /// of the config goes through here.
+    fn read(path: &Path) -> Result<Parsed, ConfigError> {
+        let shown = path.display().to_string();
+        let refuse = |m: String| Diagnostics(vec![Diagnostic::file(&shown, "", m)]);
+        let bytes = plumb_os::read_trusted(path, plumb_os::FileKind::Config, MAX_CONFIG_BYTES)
+            .map_err(|e| refuse(e.problem.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|e| refuse(format!("not UTF-8 text: {e}")))?;
+        Self::parse_text(path, text)
+    }
+
+    /// Parsing (stops at the first syntax or type error), the checks a
+    /// parser cannot make (all of them), and relative paths made relative
+    /// to the config file rather than the working directory.
+    fn parse_text(path: &Path, text: String) -> Result<Parsed, ConfigError> {
+        let (mut config, doc) = Document::parse::<Config>(text, &path.display().to_string())
+            .map_err(|d| Diagnostics(vec![d]))?;
+        let mut problems = Vec::new();
+        config.server.check(&doc, &mut problems);
+        config.storage.check(&doc, &mut problems);
+        config.hosts.check(&doc, &mut problems);
+        config.rebase(path.parent().unwrap_or(Path::new(".")));
+        Ok(Parsed {
+            config,
+            doc,
+            problems,
+        })
+    }
+
+    fn rebase(&mut self, base: &Path) {
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         };
-        rebase(&mut cfg.tls.ca);
-        rebase(&mut cfg.tls.cert);
-        rebase(&mut cfg.tls.key);
-        cfg.tls.crl.iter_mut().for_each(rebase);
-        rebase(&mut cfg.storage.path);
-        cfg.baselines.trusted_keys.iter_mut().for_each(rebase);
-        Ok(cfg)
+        rebase(&mut self.tls.ca);
+        rebase(&mut self.tls.cert);
+        rebase(&mut self.tls.key);
+        self.tls.crl.iter_mut().for_each(rebase);
+        rebase(&mut self.storage.path);
+        self.baselines.trusted_keys.iter_mut().for_each(rebase);
     }
 
-    /// Checks the files the config names: present, trusted, parseable.
-    /// Each is read through `plumb_os::open_trusted`, with the private-key
-    /// rule for `tls.key`.
-    pub fn check_files(&self) -> Result<(), String> {
-        crate::tls::server_config(&self.tls_files()).map_err(|e| e.to_string())?;
-        for p in &self.baselines.trusted_keys {
-            plumb_core::bundle::PublicKey::load(p).map_err(|e| e.to_string())?;
+    /// Each file the config names that is missing, untrusted or does not
+    /// parse, at the line naming it. The TLS files are loaded together
+    /// only when each of them passed on its own, so a problem is said once.
+    fn check_files(&self, doc: &Document) -> Vec<Diagnostic> {
+        use plumb_os::FileKind::{Certificate, PrivateKey, PublicKey};
+        let mut out = Vec::new();
+        let mut tls_ok = passes(doc, "tls.ca", &self.tls.ca, Certificate, &mut out);
+        tls_ok &= passes(doc, "tls.cert", &self.tls.cert, Certificate, &mut out);
+        for (i, p) in self.tls.crl.iter().enumerate() {
+            tls_ok &= passes(doc, &format!("tls.crl[{i}]"), p, Certificate, &mut out);
         }
-        Ok(())
+        tls_ok &= passes(doc, "tls.key", &self.tls.key, PrivateKey, &mut out);
+        if tls_ok {
+            if let Err(e) = crate::tls::server_config(&self.tls_files()) {
+                out.push(doc.at("tls", e.to_string()));
+            }
+        }
+        for (i, p) in self.baselines.trusted_keys.iter().enumerate() {
+            let field = format!("baselines.trusted_keys[{i}]");
+            if passes(doc, &field, p, PublicKey, &mut out) {
+                if let Err(e) = plumb_core::bundle::PublicKey::load(p) {
+                    out.push(doc.at(&field, e.to_string()));
+                }
+            }
+        }
+        out
     }
 
     /// The TLS files for [`crate::tls::server_config`].
@@ -402,6 +350,100 @@ impl Config {
             key: self.tls.key.clone(),
             crls: self.tls.crl.clone(),
         }
+    }
+}
+
+impl Parsed {
+    fn valid(mut self) -> Result<Config, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(self.config)
+        } else {
+            // In the order of the file, as an editor shows them.
+            self.problems.sort_by_key(|d| (d.line, d.column));
+            Err(Diagnostics(self.problems))
+        }
+    }
+}
+
+/// Whether the file `field` names passes `check`; when it does not, the
+/// problem, at the line naming it.
+fn passes(
+    doc: &Document,
+    field: &str,
+    path: &Path,
+    kind: plumb_os::FileKind,
+    out: &mut Vec<Diagnostic>,
+) -> bool {
+    match plumb_os::open_trusted(path, kind) {
+        Ok(_) => true,
+        Err(e) => {
+            out.push(doc.at(field, e.to_string()));
+            false
+        }
+    }
+}
+
+/// `field` (of `doc`) must be at least 1.
+fn at_least_one(doc: &Document, field: &str, value: u64, out: &mut Vec<Diagnostic>) {
+    if value == 0 {
+        out.push(doc.at(field, "must be at least 1"));
+    }
+}
+
+impl ServerSection {
+    fn check(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        at_least_one(
+            doc,
+            "server.request_timeout_secs",
+            self.request_timeout_secs,
+            out,
+        );
+        at_least_one(
+            doc,
+            "server.max_connections",
+            self.max_connections as u64,
+            out,
+        );
+        if self.max_body_bytes < 1024 {
+            out.push(doc.at("server.max_body_bytes", "must be at least 1024"));
+        }
+        at_least_one(
+            doc,
+            "server.handshake_timeout_secs",
+            self.handshake_timeout_secs,
+            out,
+        );
+        at_least_one(doc, "server.idle_timeout_secs", self.idle_timeout_secs, out);
+    }
+}
+
+impl StorageSection {
+    fn check(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        if self.backend != "sqlite" {
+            out.push(doc.at(
+                "storage.backend",
+                "only \"sqlite\" is supported in this version",
+            ));
+        }
+        at_least_one(doc, "storage.queue_batches", self.queue_batches as u64, out);
+        at_least_one(
+            doc,
+            "storage.max_group_events",
+            self.max_group_events as u64,
+            out,
+        );
+    }
+}
+
+impl HostsSection {
+    fn check(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        at_least_one(doc, "hosts.interval_secs", self.interval_secs, out);
+        at_least_one(
+            doc,
+            "hosts.stale_after_intervals",
+            self.stale_after_intervals.into(),
+            out,
+        );
     }
 }
 
@@ -449,7 +491,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("c.toml:7: unknown field `retention_dayz`"),
+            e.starts_with("c.toml:7:1: storage.retention_dayz: unknown field `retention_dayz`"),
             "{e}"
         );
     }
@@ -460,7 +502,23 @@ mod tests {
         let e = Config::parse(Path::new("c.toml"), &text)
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "c.toml:6: [storage] queue_batches: must be at least 1");
+        assert_eq!(e, "c.toml:6:17: storage.queue_batches: must be at least 1");
+    }
+
+    #[test]
+    fn every_semantic_error_is_listed_in_file_order() {
+        let text = format!(
+            "{MIN}[server]\nmax_body_bytes = 10\n[storage]\nbackend = \"pg\"\nqueue_batches = 0\n"
+        );
+        let e = Config::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "c.toml:6:18: server.max_body_bytes: must be at least 1024\n\
+             c.toml:8:11: storage.backend: only \"sqlite\" is supported in this version\n\
+             c.toml:9:17: storage.queue_batches: must be at least 1"
+        );
     }
 
     #[test]
@@ -469,6 +527,6 @@ mod tests {
         let e = Config::parse(Path::new("c.toml"), &text)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c.toml:6: "), "{e}");
+        assert!(e.starts_with("c.toml:6:10: server.listen: "), "{e}");
     }
 }

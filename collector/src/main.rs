@@ -223,8 +223,13 @@ fn now() -> i64 {
 fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Serve { config, validate } => {
-            let cfg = Config::load(&config)?;
-            cfg.check_files().map_err(anyhow::Error::msg)?;
+            let cfg = match Config::load_checked(&config) {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    return Ok(2);
+                }
+            };
             if validate {
                 println!("{}: ok", config.display());
                 return Ok(0);

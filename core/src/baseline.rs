@@ -3,6 +3,7 @@
 //! baseline from the message alone.
 
 use crate::check::CheckSpec;
+use crate::diagnostic::{Diagnostic, Source, display_all};
 use crate::issp::{Criterion, DOMAIN_COUNT};
 use crate::remediation::RemediationSpec;
 use serde::{Deserialize, Serialize};
@@ -186,31 +187,6 @@ pub struct FimRule {
     pub line: usize,
 }
 
-/// One problem found in a baseline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// File (or origin) name.
-    pub origin: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// The field at fault, dotted (`rule[3].domains`), or empty.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.origin, self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
 /// Why a baseline was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
@@ -239,13 +215,6 @@ pub enum BaselineError {
     /// The baseline is invalid; every problem found is listed.
     #[error("{}", display_all(.0))]
     Invalid(Vec<Diagnostic>),
-}
-
-fn display_all(d: &[Diagnostic]) -> String {
-    d.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[derive(Deserialize)]
@@ -303,43 +272,6 @@ fn default_fim_severity() -> Severity {
     Severity::Medium
 }
 
-/// Maps byte offsets to 1-based line and column.
-struct Lines<'a> {
-    text: &'a str,
-    origin: &'a str,
-}
-
-impl Lines<'_> {
-    fn pos(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text.as_bytes()[..offset];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = offset
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1)
-            + 1;
-        (line, col)
-    }
-
-    fn diag(
-        &self,
-        span: Range<usize>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Diagnostic {
-        let (line, column) = self.pos(span.start);
-        Diagnostic {
-            origin: self.origin.to_string(),
-            line,
-            column,
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
@@ -376,183 +308,48 @@ impl Baseline {
 
     /// Validates a baseline from its bytes; `origin` names it in messages.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Baseline, BaselineError> {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Baseline::from_str(text, origin),
             Err(e) => {
-                let valid = &bytes[..e.valid_up_to()];
-                let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-                return Err(BaselineError::Invalid(vec![Diagnostic {
-                    origin: origin.to_string(),
-                    line,
-                    column: valid.len()
-                        - valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
-                        + 1,
-                    field: String::new(),
-                    message: "baseline is not valid UTF-8".into(),
-                }]));
+                // The bytes before the first invalid one are valid UTF-8.
+                let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
+                let at = Source::new(&valid, origin).at(
+                    valid.len()..valid.len(),
+                    "",
+                    "baseline is not valid UTF-8",
+                );
+                Err(BaselineError::Invalid(vec![at]))
             }
-        };
-        Baseline::from_str(text, origin)
+        }
     }
 
     /// Validates a baseline from TOML text; `origin` names it in messages.
+    /// Malformed TOML, an unknown field or a value of the wrong type stops
+    /// at the first; every other problem is listed.
     pub fn from_str(text: &str, origin: &str) -> Result<Baseline, BaselineError> {
-        let lines = Lines { text, origin };
-        let raw: RawBaseline = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            BaselineError::Invalid(vec![lines.diag(span, "", e.message().to_string())])
-        })?;
+        let src = Source::new(text, origin);
+        let raw: RawBaseline =
+            toml::from_str(text).map_err(|e| BaselineError::Invalid(vec![src.toml_error(&e)]))?;
+        let RawBaseline {
+            schema,
+            id,
+            version,
+            title,
+            rule,
+            fim,
+        } = raw;
         let mut diags = Vec::new();
-        if *raw.schema.get_ref() != SCHEMA {
-            diags.push(lines.diag(
-                raw.schema.span(),
-                "schema",
-                format!(
-                    "unsupported schema {}, this build reads schema {SCHEMA}",
-                    raw.schema.get_ref()
-                ),
-            ));
-        }
-        if !valid_id(raw.id.get_ref()) {
-            diags.push(lines.diag(
-                raw.id.span(),
-                "id",
-                format!("\"{}\" is not of the form [a-z0-9._-]+", raw.id.get_ref()),
-            ));
-        }
-        let mut rules = Vec::with_capacity(raw.rule.len());
-        let mut seen: Vec<(String, usize)> = Vec::new();
-        for (i, r) in raw.rule.into_iter().enumerate() {
-            let id = r.id.get_ref().clone();
-            let at = |f: &str| format!("rule[{i}] ({id}).{f}");
-            if !valid_id(&id) {
-                diags.push(lines.diag(
-                    r.id.span(),
-                    format!("rule[{i}].id"),
-                    format!("\"{id}\" is not of the form [a-z0-9._-]+"),
-                ));
-            }
-            let (line, _) = lines.pos(r.id.span().start);
-            if let Some((_, first)) = seen.iter().find(|(s, _)| *s == id) {
-                diags.push(lines.diag(
-                    r.id.span(),
-                    at("id"),
-                    format!("duplicate rule id, first defined at line {first}"),
-                ));
-            } else {
-                seen.push((id.clone(), line));
-            }
-            if r.title.get_ref().trim().is_empty() {
-                diags.push(lines.diag(r.title.span(), at("title"), "title is empty"));
-            }
-            check_domains(&lines, &r.domains, &at("domains"), true, &mut diags);
-            if r.criteria.get_ref().is_empty() {
-                diags.push(lines.diag(
-                    r.criteria.span(),
-                    at("criteria"),
-                    "at least one criterion (A, I, C, T, P) is required",
-                ));
-            }
-            let check_span = r.check.span();
-            for problem in validate_check(r.check.get_ref()) {
-                diags.push(lines.diag(check_span.clone(), at("check"), problem));
-            }
-            if let Some(rem) = &r.remediation {
-                let kind = r.check.get_ref().kind();
-                if !rem.get_ref().fixes().contains(&kind) {
-                    diags.push(lines.diag(
-                        rem.span(),
-                        at("remediation"),
-                        format!(
-                            "{} cannot fix a {kind} check (it fixes: {})",
-                            rem.get_ref().kind(),
-                            rem.get_ref().fixes().join(", ")
-                        ),
-                    ));
-                }
-                for problem in validate_remediation(rem.get_ref()) {
-                    diags.push(lines.diag(rem.span(), at("remediation"), problem));
-                }
-            }
-            rules.push(Rule {
-                id,
-                title: r.title.into_inner(),
-                severity: r.severity,
-                domains: r.domains.into_inner(),
-                criteria: r.criteria.into_inner(),
-                references: r.references,
-                rationale: r.rationale,
-                check: r.check.into_inner(),
-                remediation: r.remediation.map(Spanned::into_inner),
-                line,
-            });
-        }
-        let mut fim = Vec::with_capacity(raw.fim.len());
-        let mut fim_spans = Vec::with_capacity(raw.fim.len());
-        for (i, f) in raw.fim.into_iter().enumerate() {
-            let at = |x: &str| format!("fim[{i}].{x}");
-            if !f.path.get_ref().starts_with('/') {
-                diags.push(lines.diag(
-                    f.path.span(),
-                    at("path"),
-                    format!("\"{}\" is not an absolute path", f.path.get_ref()),
-                ));
-            } else if f.path.get_ref().split('/').any(|c| c == "." || c == "..") {
-                diags.push(lines.diag(
-                    f.path.span(),
-                    at("path"),
-                    format!(
-                        "\"{}\" has a . or .. component; write the path plainly",
-                        f.path.get_ref()
-                    ),
-                ));
-            }
-            fim_spans.push(f.path.span());
-            for g in f.exclude.get_ref() {
-                if let Err(e) = crate::glob(g) {
-                    diags.push(lines.diag(
-                        f.exclude.span(),
-                        at("exclude"),
-                        format!("invalid glob \"{g}\": {e}"),
-                    ));
-                }
-            }
-            check_domains(&lines, &f.domains, &at("domains"), false, &mut diags);
-            let attributes = match &f.attributes {
-                Some(a) => {
-                    let a = a.get_ref();
-                    if a.contains(&FimAttribute::Sha256) && a.contains(&FimAttribute::Sha512) {
-                        diags.push(lines.diag(
-                            f.attributes.as_ref().map_or(0..0, Spanned::span),
-                            at("attributes"),
-                            "name one content hash: sha256 or sha512, not both",
-                        ));
-                    }
-                    a.clone()
-                }
-                None => FimAttribute::DEFAULT.to_vec(),
-            };
-            let (line, _) = lines.pos(f.path.span().start);
-            fim.push(FimRule {
-                path: normalize_fim_path(f.path.get_ref()),
-                exclude: f.exclude.into_inner(),
-                attributes,
-                realtime: f.realtime,
-                severity: f.severity,
-                domains: f.domains.into_inner(),
-                cross_devices: f.cross_devices,
-                line,
-            });
-        }
-        lint_fim_overlaps(&lines, &fim, &fim_spans, &mut diags);
+        check_header(&src, &schema, &id, &mut diags);
+        let rules = check_rules(&src, rule, &mut diags);
+        let fim = check_fims(&src, fim, &mut diags);
         if !diags.is_empty() {
             return Err(BaselineError::Invalid(diags));
         }
         Ok(Baseline {
-            schema: *raw.schema.get_ref(),
-            id: raw.id.into_inner(),
-            version: *raw.version.get_ref(),
-            title: raw.title,
+            schema: schema.into_inner(),
+            id: id.into_inner(),
+            version: version.into_inner(),
+            title,
             rules,
             fim,
             origin: origin.to_string(),
@@ -586,7 +383,169 @@ impl Baseline {
     }
 }
 
-/// `/etc//ssh/` → `/etc/ssh`; `/` stays `/`. Paths are compared in this form.
+fn check_header(
+    src: &Source<'_>,
+    schema: &Spanned<u32>,
+    id: &Spanned<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if *schema.get_ref() != SCHEMA {
+        diags.push(src.at(
+            schema.span(),
+            "schema",
+            format!(
+                "unsupported schema {}, this build reads schema {SCHEMA}",
+                schema.get_ref()
+            ),
+        ));
+    }
+    if !valid_id(id.get_ref()) {
+        diags.push(src.at(
+            id.span(),
+            "id",
+            format!("\"{}\" is not of the form [a-z0-9._-]+", id.get_ref()),
+        ));
+    }
+}
+
+/// Every rule, each validated, and their ids unique within the file.
+fn check_rules(src: &Source<'_>, raw: Vec<RawRule>, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let id = r.id.get_ref().clone();
+        if !valid_id(&id) {
+            diags.push(src.at(
+                r.id.span(),
+                format!("rule[{i}].id"),
+                format!("\"{id}\" is not of the form [a-z0-9._-]+"),
+            ));
+        }
+        if let Some(first) = rules.iter().find(|x| x.id == id) {
+            diags.push(src.at(
+                r.id.span(),
+                format!("rule[{i}] ({id}).id"),
+                format!("duplicate rule id, first defined at line {}", first.line),
+            ));
+        }
+        rules.push(check_rule(src, i, r, diags));
+    }
+    rules
+}
+
+/// One rule's fields, its check and its remediation.
+fn check_rule(src: &Source<'_>, i: usize, r: RawRule, diags: &mut Vec<Diagnostic>) -> Rule {
+    let at = |f: &str| format!("rule[{i}] ({}).{f}", r.id.get_ref());
+    if r.title.get_ref().trim().is_empty() {
+        diags.push(src.at(r.title.span(), at("title"), "title is empty"));
+    }
+    check_domains(src, &r.domains, &at("domains"), true, diags);
+    if r.criteria.get_ref().is_empty() {
+        diags.push(src.at(
+            r.criteria.span(),
+            at("criteria"),
+            "at least one criterion (A, I, C, T, P) is required",
+        ));
+    }
+    for problem in r.check.get_ref().validate() {
+        diags.push(src.at(r.check.span(), at("check"), problem));
+    }
+    if let Some(rem) = &r.remediation {
+        let kind = r.check.get_ref().kind();
+        if !rem.get_ref().fixes().contains(&kind) {
+            diags.push(src.at(
+                rem.span(),
+                at("remediation"),
+                format!(
+                    "{} cannot fix a {kind} check (it fixes: {})",
+                    rem.get_ref().kind(),
+                    rem.get_ref().fixes().join(", ")
+                ),
+            ));
+        }
+        for problem in rem.get_ref().validate() {
+            diags.push(src.at(rem.span(), at("remediation"), problem));
+        }
+    }
+    Rule {
+        line: src.position(r.id.span().start).0,
+        id: r.id.into_inner(),
+        title: r.title.into_inner(),
+        severity: r.severity,
+        domains: r.domains.into_inner(),
+        criteria: r.criteria.into_inner(),
+        references: r.references,
+        rationale: r.rationale,
+        check: r.check.into_inner(),
+        remediation: r.remediation.map(Spanned::into_inner),
+    }
+}
+
+/// Every watch, each validated, then how they overlap.
+fn check_fims(src: &Source<'_>, raw: Vec<RawFim>, diags: &mut Vec<Diagnostic>) -> Vec<FimRule> {
+    let spans: Vec<_> = raw.iter().map(|f| f.path.span()).collect();
+    let fim: Vec<FimRule> = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| check_fim(src, i, f, diags))
+        .collect();
+    lint_fim_overlaps(src, &fim, &spans, diags);
+    fim
+}
+
+/// One watch: its path, excludes, domains and attributes.
+fn check_fim(src: &Source<'_>, i: usize, f: RawFim, diags: &mut Vec<Diagnostic>) -> FimRule {
+    let at = |x: &str| format!("fim[{i}].{x}");
+    let path = f.path.get_ref();
+    if !path.starts_with('/') {
+        diags.push(src.at(
+            f.path.span(),
+            at("path"),
+            format!("\"{path}\" is not an absolute path"),
+        ));
+    } else if path.split('/').any(|c| c == "." || c == "..") {
+        diags.push(src.at(
+            f.path.span(),
+            at("path"),
+            format!("\"{path}\" has a . or .. component; write the path plainly"),
+        ));
+    }
+    for g in f.exclude.get_ref() {
+        if let Err(e) = crate::glob(g) {
+            diags.push(src.at(
+                f.exclude.span(),
+                at("exclude"),
+                format!("invalid glob \"{g}\": {e}"),
+            ));
+        }
+    }
+    check_domains(src, &f.domains, &at("domains"), false, diags);
+    let attributes = match &f.attributes {
+        Some(a) => {
+            if a.get_ref().contains(&FimAttribute::Sha256)
+                && a.get_ref().contains(&FimAttribute::Sha512)
+            {
+                diags.push(src.at(
+                    a.span(),
+                    at("attributes"),
+                    "name one content hash: sha256 or sha512, not both",
+                ));
+            }
+            a.get_ref().clone()
+        }
+        None => FimAttribute::DEFAULT.to_vec(),
+    };
+    FimRule {
+        path: normalize_fim_path(path),
+        line: src.position(f.path.span().start).0,
+        exclude: f.exclude.into_inner(),
+        attributes,
+        realtime: f.realtime,
+        severity: f.severity,
+        domains: f.domains.into_inner(),
+        cross_devices: f.cross_devices,
+    }
+}
+
 pub fn normalize_fim_path(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     if parts.is_empty() {
@@ -610,7 +569,7 @@ pub fn fim_path_below(outer: &str, inner: &str) -> bool {
 /// ambiguous, and an outer watch that excludes an inner watch's path
 /// contradicts it: both are errors.
 fn lint_fim_overlaps(
-    lines: &Lines<'_>,
+    src: &Source<'_>,
     fim: &[FimRule],
     spans: &[Range<usize>],
     diags: &mut Vec<Diagnostic>,
@@ -619,7 +578,7 @@ fn lint_fim_overlaps(
         let span = spans.get(j).cloned().unwrap_or(0..0);
         for (i, outer) in fim.iter().enumerate().take(j) {
             if outer.path == inner.path {
-                diags.push(lines.diag(
+                diags.push(src.at(
                     span.clone(),
                     format!("fim[{j}].path"),
                     format!(
@@ -638,7 +597,7 @@ fn lint_fim_overlaps(
             'up: while fim_path_below(&outer.path, p) {
                 for g in &outer.exclude {
                     if crate::glob(g).is_ok_and(|m| m.is_match(p)) {
-                        diags.push(lines.diag(
+                        diags.push(src.at(
                             span.clone(),
                             format!("fim[{j}].path"),
                             format!(
@@ -662,14 +621,14 @@ fn lint_fim_overlaps(
 }
 
 fn check_domains(
-    lines: &Lines<'_>,
+    src: &Source<'_>,
     d: &Spanned<Vec<u8>>,
     field: &str,
     required: bool,
     diags: &mut Vec<Diagnostic>,
 ) {
     if required && d.get_ref().is_empty() {
-        diags.push(lines.diag(
+        diags.push(src.at(
             d.span(),
             field,
             "at least one ISSP domain (1..=28) is required",
@@ -677,200 +636,9 @@ fn check_domains(
     }
     for n in d.get_ref() {
         if !(1..=DOMAIN_COUNT).contains(n) {
-            diags.push(lines.diag(d.span(), field, format!("domain {n} is outside 1..=28")));
+            diags.push(src.at(d.span(), field, format!("domain {n} is outside 1..=28")));
         }
     }
-}
-
-fn absolute(path: &str, field: &str, out: &mut Vec<String>) {
-    if !path.starts_with('/') {
-        out.push(format!("{field} \"{path}\" is not an absolute path"));
-    }
-}
-
-fn path_glob(path: &str, field: &str, out: &mut Vec<String>) {
-    absolute(path, field, out);
-    if let Err(e) = crate::glob(path) {
-        out.push(format!("{field}: invalid glob \"{path}\": {e}"));
-    }
-}
-
-fn octal(mode: &str, field: &str, out: &mut Vec<String>) {
-    if u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777) {
-        out.push(format!(
-            "{field} \"{mode}\" is not an octal mode such as \"0640\""
-        ));
-    }
-}
-
-/// Semantic checks of one check spec; each string is one problem.
-pub fn validate_check(spec: &CheckSpec) -> Vec<String> {
-    use CheckSpec as C;
-    let mut out = Vec::new();
-    match spec {
-        C::File(c) => {
-            path_glob(&c.path, "path", &mut out);
-            if let Some(m) = &c.mode_max {
-                octal(m, "mode_max", &mut out);
-            }
-            let asserts = c.file_type.is_some()
-                || c.mode_max.is_some()
-                || c.owner.is_some()
-                || c.group.is_some();
-            if c.exists == Some(false) && asserts {
-                out.push(
-                    "exists = false cannot be combined with type, mode_max, owner or group".into(),
-                );
-            }
-            if c.exists.is_none() && !asserts {
-                out.push("asserts nothing: give exists, type, mode_max, owner or group".into());
-            }
-        }
-        C::FileRegex(c) => {
-            path_glob(&c.path, "path", &mut out);
-            if let Err(e) = regex::Regex::new(&c.pattern) {
-                out.push(format!("pattern: invalid regex: {e}"));
-            }
-        }
-        C::ConfigValue(c) => {
-            path_glob(&c.path, "path", &mut out);
-            if c.key.trim().is_empty() {
-                out.push("key is empty".into());
-            }
-            if c.separator.as_deref() == Some("") {
-                out.push("separator is empty".into());
-            }
-            if let Err(e) = c.comparison() {
-                out.push(e);
-            }
-        }
-        C::Sshd(c) => {
-            if c.key.trim().is_empty() || c.key.contains(char::is_whitespace) {
-                out.push(format!("key \"{}\" is not an sshd keyword", c.key));
-            }
-            if let Err(e) = c.comparison() {
-                out.push(e);
-            }
-        }
-        C::Sysctl(c) => {
-            let ok = !c.key.is_empty()
-                && c.key.split(['.', '/']).all(|p| {
-                    !p.is_empty()
-                        && p != ".."
-                        && p.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'*'))
-                });
-            if !ok {
-                out.push(format!(
-                    "key \"{}\" is not a sysctl key such as net.ipv4.ip_forward",
-                    c.key
-                ));
-            }
-            if let Err(e) = c.comparison() {
-                out.push(e);
-            }
-        }
-        C::KernelModule(c) => {
-            if c.name.is_empty()
-                || !c
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-            {
-                out.push(format!("name \"{}\" is not a kernel module name", c.name));
-            }
-            if c.loaded.is_none() && c.disabled.is_none() {
-                out.push("asserts nothing: give loaded and/or disabled".into());
-            }
-        }
-        C::Mount(c) => {
-            absolute(&c.path, "path", &mut out);
-            if !c.separate && !c.options_include.is_empty() {
-                out.push("options_include needs separate = true".into());
-            }
-        }
-        C::Service(c) => {
-            if c.unit.is_empty() || c.unit.contains('/') {
-                out.push(format!("unit \"{}\" is not a unit name", c.unit));
-            }
-        }
-        C::Process(c) => {
-            if c.name.is_empty() || c.name.len() > 15 {
-                out.push(format!(
-                    "name \"{}\" must be 1 to 15 bytes, as the kernel keeps it",
-                    c.name
-                ));
-            }
-        }
-        C::Listening(c) => {
-            if c.forbidden_ports.is_empty() && c.allowed_ports.is_none() {
-                out.push("asserts nothing: give forbidden_ports and/or allowed_ports".into());
-            }
-        }
-        C::Accounts(c) => {
-            if !(c.uid0_only
-                || c.no_empty_passwords
-                || c.no_duplicate_uids
-                || c.no_duplicate_names
-                || c.system_shell_nologin)
-                && c.pass_max_days_max.is_none()
-            {
-                out.push("asserts nothing: set at least one invariant".into());
-            }
-        }
-        C::Package(c) => {
-            if c.name.is_empty() || c.name.contains(char::is_whitespace) {
-                out.push(format!("name \"{}\" is not a package name", c.name));
-            }
-        }
-        C::Find(c) => {
-            if c.paths.is_empty() {
-                out.push("paths is empty".into());
-            }
-            for p in &c.paths {
-                absolute(p, "paths", &mut out);
-            }
-            for g in &c.allow {
-                if let Err(e) = crate::glob(g) {
-                    out.push(format!("allow: invalid glob \"{g}\": {e}"));
-                }
-            }
-            if !(c.world_writable || c.unowned || c.setid) {
-                out.push("asserts nothing: set world_writable, unowned and/or setid".into());
-            }
-        }
-    }
-    out
-}
-
-fn validate_remediation(spec: &RemediationSpec) -> Vec<String> {
-    use RemediationSpec as R;
-    let mut out = Vec::new();
-    match spec {
-        R::FileMode { path, mode } => {
-            absolute(path, "path", &mut out);
-            octal(mode, "mode", &mut out);
-        }
-        R::FileOwner { path, owner, group } => {
-            absolute(path, "path", &mut out);
-            if owner.is_none() && group.is_none() {
-                out.push("file_owner needs owner and/or group".into());
-            }
-        }
-        R::ConfigSet { path, .. } => absolute(path, "path", &mut out),
-        R::LineAbsent { path, pattern } => {
-            absolute(path, "path", &mut out);
-            if let Err(e) = regex::Regex::new(pattern) {
-                out.push(format!("pattern: invalid regex: {e}"));
-            }
-        }
-        R::SysctlSet { .. }
-        | R::SshdSet { .. }
-        | R::KernelModuleDisable { .. }
-        | R::ServiceDisable { .. }
-        | R::ServiceMask { .. } => {}
-    }
-    out
 }
 
 #[cfg(test)]

@@ -56,6 +56,233 @@ impl CheckSpec {
             CheckSpec::Find(_) => "find",
         }
     }
+
+    /// What a parser cannot refuse: empty or malformed values, assertions
+    /// that contradict each other or assert nothing. Each kind validates
+    /// its own fields; each string is one problem, starting with the field
+    /// at fault where there is one.
+    pub fn validate(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            CheckSpec::File(c) => c.validate(&mut out),
+            CheckSpec::FileRegex(c) => c.validate(&mut out),
+            CheckSpec::ConfigValue(c) => c.validate(&mut out),
+            CheckSpec::Sshd(c) => c.validate(&mut out),
+            CheckSpec::Sysctl(c) => c.validate(&mut out),
+            CheckSpec::KernelModule(c) => c.validate(&mut out),
+            CheckSpec::Mount(c) => c.validate(&mut out),
+            CheckSpec::Service(c) => c.validate(&mut out),
+            CheckSpec::Process(c) => c.validate(&mut out),
+            CheckSpec::Listening(c) => c.validate(&mut out),
+            CheckSpec::Accounts(c) => c.validate(&mut out),
+            CheckSpec::Package(c) => c.validate(&mut out),
+            CheckSpec::Find(c) => c.validate(&mut out),
+        }
+        out
+    }
+}
+
+/// `field` is an absolute path.
+pub(crate) fn absolute(path: &str, field: &str, out: &mut Vec<String>) {
+    if !path.starts_with('/') {
+        out.push(format!("{field} \"{path}\" is not an absolute path"));
+    }
+}
+
+/// `field` is an absolute path or glob.
+pub(crate) fn path_glob(path: &str, field: &str, out: &mut Vec<String>) {
+    absolute(path, field, out);
+    if let Err(e) = crate::glob(path) {
+        out.push(format!("{field}: invalid glob \"{path}\": {e}"));
+    }
+}
+
+/// `field` is an octal mode.
+pub(crate) fn octal(mode: &str, field: &str, out: &mut Vec<String>) {
+    if u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777) {
+        out.push(format!(
+            "{field} \"{mode}\" is not an octal mode such as \"0640\""
+        ));
+    }
+}
+
+/// `pattern` is a regex.
+pub(crate) fn regex(pattern: &str, out: &mut Vec<String>) {
+    if let Err(e) = regex::Regex::new(pattern) {
+        out.push(format!("pattern: invalid regex: {e}"));
+    }
+}
+
+/// A comparison field set that is not exactly one comparison.
+fn one_comparison(c: Result<Comparison, String>, out: &mut Vec<String>) {
+    if let Err(e) = c {
+        out.push(e);
+    }
+}
+
+impl FileCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        path_glob(&self.path, "path", out);
+        if let Some(m) = &self.mode_max {
+            octal(m, "mode_max", out);
+        }
+        let asserts = self.file_type.is_some()
+            || self.mode_max.is_some()
+            || self.owner.is_some()
+            || self.group.is_some();
+        if self.exists == Some(false) && asserts {
+            out.push(
+                "exists = false cannot be combined with type, mode_max, owner or group".into(),
+            );
+        }
+        if self.exists.is_none() && !asserts {
+            out.push("asserts nothing: give exists, type, mode_max, owner or group".into());
+        }
+    }
+}
+
+impl FileRegexCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        path_glob(&self.path, "path", out);
+        regex(&self.pattern, out);
+    }
+}
+
+impl ConfigValueCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        path_glob(&self.path, "path", out);
+        if self.key.trim().is_empty() {
+            out.push("key is empty".into());
+        }
+        if self.separator.as_deref() == Some("") {
+            out.push("separator is empty".into());
+        }
+        one_comparison(self.comparison(), out);
+    }
+}
+
+impl SshdCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.key.trim().is_empty() || self.key.contains(char::is_whitespace) {
+            out.push(format!("key \"{}\" is not an sshd keyword", self.key));
+        }
+        one_comparison(self.comparison(), out);
+    }
+}
+
+impl SysctlCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        let ok = !self.key.is_empty()
+            && self.key.split(['.', '/']).all(|p| {
+                !p.is_empty()
+                    && p != ".."
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'*'))
+            });
+        if !ok {
+            out.push(format!(
+                "key \"{}\" is not a sysctl key such as net.ipv4.ip_forward",
+                self.key
+            ));
+        }
+        one_comparison(self.comparison(), out);
+    }
+}
+
+impl KernelModuleCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            out.push(format!(
+                "name \"{}\" is not a kernel module name",
+                self.name
+            ));
+        }
+        if self.loaded.is_none() && self.disabled.is_none() {
+            out.push("asserts nothing: give loaded and/or disabled".into());
+        }
+    }
+}
+
+impl MountCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        absolute(&self.path, "path", out);
+        if !self.separate && !self.options_include.is_empty() {
+            out.push("options_include needs separate = true".into());
+        }
+    }
+}
+
+impl ServiceCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.unit.is_empty() || self.unit.contains('/') {
+            out.push(format!("unit \"{}\" is not a unit name", self.unit));
+        }
+    }
+}
+
+impl ProcessCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.name.is_empty() || self.name.len() > 15 {
+            out.push(format!(
+                "name \"{}\" must be 1 to 15 bytes, as the kernel keeps it",
+                self.name
+            ));
+        }
+    }
+}
+
+impl ListeningCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.forbidden_ports.is_empty() && self.allowed_ports.is_none() {
+            out.push("asserts nothing: give forbidden_ports and/or allowed_ports".into());
+        }
+    }
+}
+
+impl AccountsCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        let any = self.uid0_only
+            || self.no_empty_passwords
+            || self.no_duplicate_uids
+            || self.no_duplicate_names
+            || self.system_shell_nologin
+            || self.pass_max_days_max.is_some();
+        if !any {
+            out.push("asserts nothing: set at least one invariant".into());
+        }
+    }
+}
+
+impl PackageCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
+            out.push(format!("name \"{}\" is not a package name", self.name));
+        }
+    }
+}
+
+impl FindCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.paths.is_empty() {
+            out.push("paths is empty".into());
+        }
+        for p in &self.paths {
+            absolute(p, "paths", out);
+        }
+        for g in &self.allow {
+            if let Err(e) = crate::glob(g) {
+                out.push(format!("allow: invalid glob \"{g}\": {e}"));
+            }
+        }
+        if !(self.world_writable || self.unowned || self.setid) {
+            out.push("asserts nothing: set world_writable, unowned and/or setid".into());
+        }
+    }
 }
 
 /// File types as a `file` check names them.

@@ -24,7 +24,7 @@ pub struct Event {
     pub body: EventBody,
 }
 
-/// The kinds of event (DESIGN.md "Wire protocol").
+/// The kinds of event (docs/reference/wire.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {

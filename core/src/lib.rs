@@ -9,15 +9,17 @@ pub mod baseline;
 pub mod bundle;
 pub mod check;
 pub mod compare;
+pub mod diagnostic;
 pub mod event;
 pub mod fim;
 pub mod issp;
 pub mod remediation;
 pub mod report;
 
-pub use baseline::{Baseline, BaselineError, Diagnostic, FimAttribute, FimRule, Rule, Severity};
+pub use baseline::{Baseline, BaselineError, FimAttribute, FimRule, Rule, Severity};
 pub use bundle::{Bundle, BundleError, KeyError, PublicKey, SigningKey, VerifiedBaseline};
 pub use check::CheckSpec;
+pub use diagnostic::{Diagnostic, Diagnostics, Document};
 pub use issp::Criterion;
 
 /// Compiles a path glob the way every Plumbline glob is matched: against an

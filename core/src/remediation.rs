@@ -104,4 +104,34 @@ impl RemediationSpec {
             RemediationSpec::LineAbsent { .. } => &["file_regex", "config_value"],
         }
     }
+
+    /// What a parser cannot refuse (a relative path, a malformed mode or
+    /// regex); each string is one problem.
+    pub fn validate(&self) -> Vec<String> {
+        use crate::check::{absolute, octal, regex};
+        let mut out = Vec::new();
+        match self {
+            RemediationSpec::FileMode { path, mode } => {
+                absolute(path, "path", &mut out);
+                octal(mode, "mode", &mut out);
+            }
+            RemediationSpec::FileOwner { path, owner, group } => {
+                absolute(path, "path", &mut out);
+                if owner.is_none() && group.is_none() {
+                    out.push("file_owner needs owner and/or group".into());
+                }
+            }
+            RemediationSpec::ConfigSet { path, .. } => absolute(path, "path", &mut out),
+            RemediationSpec::LineAbsent { path, pattern } => {
+                absolute(path, "path", &mut out);
+                regex(pattern, &mut out);
+            }
+            RemediationSpec::SysctlSet { .. }
+            | RemediationSpec::SshdSet { .. }
+            | RemediationSpec::KernelModuleDisable { .. }
+            | RemediationSpec::ServiceDisable { .. }
+            | RemediationSpec::ServiceMask { .. } => {}
+        }
+        out
+    }
 }

@@ -1,4 +1,4 @@
-//! The `plumb check` report: the JSON shape of DESIGN.md, shared with the
+//! The `plumb check` report (docs/reference/report.md), shared with the
 //! collector, which stores and aggregates it.
 
 use crate::baseline::Severity;

@@ -216,6 +216,75 @@ fn validate_names_file_line_and_field_of_errors() {
 }
 
 #[test]
+fn validate_lists_every_problem_with_file_line_column_and_field() {
+    let s = Setup::new("");
+    let cfg = s.config();
+    // Three independent problems: a limit out of range, a baseline file
+    // and a trusted key that do not exist. None hides another.
+    let text = format!(
+        "host_id = \"test-host\"\nroot = \"{root}\"\nstate_dir = \"{state}\"\nbaselines = [\"{base}\"]\ntrusted_keys = [\"{key}\"]\nevents_file = \"{events}\"\n[limits]\nnice = 40\n",
+        root = s.root().display(),
+        state = s.path("state").display(),
+        base = s.path("missing.toml").display(),
+        key = s.path("missing.pub").display(),
+        events = s.events_file().display(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let c = cfg.display();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per problem:\n{err}");
+    for (at, what) in [
+        (
+            format!("{c}:8:8: limits.nice: "),
+            "40 is not in 0..=19".to_string(),
+        ),
+        (
+            format!("{c}:4:14: baselines[0]: "),
+            format!("{}: cannot read", s.path("missing.toml").display()),
+        ),
+        (
+            format!("{c}:5:17: trusted_keys[0]: "),
+            format!("{}: cannot read", s.path("missing.pub").display()),
+        ),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&at) && l.contains(&what)),
+            "expected {at}{what}...:\n{err}"
+        );
+    }
+
+    // A baseline that is there but broken is listed at its own lines,
+    // beside the config's problems.
+    std::fs::write(
+        s.path("baseline.toml"),
+        "schema = 1\nid = \"x\"\nversion = 1\n[[rule]]\nid = \"BAD\"\ntitle = \"\"\nseverity = \"high\"\ndomains = [99]\ncriteria = [\"I\"]\ncheck = { kind = \"file\", path = \"/etc/flag\", exists = true }\n",
+    )
+    .unwrap();
+    s.write_config("[limits]\nnice = -1\n");
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2, "{err}");
+    let b = s.path("baseline.toml");
+    let b = b.display();
+    for want in [
+        format!("{c}:8:8: limits.nice: -1 is not in 0..=19"),
+        format!("{b}:5:6: rule[0].id: \"BAD\" is not of the form"),
+        format!("{b}:6:9: rule[0] (BAD).title: title is empty"),
+        format!("{b}:8:11: rule[0] (BAD).domains: domain 99 is outside 1..=28"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(&want)),
+            "expected {want}...:\n{err}"
+        );
+    }
+    assert_eq!(err.lines().count(), 4, "{err}");
+}
+
+#[test]
 fn a_group_writable_config_or_baseline_is_refused() {
     let s = Setup::new("");
     let cfg = s.config();

@@ -90,7 +90,9 @@ fn validate_config() {
         .arg(&bad));
     assert_eq!(code, 2);
     assert!(
-        err.contains(&format!("bad.toml:{line}: unknown field `retention`")),
+        err.contains(&format!(
+            "bad.toml:{line}:1: storage.retention: unknown field `retention`"
+        )),
         "{err}"
     );
 
@@ -243,6 +245,45 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn validate_lists_every_problem_with_file_line_column_and_field() {
+    let f = Fleet::new();
+    // Independent problems: two settings out of range, a CRL file and a
+    // baseline key that do not exist. None hides another.
+    let cfg = f.config("127.0.0.1:0", "max_connections = 0", "queue_batches = 0");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("pki/crl.pem", "pki/nocrl.pem")
+        + "[baselines]\ntrusted_keys = [\"keys/missing.pub\"]\n";
+    std::fs::write(&cfg, text).unwrap();
+    let (code, stdout, err) = out(collector()
+        .args(["serve", "--validate", "--config"])
+        .arg(&cfg));
+    assert_eq!(code, 2, "{err}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let c = cfg.display();
+    let want = [
+        format!("{c}:4:19: server.max_connections: must be at least 1"),
+        format!(
+            "{c}:9:8: tls.crl[0]: {}: ",
+            f.path("pki/nocrl.pem").display()
+        ),
+        format!("{c}:13:17: storage.queue_batches: must be at least 1"),
+        format!(
+            "{c}:15:17: baselines.trusted_keys[0]: {}: ",
+            f.path("keys/missing.pub").display()
+        ),
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), want.len(), "one line per problem:\n{err}");
+    for (line, want) in lines.iter().zip(&want) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "expected {want}...:\n{err}"
+        );
     }
 }
 

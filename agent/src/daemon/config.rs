@@ -1,8 +1,11 @@
 //! The agent's own config file (`/etc/plumb/agent.toml`): local operation,
-//! not policy. Parsing is strict (unknown fields are errors, with file and
-//! line); semantic checks run after parsing. `agent/agent.example.toml` is
+//! not policy. Parsing is strict (unknown fields are errors); semantic
+//! checks run after parsing. Every problem is a `plumb_core::Diagnostic`
+//! (file, line, column, field). `agent/agent.example.toml` is
 //! the documentation of record for every field and default.
 
+use hyper::Uri;
+use plumb_core::{Diagnostic, Diagnostics, Document};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -123,8 +126,8 @@ impl Default for Intervals {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collector {
-    /// `https://host:port` of the collector.
-    pub url: String,
+    /// `https://host[:port][/prefix]` of the collector.
+    pub url: CollectorUrl,
     /// CA certificate(s) (PEM) that signed the collector's certificate.
     pub ca: PathBuf,
     /// This agent's client certificate chain (PEM).
@@ -273,52 +276,122 @@ pub fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
 
-/// Why a config (or a file it names) was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file failed the trust rule (see `plumb_os::trusted`): a
-    /// symlink, another owner, writable by group or others, a private key
-    /// others may access.
-    #[error(transparent)]
-    Untrusted(#[from] plumb_os::TrustError),
-    /// The file is invalid.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Problem>),
+/// `[collector] url`: `https://host[:port][/prefix]`, parsed once when the
+/// config is read. Mutual TLS is mandatory, so only `https` is accepted;
+/// the port defaults to 443; a path is a prefix put before `/v1/...`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CollectorUrl {
+    /// As written in the config (for messages).
+    text: String,
+    /// Host name or IP address, without the brackets of an IPv6 address.
+    host: String,
+    port: u16,
+    /// `""` or `/prefix`, without a trailing slash.
+    prefix: String,
 }
 
-/// One problem in a config file, with file and line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file.
-    pub origin: String,
-    /// 1-based line (0 when it concerns the file as a whole).
-    pub line: usize,
-    /// The field at fault (dotted) or empty.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 {
-            write!(f, "{}:{}: ", self.origin, self.line)?;
-        } else {
-            write!(f, "{}: ", self.origin)?;
+impl CollectorUrl {
+    /// Parses `https://host[:port][/prefix]`.
+    pub fn parse(text: &str) -> Result<CollectorUrl, String> {
+        let bad = |why: &str| format!("{text:?} is not https://host[:port][/path]: {why}");
+        let uri: Uri = text.parse().map_err(|e| bad(&format!("{e}")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!(
+                "{text:?} must start with https:// (mutual TLS is mandatory)"
+            ));
         }
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user information is not allowed"));
         }
-        f.write_str(&self.message)
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match authority.port() {
+            Some(p) => p.as_u16(),
+            // Something after the host that is not a port number.
+            None if authority.as_str() != authority.host() => {
+                return Err(bad("the port must be a number in 0..=65535"));
+            }
+            None => 443,
+        };
+        if uri.query().is_some() {
+            return Err(bad("a query is not allowed"));
+        }
+        Ok(CollectorUrl {
+            text: text.to_string(),
+            host: host.to_string(),
+            port,
+            prefix: uri.path().trim_end_matches('/').to_string(),
+        })
     }
+
+    /// Host name or IP address to connect to and verify the certificate of.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path prefix of every request: `""` or `/prefix`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The `Host` header: host (IPv6 in brackets) and the port unless 443.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 443 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl TryFrom<String> for CollectorUrl {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        CollectorUrl::parse(&text)
+    }
+}
+
+impl fmt::Display for CollectorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The text of the config file, read through the trust rule
+/// (`plumb_os::trusted`) from the descriptor that was judged. Every read of
+/// the config goes through here.
+fn read_config(path: &Path) -> Result<String, Diagnostic> {
+    let shown = path.display().to_string();
+    let fail = |e: String| Diagnostic::file(&shown, "", e);
+    let file = plumb_os::open_trusted(path, plumb_os::FileKind::Config)
+        .map_err(|e| fail(e.to_string()))?;
+    if file.size() > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "larger than the {MAX_CONFIG_BYTES}-byte limit"
+        )));
+    }
+    let bytes = file
+        .read_capped(MAX_CONFIG_BYTES)
+        .map_err(|e| fail(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| fail(format!("cannot read: {e}")))
 }
 
 /// Parses a duration: an integer with a unit `ms`, `s`, `m`, `h` or `d`.
@@ -356,85 +429,92 @@ mod dur {
     }
 }
 
-/// Line of the first `key =` assignment in `text` (best effort, for messages).
-fn line_of(text: &str, section: Option<&str>, key: &str) -> usize {
-    let mut in_section = section.is_none();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            in_section = section.is_some_and(|s| t.trim_matches(|c| c == '[' || c == ']') == s);
-            continue;
-        }
-        if in_section {
-            if let Some((k, _)) = t.split_once('=') {
-                if k.trim() == key {
-                    return i + 1;
-                }
-            }
-        }
+/// A config file as read: the config, every problem found in it and in
+/// the trust of the files it names, and where each field is written, so
+/// that what is found wrong later with a file it names (a baseline that
+/// does not verify, a key that does not load) names the line too.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The config as parsed (valid only when `problems` is empty).
+    pub config: Config,
+    /// Every problem found, in file order of the checks.
+    pub problems: Vec<Diagnostic>,
+    doc: Document,
+}
+
+impl ConfigFile {
+    /// A problem with what `field` (`baselines[0]`, `collector`) names,
+    /// at the line that writes it.
+    pub fn at(&self, field: &str, message: impl fmt::Display) -> Diagnostic {
+        self.doc.at(field, message.to_string())
     }
-    0
+
+    /// Whether a problem was already found with `field`: the file it names
+    /// need not be examined further.
+    pub fn is_faulty(&self, field: &str) -> bool {
+        self.problems.iter().any(|p| p.field == field)
+    }
 }
 
 impl Config {
-    /// Reads, parses and validates a config file, refusing an insecure one.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let shown = path.display().to_string();
-        let file = plumb_os::open_trusted(path, plumb_os::FileKind::Config)?;
-        if file.size() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::Invalid(vec![Problem {
-                origin: shown,
-                line: 0,
-                field: String::new(),
-                message: format!("larger than the {MAX_CONFIG_BYTES}-byte limit"),
-            }]));
-        }
-        let bytes = file.read_capped(MAX_CONFIG_BYTES)?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
-            path: shown.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?;
-        let mut cfg = Config::from_str(&text, &shown)?;
-        cfg.origin = path.to_path_buf();
-        Ok(cfg)
-    }
-
-    /// Parses and validates config text; `origin` names it in messages.
-    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| {
-                text[..s.start.min(text.len())].matches('\n').count() + 1
-            });
-            ConfigError::Invalid(vec![Problem {
-                origin: origin.to_string(),
-                line,
-                field: String::new(),
-                message: e.message().trim().to_string(),
-            }])
-        })?;
-        let problems = cfg.check(text, origin);
-        if problems.is_empty() {
-            Ok(cfg)
+    /// Reads, parses and validates a config file and checks that every file
+    /// it names is trusted: a config the daemon can start (or reload) with.
+    /// Every problem is listed.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let file = Config::read(path)?;
+        if file.problems.is_empty() {
+            Ok(file.config)
         } else {
-            Err(ConfigError::Invalid(problems))
+            Err(Diagnostics(file.problems))
         }
     }
 
-    /// Semantic checks after parsing.
-    fn check(&self, text: &str, origin: &str) -> Vec<Problem> {
-        let mut out = Vec::new();
-        let mut bad = |section: Option<&str>, key: &str, message: String| {
-            let field = match section {
-                Some(s) => format!("{s}.{key}"),
-                None => key.to_string(),
-            };
-            out.push(Problem {
-                origin: origin.to_string(),
-                line: line_of(text, section, key),
-                field,
-                message,
-            });
-        };
+    /// Reads a config file and lists its problems. `Err` when it cannot be
+    /// read or parsed at all (nothing more can be said); otherwise every
+    /// problem found is in [`ConfigFile::problems`].
+    pub fn read(path: &Path) -> Result<ConfigFile, Diagnostics> {
+        let shown = path.display().to_string();
+        let text = read_config(path).map_err(|d| Diagnostics(vec![d]))?;
+        let mut file = Config::parse(text, &shown)?;
+        file.config.origin = path.to_path_buf();
+        let trust = file.config.check_files(&file.doc);
+        file.problems.extend(trust);
+        // In the order of the file, as an editor shows them.
+        file.problems.sort_by_key(|d| (d.line, d.column));
+        Ok(file)
+    }
+
+    /// Parses and validates config text (reads no file); `origin` names it
+    /// in messages.
+    pub fn from_str(text: &str, origin: &str) -> Result<Config, Diagnostics> {
+        let file = Config::parse(text.to_string(), origin)?;
+        if file.problems.is_empty() {
+            Ok(file.config)
+        } else {
+            Err(Diagnostics(file.problems))
+        }
+    }
+
+    /// Parsing (stops at the first syntax or type error), then the checks a
+    /// parser cannot make, every problem listed.
+    fn parse(text: String, origin: &str) -> Result<ConfigFile, Diagnostics> {
+        let (config, doc) =
+            Document::parse::<Config>(text, origin).map_err(|d| Diagnostics(vec![d]))?;
+        let mut problems = Vec::new();
+        config.check_paths(&doc, &mut problems);
+        config.check_intervals(&doc, &mut problems);
+        config.check_collector(&doc, &mut problems);
+        config.check_remediation(&doc, &mut problems);
+        config.limits.check(&doc, &mut problems);
+        Ok(ConfigFile {
+            config,
+            problems,
+            doc,
+        })
+    }
+
+    /// The host id, and every path absolute.
+    fn check_paths(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
         if let Some(h) = &self.host_id {
             if h.is_empty()
                 || h.len() > 253
@@ -442,52 +522,32 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             {
-                bad(
-                    None,
+                out.push(doc.at(
                     "host_id",
                     format!("{h:?} is not a host name ([A-Za-z0-9._-], 1 to 253 characters)"),
-                );
+                ));
             }
         }
-        for (key, p) in [("root", &self.root), ("state_dir", &self.state_dir)] {
+        let mut absolute = |field: String, p: &Path| {
             if !p.is_absolute() {
-                bad(
-                    None,
-                    key,
-                    format!("{} is not an absolute path", p.display()),
-                );
+                out.push(doc.at(&field, format!("{} is not an absolute path", p.display())));
             }
-        }
+        };
+        absolute("root".into(), &self.root);
+        absolute("state_dir".into(), &self.state_dir);
         if let Some(p) = &self.proc {
-            if !p.is_absolute() {
-                bad(
-                    None,
-                    "proc",
-                    format!("{} is not an absolute path", p.display()),
-                );
-            }
+            absolute("proc".into(), p);
         }
-        if !self.events_file.is_absolute() {
-            bad(
-                None,
-                "events_file",
-                format!("{} is not an absolute path", self.events_file.display()),
-            );
+        absolute("events_file".into(), &self.events_file);
+        for (i, p) in self.baselines.iter().enumerate() {
+            absolute(format!("baselines[{i}]"), p);
         }
-        for p in self.baselines.iter().chain(&self.trusted_keys) {
-            if !p.is_absolute() {
-                let key = if self.baselines.contains(p) {
-                    "baselines"
-                } else {
-                    "trusted_keys"
-                };
-                bad(
-                    None,
-                    key,
-                    format!("{} is not an absolute path", p.display()),
-                );
-            }
+        for (i, p) in self.trusted_keys.iter().enumerate() {
+            absolute(format!("trusted_keys[{i}]"), p);
         }
+    }
+
+    fn check_intervals(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
         let i = &self.intervals;
         for (key, d) in [
             ("checks", i.checks),
@@ -497,86 +557,74 @@ impl Config {
             ("baseline_poll", i.baseline_poll),
         ] {
             if d < Duration::from_secs(1) {
-                bad(Some("intervals"), key, "must be at least 1s".to_string());
+                out.push(doc.at(&format!("intervals.{key}"), "must be at least 1s"));
             }
         }
-        if let Some(c) = &self.collector {
-            if !c.url.starts_with("https://") {
-                bad(
-                    Some("collector"),
-                    "url",
-                    format!(
-                        "{:?} must start with https:// (mutual TLS is mandatory)",
-                        c.url
-                    ),
-                );
-            } else if crate::daemon::sender::split_url(&c.url).is_err() {
-                bad(
-                    Some("collector"),
-                    "url",
-                    format!("{:?} is not https://host[:port][/path]", c.url),
-                );
-            }
-            for (key, p) in [("ca", &c.ca), ("cert", &c.cert), ("key", &c.key)] {
-                if !p.is_absolute() {
-                    bad(
-                        Some("collector"),
-                        key,
-                        format!("{} is not an absolute path", p.display()),
-                    );
-                }
-            }
-            if c.batch_size == 0 || c.batch_size > 10_000 {
-                bad(
-                    Some("collector"),
-                    "batch_size",
-                    "must be between 1 and 10000".into(),
-                );
+    }
+
+    /// The URL is checked as it is parsed; here, the files and the batch size.
+    fn check_collector(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        let Some(c) = &self.collector else {
+            return;
+        };
+        for (key, p) in [("ca", &c.ca), ("cert", &c.cert), ("key", &c.key)] {
+            if !p.is_absolute() {
+                out.push(doc.at(
+                    &format!("collector.{key}"),
+                    format!("{} is not an absolute path", p.display()),
+                ));
             }
         }
-        for id in &self.remediation_allow {
+        if c.batch_size == 0 || c.batch_size > 10_000 {
+            out.push(doc.at("collector.batch_size", "must be between 1 and 10000"));
+        }
+    }
+
+    fn check_remediation(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        for (i, id) in self.remediation_allow.iter().enumerate() {
             if id.is_empty()
                 || !id
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
             {
-                bad(
-                    None,
-                    "remediation_allow",
+                out.push(doc.at(
+                    &format!("remediation_allow[{i}]"),
                     format!("{id:?} is not a rule id ([a-z0-9._-]+)"),
-                );
+                ));
             }
         }
-        let l = &self.limits;
-        if !(0..=19).contains(&l.nice) {
-            bad(
-                Some("limits"),
-                "nice",
-                format!("{} is not in 0..=19", l.nice),
-            );
+    }
+
+    /// Every file the config names that must be as trusted as the config
+    /// itself (keys, baselines, the collector's private key and CA), with
+    /// the field that names it.
+    pub fn trusted_files(&self) -> Vec<(String, &Path, plumb_os::FileKind)> {
+        use plumb_os::FileKind;
+        let mut v: Vec<(String, &Path, FileKind)> = Vec::new();
+        for (i, p) in self.trusted_keys.iter().enumerate() {
+            v.push((format!("trusted_keys[{i}]"), p, FileKind::PublicKey));
         }
-        if l.outbox_max_events < 100 {
-            bad(
-                Some("limits"),
-                "outbox_max_events",
-                "must be at least 100".into(),
-            );
+        for (i, p) in self.baselines.iter().enumerate() {
+            v.push((format!("baselines[{i}]"), p, FileKind::Baseline));
         }
-        if l.realtime_max_dirty == 0 {
-            bad(
-                Some("limits"),
-                "realtime_max_dirty",
-                "must be at least 1".into(),
-            );
+        if let Some(c) = &self.collector {
+            v.push(("collector.key".into(), &c.key, FileKind::PrivateKey));
+            v.push(("collector.cert".into(), &c.cert, FileKind::Certificate));
+            v.push(("collector.ca".into(), &c.ca, FileKind::Certificate));
         }
-        if l.realtime_debounce_ms > 60_000 {
-            bad(
-                Some("limits"),
-                "realtime_debounce_ms",
-                "must be at most 60000".into(),
-            );
-        }
-        out
+        v
+    }
+
+    /// Each trusted file that cannot be read or could have been written by
+    /// someone else, at the line that names it.
+    fn check_files(&self, doc: &Document) -> Vec<Diagnostic> {
+        self.trusted_files()
+            .into_iter()
+            .filter_map(|(field, p, kind)| {
+                let e = plumb_os::open_trusted(p, kind).err()?;
+                Some(doc.at(&field, e.to_string()))
+            })
+            .collect()
     }
 
     /// The host id in force.
@@ -596,29 +644,6 @@ impl Config {
         }
     }
 
-    /// Files the config names that must be as trusted as the config itself,
-    /// each with the rule it is read under: keys, baselines, certificates,
-    /// the client's private key.
-    pub fn trusted_files(&self) -> Vec<(&Path, plumb_os::FileKind)> {
-        use plumb_os::FileKind;
-        let mut v: Vec<(&Path, FileKind)> = self
-            .trusted_keys
-            .iter()
-            .map(|p| (p.as_path(), FileKind::PublicKey))
-            .collect();
-        v.extend(
-            self.baselines
-                .iter()
-                .map(|p| (p.as_path(), FileKind::Baseline)),
-        );
-        if let Some(c) = &self.collector {
-            v.push((&c.key, FileKind::PrivateKey));
-            v.push((&c.cert, FileKind::Certificate));
-            v.push((&c.ca, FileKind::Certificate));
-        }
-        v
-    }
-
     /// Whether the local config allows remediating `rule` (by id or by
     /// `remediation_min_severity`). Says nothing about the mode.
     pub fn remediation_allows(&self, rule: &plumb_core::Rule) -> bool {
@@ -627,13 +652,22 @@ impl Config {
                 .remediation_min_severity
                 .is_some_and(|min| rule.severity >= min)
     }
+}
 
-    /// Checks every file the config names that the agent must trust.
-    pub fn check_files(&self) -> Result<(), ConfigError> {
-        for (p, kind) in self.trusted_files() {
-            plumb_os::open_trusted(p, kind)?;
+impl Limits {
+    fn check(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        if !(0..=19).contains(&self.nice) {
+            out.push(doc.at("limits.nice", format!("{} is not in 0..=19", self.nice)));
         }
-        Ok(())
+        if self.outbox_max_events < 100 {
+            out.push(doc.at("limits.outbox_max_events", "must be at least 100"));
+        }
+        if self.realtime_max_dirty == 0 {
+            out.push(doc.at("limits.realtime_max_dirty", "must be at least 1"));
+        }
+        if self.realtime_debounce_ms > 60_000 {
+            out.push(doc.at("limits.realtime_debounce_ms", "must be at most 60000"));
+        }
     }
 }
 
@@ -674,12 +708,72 @@ mod tests {
     fn semantic_errors_are_all_listed_with_lines() {
         let text = "remediation = \"dry-run\"\nstate_dir = \"rel\"\n[intervals]\nchecks = \"0s\"\n[limits]\nnice = 40\n";
         let e = Config::from_str(text, "a.toml").unwrap_err().to_string();
-        assert!(e.contains("a.toml:2: state_dir:"), "{e}");
+        assert!(e.contains("a.toml:2:13: state_dir:"), "{e}");
         assert!(
-            e.contains("a.toml:4: intervals.checks: must be at least 1s"),
+            e.contains("a.toml:4:10: intervals.checks: must be at least 1s"),
             "{e}"
         );
-        assert!(e.contains("a.toml:6: limits.nice:"), "{e}");
+        assert!(e.contains("a.toml:6:8: limits.nice:"), "{e}");
+    }
+
+    #[test]
+    fn list_elements_are_named_by_index() {
+        let text =
+            "baselines = [\"/etc/a.toml\", \"rel.toml\"]\nremediation_allow = [\"Bad Id\"]\n";
+        let e = Config::from_str(text, "a.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:1:29: baselines[1]: rel.toml is not an absolute path"),
+            "{e}"
+        );
+        assert!(
+            e.contains("a.toml:2:22: remediation_allow[0]: \"Bad Id\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_collector_url_names_line_column_and_field() {
+        let text =
+            "[collector]\nurl = \"http://c.example\"\nca = \"/a\"\ncert = \"/b\"\nkey = \"/c\"\n";
+        let e = Config::from_str(text, "a.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "a.toml:2:7: collector.url: \"http://c.example\" must start with https://"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn collector_urls_parse_once_into_host_port_and_prefix() {
+        let u = CollectorUrl::parse("https://c.example:8443").unwrap();
+        assert_eq!((u.host(), u.port(), u.prefix()), ("c.example", 8443, ""));
+        assert_eq!(u.authority(), "c.example:8443");
+        let u = CollectorUrl::parse("https://c.example/plumb/").unwrap();
+        assert_eq!(
+            (u.host(), u.port(), u.prefix()),
+            ("c.example", 443, "/plumb")
+        );
+        assert_eq!(u.authority(), "c.example");
+        assert_eq!(u.to_string(), "https://c.example/plumb/");
+        let u = CollectorUrl::parse("https://[::1]:9000").unwrap();
+        assert_eq!((u.host(), u.port(), u.prefix()), ("::1", 9000, ""));
+        assert_eq!(u.authority(), "[::1]:9000");
+        let u = CollectorUrl::parse("https://127.0.0.1:8443/").unwrap();
+        assert_eq!((u.host(), u.port(), u.prefix()), ("127.0.0.1", 8443, ""));
+        for bad in [
+            "http://x",
+            "https://",
+            "https://x:port",
+            "https://u@x",
+            "https://x:",
+            "https://x:99999",
+            "https://x/p?q=1",
+            "x.example:8443",
+            "",
+        ] {
+            assert!(CollectorUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -717,6 +811,37 @@ mod tests {
             let e = Config::load(&p).unwrap_err().to_string();
             assert!(e.contains("writable by group or others"), "{e}");
         }
+    }
+
+    #[test]
+    fn every_untrusted_file_is_named_at_the_line_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        let open = dir.path().join("open.toml");
+        std::fs::write(&open, "").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let text = format!(
+            "baselines = [\"{}\"]\ntrusted_keys = [\"/nonexistent/k.pub\"]\n",
+            open.display()
+        );
+        std::fs::write(&p, text).unwrap();
+        let shown = p.display().to_string();
+        let e = Config::load(&p).unwrap_err().0;
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e.iter().any(|d| d.line == 1
+                && d.field == "baselines[0]"
+                && d.message.contains("writable")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|d| d.origin == shown
+                && d.line == 2
+                && d.column == 17
+                && d.field == "trusted_keys[0]"
+                && d.message.contains("/nonexistent/k.pub: cannot read")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Signed baselines in the daemon (DESIGN rule 5). With `trusted_keys` in
+//! Signed baselines in the daemon (docs/signing.md). With `trusted_keys` in
 //! the config, every baseline the agent runs came through
 //! [`TrustPolicy::consider`]: the local `baselines` files (then signed
 //! bundles) at start and on SIGHUP, and the bundles the collector serves on
@@ -8,7 +8,7 @@
 //! together) and the scheduled work restarts on it. Without trusted keys the
 //! local files are plain TOML and are never remediated.
 
-use super::config::Config;
+use super::config::{Config, ConfigFile};
 use super::outbox::NewEvent;
 use super::sender::{Client, Fetched, SendError};
 use super::{Policy, Shared};
@@ -17,7 +17,7 @@ use crate::trust::{Decision, TrustPolicy, load_trusted_keys};
 use anyhow::Context as _;
 use plumb_core::bundle::{Bundle, MAX_BUNDLE_BYTES};
 use plumb_core::event::{AgentEventKind, EventBody};
-use plumb_core::{Baseline, Severity};
+use plumb_core::{Baseline, BaselineError, Diagnostic, PublicKey, Severity};
 use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,25 +54,52 @@ fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Checks the local baselines of a config as the daemon would load them
 /// (`--validate`): plain TOML without trusted keys, bundles verifying with
-/// the trusted keys otherwise (the version floor is not consulted).
-pub fn validate(cfg: &Config) -> anyhow::Result<()> {
+/// the trusted `keys` otherwise (the version floor is not consulted; `None`:
+/// the keys did not load, which is reported on its own). Every problem is
+/// listed: a baseline's own at its lines, a file that cannot be read or
+/// verified at the config line naming it.
+pub fn validate(file: &ConfigFile, keys: Option<&[PublicKey]>) -> Vec<Diagnostic> {
+    let cfg = &file.config;
+    let mut out = Vec::new();
+    let named = cfg
+        .baselines
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("baselines[{i}]"), p))
+        .filter(|(field, _)| !file.is_faulty(field));
     if cfg.trusted_keys.is_empty() {
-        load_baselines(&cfg.baselines)?;
-        return Ok(());
+        let mut loaded = Vec::new();
+        for (field, p) in named {
+            match Baseline::load(p) {
+                Ok(b) => loaded.push(b),
+                Err(BaselineError::Invalid(d)) => out.extend(d),
+                Err(e) => out.push(file.at(&field, e)),
+            }
+        }
+        if let Err(BaselineError::Invalid(d)) = Baseline::check_unique(&loaded) {
+            out.extend(d);
+        }
+        return out;
     }
-    let keys = load_trusted_keys(&cfg.trusted_keys)?;
-    for p in &cfg.baselines {
-        let bytes = read_capped(p)?;
-        Bundle::parse(&bytes)
-            .and_then(|b| b.verify(&keys))
-            .with_context(|| {
-                format!(
-                    "{}: with trusted_keys set, baselines must be signed bundles",
-                    p.display()
-                )
-            })?;
+    let Some(keys) = keys else {
+        return out;
+    };
+    for (field, p) in named {
+        let verified = read_capped(p).and_then(|bytes| {
+            Bundle::parse(&bytes)
+                .and_then(|b| b.verify(keys))
+                .with_context(|| {
+                    format!(
+                        "{}: with trusted_keys set, baselines must be signed bundles",
+                        p.display()
+                    )
+                })
+        });
+        if let Err(e) = verified {
+            out.push(file.at(&field, format!("{e:#}")));
+        }
     }
-    Ok(())
+    out
 }
 
 /// The bundle is byte for byte the one already stored for its id: nothing
@@ -398,6 +425,15 @@ mod tests {
             }
             Config::from_str(&s, "a.toml").unwrap()
         }
+        /// `cfg` as read from a file, as `--validate` sees it.
+        fn config_file(&self, cfg: &Config) -> ConfigFile {
+            let p = self.dir.path().join("agent.toml");
+            let mut s = format!("state_dir = \"{}\"\n", cfg.state_dir.display());
+            s.push_str(&format!("baselines = {:?}\n", cfg.baselines));
+            s.push_str(&format!("trusted_keys = {:?}\n", cfg.trusted_keys));
+            std::fs::write(&p, s).unwrap();
+            Config::read(&p).unwrap()
+        }
     }
 
     fn whats(l: &Loaded) -> Vec<String> {
@@ -441,12 +477,19 @@ mod tests {
         let trust = trust_for(&cfg).unwrap().unwrap();
         let e = load(&cfg, Some(&trust)).unwrap_err().to_string();
         assert!(e.contains("not a baseline bundle"), "{e}");
-        assert!(validate(&cfg).is_err());
+        let keys = load_trusted_keys(&cfg.trusted_keys).unwrap();
+        let problems = validate(&t.config_file(&cfg), Some(&keys));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "baselines[0]");
+        assert!(
+            problems[0].message.contains("not a baseline bundle"),
+            "{problems:?}"
+        );
         // Without keys the same file is a plain, unsigned baseline.
         let cfg = t.config(Some(text(1).as_bytes()), false);
         let l = load(&cfg, None).unwrap();
         assert!(!l.policy.signed);
-        assert!(validate(&cfg).is_ok());
+        assert_eq!(validate(&t.config_file(&cfg), None), vec![]);
     }
 
     #[test]

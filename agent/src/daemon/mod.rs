@@ -608,7 +608,7 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
 /// Re-reads the config and baselines; on any error reports the refusal and
 /// returns None (the old ones stay in force).
 async fn reload(shared: &Arc<Shared>, path: &std::path::Path, old: &Config) -> Option<Config> {
-    let new = match Config::load(path).and_then(|c| c.check_files().map(|()| c)) {
+    let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             shared.agent(

@@ -5,7 +5,7 @@
 //! are honoured; after a period of failures, the first success is followed
 //! by a fresh snapshot so the collector catches up on the full state.
 
-use crate::daemon::config::Collector;
+use crate::daemon::config::{Collector, CollectorUrl};
 use crate::daemon::{Delivery, LastFlush, Shared, scheduler};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -41,43 +41,6 @@ pub enum Fetched {
     },
 }
 
-/// Splits `https://host[:port][/prefix]` into host, port and path prefix.
-pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("{url}: not https://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("{url}: no host"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{url}: bad IPv6 host"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("{url}: bad port"))?,
-            None if after.is_empty() => 443,
-            None => return Err(format!("{url}: bad authority")),
-        };
-        (h.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse().map_err(|_| format!("{url}: bad port"))?,
-            ),
-            None => (authority.to_string(), 443),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    Ok((host, port, path.to_string()))
-}
-
 /// Why a send did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -105,9 +68,7 @@ type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 /// A connection to the collector, re-established on demand.
 pub struct Client {
     tls: tokio_rustls::TlsConnector,
-    host: String,
-    port: u16,
-    prefix: String,
+    url: CollectorUrl,
     server_name: ServerName<'static>,
     timeout: Duration,
     batch_size: usize,
@@ -116,18 +77,14 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .finish()
+        f.debug_struct("Client").field("url", &self.url).finish()
     }
 }
 
 impl Client {
     /// Builds the TLS client from the `[collector]` section.
     pub fn new(c: &Collector) -> anyhow::Result<Client> {
-        use anyhow::Context;
-        let (host, port, prefix) = split_url(&c.url).map_err(anyhow::Error::msg)?;
+        use anyhow::{Context, anyhow};
         let mut roots = rustls::RootCertStore::empty();
         for cert in plumb_os::pem::load_certs(&c.ca)? {
             roots
@@ -149,13 +106,11 @@ impl Client {
                     c.key.display()
                 )
             })?;
-        let server_name = ServerName::try_from(host.clone())
+        let server_name = ServerName::try_from(c.url.host().to_string())
             .with_context(|| format!("{}: bad host name", c.url))?;
         Ok(Client {
             tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
-            host,
-            port,
-            prefix,
+            url: c.url.clone(),
             server_name,
             timeout: c.timeout,
             batch_size: c.batch_size,
@@ -165,9 +120,9 @@ impl Client {
 
     async fn connect(&self) -> Result<Conn, SendError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
-            SendError::Failed(format!("{}:{}: {what}: {e}", self.host, self.port))
+            SendError::Failed(format!("{}: {what}: {e}", self.url.authority()))
         };
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+        let tcp = TcpStream::connect((self.url.host(), self.url.port()))
             .await
             .map_err(|e| fail("connect", &e))?;
         let _ = tcp.set_nodelay(true);
@@ -196,8 +151,9 @@ impl Client {
             Err(_) => {
                 *self.conn.lock().await = None;
                 Err(SendError::Failed(format!(
-                    "{}:{}: no reply within {:?}",
-                    self.host, self.port, self.timeout
+                    "{}: no reply within {:?}",
+                    self.url.authority(),
+                    self.timeout
                 )))
             }
         }
@@ -205,15 +161,10 @@ impl Client {
 
     /// A request to `path` (below the URL's prefix) with its Host header.
     fn request(&self, method: hyper::Method, path: &str) -> hyper::http::request::Builder {
-        let authority = if self.port == 443 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
         Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.prefix))
-            .header(hyper::header::HOST, authority)
+            .uri(format!("{}{path}", self.url.prefix()))
+            .header(hyper::header::HOST, self.url.authority())
     }
 
     /// Sends `req` on the kept connection (a new one when it is gone) and
@@ -235,7 +186,7 @@ impl Client {
         let resp = conn
             .send_request(req)
             .await
-            .map_err(|e| SendError::Failed(format!("{}:{}: {e}", self.host, self.port)))?;
+            .map_err(|e| SendError::Failed(format!("{}: {e}", self.url.authority())))?;
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, max_reply)
             .collect()
@@ -500,25 +451,6 @@ fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_split() {
-        assert_eq!(
-            split_url("https://c.example:8443").unwrap(),
-            ("c.example".into(), 8443, String::new())
-        );
-        assert_eq!(
-            split_url("https://c.example/plumb/").unwrap(),
-            ("c.example".into(), 443, "/plumb".into())
-        );
-        assert_eq!(
-            split_url("https://[::1]:9000").unwrap(),
-            ("::1".into(), 9000, String::new())
-        );
-        for bad in ["http://x", "https://", "https://x:port", "https://u@x"] {
-            assert!(split_url(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn retry_after_in_seconds() {
