@@ -173,7 +173,7 @@ fn keys_and_state_are_private() {
     std::fs::set_permissions(&ca_key, std::fs::Permissions::from_mode(0o640)).unwrap();
     let (code, _, err) = out(collector()
         .args(["pki", "issue", "--agent", "web-1", "--dir"])
-        .arg(&f.pki));
+        .arg(&f.pki.dir));
     assert_eq!(code, 2);
     assert!(
         err.contains(&format!(
@@ -186,16 +186,16 @@ fn keys_and_state_are_private() {
     std::fs::set_permissions(&ca_key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A PKI directory others may enter is tightened; one they may write is refused.
-    std::fs::set_permissions(&f.pki, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&f.pki.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (code, _, err) = out(collector()
         .args(["pki", "issue", "--agent", "web-1", "--dir"])
-        .arg(&f.pki));
+        .arg(&f.pki.dir));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(mode(&f.pki), 0o700);
-    std::fs::set_permissions(&f.pki, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(mode(&f.pki.dir), 0o700);
+    std::fs::set_permissions(&f.pki.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (code, _, err) = out(collector()
         .args(["pki", "issue", "--agent", "web-2", "--dir"])
-        .arg(&f.pki));
+        .arg(&f.pki.dir));
     assert_eq!(code, 2);
     assert!(
         err.contains(&format!(
@@ -205,12 +205,12 @@ fn keys_and_state_are_private() {
         "{err}"
     );
     assert!(!f.pki.join("agents/web-2.pem").exists());
-    std::fs::set_permissions(&f.pki, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&f.pki.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
 
     // umask 022 (the usual shell default) and the database is still 0600.
     let child = std::process::Command::new("sh")
         .args(["-c", "umask 022 && exec \"$0\" serve --config \"$1\""])
-        .arg(BIN)
+        .arg(crate::common::collector_bin())
         .arg(&cfg)
         .env_remove("NOTIFY_SOCKET")
         .env("PLUMB_LOG", "info")

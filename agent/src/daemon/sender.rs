@@ -84,7 +84,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds the TLS client from the `[collector]` section.
     pub fn new(c: &Collector) -> anyhow::Result<Client> {
-        use anyhow::{Context, anyhow};
+        use anyhow::Context;
         let mut roots = rustls::RootCertStore::empty();
         for cert in plumb_os::pem::load_certs(&c.ca)? {
             roots
