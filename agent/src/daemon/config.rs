@@ -624,7 +624,7 @@ impl Config {
     pub fn host(&self) -> String {
         match &self.host_id {
             Some(h) => h.clone(),
-            None => crate::output::host_name(Path::new("/")),
+            None => crate::host::host_name(Path::new("/")),
         }
     }
 
