@@ -114,6 +114,15 @@ struct Stats {
     latencies_us: Vec<u32>,
     throttled: u64,
     errors: u64,
+    /// The first error met, for the log.
+    first_error: Option<String>,
+}
+
+impl Stats {
+    fn error(&mut self, e: &SendError) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
+    }
 }
 
 async fn agent(
@@ -127,14 +136,22 @@ async fn agent(
     // Connect before the clock starts: the client connects on its first
     // request, so each agent sends a first batch (not counted).
     let mut acked = 0u64;
-    while st.errors < 20 {
+    for _ in 0..100 {
         match client.send(&host, &batch(acked, n, &host)).await {
             Ok(a) => {
                 acked = a;
                 break;
             }
-            Err(_) => {
-                st.errors += 1;
+            // Many agents connecting at once: the collector admits their
+            // first batches as it can.
+            Err(SendError::RetryAfter { after, .. }) => {
+                tokio::time::sleep(after.min(Duration::from_secs(10))).await;
+            }
+            Err(e) => {
+                st.error(&e);
+                if st.errors >= 20 {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -160,9 +177,9 @@ async fn agent(
                 // As an agent does: wait Retry-After, then resend the same events.
                 tokio::time::sleep(after.min(Duration::from_secs(10))).await;
             }
-            Err(_) => {
+            Err(e) => {
                 // The client reconnects on the next request.
-                st.errors += 1;
+                st.error(&e);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -247,13 +264,18 @@ fn main() -> Result<()> {
             cli.duration
         );
         let mut all = Stats::default();
+        let mut errors = std::collections::BTreeSet::new();
         for task in tasks {
             if let Ok(s) = task.await {
                 all.acked += s.acked;
                 all.throttled += s.throttled;
                 all.errors += s.errors;
                 all.latencies_us.extend(s.latencies_us);
+                errors.extend(s.first_error);
             }
+        }
+        for e in errors.iter().take(5) {
+            eprintln!("error: {e}");
         }
         (all, began.elapsed())
     });
