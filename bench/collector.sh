@@ -66,6 +66,8 @@ TOML
         cat "$TMP/loadgen.log" >&2
         exit 1
     }
+    # What went wrong, when something did (one line per distinct error).
+    grep '^error:' "$TMP/loadgen.log" >&2 || true
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$COLLECTOR_PID/status")
     kill "$COLLECTOR_PID"
     wait "$COLLECTOR_PID" || true

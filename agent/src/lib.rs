@@ -1,17 +1,32 @@
 //! The Plumbline agent: check evaluation, file integrity, the daemon and
 //! remediation. `main.rs` only parses the command line and calls in here.
+//!
+//! Modules depend one way (scripts/check-layers.sh checks it):
+//! `commands` → `daemon` → `policy`/`checks`/`fim`/`remediate` →
+//! `rootfs`/`host` → `plumb-core`. Only what the binary, the integration
+//! tests and the collector benchmark use is public.
 
-pub mod checks;
+mod checks;
 pub mod cli;
 pub mod commands;
-pub mod daemon;
-pub mod fim;
-pub mod output;
-pub mod remediate;
-pub mod rootfs;
+mod daemon;
+mod fim;
+mod host;
+mod key_value;
+mod output;
+pub mod policy;
+mod remediate;
+mod rootfs;
 mod sshd_config;
 pub mod trust;
-pub mod userdb;
+mod userdb;
+
+/// The agent's delivery client (mutual TLS, `POST /v1/events`), public so
+/// that the collector benchmark (bench/loadgen) drives the code that ships.
+pub mod delivery {
+    pub use crate::daemon::config::Collector;
+    pub use crate::daemon::sender::{Client, SendError};
+}
 
 /// Exit code: everything holds / no change.
 pub const EXIT_OK: u8 = 0;

@@ -24,9 +24,9 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// Name of the state file in the state directory.
-pub const STATE_FILE: &str = "baseline-trust.json";
+pub(crate) const STATE_FILE: &str = "baseline-trust.json";
 /// Directory (in the state directory) holding the accepted bundles.
-pub const BUNDLE_DIR: &str = "baselines";
+pub(crate) const BUNDLE_DIR: &str = "baselines";
 const LOCK_FILE: &str = "baseline-trust.lock";
 const STATE_SCHEMA: u32 = 1;
 const MAX_STATE_BYTES: u64 = 1024 * 1024;
@@ -167,7 +167,11 @@ impl Decision {
 
     /// The `agent` event reporting this decision. For a refusal, `in_force`
     /// is the baseline the agent keeps running.
-    pub fn agent_event(&self, agent_version: &str, in_force: Option<BaselineRef>) -> AgentEvent {
+    pub(crate) fn agent_event(
+        &self,
+        agent_version: &str,
+        in_force: Option<BaselineRef>,
+    ) -> AgentEvent {
         let (what, baseline) = match self {
             Decision::Applied { id, version, .. } => (
                 AgentEventKind::BaselineApplied,
@@ -230,13 +234,13 @@ impl TrustPolicy {
     }
 
     /// The trusted keys.
-    pub fn keys(&self) -> &[PublicKey] {
+    pub(crate) fn keys(&self) -> &[PublicKey] {
         &self.keys
     }
 
     /// Where the accepted bundle of baseline `id` is stored. Ids are
     /// `[a-z0-9._-]+` and get a suffix, so the name never leaves the directory.
-    pub fn stored_bundle_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn stored_bundle_path(&self, id: &str) -> PathBuf {
         self.state_dir.join(BUNDLE_DIR).join(format!("{id}.bundle"))
     }
 
@@ -245,7 +249,7 @@ impl TrustPolicy {
     }
 
     /// The highest applied version of each baseline id.
-    pub fn applied_versions(&self) -> Result<BTreeMap<String, u64>, TrustError> {
+    pub(crate) fn applied_versions(&self) -> Result<BTreeMap<String, u64>, TrustError> {
         Ok(self
             .read_state()?
             .applied
@@ -255,7 +259,7 @@ impl TrustPolicy {
     }
 
     /// The highest applied version of baseline `id`, if any was applied.
-    pub fn applied_version(&self, id: &str) -> Result<Option<u64>, TrustError> {
+    pub(crate) fn applied_version(&self, id: &str) -> Result<Option<u64>, TrustError> {
         Ok(self.read_state()?.applied.get(id).map(|a| a.version))
     }
 

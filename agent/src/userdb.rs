@@ -171,10 +171,20 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn number(field: &str, what: &str) -> Result<u32, String> {
-    field
-        .parse()
-        .map_err(|_| format!("{what} \"{}\" is not a number", escape(field)))
+/// A UID or GID field that is not a number (the line's problem, reported
+/// by the `accounts` checks).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} \"{}\" is not a number", escape(field))]
+struct NotANumber {
+    what: &'static str,
+    field: String,
+}
+
+fn number(field: &str, what: &'static str) -> Result<u32, NotANumber> {
+    field.parse().map_err(|_| NotANumber {
+        what,
+        field: field.to_string(),
+    })
 }
 
 /// Checks a passwd line: `None` for blank, comment and NIS lines. A line
@@ -189,7 +199,7 @@ pub fn check_passwd(line: &str, n: usize) -> Option<Checked<PasswdEntry>> {
     }
     let (uid, gid) = match (number(f[2], "UID"), number(f[3], "GID")) {
         (Ok(u), Ok(g)) => (u, g),
-        (Err(e), _) | (_, Err(e)) => return Some(Checked::bad(None, e)),
+        (Err(e), _) | (_, Err(e)) => return Some(Checked::bad(None, e.to_string())),
     };
     let entry = PasswdEntry {
         name: f[0].to_string(),
@@ -220,7 +230,7 @@ pub fn check_group(line: &str, n: usize) -> Option<Checked<GroupEntry>> {
     }
     let gid = match number(f[2], "GID") {
         Ok(g) => g,
-        Err(e) => return Some(Checked::bad(None, e)),
+        Err(e) => return Some(Checked::bad(None, e.to_string())),
     };
     let entry = GroupEntry {
         name: f[0].to_string(),
@@ -277,11 +287,6 @@ pub fn parse_passwd(line: &str, n: usize) -> Option<PasswdEntry> {
 /// Parses a group line.
 pub fn parse_group(line: &str, n: usize) -> Option<GroupEntry> {
     check_group(line, n)?.entry
-}
-
-/// Parses a shadow line.
-pub fn parse_shadow(line: &str, n: usize) -> Option<ShadowEntry> {
-    check_shadow(line, n)?.entry
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ fn shipped_find_rules_share_their_walks() {
 #[test]
 fn builtin_baseline_is_the_shipped_file() {
     assert_eq!(
-        plumb_agent::commands::check::BUILTIN_BASELINE,
+        plumb_agent::policy::BUILTIN_BASELINE,
         std::fs::read_to_string(SHIPPED).unwrap()
     );
 }

@@ -1,40 +1,12 @@
 //! `kind = "config_value"`: the value of a key in key/value files such as
-//! `/etc/login.defs` or `/etc/default/*`. Full-line `#` comments are
-//! skipped; by default the key ends at the first `=` or white space and
-//! the value is the rest, trimmed, with one pair of surrounding quotes
-//! removed. The last occurrence wins unless `first_wins` (files in name
-//! order when `path` is a glob). Keys are case-sensitive.
+//! `/etc/login.defs` or `/etc/default/*`, lines split as
+//! [`crate::key_value`] does for the `config_set` remediation too. The last
+//! occurrence wins unless `first_wins` (files in name order when `path` is
+//! a glob). Keys are case-sensitive.
 
 use super::{Ctx, Outcome};
+use crate::key_value::split_line;
 use plumb_core::check::ConfigValueCheck;
-
-/// Splits a line into key and value; `None` for blank, comment or keyless lines.
-pub fn split_line<'a>(line: &'a str, separator: Option<&str>) -> Option<(&'a str, &'a str)> {
-    let l = line.trim();
-    if l.is_empty() || l.starts_with('#') {
-        return None;
-    }
-    let (k, v) = match separator {
-        Some(sep) => l.split_once(sep)?,
-        None => {
-            let end = l
-                .find(|c: char| c == '=' || c.is_whitespace())
-                .unwrap_or(l.len());
-            let (k, rest) = l.split_at(end);
-            (k, rest.trim_start().strip_prefix('=').unwrap_or(rest))
-        }
-    };
-    Some((k.trim(), unquote(v.trim())))
-}
-
-fn unquote(v: &str) -> &str {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return &v[1..v.len() - 1];
-        }
-    }
-    v
-}
 
 /// Evaluates a `config_value` check.
 pub fn evaluate(spec: &ConfigValueCheck, ctx: &Ctx) -> Outcome {
@@ -94,19 +66,6 @@ mod tests {
             absent: None,
             excludes: None,
         }
-    }
-
-    #[test]
-    fn splits_lines() {
-        assert_eq!(
-            split_line("PASS_MAX_DAYS\t90", None),
-            Some(("PASS_MAX_DAYS", "90"))
-        );
-        assert_eq!(split_line("  UMASK = 027 ", None), Some(("UMASK", "027")));
-        assert_eq!(split_line("KEY=\"a b\"", None), Some(("KEY", "a b")));
-        assert_eq!(split_line("# KEY 1", None), None);
-        assert_eq!(split_line("a: b", Some(":")), Some(("a", "b")));
-        assert_eq!(split_line("no separator", Some(":")), None);
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn check_one(spec: &FileCheck, ctx: &Ctx, path: &str) -> Result<(bool, String), 
         }
     }
     if spec.owner.is_some() || spec.group.is_some() {
-        let users = ctx.users().map_err(Outcome::error)?;
+        let users = ctx.users().map_err(|e| Outcome::error(e.to_string()))?;
         if let Some(owner) = &spec.owner {
             let Some(want) = users.uid_of(owner) else {
                 return Err(Outcome::error(format!(

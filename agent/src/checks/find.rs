@@ -151,8 +151,8 @@ struct Owners {
 
 impl Owners {
     /// `None` when unowned cannot be told (the rule reports why).
-    fn of(db: Result<&UserDb, String>) -> Option<Owners> {
-        let db = db.ok()?;
+    fn of(db: Option<&UserDb>) -> Option<Owners> {
+        let db = db?;
         if db.users.is_empty() || db.groups.is_empty() {
             return None;
         }
@@ -207,14 +207,10 @@ pub struct Walk {
 }
 
 impl Walk {
-    /// The walked in-root path, escaped for display.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     /// Entries this walk examined itself, not counting those of walks it
     /// took results from, once it has run (0 for a result cut from another
     /// walk). Each entry of a run is examined by exactly one walk.
+    #[cfg(test)]
     pub fn walked_entries(&self) -> Option<u64> {
         self.found.get().map(|f| f.walked)
     }
@@ -274,7 +270,7 @@ impl Walk {
     }
 
     fn walk(&self, ctx: &Ctx) -> Found {
-        let owners = Owners::of(ctx.users());
+        let owners = Owners::of(ctx.users().ok());
         let owners = owners.as_ref();
         let root = ctx.fs.root();
         let mut f = Found::default();
@@ -464,176 +460,258 @@ fn kind_word(mode: u32) -> &'static str {
 
 /// Evaluates a `find` check.
 pub fn evaluate(spec: &FindCheck, ctx: &Ctx) -> Outcome {
-    let users = ctx.users().ok();
-    if spec.unowned {
-        match ctx.users() {
-            Err(e) => return Outcome::error(format!("unowned: {e}")),
-            Ok(db) if db.users.is_empty() => {
-                return Outcome::error(
-                    "unowned: /etc/passwd of this root has no accounts, so every file would be unowned",
-                );
-            }
-            Ok(db) if db.groups.is_empty() => {
-                return Outcome::error(
-                    "unowned: /etc/group of this root has no groups, so every file would be unowned",
-                );
-            }
-            Ok(_) => {}
-        }
+    if let Some(error) = unowned_untellable(spec, ctx) {
+        return error;
     }
-    let mut allow = Vec::new();
-    for g in &spec.allow {
-        match plumb_core::glob(g) {
-            Ok(m) => allow.push(m),
-            Err(e) => return Outcome::error(format!("allow: invalid glob \"{g}\": {e}")),
-        }
-    }
-    let show_uid = |uid: u32| users.map_or_else(|| uid.to_string(), |u| u.show_uid(uid));
-    let show_gid = |gid: u32| users.map_or_else(|| gid.to_string(), |u| u.show_gid(gid));
-
-    let mut findings: BTreeSet<(Box<[u8]>, String)> = BTreeSet::new();
-    let mut allowed: BTreeSet<Box<[u8]>> = BTreeSet::new();
-    let mut notes = Vec::new();
-    let mut incomplete = Vec::new();
-    let mut unreadable: BTreeSet<(Box<[u8]>, String)> = BTreeSet::new();
-    let mut unreadable_total = 0;
+    let allow = match allow_list(spec) {
+        Ok(a) => a,
+        Err(error) => return error,
+    };
+    let mut review = Review {
+        spec,
+        allow,
+        users: ctx.users().ok(),
+        findings: BTreeSet::new(),
+        allowed: BTreeSet::new(),
+        notes: Vec::new(),
+        incomplete: Vec::new(),
+        unreadable: BTreeSet::new(),
+        unreadable_total: 0,
+    };
     let mut seen = HashSet::new();
     for p in &spec.paths {
         let (in_root, host, md) = match start(ctx, p) {
             Ok(Some(s)) => s,
             Ok(None) => {
-                notes.push(format!("{p}: does not exist, nothing to walk"));
+                review
+                    .notes
+                    .push(format!("{p}: does not exist, nothing to walk"));
                 continue;
             }
             Err(e) => {
-                unreadable_total += 1;
-                unreadable.insert((p.as_bytes().into(), e.to_string()));
+                review.unreadable_total += 1;
+                review
+                    .unreadable
+                    .insert((p.as_bytes().into(), e.to_string()));
                 continue;
             }
         };
         if in_root != p.trim_end_matches('/').as_bytes() && p != "/" {
-            notes.push(format!("{p} resolves to {} in the root", show(&in_root)));
+            review
+                .notes
+                .push(format!("{p} resolves to {} in the root", show(&in_root)));
         }
         let w = walk_for(ctx, in_root, host, &md);
-        if !seen.insert(w.key.clone()) {
-            continue;
+        if seen.insert(w.key.clone()) {
+            review.walked(&w.key, w.found(ctx));
         }
-        let found = w.found(ctx);
+    }
+    review.outcome()
+}
+
+/// The rule's error when `unowned` cannot be told in this root.
+fn unowned_untellable(spec: &FindCheck, ctx: &Ctx) -> Option<Outcome> {
+    if !spec.unowned {
+        return None;
+    }
+    let why = match ctx.users() {
+        Err(e) => format!("unowned: {e}"),
+        Ok(db) if db.users.is_empty() => {
+            "unowned: /etc/passwd of this root has no accounts, so every file would be unowned"
+                .into()
+        }
+        Ok(db) if db.groups.is_empty() => {
+            "unowned: /etc/group of this root has no groups, so every file would be unowned".into()
+        }
+        Ok(_) => return None,
+    };
+    Some(Outcome::error(why))
+}
+
+/// The compiled `allow` globs, or the rule's error outcome.
+fn allow_list(spec: &FindCheck) -> Result<Vec<globset::GlobMatcher>, Outcome> {
+    spec.allow
+        .iter()
+        .map(|g| {
+            plumb_core::glob(g)
+                .map_err(|e| Outcome::error(format!("allow: invalid glob \"{g}\": {e}")))
+        })
+        .collect()
+}
+
+/// One rule's reading of the walks it asked for.
+struct Review<'a> {
+    spec: &'a FindCheck,
+    allow: Vec<globset::GlobMatcher>,
+    users: Option<&'a UserDb>,
+    /// Reported files, in path order, with their evidence line.
+    findings: BTreeSet<(Box<[u8]>, String)>,
+    /// Files the allow list excused.
+    allowed: BTreeSet<Box<[u8]>>,
+    notes: Vec<String>,
+    /// Categories whose candidates were capped.
+    incomplete: Vec<String>,
+    unreadable: BTreeSet<(Box<[u8]>, String)>,
+    unreadable_total: u64,
+}
+
+impl Review<'_> {
+    /// Takes in the result of the walk `key`.
+    fn walked(&mut self, key: &str, found: &Found) {
         match &found.from {
-            Some(a) => notes.push(format!("{}: examined within the walk of {a}", w.key)),
-            None => notes.push(format!("{}: {} entries examined", w.key, found.entries)),
+            Some(a) => self
+                .notes
+                .push(format!("{key}: examined within the walk of {a}")),
+            None => self
+                .notes
+                .push(format!("{key}: {} entries examined", found.entries)),
         }
         for c in &found.candidates {
-            let is_allowed = || {
-                let path = Path::new(OsStr::from_bytes(&c.path));
-                allow.iter().any(|m| m.is_match(path))
-            };
-            let at = show(&c.path);
-            let perm = c.mode & 0o7777;
-            if spec.setid && c.flags & SETID != 0 {
-                if is_allowed() {
-                    allowed.insert(c.path.clone());
-                } else {
-                    let mut what = Vec::new();
-                    if c.mode & 0o4000 != 0 {
-                        what.push(format!("setuid {}", show_uid(c.uid)));
-                    }
-                    if c.mode & 0o2000 != 0 {
-                        what.push(format!("setgid {}", show_gid(c.gid)));
-                    }
-                    let line = format!("{at}: {} mode {perm:04o}", what.join(" "));
-                    findings.insert((c.path.clone(), line));
-                }
-            }
-            if spec.world_writable && c.flags & WW != 0 {
-                if is_allowed() {
-                    allowed.insert(c.path.clone());
-                } else {
-                    let line = format!("{at}: world-writable {}mode {perm:04o}", kind_word(c.mode));
-                    findings.insert((c.path.clone(), line));
-                }
-            }
-            if spec.unowned && c.flags & (NOUSER | NOGROUP) != 0 {
-                let mut what = Vec::new();
-                if c.flags & NOUSER != 0 {
-                    what.push(format!("uid {}", c.uid));
-                }
-                if c.flags & NOGROUP != 0 {
-                    what.push(format!("gid {}", c.gid));
-                }
-                let line = format!("{at}: unowned {}", what.join(" "));
-                findings.insert((c.path.clone(), line));
-            }
+            self.candidate(c);
         }
         for (i, (_, name)) in CATEGORIES.iter().enumerate() {
             let wanted = match i {
-                0 => spec.world_writable,
-                1 => spec.setid,
-                _ => spec.unowned,
+                0 => self.spec.world_writable,
+                1 => self.spec.setid,
+                _ => self.spec.unowned,
             };
             let missing = found.total[i] - found.stored[i];
             if wanted && missing > 0 {
-                incomplete.push(format!(
-                    "{}: {} {name} candidates, only the first {MAX_CANDIDATES} were examined",
-                    w.key, found.total[i]
+                self.incomplete.push(format!(
+                    "{key}: {} {name} candidates, only the first {MAX_CANDIDATES} were examined",
+                    found.total[i]
                 ));
             }
         }
-        unreadable_total += found.unreadable_total;
-        unreadable.extend(found.unreadable.iter().cloned());
+        self.unreadable_total += found.unreadable_total;
+        self.unreadable.extend(found.unreadable.iter().cloned());
     }
 
-    let status = if !findings.is_empty() {
-        Status::Fail
-    } else if !incomplete.is_empty() {
-        Status::Error
-    } else {
-        Status::Pass
-    };
-    let n = findings.len();
-    let mut evidence: Vec<String> = findings
-        .into_iter()
-        .take(MAX_EVIDENCE)
-        .map(|(_, l)| l)
-        .collect();
-    if n > MAX_EVIDENCE {
-        evidence.push(format!("… and {} more", n - MAX_EVIDENCE));
+    fn show_uid(&self, uid: u32) -> String {
+        self.users
+            .map_or_else(|| uid.to_string(), |u| u.show_uid(uid))
     }
-    if n == 0 {
-        let mut what = Vec::new();
-        if spec.world_writable {
-            what.push("world-writable");
-        }
-        if spec.unowned {
-            what.push("unowned");
-        }
-        if spec.setid {
-            what.push("unexpected SUID/SGID");
-        }
-        evidence.push(format!("no {} files", what.join(", ")));
+
+    fn show_gid(&self, gid: u32) -> String {
+        self.users
+            .map_or_else(|| gid.to_string(), |u| u.show_gid(gid))
     }
-    evidence.extend(incomplete);
-    if !allowed.is_empty() {
-        evidence.push(format!("{} file(s) matched the allow list", allowed.len()));
-    }
-    if unreadable_total > 0 {
-        let shown: Vec<String> = unreadable
-            .iter()
-            .take(MAX_UNREADABLE_SHOWN)
-            .map(|(p, e)| format!("{} ({e})", show(p)))
-            .collect();
-        evidence.push(format!(
-            "{unreadable_total} path(s) could not be read and were not examined: {}{}",
-            shown.join(", "),
-            if unreadable_total as usize > shown.len() {
-                ", …"
+
+    /// Reports (or excuses) a candidate in each category the rule asks for.
+    fn candidate(&mut self, c: &Candidate) {
+        let is_allowed = || {
+            let path = Path::new(OsStr::from_bytes(&c.path));
+            self.allow.iter().any(|m| m.is_match(path))
+        };
+        let at = show(&c.path);
+        let perm = c.mode & 0o7777;
+        let mut lines = Vec::new();
+        let mut excused = false;
+        if self.spec.setid && c.flags & SETID != 0 {
+            if is_allowed() {
+                excused = true;
             } else {
-                ""
+                let mut what = Vec::new();
+                if c.mode & 0o4000 != 0 {
+                    what.push(format!("setuid {}", self.show_uid(c.uid)));
+                }
+                if c.mode & 0o2000 != 0 {
+                    what.push(format!("setgid {}", self.show_gid(c.gid)));
+                }
+                lines.push(format!("{at}: {} mode {perm:04o}", what.join(" ")));
             }
-        ));
+        }
+        if self.spec.world_writable && c.flags & WW != 0 {
+            if is_allowed() {
+                excused = true;
+            } else {
+                lines.push(format!(
+                    "{at}: world-writable {}mode {perm:04o}",
+                    kind_word(c.mode)
+                ));
+            }
+        }
+        if self.spec.unowned && c.flags & (NOUSER | NOGROUP) != 0 {
+            let mut what = Vec::new();
+            if c.flags & NOUSER != 0 {
+                what.push(format!("uid {}", c.uid));
+            }
+            if c.flags & NOGROUP != 0 {
+                what.push(format!("gid {}", c.gid));
+            }
+            lines.push(format!("{at}: unowned {}", what.join(" ")));
+        }
+        if excused {
+            self.allowed.insert(c.path.clone());
+        }
+        for line in lines {
+            self.findings.insert((c.path.clone(), line));
+        }
     }
-    evidence.extend(notes);
-    Outcome { status, evidence }
+
+    /// The verdict and its evidence: findings (capped), capped categories,
+    /// the allow list's count, unreadable paths, then the notes.
+    fn outcome(self) -> Outcome {
+        let status = if !self.findings.is_empty() {
+            Status::Fail
+        } else if !self.incomplete.is_empty() {
+            Status::Error
+        } else {
+            Status::Pass
+        };
+        let n = self.findings.len();
+        let mut evidence: Vec<String> = self
+            .findings
+            .into_iter()
+            .take(MAX_EVIDENCE)
+            .map(|(_, l)| l)
+            .collect();
+        if n > MAX_EVIDENCE {
+            evidence.push(format!("… and {} more", n - MAX_EVIDENCE));
+        }
+        if n == 0 {
+            let spec = self.spec;
+            let what: Vec<&str> = [
+                (spec.world_writable, "world-writable"),
+                (spec.unowned, "unowned"),
+                (spec.setid, "unexpected SUID/SGID"),
+            ]
+            .into_iter()
+            .filter_map(|(on, w)| on.then_some(w))
+            .collect();
+            evidence.push(format!("no {} files", what.join(", ")));
+        }
+        evidence.extend(self.incomplete);
+        if !self.allowed.is_empty() {
+            evidence.push(format!(
+                "{} file(s) matched the allow list",
+                self.allowed.len()
+            ));
+        }
+        if self.unreadable_total > 0 {
+            evidence.push(unreadable_line(&self.unreadable, self.unreadable_total));
+        }
+        evidence.extend(self.notes);
+        Outcome { status, evidence }
+    }
+}
+
+/// The evidence line of paths that could not be read (the first few shown).
+fn unreadable_line(unreadable: &BTreeSet<(Box<[u8]>, String)>, total: u64) -> String {
+    let shown: Vec<String> = unreadable
+        .iter()
+        .take(MAX_UNREADABLE_SHOWN)
+        .map(|(p, e)| format!("{} ({e})", show(p)))
+        .collect();
+    format!(
+        "{total} path(s) could not be read and were not examined: {}{}",
+        shown.join(", "),
+        if total as usize > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
+    )
 }
 
 #[cfg(test)]

@@ -53,14 +53,11 @@ struct Modprobe {
 }
 
 /// Reads modprobe.d for one normalized module name.
-fn modprobe(ctx: &Ctx, name: &str) -> Result<Modprobe, String> {
-    let files = super::sysctl::drop_in_files(ctx, MODPROBE_DIRS)?;
+fn modprobe(ctx: &Ctx, name: &str) -> Result<Modprobe, Outcome> {
+    let files = super::sysctl::drop_in_files(ctx, MODPROBE_DIRS).map_err(Outcome::error)?;
     let mut found = Modprobe::default();
     for f in files {
-        let text = ctx
-            .fs
-            .read_text(&f)
-            .map_err(|e| format!("cannot read {e}"))?;
+        let text = ctx.fs.read_text(&f).map_err(|e| Outcome::read_error(&e))?;
         // Lines ending in `\` continue on the next one; the directive is
         // reported at its first line.
         let mut pending = String::new();
@@ -113,13 +110,15 @@ fn module_matches(pattern: &str, name: &str) -> bool {
 }
 
 /// Whether the module is listed in `PROC/modules`.
-fn loaded(proc: &Path, name: &str) -> Result<bool, String> {
+fn loaded(proc: &Path, name: &str) -> Result<bool, Outcome> {
     let text = match RootFs::new(proc).read_text("/modules") {
         Ok(t) => t,
         // A real proc without `modules` is a kernel built without loadable
         // module support (CONFIG_MODULES=n): nothing can be loaded.
         Err(e) if e.is_not_found() && proc.join("sys/kernel").is_dir() => return Ok(false),
-        Err(e) => return Err(format!("cannot read {}{e}", proc.display())),
+        Err(e) => {
+            return Err(Outcome::error(format!("cannot read {}{e}", proc.display())));
+        }
     };
     Ok(text
         .lines
@@ -168,7 +167,7 @@ pub fn evaluate(spec: &KernelModuleCheck, ctx: &Ctx) -> Outcome {
                         ));
                     }
                 }
-                Err(e) => return Outcome::error(e),
+                Err(e) => return e,
             },
         }
     }
@@ -176,7 +175,7 @@ pub fn evaluate(spec: &KernelModuleCheck, ctx: &Ctx) -> Outcome {
     if let Some(want_disabled) = spec.disabled {
         let found = match modprobe(ctx, &name) {
             Ok(f) => f,
-            Err(e) => return Outcome::error(e),
+            Err(e) => return e,
         };
         let mut disabled = false;
         if let Some((d, disables)) = &found.install {

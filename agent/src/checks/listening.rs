@@ -100,7 +100,8 @@ struct Tables {
     missing: Vec<&'static str>,
 }
 
-fn read_tables(proc: &Path) -> Result<Tables, String> {
+/// The socket tables of `proc`, or the rule's error outcome.
+fn read_tables(proc: &Path) -> Result<Tables, Outcome> {
     let mut sockets = Vec::new();
     let mut missing = Vec::new();
     for proto in ["tcp", "tcp6", "udp", "udp6"] {
@@ -132,19 +133,21 @@ fn read_tables(proc: &Path) -> Result<Tables, String> {
         match read {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(proto),
-            Err(e) => return Err(format!("cannot read {shown}: {e}")),
+            Err(e) => return Err(Outcome::error(format!("cannot read {shown}: {e}"))),
         }
         if let Some(n) = bad {
             // A row we cannot read could be the very socket the rule is about.
-            return Err(format!("cannot parse {shown}:{n}: not a socket table row"));
+            return Err(Outcome::error(format!(
+                "cannot parse {shown}:{n}: not a socket table row"
+            )));
         }
     }
     for (v4, v6) in [("tcp", "tcp6"), ("udp", "udp6")] {
         if missing.contains(&v4) && missing.contains(&v6) {
-            return Err(format!(
+            return Err(Outcome::error(format!(
                 "no {v4} socket table: neither {0}/net/{v4} nor {0}/net/{v6} exists",
                 proc.display()
-            ));
+            )));
         }
     }
     Ok(Tables { sockets, missing })
@@ -219,7 +222,7 @@ pub fn evaluate(spec: &ListeningCheck, ctx: &Ctx) -> Outcome {
     };
     let tables = match read_tables(proc) {
         Ok(t) => t,
-        Err(e) => return Outcome::error(e),
+        Err(e) => return e,
     };
     let mut bad: Vec<(&Socket, String)> = Vec::new();
     for s in &tables.sockets {

@@ -28,6 +28,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// The root's account database could not be read; every rule that needs
+/// it says so.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot read account database: {0}")]
+pub struct UsersError(Arc<ReadError>);
+
 /// Where and how checks run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -35,7 +41,7 @@ pub struct Ctx {
     pub fs: RootFs,
     /// The proc directory describing the root's running system, if any.
     pub proc: Option<PathBuf>,
-    users: OnceLock<Result<UserDb, String>>,
+    users: OnceLock<Result<UserDb, UsersError>>,
     /// Results of tree walks shared by `find` rules over the same paths,
     /// so several rules cost one walk. Keyed by the walked in-root path.
     pub walks: Mutex<HashMap<String, Arc<find::Walk>>>,
@@ -56,11 +62,9 @@ impl Ctx {
     }
 
     /// The root's users and groups, read once.
-    pub fn users(&self) -> Result<&UserDb, String> {
+    pub fn users(&self) -> Result<&UserDb, UsersError> {
         self.users
-            .get_or_init(|| {
-                UserDb::load(&self.fs).map_err(|e| format!("cannot read account database: {e}"))
-            })
+            .get_or_init(|| UserDb::load(&self.fs).map_err(|e| UsersError(Arc::new(e))))
             .as_ref()
             .map_err(Clone::clone)
     }

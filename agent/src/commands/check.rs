@@ -2,36 +2,18 @@
 
 use crate::checks::{self, Ctx};
 use crate::cli::{CheckArgs, CheckFormat};
+use crate::host;
 use crate::output;
+use crate::policy::load_baselines;
 use crate::{EXIT_DRIFT, EXIT_OK};
 use anyhow::{Context, bail};
+use plumb_core::Rule;
 use plumb_core::report::{BaselineRef, CheckReport, REPORT_SCHEMA, Status, Summary};
-use plumb_core::{Baseline, Rule};
 use std::time::Instant;
-
-/// The shipped baseline, used when no `--baseline` is given.
-pub const BUILTIN_BASELINE: &str = include_str!("../../../baselines/issp-linux-server.toml");
-
-/// Loads the baselines named on the command line, or the built-in one.
-pub fn load_baselines(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Baseline>> {
-    let baselines = if files.is_empty() {
-        vec![Baseline::from_str(
-            BUILTIN_BASELINE,
-            "<built-in issp-linux-server.toml>",
-        )?]
-    } else {
-        files
-            .iter()
-            .map(|f| Baseline::load(f))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    Baseline::check_unique(&baselines)?;
-    Ok(baselines)
-}
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let started_at = output::now_rfc3339();
+    let started_at = host::now_rfc3339();
     let baselines = load_baselines(&args.baseline)?;
     let root = &args.root.root;
     let meta = std::fs::metadata(root).with_context(|| format!("--root {}", root.display()))?;
@@ -64,7 +46,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         .collect();
     let report = CheckReport {
         schema: REPORT_SCHEMA,
-        host: output::host_name(root),
+        host: host::host_name(root),
         root: root.display().to_string(),
         baseline: refs[0].clone(),
         baselines: if refs.len() > 1 { refs } else { Vec::new() },

@@ -1,11 +1,11 @@
 //! One module per command.
 
-pub mod agent;
-pub mod baseline;
-pub mod check;
-pub mod fim;
-pub mod keygen;
-pub mod remediate;
+mod agent;
+mod baseline;
+mod check;
+mod fim;
+mod keygen;
+mod remediate;
 
 use crate::cli::{Cli, Command};
 

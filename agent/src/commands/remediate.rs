@@ -2,6 +2,7 @@
 
 use crate::checks::Ctx;
 use crate::cli::{RemediateArgs, RemediateFormat};
+use crate::policy::load_baselines;
 use crate::remediate::{self, Mode, Report, RuleStatus, journal};
 use crate::{EXIT_ERROR, EXIT_OK};
 use anyhow::{Context as _, bail};
@@ -15,7 +16,7 @@ pub fn run(args: &RemediateArgs) -> anyhow::Result<u8> {
     if let Some(id) = &args.rollback {
         return rollback(args, id);
     }
-    let baselines = super::check::load_baselines(&args.baseline)?;
+    let baselines = load_baselines(&args.baseline)?;
     let root = &args.root.root;
     let meta = std::fs::metadata(root).with_context(|| format!("--root {}", root.display()))?;
     if !meta.is_dir() {
@@ -155,7 +156,7 @@ fn write_text(
 }
 
 fn list(args: &RemediateArgs) -> anyhow::Result<u8> {
-    let entries = journal::list(&args.state_dir).map_err(anyhow::Error::msg)?;
+    let entries = journal::list(&args.state_dir)?;
     let mut out = std::io::stdout().lock();
     let mut bad = false;
     match args.format {
@@ -169,7 +170,7 @@ fn list(args: &RemediateArgs) -> anyhow::Result<u8> {
                         "files": e.items.iter().map(|i| &i.path).collect::<Vec<_>>(),
                         "rolled_back_at": e.rolled_back_at, "error": e.error,
                     }),
-                    Err(err) => serde_json::json!({ "error": err }),
+                    Err(err) => serde_json::json!({ "error": err.to_string() }),
                 })
                 .collect();
             serde_json::to_writer_pretty(&mut out, &v)?;
@@ -216,7 +217,7 @@ fn list(args: &RemediateArgs) -> anyhow::Result<u8> {
 }
 
 fn rollback(args: &RemediateArgs, id: &str) -> anyhow::Result<u8> {
-    let entry = journal::rollback(&args.state_dir, id).map_err(anyhow::Error::msg)?;
+    let entry = journal::rollback(&args.state_dir, id)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         RemediateFormat::Json => {

@@ -486,6 +486,7 @@ impl Config {
 
     /// Parses and validates config text (reads no file); `origin` names it
     /// in messages.
+    #[cfg(test)]
     pub fn from_str(text: &str, origin: &str) -> Result<Config, Diagnostics> {
         let file = Config::parse(text.to_string(), origin)?;
         if file.problems.is_empty() {
@@ -631,7 +632,7 @@ impl Config {
     pub fn host(&self) -> String {
         match &self.host_id {
             Some(h) => h.clone(),
-            None => crate::output::host_name(Path::new("/")),
+            None => crate::host::host_name(Path::new("/")),
         }
     }
 

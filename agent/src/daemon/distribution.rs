@@ -8,12 +8,13 @@
 //! together) and the scheduled work restarts on it. Without trusted keys the
 //! local files are plain TOML and are never remediated.
 
+use super::Shared;
 use super::config::{Config, ConfigFile};
+use super::integrity::IntegrityError;
 use super::outbox::NewEvent;
 use super::sender::{Client, Fetched, SendError};
-use super::{Policy, Shared};
-use crate::commands::check::load_baselines;
-use crate::trust::{Decision, TrustPolicy, load_trusted_keys};
+use crate::policy::{Policy, load_baselines};
+use crate::trust::{Decision, TrustError, TrustPolicy, load_trusted_keys};
 use anyhow::Context as _;
 use plumb_core::bundle::{Bundle, MAX_BUNDLE_BYTES};
 use plumb_core::event::{AgentEventKind, EventBody};
@@ -22,6 +23,20 @@ use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why a signed baseline could not be put in force (what ran before stays).
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The trust state could not be read or written.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The applied baselines do not go together.
+    #[error(transparent)]
+    Baselines(#[from] BaselineError),
+    /// Their FIM watches cannot be installed.
+    #[error(transparent)]
+    Fim(#[from] IntegrityError),
+}
 
 /// A policy to install, with the events its loading produced.
 #[derive(Debug)]
@@ -142,7 +157,7 @@ fn decision_event(d: &Decision, source: &str) -> NewEvent {
 /// The newest applied version of every baseline id, verified again with the
 /// keys trusted now; the second list says why a stored one cannot run (a
 /// key since removed, a damaged file).
-fn applied_baselines(trust: &TrustPolicy) -> anyhow::Result<(Vec<Baseline>, Vec<String>)> {
+fn applied_baselines(trust: &TrustPolicy) -> Result<(Vec<Baseline>, Vec<String>), AdoptError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for id in trust.applied_versions()?.into_keys() {
@@ -234,7 +249,7 @@ pub fn load(cfg: &Config, trust: Option<&TrustPolicy>) -> anyhow::Result<Loaded>
 
 /// Makes `policy` the one in force: FIM watches first (a failure leaves
 /// everything as it was), then the checks, in one swap.
-pub fn install(shared: &Shared, policy: Policy) -> Result<(), String> {
+pub fn install(shared: &Shared, policy: Policy) -> Result<(), IntegrityError> {
     shared
         .fim
         .lock()
@@ -289,15 +304,15 @@ pub fn remediation_notice(shared: &Shared) {
 /// One bundle received from the collector: decided, and installed when
 /// applied. Returns whether the policy changed (the scheduled work must
 /// restart on it).
-fn adopt(shared: &Shared, trust: &TrustPolicy, bytes: &[u8]) -> Result<bool, String> {
+fn adopt(shared: &Shared, trust: &TrustPolicy, bytes: &[u8]) -> Result<bool, AdoptError> {
     const SOURCE: &str = "from the collector";
     if already_running(trust, bytes) {
         return Ok(false);
     }
-    let d = trust.consider(bytes).map_err(|e| e.to_string())?;
+    let d = trust.consider(bytes)?;
     match &d {
         Decision::Applied { .. } => {
-            let (baselines, errors) = applied_baselines(trust).map_err(|e| format!("{e:#}"))?;
+            let (baselines, errors) = applied_baselines(trust)?;
             for e in errors {
                 shared.agent(
                     AgentEventKind::Error,

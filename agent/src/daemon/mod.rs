@@ -15,13 +15,15 @@ pub mod scheduler;
 pub mod sender;
 pub mod sink;
 
+use crate::policy::Policy;
 use config::Config;
-use integrity::{Depth, Integrity, Scope, Watches};
+use integrity::sealed::SealedFim;
+use integrity::{Depth, Scope, Watches};
 use limits::RateLimiter;
 use outbox::{NewEvent, Outbox};
+use plumb_core::Severity;
 use plumb_core::event::{AgentEventKind, EventBody};
 use plumb_core::report::BaselineRef;
-use plumb_core::{Baseline, Severity};
 use plumb_os::notify::Notifier;
 use plumb_os::signals::{self, Signal};
 use realtime::Realtime;
@@ -34,26 +36,6 @@ use tokio::task::JoinHandle;
 /// How often subtrees that could not be watched in real time are re-scanned.
 pub const DEGRADED_POLL: Duration = Duration::from_secs(60);
 
-/// The policy in force: the baselines.
-#[derive(Debug)]
-pub struct Policy {
-    /// Loaded baselines (checks and FIM watches).
-    pub baselines: Vec<Baseline>,
-    /// Every baseline came through the trust policy (signed by a trusted
-    /// key); only then may the agent remediate.
-    pub signed: bool,
-}
-
-impl Policy {
-    /// Every `[[fim]]` watch of the baselines.
-    pub fn fim_rules(&self) -> Vec<plumb_core::FimRule> {
-        self.baselines
-            .iter()
-            .flat_map(|b| b.fim.iter().cloned())
-            .collect()
-    }
-}
-
 /// State shared by the daemon's tasks.
 pub struct Shared {
     /// Host id in events.
@@ -65,7 +47,7 @@ pub struct Shared {
     policy: RwLock<Arc<Policy>>,
     outbox: Mutex<Outbox>,
     /// The FIM backend.
-    pub fim: Mutex<Box<dyn Integrity>>,
+    pub fim: Mutex<SealedFim>,
     /// Hashing rate cap.
     pub limiter: RateLimiter,
     /// Wakes the delivery task.
@@ -199,14 +181,15 @@ impl Drop for Inflight {
 /// Runs `f` on the blocking pool unless the previous run of the same job
 /// (`busy`) is still going; reports a run longer than `limit` as an error
 /// event without waiting for it (a hung file system stalls only that job).
-async fn job<F>(
+async fn job<F, E>(
     shared: &Arc<Shared>,
     name: &'static str,
     busy: &Arc<AtomicBool>,
     limit: Duration,
     f: F,
 ) where
-    F: FnOnce(&Shared) -> Result<(), String> + Send + 'static,
+    F: FnOnce(&Shared) -> Result<(), E> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     if busy.swap(true, Ordering::SeqCst) {
         tracing::warn!("{name}: the previous run is still going; skipping this one");
@@ -246,6 +229,17 @@ async fn job<F>(
 /// The scheduled tasks, restarted on reload.
 struct Workers {
     tasks: Vec<JoinHandle<()>>,
+    busy: Busy,
+    fim_timeout: Duration,
+}
+
+/// One flag per kind of job: a run is skipped while the previous one of
+/// the same kind is still going.
+#[derive(Clone, Default)]
+struct Busy {
+    fim: Arc<AtomicBool>,
+    checks: Arc<AtomicBool>,
+    snapshot: Arc<AtomicBool>,
 }
 
 impl Workers {
@@ -255,107 +249,142 @@ impl Workers {
         }
     }
 
-    fn spawn(shared: &Arc<Shared>, cfg: &Config, first_start: bool) -> Workers {
-        let mut tasks = Vec::new();
-        let fim_busy = Arc::new(AtomicBool::new(false));
-        let checks_busy = Arc::new(AtomicBool::new(false));
-        let snap_busy = Arc::new(AtomicBool::new(false));
-        let policy = shared.policy();
-        let watches = Watches::new(&policy.fim_rules()).unwrap_or_default();
-        let l = cfg.limits.clone();
-        let iv = cfg.intervals.clone();
-        let rt = Realtime::new(&shared.root, watches, l.realtime_max_dirty, l.max_watches);
-        let rt = match rt {
-            Ok(rt) => Some(Arc::new(Mutex::new(rt))),
-            Err(e) => {
-                shared.agent(
-                    AgentEventKind::Warning,
-                    Severity::High,
-                    format!("{e}; file integrity relies on periodic rescans only"),
-                );
-                None
-            }
-        };
-        let s = shared.clone();
-        let rt2 = rt.clone();
-        let (fb, cb, sb) = (fim_busy.clone(), checks_busy.clone(), snap_busy.clone());
-        let fim_timeout = l.fim_timeout;
-        let debounce = Duration::from_millis(l.realtime_debounce_ms);
-        tasks.push(tokio::spawn(async move {
-            // Start-up: watches first (so nothing written meanwhile is
-            // missed), then a FIM pass, the checks, and a snapshot.
-            if let Some(rt) = &rt2 {
-                let rt = rt.clone();
-                let warnings = tokio::task::spawn_blocking(move || {
-                    let mut rt = lock(&rt);
-                    let mut w = Vec::new();
-                    for root in rt.roots() {
-                        w.extend(rt.add_tree(&root));
-                    }
-                    w
-                })
-                .await
-                .unwrap_or_default();
-                for w in warnings {
-                    s.agent(AgentEventKind::Warning, Severity::Medium, w);
-                }
-            }
-            let _ = first_start;
-            job(&s, "FIM rescan", &fb, fim_timeout, |sh| {
-                scheduler::fim_pass(sh, &Scope::All, Depth::Metadata).map(drop)
-            })
-            .await;
-            job(&s, "checks", &cb, fim_timeout, remediation::checks_then_remediate).await;
-            job(&s, "snapshot", &sb, fim_timeout, scheduler::snapshot).await;
-
-            let start = tokio::time::Instant::now();
-            let mut checks = tokio::time::interval_at(start + iv.checks, iv.checks);
-            let mut rescan = tokio::time::interval_at(start + iv.fim_rescan, iv.fim_rescan);
-            let mut verify = tokio::time::interval_at(start + iv.fim_verify, iv.fim_verify);
-            let mut snap = tokio::time::interval_at(start + iv.snapshot, iv.snapshot);
-            for t in [&mut checks, &mut rescan, &mut verify, &mut snap] {
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            }
-            loop {
-                // Each job runs in its own task so a slow one never delays
-                // the others.
-                tokio::select! {
-                    _ = checks.tick() => {
-                        let (s, b) = (s.clone(), cb.clone());
-                        tokio::spawn(async move {
-                            job(&s, "checks", &b, fim_timeout, remediation::checks_then_remediate).await;
-                        });
-                    }
-                    _ = rescan.tick() => {
-                        let (s, b) = (s.clone(), fb.clone());
-                        tokio::spawn(async move {
-                            job(&s, "FIM rescan", &b, fim_timeout, |sh| {
-                                scheduler::fim_pass(sh, &Scope::All, Depth::Metadata).map(drop)
-                            }).await;
-                        });
-                    }
-                    _ = verify.tick() => {
-                        let (s, b) = (s.clone(), fb.clone());
-                        tokio::spawn(async move {
-                            job(&s, "FIM verify", &b, fim_timeout, |sh| {
-                                scheduler::fim_pass(sh, &Scope::All, Depth::Full).map(drop)
-                            }).await;
-                        });
-                    }
-                    _ = snap.tick() => {
-                        let (s, b) = (s.clone(), sb.clone());
-                        tokio::spawn(async move {
-                            job(&s, "snapshot", &b, fim_timeout, scheduler::snapshot).await;
-                        });
-                    }
-                }
-            }
-        }));
+    fn spawn(shared: &Arc<Shared>, cfg: &Config) -> Workers {
+        let busy = Busy::default();
+        let l = &cfg.limits;
+        let rt = start_realtime(shared, cfg);
+        let mut tasks = vec![tokio::spawn(schedule(
+            shared.clone(),
+            rt.clone(),
+            busy.clone(),
+            cfg.intervals.clone(),
+            l.fim_timeout,
+        ))];
         if let Some(rt) = rt {
-            let s = shared.clone();
-            tasks.push(tokio::spawn(flusher(s, rt, debounce, fim_timeout)));
+            let debounce = Duration::from_millis(l.realtime_debounce_ms);
+            tasks.push(tokio::spawn(flusher(
+                shared.clone(),
+                rt,
+                debounce,
+                l.fim_timeout,
+            )));
         }
-        Workers { tasks }
+        Workers {
+            tasks,
+            busy,
+            fim_timeout: l.fim_timeout,
+        }
+    }
+
+    /// A snapshot now, as its own task (skipped while one is running).
+    fn snapshot_now(&self, shared: &Arc<Shared>) {
+        let (s, b, limit) = (shared.clone(), self.busy.snapshot.clone(), self.fim_timeout);
+        tokio::spawn(async move { job(&s, "snapshot", &b, limit, scheduler::snapshot).await });
+    }
+}
+
+/// The inotify watcher for the `realtime` watches of the policy in force;
+/// `None` (with a warning event) when it cannot be set up.
+fn start_realtime(shared: &Arc<Shared>, cfg: &Config) -> Option<Arc<Mutex<Realtime>>> {
+    let policy = shared.policy();
+    let watches = Watches::new(&policy.fim_rules()).unwrap_or_default();
+    let l = &cfg.limits;
+    match Realtime::new(&shared.root, watches, l.realtime_max_dirty, l.max_watches) {
+        Ok(rt) => Some(Arc::new(Mutex::new(rt))),
+        Err(e) => {
+            shared.agent(
+                AgentEventKind::Warning,
+                Severity::High,
+                format!("{e}; file integrity relies on periodic rescans only"),
+            );
+            None
+        }
+    }
+}
+
+/// Adds the inotify watches of every realtime root, reporting what could
+/// not be watched.
+async fn add_watches(shared: &Arc<Shared>, rt: Arc<Mutex<Realtime>>) {
+    let warnings = tokio::task::spawn_blocking(move || {
+        let mut rt = lock(&rt);
+        let mut w = Vec::new();
+        for root in rt.roots() {
+            w.extend(rt.add_tree(&root));
+        }
+        w
+    })
+    .await
+    .unwrap_or_default();
+    for w in warnings {
+        shared.agent(AgentEventKind::Warning, Severity::Medium, w);
+    }
+}
+
+/// The scheduled work: at start, watches first (so nothing written
+/// meanwhile is missed), then a FIM pass, the checks and a snapshot; then
+/// each on its interval, each run in its own task so a slow one never
+/// delays the others.
+async fn schedule(
+    s: Arc<Shared>,
+    rt: Option<Arc<Mutex<Realtime>>>,
+    busy: Busy,
+    iv: config::Intervals,
+    limit: Duration,
+) {
+    if let Some(rt) = rt {
+        add_watches(&s, rt).await;
+    }
+    job(&s, "FIM rescan", &busy.fim, limit, |sh| {
+        scheduler::fim_pass(sh, &Scope::All, Depth::Metadata).map(drop)
+    })
+    .await;
+    job(
+        &s,
+        "checks",
+        &busy.checks,
+        limit,
+        remediation::checks_then_remediate,
+    )
+    .await;
+    job(&s, "snapshot", &busy.snapshot, limit, scheduler::snapshot).await;
+
+    let start = tokio::time::Instant::now();
+    let mut checks = tokio::time::interval_at(start + iv.checks, iv.checks);
+    let mut rescan = tokio::time::interval_at(start + iv.fim_rescan, iv.fim_rescan);
+    let mut verify = tokio::time::interval_at(start + iv.fim_verify, iv.fim_verify);
+    let mut snap = tokio::time::interval_at(start + iv.snapshot, iv.snapshot);
+    for t in [&mut checks, &mut rescan, &mut verify, &mut snap] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let s = s.clone();
+        let busy = busy.clone();
+        tokio::select! {
+            _ = checks.tick() => {
+                tokio::spawn(async move {
+                    job(&s, "checks", &busy.checks, limit, remediation::checks_then_remediate).await;
+                });
+            }
+            _ = rescan.tick() => {
+                tokio::spawn(async move {
+                    job(&s, "FIM rescan", &busy.fim, limit, |sh| {
+                        scheduler::fim_pass(sh, &Scope::All, Depth::Metadata).map(drop)
+                    }).await;
+                });
+            }
+            _ = verify.tick() => {
+                tokio::spawn(async move {
+                    job(&s, "FIM verify", &busy.fim, limit, |sh| {
+                        scheduler::fim_pass(sh, &Scope::All, Depth::Full).map(drop)
+                    }).await;
+                });
+            }
+            _ = snap.tick() => {
+                tokio::spawn(async move {
+                    job(&s, "snapshot", &busy.snapshot, limit, scheduler::snapshot).await;
+                });
+            }
+        }
     }
 }
 
@@ -430,7 +459,7 @@ async fn flusher(
                 // kernel's timestamp granularity.
                 scheduler::fim_pass(sh, &Scope::Paths(paths), Depth::Full)?;
             }
-            Ok(())
+            Ok::<(), integrity::IntegrityError>(())
         })
         .await;
     }
@@ -452,10 +481,7 @@ pub fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
     code
 }
 
-fn open_state(
-    cfg: &Config,
-    rules: &[plumb_core::FimRule],
-) -> anyhow::Result<(Outbox, Box<dyn Integrity>)> {
+fn open_state(cfg: &Config, rules: &[plumb_core::FimRule]) -> anyhow::Result<(Outbox, SealedFim)> {
     // Private: created 0700, tightened when group/other may read it,
     // refused when they may write it (docs/agent.md).
     plumb_os::private::ensure_private_dir(&cfg.state_dir)?;
@@ -463,21 +489,78 @@ fn open_state(
     // It is created before the outbox, so no interrupted first start
     // leaves an outbox without it.
     let first_start = !cfg.state_dir.join("state.db").exists();
-    let fim = integrity::sealed::SealedFim::open(&cfg.state_dir, &cfg.root, rules, first_start)
-        .map_err(anyhow::Error::msg)?;
+    let fim = SealedFim::open(&cfg.state_dir, &cfg.root, rules, first_start)?;
     let outbox = Outbox::open(
         &cfg.state_dir.join("state.db"),
         cfg.limits.outbox_max_events,
     )?;
-    Ok((outbox, Box::new(fim)))
+    Ok((outbox, fim))
+}
+
+/// The running daemon: its shared state and the tasks it started.
+struct Daemon {
+    shared: Arc<Shared>,
+    /// The config in force (replaced on a successful reload).
+    cfg: Config,
+    notifier: Notifier,
+    delivery: Delivery,
+    /// Polls the collector for signed baselines.
+    poller: Option<JoinHandle<()>>,
+    workers: Workers,
+}
+
+/// What the main loop waits for, besides signals.
+struct Inbox {
+    /// A new signed baseline is in force.
+    changed: tokio::sync::mpsc::Receiver<()>,
+    /// The collector is reachable again after failures.
+    reconnected: tokio::sync::mpsc::Receiver<()>,
 }
 
 async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
+    let mut signals = signals::stream()?;
+    let (mut daemon, mut inbox) = start(cfg)?;
+    daemon.notifier.ready();
+    let mut watchdog = daemon
+        .notifier
+        .watchdog_interval()
+        .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
+    loop {
+        let sig = tokio::select! {
+            s = signals.recv() => s,
+            Some(()) = inbox.changed.recv() => {
+                // A new signed baseline is in force: restart the scheduled
+                // work on it (watches, a FIM pass, checks, a snapshot).
+                daemon.restart_workers();
+                continue;
+            }
+            Some(()) = inbox.reconnected.recv() => {
+                // The collector missed events while it was away: a snapshot
+                // brings it up to date with the full state.
+                tracing::info!("collector reachable again; sending a snapshot");
+                daemon.workers.snapshot_now(&daemon.shared);
+                continue;
+            }
+            _ = async { match &mut watchdog { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
+                daemon.notifier.watchdog();
+                continue;
+            }
+        };
+        match sig {
+            Some(Signal::Reload) => daemon.reload(&config_path).await,
+            Some(Signal::Stop) | None => break,
+        }
+    }
+    daemon.stop(&mut signals).await;
+    Ok(crate::EXIT_OK)
+}
+
+/// Opens the state, loads the policy, reports the start and starts
+/// delivery, the baseline poller and the scheduled work.
+fn start(cfg: Config) -> anyhow::Result<(Daemon, Inbox)> {
     let trust = distribution::trust_for(&cfg)?;
     let loaded = distribution::load(&cfg, trust.as_ref())?;
     let (outbox, fim) = open_state(&cfg, &loaded.policy.fim_rules())?;
-    let mut signals = signals::stream()?;
-    let notifier = Notifier::from_env();
     let shared = Arc::new(Shared {
         host: cfg.host(),
         root: cfg.root.clone(),
@@ -512,13 +595,14 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
     );
     shared.emit(loaded.events);
     distribution::remediation_notice(&shared);
+    let (reconnected_tx, reconnected) = tokio::sync::mpsc::channel::<()>(1);
     let delivery = match &cfg.collector {
-        Some(c) => sender::spawn(shared.clone(), c.clone())?,
+        Some(c) => sender::spawn(shared.clone(), c.clone(), reconnected_tx)?,
         None => sink::spawn(shared.clone(), &cfg.events_file)?,
     };
     // New signed baselines from the collector (only with trusted keys; the
     // poller asks nothing while there are none).
-    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let (changed_tx, changed) = tokio::sync::mpsc::channel::<()>(4);
     let poller = match &cfg.collector {
         Some(c) => Some(tokio::spawn(distribution::poller(
             shared.clone(),
@@ -527,82 +611,85 @@ async fn main_loop(config_path: PathBuf, cfg: Config) -> anyhow::Result<u8> {
         ))),
         None => None,
     };
-    let mut workers = Workers::spawn(&shared, &cfg, true);
-    let mut cfg = cfg;
-    notifier.ready();
-    let mut watchdog = notifier
-        .watchdog_interval()
-        .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
-    loop {
-        let sig = tokio::select! {
-            s = signals.recv() => s,
-            Some(()) = changed_rx.recv() => {
-                // A new signed baseline is in force: restart the scheduled
-                // work on it (watches, a FIM pass, checks, a snapshot).
-                workers.abort();
-                workers = Workers::spawn(&shared, &cfg, false);
-                continue;
-            }
-            _ = async { match &mut watchdog { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
-                notifier.watchdog();
-                continue;
-            }
-        };
-        match sig {
-            Some(Signal::Reload) => {
-                notifier.status("reloading");
-                if let Some(new) = reload(&shared, &config_path, &cfg).await {
-                    workers.abort();
-                    cfg = new;
-                    shared.outbox().set_cap(cfg.limits.outbox_max_events);
-                    workers = Workers::spawn(&shared, &cfg, false);
+    let workers = Workers::spawn(&shared, &cfg);
+    let daemon = Daemon {
+        shared,
+        cfg,
+        notifier: Notifier::from_env(),
+        delivery,
+        poller,
+        workers,
+    };
+    Ok((
+        daemon,
+        Inbox {
+            changed,
+            reconnected,
+        },
+    ))
+}
+
+impl Daemon {
+    fn restart_workers(&mut self) {
+        self.workers.abort();
+        self.workers = Workers::spawn(&self.shared, &self.cfg);
+    }
+
+    /// SIGHUP: the config and baselines again; the old ones stay in force
+    /// when the new ones cannot be loaded.
+    async fn reload(&mut self, config_path: &std::path::Path) {
+        self.notifier.status("reloading");
+        if let Some(new) = reload(&self.shared, config_path, &self.cfg).await {
+            self.cfg = new;
+            self.shared
+                .outbox()
+                .set_cap(self.cfg.limits.outbox_max_events);
+            self.restart_workers();
+        }
+        self.shared.poll_now.notify_one();
+        self.notifier.status("running");
+    }
+
+    /// Drains: stops scheduling, waits for work in flight up to the
+    /// deadline, reports the stop and delivers what is left; a second stop
+    /// signal exits at once.
+    async fn stop(mut self, signals: &mut tokio::sync::mpsc::Receiver<Signal>) {
+        self.notifier.stopping();
+        self.workers.abort();
+        if let Some(p) = self.poller.take() {
+            p.abort();
+        }
+        let grace = self.cfg.limits.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.inflight.load(Ordering::SeqCst) > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("shutdown: work still in flight after {grace:?}; exiting anyway");
+                    break;
                 }
-                shared.poll_now.notify_one();
-                notifier.status("running");
+                s = signals.recv() => if s == Some(Signal::Stop) {
+                    tracing::warn!("second stop signal: exiting at once");
+                    return;
+                },
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
-            Some(Signal::Stop) | None => break,
         }
-    }
-    // Drain: stop scheduling, wait for work in flight up to the deadline;
-    // a second signal exits at once.
-    notifier.stopping();
-    workers.abort();
-    if let Some(p) = poller {
-        p.abort();
-    }
-    let deadline = tokio::time::Instant::now() + cfg.limits.shutdown_grace;
-    loop {
-        if shared.inflight.load(Ordering::SeqCst) == 0 {
-            break;
-        }
+        self.shared.agent(
+            AgentEventKind::Stopped,
+            Severity::Info,
+            "plumb agent stopped",
+        );
+        let final_flush = self.delivery.finish(self.shared.clone());
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::warn!("shutdown: work still in flight after {:?}; exiting anyway", cfg.limits.shutdown_grace);
-                break;
+            _ = tokio::time::sleep_until(deadline + Duration::from_secs(2)) => {
+                tracing::warn!("shutdown: final delivery did not finish in time; events stay in the outbox");
             }
+            _ = final_flush => {}
             s = signals.recv() => if s == Some(Signal::Stop) {
                 tracing::warn!("second stop signal: exiting at once");
-                return Ok(crate::EXIT_OK);
             },
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
-    shared.agent(
-        AgentEventKind::Stopped,
-        Severity::Info,
-        "plumb agent stopped",
-    );
-    let final_flush = delivery.finish(shared.clone());
-    tokio::select! {
-        _ = tokio::time::sleep_until(deadline + Duration::from_secs(2)) => {
-            tracing::warn!("shutdown: final delivery did not finish in time; events stay in the outbox");
-        }
-        _ = final_flush => {}
-        s = signals.recv() => if s == Some(Signal::Stop) {
-            tracing::warn!("second stop signal: exiting at once");
-        },
-    }
-    Ok(crate::EXIT_OK)
 }
 
 /// Re-reads the config and baselines; on any error reports the refusal and
@@ -619,13 +706,7 @@ async fn reload(shared: &Arc<Shared>, path: &std::path::Path, old: &Config) -> O
             return None;
         }
     };
-    let running = shared
-        .policy()
-        .baselines
-        .iter()
-        .map(|b| format!("{} v{}", b.id, b.version))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let running = in_force(shared);
     let refused = |e: String| {
         shared.agent(
             AgentEventKind::BaselineRefused,
@@ -655,13 +736,45 @@ async fn reload(shared: &Arc<Shared>, path: &std::path::Path, old: &Config) -> O
     let s = shared.clone();
     let policy = loaded.policy;
     let installed = tokio::task::spawn_blocking(move || distribution::install(&s, policy)).await;
-    if let Ok(Err(e)) | Err(e) = installed.map_err(|e| e.to_string()) {
-        refused(e);
-        return None;
+    match installed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            refused(e.to_string());
+            return None;
+        }
+        Err(e) => {
+            refused(e.to_string());
+            return None;
+        }
     }
     shared.set_trust(trust);
     shared.set_config(new.clone());
     distribution::remediation_notice(shared);
+    let restart = needs_restart(old, &new);
+    let mut msg = format!("reloaded: baseline {}", in_force(shared));
+    if !restart.is_empty() {
+        msg.push_str(&format!(
+            "; changes to {} take effect at the next restart",
+            restart.join(", ")
+        ));
+    }
+    shared.agent(AgentEventKind::Reloaded, Severity::Info, msg);
+    Some(new)
+}
+
+/// The baselines in force, for messages: `id vN, id vN`.
+fn in_force(shared: &Shared) -> String {
+    shared
+        .policy()
+        .baselines
+        .iter()
+        .map(|b| format!("{} v{}", b.id, b.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The settings changed by a reload that only a restart applies.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut restart = Vec::new();
     if new.root != old.root || new.proc != old.proc {
         restart.push("root/proc");
@@ -678,22 +791,7 @@ async fn reload(shared: &Arc<Shared>, path: &std::path::Path, old: &Config) -> O
     {
         restart.push("limits.hash_mb_per_s/nice/io_idle");
     }
-    let now = shared
-        .policy()
-        .baselines
-        .iter()
-        .map(|b| format!("{} v{}", b.id, b.version))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut msg = format!("reloaded: baseline {now}");
-    if !restart.is_empty() {
-        msg.push_str(&format!(
-            "; changes to {} take effect at the next restart",
-            restart.join(", ")
-        ));
-    }
-    shared.agent(AgentEventKind::Reloaded, Severity::Info, msg);
-    Some(new)
+    restart
 }
 
 /// The delivery task (sink or sender), and its last flush at shutdown.

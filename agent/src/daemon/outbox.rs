@@ -287,6 +287,7 @@ impl Outbox {
     }
 
     /// Events waiting.
+    #[cfg(test)]
     pub fn len(&self) -> Result<u64, OutboxError> {
         let n: i64 = self
             .conn
@@ -296,11 +297,13 @@ impl Outbox {
     }
 
     /// Whether no event waits.
+    #[cfg(test)]
     pub fn is_empty(&self) -> Result<bool, OutboxError> {
         Ok(self.len()? == 0)
     }
 
     /// The last seq allocated (0 when none yet).
+    #[cfg(test)]
     pub fn last_seq(&self) -> Result<u64, OutboxError> {
         last_seq(&self.conn)
     }
@@ -357,7 +360,7 @@ fn write_event(
 ) -> Result<Event, OutboxError> {
     let event = Event {
         seq,
-        time: crate::output::now_rfc3339(),
+        time: crate::host::now_rfc3339(),
         severity: ev.severity,
         body: ev.body,
     };

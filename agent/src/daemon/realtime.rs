@@ -23,6 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+/// The inotify watcher could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start inotify: {0}")]
+pub struct InotifyError(notify::Error);
+
 /// What the watcher thread leaves for the daemon.
 #[derive(Debug, Default)]
 pub struct Dirty {
@@ -166,7 +171,7 @@ impl Realtime {
         watches: Watches,
         max_dirty: usize,
         max_watches: usize,
-    ) -> Result<Realtime, String> {
+    ) -> Result<Realtime, InotifyError> {
         let rt_roots: Vec<Vec<u8>> = watches
             .rules()
             .filter(|r| r.realtime)
@@ -208,7 +213,7 @@ impl Realtime {
             },
             notify::Config::default(),
         )
-        .map_err(|e| format!("cannot start inotify: {e}"))?;
+        .map_err(InotifyError)?;
         Ok(Realtime {
             watcher,
             shared,
@@ -225,6 +230,7 @@ impl Realtime {
     }
 
     /// Number of directories watched.
+    #[cfg(test)]
     pub fn watch_count(&self) -> usize {
         self.watched.len()
     }

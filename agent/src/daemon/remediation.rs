@@ -9,7 +9,7 @@
 
 use super::Shared;
 use super::config::RemediationMode;
-use super::outbox::NewEvent;
+use super::outbox::{NewEvent, OutboxError};
 use super::scheduler;
 use crate::checks::Ctx;
 use crate::remediate::{self, Mode};
@@ -18,9 +18,9 @@ use plumb_core::Severity;
 use plumb_core::event::EventBody;
 
 /// The scheduled check job: evaluate, then remediate what is allowed.
-pub fn checks_then_remediate(shared: &Shared) -> Result<(), String> {
+pub fn checks_then_remediate(shared: &Shared) -> Result<(), OutboxError> {
     scheduler::run_checks(shared)?;
-    if remediate_allowed(shared)? {
+    if remediate_allowed(shared) {
         // Report the new statuses now rather than at the next run.
         scheduler::run_checks(shared)?;
     }
@@ -29,17 +29,17 @@ pub fn checks_then_remediate(shared: &Shared) -> Result<(), String> {
 
 /// Runs remediation per the config and the policy in force. Returns whether
 /// something was changed on the host.
-pub fn remediate_allowed(shared: &Shared) -> Result<bool, String> {
+pub fn remediate_allowed(shared: &Shared) -> bool {
     let cfg = shared.config();
     let mode = match cfg.remediation {
-        RemediationMode::Off => return Ok(false),
+        RemediationMode::Off => return false,
         RemediationMode::DryRun => Mode::DryRun,
         RemediationMode::Enforce => Mode::Apply,
     };
     let policy = shared.policy();
     // Never from an unsigned baseline (remediation_notice said why).
     if !policy.signed {
-        return Ok(false);
+        return false;
     }
     let rules: Vec<&Rule> = policy
         .baselines
@@ -48,7 +48,7 @@ pub fn remediate_allowed(shared: &Shared) -> Result<bool, String> {
         .filter(|r| r.remediation.is_some() && cfg.remediation_allows(r))
         .collect();
     if rules.is_empty() {
-        return Ok(false);
+        return false;
     }
     let ctx = Ctx::new(shared.root.clone(), shared.proc.clone());
     let report = remediate::run(&rules, &ctx, mode, &cfg.state_dir);
@@ -85,5 +85,5 @@ pub fn remediate_allowed(shared: &Shared) -> Result<bool, String> {
         ));
     }
     shared.emit(out);
-    Ok(changed)
+    changed
 }

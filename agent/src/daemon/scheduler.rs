@@ -4,8 +4,8 @@
 
 use crate::checks::{self, Ctx};
 use crate::daemon::Shared;
-use crate::daemon::integrity::{Depth, Scope};
-use crate::daemon::outbox::NewEvent;
+use crate::daemon::integrity::{Depth, IntegrityError, Scope};
+use crate::daemon::outbox::{NewEvent, OutboxError};
 use plumb_core::Severity;
 use plumb_core::event::{AgentEventKind, CheckChanged, EventBody, RuleStatus, Snapshot};
 use plumb_core::report::{BaselineRef, RuleResult, Status, Summary};
@@ -22,7 +22,7 @@ fn baseline_ref(b: &Baseline) -> BaselineRef {
 /// Evaluates every rule and commits a `check_changed` for each status that
 /// differs from the stored one (the comparison and the store are one
 /// transaction). Returns how many changed.
-pub fn run_checks(shared: &Shared) -> Result<usize, String> {
+pub fn run_checks(shared: &Shared) -> Result<usize, OutboxError> {
     let policy = shared.policy();
     let rules: Vec<(&Rule, &Baseline)> = policy
         .baselines
@@ -38,29 +38,27 @@ pub fn run_checks(shared: &Shared) -> Result<usize, String> {
         .collect();
     let mut outbox = shared.outbox();
     let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    outbox.retain_checks(&ids).map_err(|e| e.to_string())?;
-    let events = outbox
-        .record_checks(&rows, |i, previous| {
-            let r: &RuleResult = &results[i];
-            let severity = match r.status {
-                Status::Fail | Status::Error => r.severity,
-                Status::Pass | Status::Skipped => Severity::Info,
-            };
-            NewEvent {
-                severity,
-                body: EventBody::CheckChanged(CheckChanged {
-                    rule: r.id.clone(),
-                    title: r.title.clone(),
-                    previous,
-                    status: r.status,
-                    domains: r.domains.clone(),
-                    criteria: r.criteria.clone(),
-                    evidence: r.evidence.clone(),
-                    baseline: baseline_ref(rules[i].1),
-                }),
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    outbox.retain_checks(&ids)?;
+    let events = outbox.record_checks(&rows, |i, previous| {
+        let r: &RuleResult = &results[i];
+        let severity = match r.status {
+            Status::Fail | Status::Error => r.severity,
+            Status::Pass | Status::Skipped => Severity::Info,
+        };
+        NewEvent {
+            severity,
+            body: EventBody::CheckChanged(CheckChanged {
+                rule: r.id.clone(),
+                title: r.title.clone(),
+                previous,
+                status: r.status,
+                domains: r.domains.clone(),
+                criteria: r.criteria.clone(),
+                evidence: r.evidence.clone(),
+                baseline: baseline_ref(rules[i].1),
+            }),
+        }
+    })?;
     drop(outbox);
     if !events.is_empty() {
         shared.delivery.notify_one();
@@ -70,7 +68,7 @@ pub fn run_checks(shared: &Shared) -> Result<usize, String> {
 
 /// One FIM pass over `scope`: changes are committed to the outbox first,
 /// then recorded in the FIM database.
-pub fn fim_pass(shared: &Shared, scope: &Scope, depth: Depth) -> Result<usize, String> {
+pub fn fim_pass(shared: &Shared, scope: &Scope, depth: Depth) -> Result<usize, IntegrityError> {
     let mut fim = shared
         .fim
         .lock()
@@ -116,14 +114,9 @@ pub fn fim_pass(shared: &Shared, scope: &Scope, depth: Depth) -> Result<usize, S
 
 /// Builds and commits a snapshot: every rule's last status, the FIM
 /// digest, host facts and versions.
-pub fn snapshot(shared: &Shared) -> Result<(), String> {
+pub fn snapshot(shared: &Shared) -> Result<(), OutboxError> {
     let policy = shared.policy();
-    let stored: HashMap<String, _> = shared
-        .outbox()
-        .checks()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
+    let stored: HashMap<String, _> = shared.outbox().checks()?.into_iter().collect();
     let mut results = Vec::new();
     let mut rules = Vec::new();
     for r in policy.baselines.iter().flat_map(|b| &b.rules) {

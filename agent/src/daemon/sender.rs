@@ -2,11 +2,12 @@
 //! rustls with the ring provider) as `POST /v1/events`. Only what the
 //! collector acknowledges (`BatchAck.acked_seq`) leaves the outbox. Failures
 //! back off exponentially with full jitter; `429`/`503` with `Retry-After`
-//! are honoured; after a period of failures, the first success is followed
-//! by a fresh snapshot so the collector catches up on the full state.
+//! are honoured; after a period of failures, the first success is reported
+//! as "reconnected" to the daemon, which follows it with a fresh snapshot so
+//! the collector catches up on the full state.
 
 use crate::daemon::config::{Collector, CollectorUrl};
-use crate::daemon::{Delivery, LastFlush, Shared, scheduler};
+use crate::daemon::{Delivery, LastFlush, Shared};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
@@ -232,7 +233,7 @@ impl Client {
     }
 
     /// `GET /v1/baseline` with `If-None-Match: etag` when given.
-    pub async fn fetch_baseline(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
+    pub(crate) async fn fetch_baseline(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
         self.timed(self.fetch_inner(etag)).await
     }
 
@@ -274,7 +275,7 @@ impl Client {
     /// an `agent` error notice saying why, with the start of the original:
     /// never dropped silently, and the collector sees no gap. A notice
     /// refused in turn stops the drain with an error (kept, retried later).
-    pub async fn send_pending(&self, shared: &Shared) -> Result<usize, SendError> {
+    pub(crate) async fn send_pending(&self, shared: &Shared) -> Result<usize, SendError> {
         let failed = |e: crate::daemon::outbox::OutboxError| SendError::Failed(e.to_string());
         let mut sent = 0;
         let mut size = self.batch_size;
@@ -373,8 +374,14 @@ impl Backoff {
     }
 }
 
-/// Starts the delivery task that sends the outbox to the collector.
-pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
+/// Starts the delivery task that sends the outbox to the collector. After
+/// a period of failures, the first success is said on `reconnected` (a
+/// full channel: the daemon has not acted on the last one yet).
+pub fn spawn(
+    shared: Arc<Shared>,
+    c: Collector,
+    reconnected: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<Delivery> {
     let client = Arc::new(Client::new(&c)?);
     let cl = client.clone();
     let task = tokio::spawn(async move {
@@ -383,11 +390,8 @@ pub fn spawn(shared: Arc<Shared>, c: Collector) -> anyhow::Result<Delivery> {
             match cl.send_pending(&shared).await {
                 Ok(_) => {
                     if backoff.failing() {
-                        tracing::info!("collector reachable again; sending a snapshot");
                         backoff.reset();
-                        let s = shared.clone();
-                        let _ = tokio::task::spawn_blocking(move || scheduler::snapshot(&s)).await;
-                        continue;
+                        let _ = reconnected.try_send(());
                     }
                     tokio::select! {
                         _ = shared.delivery.notified() => {}

@@ -7,6 +7,7 @@
 //! the middle of a write) is cut off: its event is still in the outbox and
 //! is written again whole.
 
+use crate::daemon::outbox::OutboxError;
 use crate::daemon::{Delivery, LastFlush, Shared};
 use plumb_core::event::Event;
 use std::fs::{File, OpenOptions};
@@ -48,6 +49,7 @@ impl Sink {
     }
 
     /// Highest seq known to be in the file.
+    #[cfg(test)]
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -162,18 +164,38 @@ pub fn spawn(shared: Arc<Shared>, path: &Path) -> std::io::Result<Delivery> {
 
 /// Moves everything in the outbox to the file, batch by batch: append and
 /// fsync, then delete what is safely written.
-pub fn flush(shared: &Shared, sink: &Mutex<Sink>) -> Result<(), String> {
+pub fn flush(shared: &Shared, sink: &Mutex<Sink>) -> Result<(), SinkError> {
     let mut sink = sink
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
-        let batch = shared.outbox().peek(1000).map_err(|e| e.to_string())?;
+        let batch = shared.outbox().peek(1000)?;
         if batch.is_empty() {
             return Ok(());
         }
-        let top = sink.write(&batch).map_err(|e| e.to_string())?;
-        shared.outbox().ack(top).map_err(|e| e.to_string())?;
+        let top = sink.write(&batch).map_err(|error| SinkError::Write {
+            path: sink.path.clone(),
+            error,
+        })?;
+        shared.outbox().ack(top)?;
     }
+}
+
+/// Why a flush to the events file stopped (what is not written stays in
+/// the outbox).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The outbox could not be read or updated.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The events file could not be appended to.
+    #[error("writing {}: {error}", path.display())]
+    Write {
+        /// The events file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 #[cfg(test)]

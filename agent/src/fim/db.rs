@@ -4,7 +4,7 @@
 //! itself MACed, so a deleted, added, edited or replayed row is detected on
 //! the next read. The format is documented in docs/fim.md.
 
-use super::entry::{Entry, HashAlg, Kind, State, key_path, path_key};
+use super::entry::{Entry, HashAlg, Kind, State, key_path};
 use anyhow::{Context, bail};
 use plumb_core::fim::{hex, unhex};
 use ring::hmac;
@@ -274,6 +274,7 @@ impl Digest {
     }
 
     /// Removes a row.
+    #[cfg(test)]
     pub fn remove(&mut self, mac: &Mac) {
         let mut borrow = 0i16;
         for i in (0..32).rev() {
@@ -335,10 +336,6 @@ pub enum Seal {
     Valid {
         /// Sealed count and sum.
         digest: Digest,
-        /// Root the database was last written for.
-        root: Vec<u8>,
-        /// When.
-        updated_at: String,
     },
     /// Absent or not verifying; the reason.
     Broken(String),
@@ -350,40 +347,83 @@ pub struct Stored {
     /// Database key.
     pub key: Vec<u8>,
     /// The decoded entry, or why the row cannot be decoded.
-    pub entry: Result<Entry, String>,
+    pub entry: Result<Entry, RowError>,
     /// The stored MAC (zeros when absent or malformed).
     pub mac: Mac,
     /// Whether the MAC verifies.
     pub intact: bool,
 }
 
-fn int(v: &Value, col: &str) -> Result<i64, String> {
+/// Why a stored row (or the seal row) does not decode: it was edited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// Not the columns of an entry.
+    #[error("wrong number of columns")]
+    Columns,
+    /// A column of the wrong type.
+    #[error("column {col} is not {want}")]
+    Type {
+        /// The column.
+        col: &'static str,
+        /// The type it should have (`an integer`, `text`, `a blob`).
+        want: &'static str,
+    },
+    /// A number that does not fit.
+    #[error("column {0} is out of range")]
+    Range(&'static str),
+    /// A value that must be there is null.
+    #[error("{0} is null")]
+    Null(&'static str),
+    /// A digest of the wrong length.
+    #[error("digest is not 32 bytes")]
+    DigestLength,
+    /// A hash algorithm this build does not know.
+    #[error("unknown hash_alg {0:?}")]
+    HashAlg(String),
+    /// A hash without its algorithm or the reverse.
+    #[error("hash_alg and hash disagree")]
+    HashPair,
+    /// An unknown state, or an error state without its message.
+    #[error("bad state {0:?}")]
+    State(String),
+    /// An unknown file type.
+    #[error("unknown kind {0:?}")]
+    Kind(String),
+}
+
+fn int(v: &Value, col: &'static str) -> Result<i64, RowError> {
     match v {
         Value::Integer(i) => Ok(*i),
-        _ => Err(format!("column {col} is not an integer")),
+        _ => Err(RowError::Type {
+            col,
+            want: "an integer",
+        }),
     }
 }
 
-fn u32_col(v: &Value, col: &str) -> Result<u32, String> {
-    u32::try_from(int(v, col)?).map_err(|_| format!("column {col} is out of range"))
+fn u32_col(v: &Value, col: &'static str) -> Result<u32, RowError> {
+    u32::try_from(int(v, col)?).map_err(|_| RowError::Range(col))
 }
 
-fn text(v: &Value, col: &str) -> Result<String, String> {
+fn text(v: &Value, col: &'static str) -> Result<String, RowError> {
     match v {
         Value::Text(s) => Ok(s.clone()),
-        _ => Err(format!("column {col} is not text")),
+        _ => Err(RowError::Type { col, want: "text" }),
     }
 }
 
-fn opt_blob(v: &Value, col: &str) -> Result<Option<Vec<u8>>, String> {
+fn opt_blob(v: &Value, col: &'static str) -> Result<Option<Vec<u8>>, RowError> {
     match v {
         Value::Null => Ok(None),
         Value::Blob(b) => Ok(Some(b.clone())),
-        _ => Err(format!("column {col} is not a blob")),
+        _ => Err(RowError::Type {
+            col,
+            want: "a blob",
+        }),
     }
 }
 
-fn decode(vals: &[Value]) -> Result<Entry, String> {
+fn decode(vals: &[Value]) -> Result<Entry, RowError> {
     let [
         path,
         rule,
@@ -405,28 +445,28 @@ fn decode(vals: &[Value]) -> Result<Entry, String> {
         _mac,
     ] = vals
     else {
-        return Err("wrong number of columns".into());
+        return Err(RowError::Columns);
     };
-    let key = opt_blob(path, "path")?.ok_or("column path is null")?;
+    let key = opt_blob(path, "path")?.ok_or(RowError::Null("column path"))?;
     let hash = match (alg, opt_blob(hash, "hash")?) {
         (Value::Null, None) => None,
         (Value::Text(a), Some(h)) => Some((
-            HashAlg::from_name(a).ok_or_else(|| format!("unknown hash_alg {a:?}"))?,
+            HashAlg::from_name(a).ok_or_else(|| RowError::HashAlg(a.clone()))?,
             h,
         )),
-        _ => return Err("hash_alg and hash disagree".into()),
+        _ => return Err(RowError::HashPair),
     };
     let state = match (text(state, "state")?.as_str(), error) {
         ("ok", Value::Null) => State::Ok,
         ("unstable", Value::Null) => State::Unstable,
         ("error", Value::Text(m)) => State::Error(m.clone()),
-        (s, _) => return Err(format!("bad state {s:?}")),
+        (s, _) => return Err(RowError::State(s.to_string())),
     };
     let kind_name = text(kind, "kind")?;
     Ok(Entry {
         path: key_path(&key),
         rule: std::sync::Arc::from(text(rule, "rule")?.as_str()),
-        kind: Kind::from_name(&kind_name).ok_or_else(|| format!("unknown kind {kind_name:?}"))?,
+        kind: Kind::from_name(&kind_name).ok_or_else(|| RowError::Kind(kind_name.clone()))?,
         mode: u32_col(mode, "mode")?,
         uid: u32_col(uid, "uid")?,
         gid: u32_col(gid, "gid")?,
@@ -591,7 +631,7 @@ impl Db {
             format: FORMAT,
             digest,
             root: root.to_vec(),
-            updated_at: crate::output::now_rfc3339(),
+            updated_at: crate::host::now_rfc3339(),
         };
         let mac = self.key.seal_mac(&data);
         self.conn.execute(
@@ -681,9 +721,9 @@ impl Db {
         if n != 1 {
             return Ok(Seal::Broken(format!("{n} seal rows instead of one")));
         }
-        let parsed = (|| -> Result<(SealData, Vec<u8>), String> {
-            let sum = opt_blob(&digest, "digest")?.ok_or("digest is null")?;
-            let sum: [u8; 32] = sum.try_into().map_err(|_| "digest is not 32 bytes")?;
+        let parsed = (|| -> Result<(SealData, Vec<u8>), RowError> {
+            let sum = opt_blob(&digest, "digest")?.ok_or(RowError::Null("digest"))?;
+            let sum: [u8; 32] = sum.try_into().map_err(|_| RowError::DigestLength)?;
             Ok((
                 SealData {
                     format: int(&format, "format")?,
@@ -691,10 +731,10 @@ impl Db {
                         rows: int(&rows, "rows")? as u64,
                         sum,
                     },
-                    root: opt_blob(&root, "root")?.ok_or("root is null")?,
+                    root: opt_blob(&root, "root")?.ok_or(RowError::Null("root"))?,
                     updated_at: text(&updated_at, "updated_at")?,
                 },
-                opt_blob(&mac, "mac")?.ok_or("mac is null")?,
+                opt_blob(&mac, "mac")?.ok_or(RowError::Null("mac"))?,
             ))
         })();
         let (data, mac) = match parsed {
@@ -709,8 +749,6 @@ impl Db {
         }
         Ok(Seal::Valid {
             digest: data.digest,
-            root: data.root,
-            updated_at: data.updated_at,
         })
     }
 
@@ -743,11 +781,12 @@ impl Db {
     }
 
     /// Looks up one row (verified) by in-root path.
+    #[cfg(test)]
     pub fn get(&self, path: &[u8]) -> anyhow::Result<Option<Stored>> {
         let mut st = self
             .conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM entries WHERE path = ?1"))?;
-        let mut rows = st.query(params![path_key(path)])?;
+        let mut rows = st.query(params![super::entry::path_key(path)])?;
         match rows.next()? {
             Some(r) => Ok(Some(self.stored(r)?)),
             None => Ok(None),

@@ -160,9 +160,9 @@ pub fn record_file(
     if want.xattrs {
         match xattr::of_fd(file.as_fd()) {
             Ok(x) => e.xattrs = Some(x),
-            Err(msg) => {
+            Err(err) => {
                 if e.state == State::Ok {
-                    e.state = State::Error(msg);
+                    e.state = State::Error(err.to_string());
                 }
             }
         }

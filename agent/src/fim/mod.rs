@@ -293,6 +293,23 @@ impl Prepared {
     }
 }
 
+/// With metadata verify, what the walker uses to look up each regular
+/// file's stored row (its content is reused when its metadata is the same).
+fn reuser(
+    opts: &Options,
+    verify: Verify,
+) -> anyhow::Result<Option<impl FnMut(&entry::Entry, hash::Want) -> Option<Reused> + Send>> {
+    let lookup = match verify {
+        Verify::Full => return Ok(None),
+        Verify::Metadata => Db::open(&opts.db, Key::load(&opts.key)?)?,
+    };
+    lookup.begin_read()?;
+    let mut ahead = reuse::Lookahead::new(lookup);
+    Ok(Some(move |e: &entry::Entry, want: hash::Want| {
+        ahead.reuse(e, want)
+    }))
+}
+
 /// The roots of `plan`'s watches, as recorded in the database.
 fn watch_roots(plan: &Plan) -> Vec<String> {
     plan.watches.iter().map(|w| w.name.to_string()).collect()
@@ -329,18 +346,7 @@ pub fn check(
     };
     reader.begin_read()?;
     let seal = reader.seal()?;
-    // Metadata verify: the walker looks up each regular file's stored row.
-    let lookup = match verify {
-        Verify::Full => None,
-        Verify::Metadata => Some(Db::open(&opts.db, Key::load(&opts.key)?)?),
-    };
-    if let Some(l) = &lookup {
-        l.begin_read()?;
-    }
-    let reuse = lookup.map(|l| {
-        let mut ahead = reuse::Lookahead::new(l);
-        move |e: &entry::Entry, want: hash::Want| ahead.reuse(e, want)
-    });
+    let reuse = reuser(opts, verify)?;
     let counters = Arc::new(Counters::default());
     let progress = show_progress.then(|| Progress::start("fim check", counters.clone()));
     let mut stmt = reader.conn().prepare(&format!(
@@ -551,17 +557,7 @@ pub fn compare(
         _ => (plan, None),
     };
     let partial = roots.is_some();
-    let lookup = match verify {
-        Verify::Full => None,
-        Verify::Metadata => Some(Db::open(&opts.db, Key::load(&opts.key)?)?),
-    };
-    if let Some(l) = &lookup {
-        l.begin_read()?;
-    }
-    let reuse = lookup.map(|l| {
-        let mut ahead = reuse::Lookahead::new(l);
-        move |e: &entry::Entry, want: hash::Want| ahead.reuse(e, want)
-    });
+    let reuse = reuser(opts, verify)?;
     let counters = Counters::default();
     let (sql, params) = rows_query(roots);
     let mut stmt = reader.conn().prepare(&sql)?;
@@ -580,43 +576,51 @@ pub fn compare(
     };
     drop(rows);
     drop(stmt);
-    let next = match (&seal, partial) {
-        (_, false) => Some(found.next),
-        (db::Seal::Valid { digest, .. }, true) => Some(digest.replace(&found.read, &found.next)),
-        (db::Seal::Broken(why), true) => {
-            found.tamper.push(plumb_core::fim::FimTamper {
-                path: None,
-                reason: format!("database seal: {why}"),
-            });
-            None
-        }
-    };
-    let root = opts.root.as_os_str().as_bytes().to_vec();
-    let writer = match next {
-        Some(digest) => {
-            // A whole pass covered the plan's roots; a partial one keeps
-            // what the last whole pass recorded, re-bound to the new seal.
-            let watches = match (&seal, partial) {
-                (_, false) => Some(watch_roots(plan)),
-                (db::Seal::Valid { digest, .. }, true) => reader.watches(digest)?,
-                (db::Seal::Broken(_), true) => None,
-            };
-            Some(Prepared {
-                db: writer,
-                digest,
-                root,
-                watches,
-            })
-        }
-        None => {
-            writer.rollback();
-            None
-        }
-    };
+    let writer = next_state(plan, opts, &seal, partial, &mut found, &reader, writer)?;
     Ok(Compared {
         found,
         empty,
         partial,
         writer,
     })
+}
+
+/// The state a comparison leaves, prepared in `writer` for
+/// [`Compared::commit`]: a whole pass seals what it found; a partial one
+/// updates the seal's totals arithmetically, which needs a valid seal (a
+/// broken one is reported and nothing is written).
+fn next_state(
+    plan: &Plan,
+    opts: &Options,
+    seal: &db::Seal,
+    partial: bool,
+    found: &mut merge::Findings,
+    reader: &Db,
+    writer: Db,
+) -> anyhow::Result<Option<Prepared>> {
+    let digest = match (seal, partial) {
+        (_, false) => found.next,
+        (db::Seal::Valid { digest, .. }, true) => digest.replace(&found.read, &found.next),
+        (db::Seal::Broken(why), true) => {
+            found.tamper.push(plumb_core::fim::FimTamper {
+                path: None,
+                reason: format!("database seal: {why}"),
+            });
+            writer.rollback();
+            return Ok(None);
+        }
+    };
+    // A whole pass covered the plan's roots; a partial one keeps what the
+    // last whole pass recorded, re-bound to the new seal.
+    let watches = match (seal, partial) {
+        (_, false) => Some(watch_roots(plan)),
+        (db::Seal::Valid { digest, .. }, true) => reader.watches(digest)?,
+        (db::Seal::Broken(_), true) => None,
+    };
+    Ok(Some(Prepared {
+        db: writer,
+        digest,
+        root: opts.root.as_os_str().as_bytes().to_vec(),
+        watches,
+    }))
 }

@@ -144,7 +144,18 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn open_dir(parent: &OwnedFd, name: &[u8], st: &Stat) -> Result<OwnedFd, String> {
+/// Why a directory was not entered.
+#[derive(Debug, thiserror::Error)]
+enum OpenDirError {
+    #[error("cannot open directory: {0}")]
+    Open(Errno),
+    #[error("fstat: {0}")]
+    Stat(Errno),
+    #[error("directory replaced during the scan; not entered")]
+    Replaced,
+}
+
+fn open_dir(parent: &OwnedFd, name: &[u8], st: &Stat) -> Result<OwnedFd, OpenDirError> {
     let fd = rustix::fs::openat(
         parent,
         name,
@@ -156,10 +167,10 @@ fn open_dir(parent: &OwnedFd, name: &[u8], st: &Stat) -> Result<OwnedFd, String>
             | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("cannot open directory: {e}"))?;
-    let now = rustix::fs::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
+    .map_err(OpenDirError::Open)?;
+    let now = rustix::fs::fstat(&fd).map_err(OpenDirError::Stat)?;
     if now.st_dev != st.st_dev || now.st_ino != st.st_ino {
-        return Err("directory replaced during the scan; not entered".into());
+        return Err(OpenDirError::Replaced);
     }
     Ok(fd)
 }
@@ -263,14 +274,36 @@ impl<'a> Walk<'a> {
             // FIFOs, sockets and devices are never opened: l* calls on the path.
             match xattr::of_path(&self.host(&e.path)) {
                 Ok(x) => e.xattrs = Some(x),
-                Err(msg) => {
+                Err(err) => {
                     if e.state == State::Ok {
-                        e.state = State::Error(msg);
+                        e.state = State::Error(err.to_string());
                     }
                 }
             }
         }
         (self.emit)(Out::Ready(Item::Entry(e)))
+    }
+
+    /// Reports `path` as unreadable (`Item::Error`) and its rows as not
+    /// observed (`Item::Unknown`).
+    fn unknown(&mut self, path: &[u8], message: String) -> Result<(), Stopped> {
+        let go = self.error(path, message) && (self.emit)(Out::Ready(Item::Unknown(path.to_vec())));
+        if go { Ok(()) } else { Err(Stopped) }
+    }
+
+    /// Reports every watch root below `path` as not reached, and why.
+    fn roots_not_reached(&mut self, path: &[u8], why: &str) -> Result<(), Stopped> {
+        let roots: Vec<Vec<u8>> = self
+            .plan
+            .roots_below(path)
+            .map(|w| w.path.clone())
+            .collect();
+        for r in roots {
+            if !self.error(&r, format!("watch root not reached: {why}")) {
+                return Err(Stopped);
+            }
+        }
+        Ok(())
     }
 
     /// Runs the walk to the end (or until the consumer stops).
@@ -282,51 +315,10 @@ impl<'a> Walk<'a> {
         )
         .map_err(|e| anyhow::anyhow!("--root {}: {e}", self.root.display()))?;
         let root_st = rustix::fs::fstat(&root_fd)?;
-        let root_fd = Arc::new(root_fd);
-        let mut stack: Vec<Frame> = Vec::new();
-        match self.plan.rooted_at(b"/") {
-            Some(w) => {
-                // The root itself is recorded like any directory.
-                let mut e =
-                    Entry::from_stat(b"/".to_vec(), self.plan.watches[w].name.clone(), &root_st);
-                if self.plan.watches[w].attrs.has(FimAttribute::Xattrs) {
-                    match xattr::of_fd(&*root_fd) {
-                        Ok(x) => e.xattrs = Some(x),
-                        Err(m) => e.state = State::Error(m),
-                    }
-                }
-                if !(self.emit)(Out::Ready(Item::Entry(e))) {
-                    return Ok(());
-                }
-                let (children, gov) = match list(&root_fd) {
-                    Ok(c) => (c, Some(w)),
-                    Err(err) => {
-                        let go = self.error(b"/", format!("cannot list: {err}"))
-                            && (self.emit)(Out::Ready(Item::Unknown(b"/".to_vec())));
-                        if !go {
-                            return Ok(());
-                        }
-                        (self.plan.next_components(b"/"), None)
-                    }
-                };
-                stack.push(Frame {
-                    fd: root_fd,
-                    path: b"/".to_vec(),
-                    gov,
-                    dev: root_st.st_dev,
-                    children,
-                    next: 0,
-                });
-            }
-            None => stack.push(Frame {
-                fd: root_fd,
-                path: b"/".to_vec(),
-                gov: None,
-                dev: root_st.st_dev,
-                children: self.plan.next_components(b"/"),
-                next: 0,
-            }),
-        }
+        // A stop is the consumer's decision: it knows why.
+        let Ok(mut stack) = self.root_frame(Arc::new(root_fd), &root_st) else {
+            return Ok(());
+        };
         while let Some(top) = stack.last_mut() {
             let Some(name) = top.children.get_mut(top.next).map(std::mem::take) else {
                 stack.pop();
@@ -335,15 +327,68 @@ impl<'a> Walk<'a> {
             top.next += 1;
             let path = join(&top.path, &name);
             let (parent, parent_gov, parent_dev) = (top.fd.clone(), top.gov, top.dev);
-            if let Some(frame) = self.visit(&parent, parent_gov, parent_dev, &name, path)? {
-                stack.push(frame);
+            match self.visit(&parent, parent_gov, parent_dev, &name, path) {
+                Ok(Some(frame)) => stack.push(frame),
+                Ok(None) => {}
+                Err(Stopped) => return Ok(()),
             }
         }
         Ok(())
     }
 
+    /// The walk's first frame: the root, recorded like any directory when
+    /// a watch is rooted there, else crossed in transit.
+    fn root_frame(&mut self, root_fd: Arc<OwnedFd>, root_st: &Stat) -> Result<Vec<Frame>, Stopped> {
+        let Some(w) = self.plan.rooted_at(b"/") else {
+            return Ok(vec![Frame {
+                fd: root_fd,
+                path: b"/".to_vec(),
+                gov: None,
+                dev: root_st.st_dev,
+                children: self.plan.next_components(b"/"),
+                next: 0,
+            }]);
+        };
+        let mut e = Entry::from_stat(b"/".to_vec(), self.plan.watches[w].name.clone(), root_st);
+        if self.plan.watches[w].attrs.has(FimAttribute::Xattrs) {
+            match xattr::of_fd(&*root_fd) {
+                Ok(x) => e.xattrs = Some(x),
+                Err(m) => e.state = State::Error(m.to_string()),
+            }
+        }
+        if !(self.emit)(Out::Ready(Item::Entry(e))) {
+            return Err(Stopped);
+        }
+        let (children, gov) = self.children(&root_fd, b"/", Some(w))?;
+        Ok(vec![Frame {
+            fd: root_fd,
+            path: b"/".to_vec(),
+            gov,
+            dev: root_st.st_dev,
+            children,
+            next: 0,
+        }])
+    }
+
+    /// The names to visit in directory `fd` governed by `gov`: all of them,
+    /// or when it cannot be listed (reported), only the way to the watch
+    /// roots below it, crossed in transit.
+    fn children(
+        &mut self,
+        fd: &OwnedFd,
+        path: &[u8],
+        gov: Option<usize>,
+    ) -> Result<(Vec<Vec<u8>>, Option<usize>), Stopped> {
+        match list(fd) {
+            Ok(c) => Ok((c, gov)),
+            Err(err) => {
+                self.unknown(path, format!("cannot list: {err}"))?;
+                Ok((self.plan.next_components(path), None))
+            }
+        }
+    }
+
     /// Visits one child; returns the frame to descend into, if any.
-    /// `Err` only when the consumer stopped.
     fn visit(
         &mut self,
         parent: &Arc<OwnedFd>,
@@ -351,8 +396,7 @@ impl<'a> Walk<'a> {
         parent_dev: u64,
         name: &[u8],
         path: Vec<u8>,
-    ) -> anyhow::Result<Option<Frame>> {
-        let stopped = || anyhow::anyhow!("scan stopped");
+    ) -> Result<Option<Frame>, Stopped> {
         if self.plan.skip.contains(&path) {
             return Ok(None);
         }
@@ -367,34 +411,24 @@ impl<'a> Walk<'a> {
             // Absent (or gone since listed): nothing to record.
             Err(Errno::NOENT) => return Ok(None),
             Err(err) => {
-                let go = self.error(&path, format!("lstat: {err}"))
-                    && (self.emit)(Out::Ready(Item::Unknown(path.clone())));
-                return if go { Ok(None) } else { Err(stopped()) };
+                self.unknown(&path, format!("lstat: {err}"))?;
+                return Ok(None);
             }
         };
         let kind = Kind::of_mode(st.st_mode);
         if let Some(w) = gov {
             if !self.record(w, parent, name, path.clone(), &st) {
-                return Err(stopped());
+                return Err(Stopped);
             }
         }
         if kind != Kind::Dir {
             if transit {
-                let roots: Vec<Vec<u8>> = self
-                    .plan
-                    .roots_below(&path)
-                    .map(|w| w.path.clone())
-                    .collect();
-                for r in roots {
-                    let msg = format!(
-                        "watch root not reached: {} is a {}, not a directory (not followed)",
-                        String::from_utf8_lossy(&path),
-                        kind.name()
-                    );
-                    if !self.error(&r, msg) {
-                        return Err(stopped());
-                    }
-                }
+                let why = format!(
+                    "{} is a {}, not a directory (not followed)",
+                    String::from_utf8_lossy(&path),
+                    kind.name()
+                );
+                self.roots_not_reached(&path, &why)?;
             }
             return Ok(None);
         }
@@ -407,42 +441,18 @@ impl<'a> Walk<'a> {
         }
         let fd = match open_dir(parent, name, &st) {
             Ok(fd) => fd,
-            Err(msg) => {
-                let mut go = true;
+            Err(e) => {
+                let msg = e.to_string();
                 if descend {
-                    go = self.error(&path, msg.clone())
-                        && (self.emit)(Out::Ready(Item::Unknown(path.clone())));
+                    self.unknown(&path, msg.clone())?;
                 }
-                let roots: Vec<Vec<u8>> = self
-                    .plan
-                    .roots_below(&path)
-                    .map(|w| w.path.clone())
-                    .collect();
-                for r in roots {
-                    go = go
-                        && self.error(
-                            &r,
-                            format!(
-                                "watch root not reached: {}: {msg}",
-                                String::from_utf8_lossy(&path)
-                            ),
-                        );
-                }
-                return if go { Ok(None) } else { Err(stopped()) };
+                let why = format!("{}: {msg}", String::from_utf8_lossy(&path));
+                self.roots_not_reached(&path, &why)?;
+                return Ok(None);
             }
         };
         let (children, gov) = if descend {
-            match list(&fd) {
-                Ok(c) => (c, gov),
-                Err(err) => {
-                    let go = self.error(&path, format!("cannot list: {err}"))
-                        && (self.emit)(Out::Ready(Item::Unknown(path.clone())));
-                    if !go {
-                        return Err(stopped());
-                    }
-                    (self.plan.next_components(&path), None)
-                }
-            }
+            self.children(&fd, &path, gov)?
         } else {
             (self.plan.next_components(&path), None)
         };
@@ -456,6 +466,10 @@ impl<'a> Walk<'a> {
         }))
     }
 }
+
+/// The consumer stopped the walk (`emit` returned false).
+#[derive(Debug)]
+struct Stopped;
 
 #[cfg(test)]
 mod tests {

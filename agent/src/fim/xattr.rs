@@ -79,12 +79,28 @@ fn value_hash<F: AsFd>(t: &Target<'_, F>, name: &[u8]) -> Result<Option<[u8; 32]
     Err(Errno::RANGE)
 }
 
-fn canonical<F: AsFd>(t: Target<'_, F>) -> Result<Vec<u8>, String> {
+/// Why a file's extended attributes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum XattrError {
+    /// Listing their names failed.
+    #[error("xattrs: {0}")]
+    List(Errno),
+    /// Reading one value failed.
+    #[error("xattr {}: {error}", String::from_utf8_lossy(name).escape_debug())]
+    Value {
+        /// The attribute's name.
+        name: Vec<u8>,
+        /// Why.
+        error: Errno,
+    },
+}
+
+fn canonical<F: AsFd>(t: Target<'_, F>) -> Result<Vec<u8>, XattrError> {
     let names = match list(&t) {
         Ok(n) => n,
         // No xattr support on this filesystem: an empty set.
         Err(Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(format!("xattrs: {e}")),
+        Err(e) => return Err(XattrError::List(e)),
     };
     let mut names: Vec<&[u8]> = names.split(|&b| b == 0).filter(|n| !n.is_empty()).collect();
     names.sort_unstable();
@@ -98,11 +114,11 @@ fn canonical<F: AsFd>(t: Target<'_, F>) -> Result<Vec<u8>, String> {
                 out.extend_from_slice(&h);
             }
             Ok(None) => {}
-            Err(e) => {
-                return Err(format!(
-                    "xattr {}: {e}",
-                    String::from_utf8_lossy(n).escape_debug()
-                ));
+            Err(error) => {
+                return Err(XattrError::Value {
+                    name: n.to_vec(),
+                    error,
+                });
             }
         }
     }
@@ -110,12 +126,12 @@ fn canonical<F: AsFd>(t: Target<'_, F>) -> Result<Vec<u8>, String> {
 }
 
 /// Canonical xattrs of an open file.
-pub fn of_fd<F: AsFd>(fd: F) -> Result<Vec<u8>, String> {
+pub fn of_fd<F: AsFd>(fd: F) -> Result<Vec<u8>, XattrError> {
     canonical(Target::Fd(fd))
 }
 
 /// Canonical xattrs of a path, not following a final symlink.
-pub fn of_path(p: &Path) -> Result<Vec<u8>, String> {
+pub fn of_path(p: &Path) -> Result<Vec<u8>, XattrError> {
     canonical::<std::os::fd::BorrowedFd<'_>>(Target::Path(p))
 }
 

@@ -4,8 +4,8 @@
 //! out with `# plumb: `, and every other byte stays as it was. An absent
 //! key is appended (the file created when missing).
 
-use super::plan::{self, COMMENT_PREFIX, Plan, View};
-use crate::checks::config_value::split_line;
+use super::plan::{self, COMMENT_PREFIX, Plan, PlanError, View};
+use crate::key_value::split_line;
 use plumb_core::check::ConfigValueCheck;
 use plumb_core::compare::Scalar;
 
@@ -19,12 +19,12 @@ pub fn plan(
     value: &Scalar,
     separator: Option<&str>,
     check: Option<&ConfigValueCheck>,
-) -> Result<Plan, String> {
+) -> Result<Plan, PlanError> {
     let value = value.as_text();
     plan::one_line("key", key)?;
     plan::one_line("value", &value)?;
     if key.trim().is_empty() || key.trim() != key || key.starts_with('#') {
-        return Err(format!("\"{key}\" is not a key that can be written"));
+        return Err(format!("\"{key}\" is not a key that can be written").into());
     }
     let parse_sep: Option<String> = check.and_then(|c| c.separator.clone()).or_else(|| {
         separator

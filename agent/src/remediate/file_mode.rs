@@ -1,7 +1,7 @@
 //! `file_mode`: chmod of a path (or every path a glob matches). A symlink
 //! is followed inside the root, as the `file` check does.
 
-use super::plan::{Op, Plan, View};
+use super::plan::{Op, Plan, PlanError, View, io_err};
 use std::os::unix::fs::MetadataExt as _;
 
 /// The paths a file action acts on, with the host path of each (symlinks
@@ -9,12 +9,8 @@ use std::os::unix::fs::MetadataExt as _;
 pub(super) fn targets(
     view: &View,
     path: &str,
-) -> Result<Vec<(String, std::path::PathBuf, std::fs::Metadata)>, String> {
-    let paths = view
-        .ctx
-        .fs
-        .glob(path)
-        .map_err(|e| format!("cannot list {path}: {e}"))?;
+) -> Result<Vec<(String, std::path::PathBuf, std::fs::Metadata)>, PlanError> {
+    let paths = view.ctx.fs.glob(path).map_err(io_err("list", path))?;
     paths
         .into_iter()
         .map(|p| {
@@ -22,16 +18,15 @@ pub(super) fn targets(
                 .ctx
                 .fs
                 .resolve(&p, true)
-                .map_err(|e| format!("cannot resolve {p}: {e}"))?;
-            let m =
-                std::fs::symlink_metadata(&host).map_err(|e| format!("cannot stat {p}: {e}"))?;
+                .map_err(io_err("resolve", &p))?;
+            let m = std::fs::symlink_metadata(&host).map_err(io_err("stat", &p))?;
             Ok((p, host, m))
         })
         .collect()
 }
 
 /// Plans `chmod mode path`.
-pub fn plan(view: &View, path: &str, mode: &str) -> Result<Plan, String> {
+pub fn plan(view: &View, path: &str, mode: &str) -> Result<Plan, PlanError> {
     let want = u32::from_str_radix(mode, 8)
         .ok()
         .filter(|m| *m <= 0o7777)

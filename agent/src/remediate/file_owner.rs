@@ -1,7 +1,7 @@
 //! `file_owner`: chown of a path (or every path a glob matches), names
 //! resolved in the checked root's passwd and group, never the host's.
 
-use super::plan::{Op, Plan, View};
+use super::plan::{Op, Plan, PlanError, View};
 use std::os::unix::fs::MetadataExt as _;
 
 /// Plans `chown owner:group path`.
@@ -10,7 +10,7 @@ pub fn plan(
     path: &str,
     owner: Option<&str>,
     group: Option<&str>,
-) -> Result<Plan, String> {
+) -> Result<Plan, PlanError> {
     let users = view.ctx.users()?;
     let uid = owner
         .map(|o| {

@@ -14,6 +14,99 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+/// What went wrong with the journal, or with a path it backs up or
+/// restores. Each message is whole: causes are in it, not chained.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file system operation failed.
+    #[error("cannot {doing} {}: {error}", path.display())]
+    Io {
+        /// What was being done (`create`, `back up`, `write backup`...).
+        doing: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why (in the message, so not a `source`).
+        error: io::Error,
+    },
+    /// Another run holds the journal lock.
+    #[error("another plumb remediate is running (lock {} is held): {error}", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Why the lock could not be taken.
+        error: nix::Error,
+    },
+    /// Sixteen run ids in a row were taken.
+    #[error("cannot pick a new run id in {}", .0.display())]
+    NoFreeId(PathBuf),
+    /// Not the form of a run id.
+    #[error("\"{0}\" is not a remediation run id")]
+    BadId(String),
+    /// No run of that id.
+    #[error("no remediation run {id} in {} (plumb remediate --list shows the runs)", dir.display())]
+    NoSuchRun {
+        /// The id asked for.
+        id: String,
+        /// The journal directory.
+        dir: PathBuf,
+    },
+    /// `entry.json` does not parse.
+    #[error("{}: {error}", path.display())]
+    BadEntry {
+        /// The entry file.
+        path: PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// An entry could not be encoded.
+    #[error("journal entry: {0}")]
+    Encode(serde_json::Error),
+    /// A saved hex value is not hex.
+    #[error("bad hex in journal: {0:?}")]
+    BadHex(String),
+    /// An xattr name cannot be saved in the journal.
+    #[error("{}: xattr name {name:?} is not UTF-8; not touching this file", path.display())]
+    XattrName {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        name: OsString,
+    },
+    /// A link text cannot be saved in the journal.
+    #[error("{}: link text is not UTF-8", .0.display())]
+    LinkText(PathBuf),
+    /// A directory took the place of what the run changed.
+    #[error("is a directory now; left as it is")]
+    DirectoryNow,
+    /// The saved bytes are not those backed up.
+    #[error("backup {} is damaged (size differs)", .0.display())]
+    Damaged(PathBuf),
+    /// The run was rolled back before.
+    #[error("run {id} was already rolled back at {at}")]
+    AlreadyRolledBack {
+        /// The run.
+        id: String,
+        /// When.
+        at: String,
+    },
+    /// The run restored everything itself when it failed.
+    #[error("run {0} failed half-way and was restored then; there is nothing to roll back")]
+    WasRestored(String),
+    /// Some paths could not be put back.
+    #[error("rollback of {id} incomplete: {}", errors.join("; "))]
+    Incomplete {
+        /// The run.
+        id: String,
+        /// Each path not restored, with why.
+        errors: Vec<String>,
+    },
+}
+
+fn io_err(doing: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalError {
+    let path = path.to_path_buf();
+    move |error| JournalError::Io { doing, path, error }
+}
+
 /// Version of the journal entry format.
 pub const JOURNAL_SCHEMA: u32 = 1;
 const ENTRY: &str = "entry.json";
@@ -157,21 +250,17 @@ pub struct Journal {
 }
 
 /// Takes the journal lock: one remediation or rollback at a time.
-fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<File>, String> {
+fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<File>, JournalError> {
     let jdir = dir(state_dir);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&jdir)
-        .map_err(|e| format!("cannot create {}: {e}", jdir.display()))?;
+        .map_err(io_err("create", &jdir))?;
     let path = jdir.join(".lock");
-    let f = plumb_os::private::open_private(&path).map_err(|e| e.to_string())?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        format!(
-            "another plumb remediate is running (lock {} is held): {e}",
-            path.display()
-        )
-    })
+    let f = plumb_os::private::open_private(&path).map_err(io_err("open", &path))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, error)| JournalError::Locked { path, error })
 }
 
 /// A new run id: UTC time to the second and 4 random hex digits.
@@ -202,29 +291,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
+fn unhex(s: &str) -> Result<Vec<u8>, JournalError> {
     if s.len() % 2 != 0 {
-        return Err(format!("bad hex in journal: {s:?}"));
+        return Err(JournalError::BadHex(s.to_string()));
     }
     (0..s.len())
         .step_by(2)
         .map(|i| {
             s.get(i..i + 2)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad hex in journal: {s:?}"))
+                .ok_or_else(|| JournalError::BadHex(s.to_string()))
         })
         .collect()
 }
 
-fn to_xattrs(list: Vec<(OsString, Vec<u8>)>, host: &Path) -> Result<Vec<Xattr>, String> {
+fn to_xattrs(list: Vec<(OsString, Vec<u8>)>, host: &Path) -> Result<Vec<Xattr>, JournalError> {
     list.into_iter()
         .map(|(n, v)| {
-            let name = n.into_string().map_err(|n| {
-                format!(
-                    "{}: xattr name {:?} is not UTF-8; not touching this file",
-                    host.display(),
-                    n
-                )
+            let name = n.into_string().map_err(|name| JournalError::XattrName {
+                path: host.to_path_buf(),
+                name,
             })?;
             Ok(Xattr {
                 name,
@@ -234,7 +320,7 @@ fn to_xattrs(list: Vec<(OsString, Vec<u8>)>, host: &Path) -> Result<Vec<Xattr>, 
         .collect()
 }
 
-fn from_xattrs(list: &[Xattr]) -> Result<Vec<(OsString, Vec<u8>)>, String> {
+fn from_xattrs(list: &[Xattr]) -> Result<Vec<(OsString, Vec<u8>)>, JournalError> {
     list.iter()
         .map(|x| Ok((OsString::from(&x.name), unhex(&x.value_hex)?)))
         .collect()
@@ -262,7 +348,7 @@ pub(super) fn read_regular(host: &Path) -> io::Result<Vec<u8>> {
 
 impl Journal {
     /// Starts a journal entry for a run on `root`.
-    pub fn create(state_dir: &Path, root: &Path) -> Result<Journal, String> {
+    pub fn create(state_dir: &Path, root: &Path) -> Result<Journal, JournalError> {
         let lock = lock(state_dir)?;
         let jdir = dir(state_dir);
         for _ in 0..16 {
@@ -273,13 +359,13 @@ impl Journal {
                     std::fs::DirBuilder::new()
                         .mode(0o700)
                         .create(d.join("files"))
-                        .map_err(|e| format!("cannot create {}/files: {e}", d.display()))?;
+                        .map_err(io_err("create", &d.join("files")))?;
                     let j = Journal {
                         dir: d,
                         entry: Entry {
                             schema: JOURNAL_SCHEMA,
                             id,
-                            time: crate::output::now_rfc3339(),
+                            time: crate::host::now_rfc3339(),
                             root: root.display().to_string(),
                             state: State::Pending,
                             rules: Vec::new(),
@@ -291,14 +377,14 @@ impl Journal {
                         _lock: lock,
                     };
                     j.save()?;
-                    atomic::sync_dir(&jdir).map_err(|e| format!("{}: {e}", jdir.display()))?;
+                    atomic::sync_dir(&jdir).map_err(io_err("sync", &jdir))?;
                     return Ok(j);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create {}: {e}", d.display())),
+                Err(e) => return Err(io_err("create", &d)(e)),
             }
         }
-        Err(format!("cannot pick a new run id in {}", jdir.display()))
+        Err(JournalError::NoFreeId(jdir))
     }
 
     /// The run id.
@@ -307,49 +393,46 @@ impl Journal {
     }
 
     /// Writes `entry.json` atomically (fsynced file and directory).
-    pub fn save(&self) -> Result<(), String> {
+    pub fn save(&self) -> Result<(), JournalError> {
         save_entry(&self.dir, &self.entry)
     }
 
     /// Saves how the path `op` changes is now, unless this run already
     /// saved it; returns once the backup is on disk.
-    pub fn backup(&mut self, op: &Op) -> Result<(), String> {
+    pub fn backup(&mut self, op: &Op) -> Result<(), JournalError> {
         let host = op.host();
         if self.entry.items.iter().any(|i| i.host == host) {
             return Ok(());
         }
-        let shown = host.display();
         let before = match op {
             Op::SysctlRuntime { .. } => {
-                let v = read_regular(host).map_err(|e| format!("cannot back up {shown}: {e}"))?;
+                let v = read_regular(host).map_err(io_err("back up", host))?;
                 Before::Sysctl {
                     value: String::from_utf8_lossy(&v).trim().to_string(),
                 }
             }
             _ => match std::fs::symlink_metadata(host) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Before::Absent,
-                Err(e) => return Err(format!("cannot back up {shown}: {e}")),
+                Err(e) => return Err(io_err("back up", host)(e)),
                 Ok(m) if m.file_type().is_symlink() => {
-                    let t = std::fs::read_link(host)
-                        .map_err(|e| format!("cannot back up {shown}: {e}"))?;
+                    let t = std::fs::read_link(host).map_err(io_err("back up", host))?;
                     Before::Symlink {
                         target: t
                             .into_os_string()
                             .into_string()
-                            .map_err(|_| format!("{shown}: link text is not UTF-8"))?,
+                            .map_err(|_| JournalError::LinkText(host.to_path_buf()))?,
                         uid: m.uid(),
                         gid: m.gid(),
                     }
                 }
                 Ok(m) if m.is_file() && m.len() <= crate::rootfs::MAX_READ_BYTES => {
-                    let bytes =
-                        read_regular(host).map_err(|e| format!("cannot back up {shown}: {e}"))?;
-                    let xattrs = atomic::read_xattrs(host)
-                        .map_err(|e| format!("cannot back up xattrs of {shown}: {e}"))?;
+                    let bytes = read_regular(host).map_err(io_err("back up", host))?;
+                    let xattrs =
+                        atomic::read_xattrs(host).map_err(io_err("back up xattrs of", host))?;
                     let name = self.entry.items.len().to_string();
                     let path = self.dir.join("files").join(&name);
                     atomic::write_atomic(&path, &bytes, 0o600, false)
-                        .map_err(|e| format!("cannot write backup {}: {e}", path.display()))?;
+                        .map_err(io_err("write backup", &path))?;
                     Before::File {
                         mode: m.mode() & 0o7777,
                         uid: m.uid(),
@@ -361,8 +444,8 @@ impl Journal {
                     }
                 }
                 Ok(m) => {
-                    let xattrs = atomic::read_xattrs(host)
-                        .map_err(|e| format!("cannot back up xattrs of {shown}: {e}"))?;
+                    let xattrs =
+                        atomic::read_xattrs(host).map_err(io_err("back up xattrs of", host))?;
                     Before::Meta {
                         mode: m.mode() & 0o7777,
                         uid: m.uid(),
@@ -387,12 +470,11 @@ impl Journal {
     }
 }
 
-fn save_entry(dir: &Path, entry: &Entry) -> Result<(), String> {
-    let mut json = serde_json::to_vec_pretty(entry).map_err(|e| format!("journal entry: {e}"))?;
+fn save_entry(dir: &Path, entry: &Entry) -> Result<(), JournalError> {
+    let mut json = serde_json::to_vec_pretty(entry).map_err(JournalError::Encode)?;
     json.push(b'\n');
     let p = dir.join(ENTRY);
-    atomic::write_atomic(&p, &json, 0o600, true)
-        .map_err(|e| format!("cannot write {}: {e}", p.display()))
+    atomic::write_atomic(&p, &json, 0o600, true).map_err(io_err("write", &p))
 }
 
 fn restore_items(dir: &Path, items: &[Item]) -> Vec<String> {
@@ -404,7 +486,7 @@ fn restore_items(dir: &Path, items: &[Item]) -> Vec<String> {
 }
 
 /// Puts one path back as it was.
-fn restore(dir: &Path, item: &Item) -> Result<(), String> {
+fn restore(dir: &Path, item: &Item) -> Result<(), JournalError> {
     let host = &item.host;
     let now = std::fs::symlink_metadata(host);
     let is_dir = now.as_ref().is_ok_and(|m| m.is_dir());
@@ -419,16 +501,12 @@ fn restore(dir: &Path, item: &Item) -> Result<(), String> {
             content,
         } => {
             if is_dir {
-                return Err("is a directory now; left as it is".into());
+                return Err(JournalError::DirectoryNow);
             }
             let saved = dir.join("files").join(content);
-            let bytes = std::fs::read(&saved)
-                .map_err(|e| format!("cannot read backup {}: {e}", saved.display()))?;
+            let bytes = std::fs::read(&saved).map_err(io_err("read backup", &saved))?;
             if bytes.len() as u64 != *size {
-                return Err(format!(
-                    "backup {} is damaged (size differs)",
-                    saved.display()
-                ));
+                return Err(JournalError::Damaged(saved));
             }
             let meta = FileMeta {
                 mode: *mode,
@@ -436,22 +514,9 @@ fn restore(dir: &Path, item: &Item) -> Result<(), String> {
                 gid: *gid,
                 xattrs: from_xattrs(xattrs)?,
             };
-            atomic::write_atomic_with(host, &bytes, &meta, true).map_err(|e| e.to_string())?;
-            let t = if mtime.0 >= 0 {
-                std::time::UNIX_EPOCH
-                    + std::time::Duration::new(
-                        mtime.0.unsigned_abs(),
-                        u32::try_from(mtime.1).unwrap_or(0),
-                    )
-            } else {
-                std::time::UNIX_EPOCH
-            };
-            File::options()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(host)
-                .and_then(|f| f.set_times(std::fs::FileTimes::new().set_modified(t)))
-                .map_err(|e| format!("cannot restore mtime: {e}"))
+            atomic::write_atomic_with(host, &bytes, &meta, true)
+                .map_err(io_err("restore", host))?;
+            restore_mtime(host, *mtime)
         }
         Before::Meta {
             mode,
@@ -459,75 +524,94 @@ fn restore(dir: &Path, item: &Item) -> Result<(), String> {
             gid,
             xattrs,
         } => {
-            std::os::unix::fs::lchown(host, Some(*uid), Some(*gid)).map_err(|e| e.to_string())?;
-            atomic::set_xattrs_exact(host, &from_xattrs(xattrs)?).map_err(|e| e.to_string())?;
-            std::fs::set_permissions(host, std::fs::Permissions::from_mode(*mode))
-                .map_err(|e| e.to_string())
+            let xattrs = from_xattrs(xattrs)?;
+            let restore = io_err("restore", host);
+            std::os::unix::fs::lchown(host, Some(*uid), Some(*gid))
+                .and_then(|()| atomic::set_xattrs_exact(host, &xattrs))
+                .and_then(|()| {
+                    std::fs::set_permissions(host, std::fs::Permissions::from_mode(*mode))
+                })
+                .map_err(restore)
         }
         Before::Symlink { target, uid, gid } => {
             if is_dir {
-                return Err("is a directory now; left as it is".into());
+                return Err(JournalError::DirectoryNow);
             }
             atomic::symlink_atomic(Path::new(target), host, Some((*uid, *gid)))
-                .map_err(|e| e.to_string())
+                .map_err(io_err("restore", host))
         }
         Before::Absent => match now {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(io_err("inspect", host)(e)),
             // A directory the run created; its files were restored (removed) first.
-            Ok(_) if is_dir => {
-                std::fs::remove_dir(host)
-                    .map_err(|e| format!("directory created by the run, now not removable: {e}"))?;
-                match host.parent() {
-                    Some(p) => atomic::sync_dir(p).map_err(|e| e.to_string()),
-                    None => Ok(()),
-                }
-            }
-            Ok(_) => {
-                std::fs::remove_file(host).map_err(|e| e.to_string())?;
-                match host.parent() {
-                    Some(p) => atomic::sync_dir(p).map_err(|e| e.to_string()),
-                    None => Ok(()),
-                }
-            }
+            Ok(_) if is_dir => std::fs::remove_dir(host)
+                .map_err(io_err("remove the directory the run created", host))
+                .and_then(|()| sync_parent(host)),
+            Ok(_) => std::fs::remove_file(host)
+                .map_err(io_err("remove", host))
+                .and_then(|()| sync_parent(host)),
         },
         Before::Sysctl { value } => File::options()
             .write(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(host)
             .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()))
-            .map_err(|e| e.to_string()),
+            .map_err(io_err("restore", host)),
+    }
+}
+
+/// Sets a restored file's modification time back.
+fn restore_mtime(host: &Path, mtime: (i64, i64)) -> Result<(), JournalError> {
+    let t = if mtime.0 >= 0 {
+        std::time::UNIX_EPOCH
+            + std::time::Duration::new(mtime.0.unsigned_abs(), u32::try_from(mtime.1).unwrap_or(0))
+    } else {
+        std::time::UNIX_EPOCH
+    };
+    File::options()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(host)
+        .and_then(|f| f.set_times(std::fs::FileTimes::new().set_modified(t)))
+        .map_err(io_err("restore the mtime of", host))
+}
+
+/// Makes a removal durable.
+fn sync_parent(host: &Path) -> Result<(), JournalError> {
+    match host.parent() {
+        Some(p) => atomic::sync_dir(p).map_err(io_err("sync", p)),
+        None => Ok(()),
     }
 }
 
 /// The entry of run `id`.
-pub fn load(state_dir: &Path, id: &str) -> Result<Entry, String> {
+pub fn load(state_dir: &Path, id: &str) -> Result<Entry, JournalError> {
     let jdir = dir(state_dir);
     if !valid_id(id) {
-        return Err(format!("\"{id}\" is not a remediation run id"));
+        return Err(JournalError::BadId(id.to_string()));
     }
     let p = jdir.join(id).join(ENTRY);
     let bytes = match std::fs::read(&p) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(format!(
-                "no remediation run {id} in {} (plumb remediate --list shows the runs)",
-                jdir.display()
-            ));
+            return Err(JournalError::NoSuchRun {
+                id: id.to_string(),
+                dir: jdir,
+            });
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+        Err(e) => return Err(io_err("read", &p)(e)),
     };
-    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", p.display()))
+    serde_json::from_slice(&bytes).map_err(|error| JournalError::BadEntry { path: p, error })
 }
 
 /// Every run in the journal, oldest first; entries that cannot be read are
 /// reported as errors beside them.
-pub fn list(state_dir: &Path) -> Result<Vec<Result<Entry, String>>, String> {
+pub fn list(state_dir: &Path) -> Result<Vec<Result<Entry, JournalError>>, JournalError> {
     let jdir = dir(state_dir);
     let rd = match std::fs::read_dir(&jdir) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot list {}: {e}", jdir.display())),
+        Err(e) => return Err(io_err("list", &jdir)(e)),
     };
     let mut ids: Vec<String> = rd
         .filter_map(Result::ok)
@@ -540,39 +624,37 @@ pub fn list(state_dir: &Path) -> Result<Vec<Result<Entry, String>>, String> {
 }
 
 /// Undoes run `id`: every path put back as it was before the run.
-pub fn rollback(state_dir: &Path, id: &str) -> Result<Entry, String> {
+pub fn rollback(state_dir: &Path, id: &str) -> Result<Entry, JournalError> {
     let _lock = lock(state_dir)?;
     let mut entry = load(state_dir, id)?;
     match entry.state {
         State::RolledBack => {
-            return Err(format!(
-                "run {id} was already rolled back at {}",
-                entry.rolled_back_at.as_deref().unwrap_or("an unknown time")
-            ));
+            return Err(JournalError::AlreadyRolledBack {
+                id: id.to_string(),
+                at: entry
+                    .rolled_back_at
+                    .unwrap_or_else(|| "an unknown time".into()),
+            });
         }
-        State::Restored => {
-            return Err(format!(
-                "run {id} failed half-way and was restored then; there is nothing to roll back"
-            ));
-        }
+        State::Restored => return Err(JournalError::WasRestored(id.to_string())),
         State::Pending | State::Applied => {}
     }
     let d = dir(state_dir).join(id);
     let errors = restore_items(&d, &entry.items);
     if !errors.is_empty() {
-        return Err(format!(
-            "rollback of {id} incomplete: {}",
-            errors.join("; ")
-        ));
+        return Err(JournalError::Incomplete {
+            id: id.to_string(),
+            errors,
+        });
     }
     entry.state = State::RolledBack;
-    entry.rolled_back_at = Some(crate::output::now_rfc3339());
+    entry.rolled_back_at = Some(crate::host::now_rfc3339());
     save_entry(&d, &entry)?;
     Ok(entry)
 }
 
 /// Marks the open run finished.
-pub fn finish(j: &mut Journal, state: State, error: Option<String>) -> Result<(), String> {
+pub fn finish(j: &mut Journal, state: State, error: Option<String>) -> Result<(), JournalError> {
     j.entry.state = state;
     j.entry.error = error;
     j.save()
@@ -635,11 +717,13 @@ mod tests {
         assert!(
             rollback(state.path(), &id)
                 .unwrap_err()
+                .to_string()
                 .contains("already rolled back")
         );
         assert!(
             rollback(state.path(), "nope")
                 .unwrap_err()
+                .to_string()
                 .contains("no remediation run nope")
         );
         let all = list(state.path()).unwrap();

@@ -2,7 +2,7 @@
 //! in the Plumbline-owned `/etc/modprobe.d/plumbline.conf`. A loaded module
 //! is not unloaded: that takes effect at the next boot or `modprobe -r`.
 
-use super::plan::{self, Plan, View};
+use super::plan::{self, Plan, PlanError, View};
 
 /// The file this action owns.
 pub const OWNED: &str = "/etc/modprobe.d/plumbline.conf";
@@ -10,7 +10,7 @@ const HEADER: &str =
     "# Written by Plumbline (plumb remediate): kernel modules the baseline disables.\n";
 
 /// Plans disabling module `name`.
-pub fn plan(view: &View, name: &str) -> Result<Plan, String> {
+pub fn plan(view: &View, name: &str) -> Result<Plan, PlanError> {
     // kmod runs install commands through the shell: the name must be a
     // plain module name, never anything a shell would interpret.
     if name.is_empty()
@@ -19,7 +19,7 @@ pub fn plan(view: &View, name: &str) -> Result<Plan, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(format!("\"{name}\" is not a kernel module name"));
+        return Err(format!("\"{name}\" is not a kernel module name").into());
     }
     let norm = name.replace('-', "_");
     let old = view.read(OWNED)?;

@@ -2,17 +2,14 @@
 //! is commented out with `# plumb: `, so the change is visible and easy to
 //! undo by hand; every other byte stays as it was.
 
-use super::plan::{self, COMMENT_PREFIX, Plan, View};
+use super::plan::{self, COMMENT_PREFIX, Plan, PlanError, View, io_err};
 
 /// Plans commenting out the lines of `path` (or every file a glob
 /// matches) that match `pattern`.
-pub fn plan(view: &View, path: &str, pattern: &str) -> Result<Plan, String> {
+pub fn plan(view: &View, path: &str, pattern: &str) -> Result<Plan, PlanError> {
     let re = regex::Regex::new(pattern).map_err(|e| format!("invalid pattern: {e}"))?;
     let paths = if crate::rootfs::has_glob_chars(path) {
-        view.ctx
-            .fs
-            .glob(path)
-            .map_err(|e| format!("cannot list {path}: {e}"))?
+        view.ctx.fs.glob(path).map_err(io_err("list", path))?
     } else {
         vec![path.to_string()]
     };

@@ -20,8 +20,8 @@ pub mod sshd_set;
 pub mod sysctl_set;
 
 use crate::checks::{self, Ctx};
-use journal::{Journal, State};
-use plan::{Op, Plan, View};
+use journal::{Journal, JournalError, State};
+use plan::{Op, Plan, PlanError, View};
 use plumb_core::Rule;
 use plumb_core::baseline::Severity;
 use plumb_core::check::CheckSpec;
@@ -152,7 +152,11 @@ impl Report {
 }
 
 /// Plans one action against the view.
-pub fn plan_action(spec: &RemediationSpec, check: &CheckSpec, view: &View) -> Result<Plan, String> {
+pub fn plan_action(
+    spec: &RemediationSpec,
+    check: &CheckSpec,
+    view: &View,
+) -> Result<Plan, PlanError> {
     use RemediationSpec as R;
     match spec {
         R::SysctlSet { key, value } => sysctl_set::plan(view, key, value),
@@ -197,107 +201,134 @@ fn describe(plan: &Plan) -> Vec<Change> {
 /// `STATE/remediation/ID/` before they are made; a change that fails
 /// half-way restores everything the run changed.
 pub fn run(rules: &[&Rule], ctx: &Ctx, mode: Mode, state_dir: &Path) -> Report {
-    let mut report = Report {
-        schema: REPORT_SCHEMA,
+    let mut run = Run {
+        ctx,
         mode,
-        root: ctx.fs.root().display().to_string(),
-        started_at: crate::output::now_rfc3339(),
-        rollback_id: None,
-        results: Vec::new(),
-        notes: Vec::new(),
-        error: None,
+        state_dir,
+        report: Report {
+            schema: REPORT_SCHEMA,
+            mode,
+            root: ctx.fs.root().display().to_string(),
+            started_at: crate::host::now_rfc3339(),
+            rollback_id: None,
+            results: Vec::new(),
+            notes: Vec::new(),
+            error: None,
+        },
+        view: View::new(ctx),
+        journal: None,
+        applied: Vec::new(),
+        reload: false,
+        done_ops: 0,
     };
-    let mut view = View::new(ctx);
-    let mut journal: Option<Journal> = None;
-    let mut applied: Vec<(usize, &Rule)> = Vec::new();
-    let mut reload = false;
-    let mut done_ops = 0usize;
-
     for rule in rules {
-        let before = checks::evaluate(&rule.check, ctx);
+        if run.rule(rule).is_err() {
+            return run.report;
+        }
+    }
+    run.finish()
+}
+
+/// A run in progress.
+struct Run<'a> {
+    ctx: &'a Ctx,
+    mode: Mode,
+    state_dir: &'a Path,
+    report: Report,
+    /// The root as the changes planned so far leave it.
+    view: View<'a>,
+    /// Opened with the run's first change.
+    journal: Option<Journal>,
+    /// Rules changed, with the index of their outcome in the report.
+    applied: Vec<(usize, &'a Rule)>,
+    /// A unit file changed: systemd must re-read them.
+    reload: bool,
+    /// Changes made so far.
+    done_ops: usize,
+}
+
+/// The run stopped half-way; its report says why.
+struct Stopped;
+
+impl<'a> Run<'a> {
+    /// One rule: evaluated, and when it fails, planned and (applying)
+    /// changed.
+    fn rule(&mut self, rule: &'a Rule) -> Result<(), Stopped> {
+        let before = checks::evaluate(&rule.check, self.ctx);
+        let failing = before.status == Status::Fail;
         let mut o = RuleOutcome {
             rule: rule.id.clone(),
             title: rule.title.clone(),
             severity: rule.severity,
             action: rule.remediation.as_ref().map(|r| r.kind().to_string()),
-            status: RuleStatus::Passing,
+            status: match before.status {
+                Status::Pass => RuleStatus::Passing,
+                Status::Skipped => RuleStatus::Skipped,
+                Status::Error => RuleStatus::NotEvaluated,
+                Status::Fail => RuleStatus::NoRemediation,
+            },
             changes: Vec::new(),
             notes: Vec::new(),
             evidence: before.evidence,
             error: None,
         };
-        match before.status {
-            Status::Pass => {}
-            Status::Skipped => o.status = RuleStatus::Skipped,
-            Status::Error => o.status = RuleStatus::NotEvaluated,
-            Status::Fail => o.status = RuleStatus::NoRemediation,
-        }
-        let Some(spec) = rule
-            .remediation
-            .as_ref()
-            .filter(|_| before.status == Status::Fail)
-        else {
-            report.results.push(o);
-            continue;
+        let Some(spec) = rule.remediation.as_ref().filter(|_| failing) else {
+            self.report.results.push(o);
+            return Ok(());
         };
-        if !spec.fixes().contains(&rule.check.kind()) {
-            o.status = RuleStatus::Error;
-            o.error = Some(format!(
-                "{} cannot fix a {} check",
-                spec.kind(),
-                rule.check.kind()
-            ));
-            report.results.push(o);
-            continue;
-        }
-        let plan = match plan_action(spec, &rule.check, &view) {
+        let plan = match self.plan(rule, spec) {
             Ok(p) => p,
             Err(e) => {
                 o.status = RuleStatus::Error;
-                o.error = Some(e);
-                report.results.push(o);
-                continue;
+                o.error = Some(e.to_string());
+                self.report.results.push(o);
+                return Ok(());
             }
         };
         o.notes.clone_from(&plan.notes);
         o.changes = describe(&plan);
         if plan.ops.is_empty() {
             o.status = RuleStatus::NothingToChange;
-            report.results.push(o);
-            continue;
-        }
-        if mode == Mode::DryRun {
-            view.overlay(&plan);
+        } else if self.mode == Mode::DryRun {
+            self.view.overlay(&plan);
             o.status = RuleStatus::WouldChange;
-            report.results.push(o);
-            continue;
+        } else {
+            return self.apply(rule, &plan, o);
         }
-        if journal.is_none() {
-            match Journal::create(state_dir, ctx.fs.root()) {
-                Ok(j) => {
-                    report.rollback_id = Some(j.id().to_string());
-                    journal = Some(j);
-                }
-                Err(e) => {
-                    o.status = RuleStatus::Error;
-                    o.error = Some(format!("nothing changed: {e}"));
-                    report.results.push(o);
-                    report.error = Some(e);
-                    return report;
-                }
+        self.report.results.push(o);
+        Ok(())
+    }
+
+    /// The plan of `spec` against the root as the run left it so far.
+    fn plan(&self, rule: &Rule, spec: &RemediationSpec) -> Result<Plan, PlanError> {
+        if !spec.fixes().contains(&rule.check.kind()) {
+            return Err(format!("{} cannot fix a {} check", spec.kind(), rule.check.kind()).into());
+        }
+        plan_action(spec, &rule.check, &self.view)
+    }
+
+    /// Makes the changes of one rule, each backed up in the journal first.
+    /// A failure restores everything the run changed and stops it.
+    fn apply(&mut self, rule: &'a Rule, plan: &Plan, mut o: RuleOutcome) -> Result<(), Stopped> {
+        let root = self.ctx.fs.root();
+        let j = match open_journal(&mut self.journal, &mut self.report, self.state_dir, root) {
+            Ok(j) => j,
+            Err(e) => {
+                o.status = RuleStatus::Error;
+                o.error = Some(format!("nothing changed: {e}"));
+                self.report.results.push(o);
+                self.report.error = Some(e.to_string());
+                return Err(Stopped);
             }
-        }
-        let Some(j) = journal.as_mut() else {
-            // Set just above.
-            continue;
         };
         let mut failed = None;
         for op in &plan.ops {
-            if let Err(e) = j.backup(op).and_then(|()| execute(op, done_ops)) {
+            let made = j.backup(op).map_err(ChangeError::from);
+            if let Err(e) = made.and_then(|()| execute(op, self.done_ops)) {
                 failed = Some(format!("{}: {e}", op.describe()));
                 break;
             }
-            done_ops += 1;
+            self.done_ops += 1;
         }
         j.entry.rules.push(rule.id.clone());
         j.entry.changes.extend(
@@ -306,67 +337,99 @@ pub fn run(rules: &[&Rule], ctx: &Ctx, mode: Mode, state_dir: &Path) -> Report {
                 .map(|c| format!("{}: {}", rule.id, c.description)),
         );
         if let Some(e) = failed {
-            let errors = j.restore_all();
-            let mut msg = format!(
-                "rule {}: {e}; the run stopped and every change it made was restored",
-                rule.id
-            );
-            if !errors.is_empty() {
-                msg = format!(
-                    "rule {}: {e}; the run stopped, and restoring failed for: {} (journal {})",
-                    rule.id,
-                    errors.join("; "),
-                    j.id()
-                );
-            }
-            let state = if errors.is_empty() {
-                State::Restored
-            } else {
-                State::Pending
-            };
-            if let Err(je) = journal::finish(j, state, Some(msg.clone())) {
-                report.notes.push(je);
-            }
-            for (i, _) in &applied {
-                report.results[*i].status = RuleStatus::Restored;
-            }
-            o.status = RuleStatus::Error;
-            o.error = Some(e);
-            report.results.push(o);
-            report.error = Some(msg);
-            if errors.is_empty() {
-                report.rollback_id = None;
-            }
-            return report;
+            self.restore(rule, e, o);
+            return Err(Stopped);
         }
         if let Err(e) = j.save() {
-            report.notes.push(e);
+            self.report.notes.push(e.to_string());
         }
-        reload |= plan.daemon_reload;
-        applied.push((report.results.len(), rule));
-        report.results.push(o);
+        self.reload |= plan.daemon_reload;
+        self.applied.push((self.report.results.len(), rule));
+        self.report.results.push(o);
+        Ok(())
     }
 
-    if let Some(j) = journal.as_mut() {
-        if let Err(e) = journal::finish(j, State::Applied, None) {
-            report.notes.push(e);
+    /// After a failed change of `rule`: restores everything the run
+    /// changed and says so in the report and the journal.
+    fn restore(&mut self, rule: &Rule, e: String, mut o: RuleOutcome) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        let errors = j.restore_all();
+        let msg = if errors.is_empty() {
+            format!(
+                "rule {}: {e}; the run stopped and every change it made was restored",
+                rule.id
+            )
+        } else {
+            format!(
+                "rule {}: {e}; the run stopped, and restoring failed for: {} (journal {})",
+                rule.id,
+                errors.join("; "),
+                j.id()
+            )
+        };
+        let state = if errors.is_empty() {
+            State::Restored
+        } else {
+            State::Pending
+        };
+        if let Err(je) = journal::finish(j, state, Some(msg.clone())) {
+            self.report.notes.push(je.to_string());
+        }
+        for (i, _) in &self.applied {
+            self.report.results[*i].status = RuleStatus::Restored;
+        }
+        o.status = RuleStatus::Error;
+        o.error = Some(e);
+        self.report.results.push(o);
+        self.report.error = Some(msg);
+        if errors.is_empty() {
+            self.report.rollback_id = None;
         }
     }
-    if reload {
-        report.notes.push(daemon_reload());
+
+    /// Closes the journal, has systemd re-read changed units, and
+    /// evaluates every changed rule again, after all changes.
+    fn finish(mut self) -> Report {
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = journal::finish(j, State::Applied, None) {
+                self.report.notes.push(e.to_string());
+            }
+        }
+        if self.reload {
+            self.report.notes.push(daemon_reload());
+        }
+        for (i, rule) in self.applied {
+            let after = checks::evaluate(&rule.check, self.ctx);
+            let r = &mut self.report.results[i];
+            r.evidence = after.evidence;
+            r.status = match after.status {
+                Status::Pass => RuleStatus::Fixed,
+                Status::Fail => RuleStatus::StillFailing,
+                Status::Error | Status::Skipped => RuleStatus::Error,
+            };
+        }
+        self.report
     }
-    // Verify: every changed rule evaluated again, after all changes.
-    for (i, rule) in applied {
-        let after = checks::evaluate(&rule.check, ctx);
-        let r = &mut report.results[i];
-        r.evidence = after.evidence;
-        r.status = match after.status {
-            Status::Pass => RuleStatus::Fixed,
-            Status::Fail => RuleStatus::StillFailing,
-            Status::Error | Status::Skipped => RuleStatus::Error,
-        };
+}
+
+/// The run's journal, created (and its id put in the report) with the
+/// first change.
+fn open_journal<'j>(
+    slot: &'j mut Option<Journal>,
+    report: &mut Report,
+    state_dir: &Path,
+    root: &Path,
+) -> Result<&'j mut Journal, JournalError> {
+    match slot {
+        Some(j) => Ok(j),
+        None => {
+            let j = Journal::create(state_dir, root)?;
+            report.rollback_id = Some(j.id().to_string());
+            Ok(slot.insert(j))
+        }
     }
-    report
 }
 
 fn daemon_reload() -> String {
@@ -384,16 +447,34 @@ fn daemon_reload() -> String {
     }
 }
 
+/// Why one change could not be made. The message follows the change's
+/// description (which names the path).
+#[derive(Debug, thiserror::Error)]
+enum ChangeError {
+    /// Its backup could not be saved: the change was not made.
+    #[error(transparent)]
+    Backup(#[from] JournalError),
+    /// The file is not what the plan was made from.
+    #[error("changed since it was read; not overwriting")]
+    Changed,
+    /// The change itself failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// `PLUMB_REMEDIATE_FAIL_AFTER` (tests).
+    #[error("injected failure (PLUMB_REMEDIATE_FAIL_AFTER)")]
+    Injected,
+}
+
 /// A failure injected after `n` changes, for tests of the half-way restore
 /// (debug builds only: a release binary never reads the variable).
-fn injected_failure(done: usize) -> Result<(), String> {
+fn injected_failure(done: usize) -> Result<(), ChangeError> {
     if cfg!(debug_assertions) {
         if let Some(n) = std::env::var("PLUMB_REMEDIATE_FAIL_AFTER")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
         {
             if done >= n {
-                return Err("injected failure (PLUMB_REMEDIATE_FAIL_AFTER)".into());
+                return Err(ChangeError::Injected);
             }
         }
     }
@@ -401,18 +482,17 @@ fn injected_failure(done: usize) -> Result<(), String> {
 }
 
 /// Makes one change (its backup is already in the journal).
-fn execute(op: &Op, done: usize) -> Result<(), String> {
+fn execute(op: &Op, done: usize) -> Result<(), ChangeError> {
     injected_failure(done)?;
-    let err = |e: std::io::Error| e.to_string();
     match op {
         Op::Write { host, old, new, .. } => {
             let meta = match old {
                 Some(old) => {
-                    let now = journal::read_regular(host).map_err(err)?;
+                    let now = journal::read_regular(host)?;
                     if &now != old {
-                        return Err("changed since it was read; not overwriting".into());
+                        return Err(ChangeError::Changed);
                     }
-                    FileMeta::of(host).map_err(err)?
+                    FileMeta::of(host)?
                 }
                 None => FileMeta {
                     mode: 0o644,
@@ -421,36 +501,38 @@ fn execute(op: &Op, done: usize) -> Result<(), String> {
                     xattrs: Vec::new(),
                 },
             };
-            atomic::write_atomic_with(host, new, &meta, old.is_some()).map_err(err)
+            atomic::write_atomic_with(host, new, &meta, old.is_some()).map_err(ChangeError::from)
         }
         Op::Chmod { host, new, .. } => {
-            std::fs::set_permissions(host, std::fs::Permissions::from_mode(*new)).map_err(err)
+            std::fs::set_permissions(host, std::fs::Permissions::from_mode(*new))
+                .map_err(ChangeError::from)
         }
         Op::Chown { host, new, .. } => {
             use std::os::unix::fs::MetadataExt as _;
-            let mode = std::fs::symlink_metadata(host).map_err(err)?.mode() & 0o7777;
-            std::os::unix::fs::lchown(host, Some(new.0), Some(new.1)).map_err(err)?;
+            let mode = std::fs::symlink_metadata(host)
+                .map_err(ChangeError::from)?
+                .mode()
+                & 0o7777;
+            std::os::unix::fs::lchown(host, Some(new.0), Some(new.1))?;
             // chown clears setuid/setgid bits; the action changes ownership only.
-            std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode)).map_err(err)
+            std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
+                .map_err(ChangeError::from)
         }
         Op::Remove { host, .. } => {
-            std::fs::remove_file(host).map_err(err)?;
+            std::fs::remove_file(host)?;
             match host.parent() {
-                Some(d) => atomic::sync_dir(d).map_err(err),
+                Some(d) => atomic::sync_dir(d).map_err(ChangeError::from),
                 None => Ok(()),
             }
         }
         Op::Symlink { host, target, .. } => {
-            atomic::symlink_atomic(Path::new(target), host, None).map_err(err)
+            atomic::symlink_atomic(Path::new(target), host, None).map_err(ChangeError::from)
         }
         Op::Mkdir { host, .. } => {
             use std::os::unix::fs::DirBuilderExt as _;
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(host)
-                .map_err(err)?;
+            std::fs::DirBuilder::new().mode(0o755).create(host)?;
             match host.parent() {
-                Some(d) => atomic::sync_dir(d).map_err(err),
+                Some(d) => atomic::sync_dir(d).map_err(ChangeError::from),
                 None => Ok(()),
             }
         }
@@ -460,7 +542,7 @@ fn execute(op: &Op, done: usize) -> Result<(), String> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(host)
             .and_then(|mut f| f.write_all(format!("{new}\n").as_bytes()))
-            .map_err(err),
+            .map_err(ChangeError::from),
     }
 }
 

@@ -2,11 +2,55 @@
 //! view of the root that actions plan against (the disk, plus the file
 //! contents earlier rules of a dry run would have written).
 
-use crate::checks::Ctx;
+use crate::checks::{Ctx, UsersError};
 use crate::rootfs::ReadError;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// Why an action cannot be planned: nothing is changed for the rule, and
+/// the report says why. Each message is whole (causes in it).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A path of the root cannot be listed, resolved or looked at.
+    #[error("cannot {doing} {path}: {error}")]
+    Io {
+        /// What was being done (`list`, `resolve`, `stat`...).
+        doing: &'static str,
+        /// In-root path.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A file of the root cannot be read.
+    #[error("cannot read {0}")]
+    Read(ReadError),
+    /// The root's account database cannot be read.
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    /// The action refuses: what it would write is not safe or not possible
+    /// here (the reason, for the report).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for PlanError {
+    fn from(why: String) -> PlanError {
+        PlanError::Refused(why)
+    }
+}
+
+impl From<&str> for PlanError {
+    fn from(why: &str) -> PlanError {
+        PlanError::Refused(why.to_string())
+    }
+}
+
+/// `PlanError::Io` for `doing` on `path`.
+pub(super) fn io_err(doing: &'static str, path: &str) -> impl FnOnce(std::io::Error) -> PlanError {
+    let path = path.to_string();
+    move |error| PlanError::Io { doing, path, error }
+}
 
 /// One change to the host. Every path is the host path actually touched
 /// (symlinks already resolved inside the root) with its in-root form for
@@ -203,7 +247,7 @@ impl<'a> View<'a> {
     /// The host path a file edit at `in_root` lands on: symlinks (the
     /// last one too) resolved inside the root; a missing file is placed in
     /// its resolved parent directory.
-    pub fn target(&self, in_root: &str) -> Result<PathBuf, String> {
+    pub fn target(&self, in_root: &str) -> Result<PathBuf, PlanError> {
         match self.ctx.fs.resolve(in_root, true) {
             Ok(p) => Ok(p),
             // On the live root, canonicalize refuses a missing last component.
@@ -216,15 +260,15 @@ impl<'a> View<'a> {
                     .ctx
                     .fs
                     .resolve(dir, true)
-                    .map_err(|e| format!("{dir}: {e}"))?;
+                    .map_err(io_err("resolve", dir))?;
                 Ok(d.join(name))
             }
-            Err(e) => Err(format!("cannot resolve {in_root}: {e}")),
+            Err(e) => Err(io_err("resolve", in_root)(e)),
         }
     }
 
     /// The content of a regular file, `None` when it does not exist.
-    pub fn read(&self, in_root: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn read(&self, in_root: &str) -> Result<Option<Vec<u8>>, PlanError> {
         let host = self.target(in_root)?;
         if let Some(b) = self.overlay.get(&host) {
             return Ok(Some(b.clone()));
@@ -232,7 +276,7 @@ impl<'a> View<'a> {
         match self.ctx.fs.read(in_root) {
             Ok(b) => Ok(Some(b)),
             Err(ReadError::NotFound(_)) => Ok(None),
-            Err(e) => Err(format!("cannot read {e}")),
+            Err(e) => Err(PlanError::Read(e)),
         }
     }
 
@@ -242,7 +286,7 @@ impl<'a> View<'a> {
         in_root: &str,
         old: Option<Vec<u8>>,
         new: Vec<u8>,
-    ) -> Result<Option<Op>, String> {
+    ) -> Result<Option<Op>, PlanError> {
         if old.as_deref() == Some(new.as_slice()) {
             return Ok(None);
         }
@@ -250,9 +294,9 @@ impl<'a> View<'a> {
             let host = self.target(in_root)?;
             let dir = host.parent().unwrap_or(Path::new("/"));
             if !dir.is_dir() {
-                return Err(format!(
-                    "cannot create {in_root}: its directory does not exist"
-                ));
+                return Err(
+                    format!("cannot create {in_root}: its directory does not exist").into(),
+                );
             }
         }
         Ok(Some(Op::Write {
@@ -270,17 +314,19 @@ impl<'a> View<'a> {
         in_root: &str,
         old: Option<Vec<u8>>,
         new: Vec<u8>,
-    ) -> Result<Vec<Op>, String> {
+    ) -> Result<Vec<Op>, PlanError> {
         let mut ops = Vec::new();
         if old.is_none() {
             let (dir, _) = in_root.rsplit_once('/').unwrap_or(("/", in_root));
             let host = self.target(dir)?;
             match std::fs::symlink_metadata(&host) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(format!("{dir} exists and is not a directory")),
+                Ok(_) => return Err(format!("{dir} exists and is not a directory").into()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if !host.parent().is_some_and(Path::is_dir) {
-                        return Err(format!("cannot create {dir}: its parent does not exist"));
+                        return Err(
+                            format!("cannot create {dir}: its parent does not exist").into()
+                        );
                     }
                     ops.push(Op::Mkdir {
                         path: dir.to_string(),
@@ -294,7 +340,7 @@ impl<'a> View<'a> {
                     });
                     return Ok(ops);
                 }
-                Err(e) => return Err(format!("cannot stat {dir}: {e}")),
+                Err(e) => return Err(io_err("stat", dir)(e)),
             }
         }
         ops.extend(self.write(in_root, old, new)?);
@@ -355,11 +401,12 @@ pub fn append_line(out: &mut Vec<u8>, line: &str) {
 
 /// Refuses text that would break out of one line of a configuration file
 /// (a newline would let a value add directives of its own).
-pub fn one_line(what: &str, s: &str) -> Result<(), String> {
+pub fn one_line(what: &str, s: &str) -> Result<(), PlanError> {
     if s.chars().any(|c| c.is_control() && c != '\t') {
         return Err(format!(
             "{what} {s:?} holds a newline or control character; refusing to write it"
-        ));
+        )
+        .into());
     }
     Ok(())
 }

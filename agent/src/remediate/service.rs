@@ -4,7 +4,7 @@
 //! symlink to `/dev/null`. `systemctl daemon-reload` follows only on the
 //! live root, when systemctl exists.
 
-use super::plan::{Op, Plan, View};
+use super::plan::{Op, Plan, PlanError, View};
 use crate::checks::service::{enables, names_dev_null, unit_name};
 
 const ETC: &str = "/etc/systemd/system";
@@ -61,7 +61,7 @@ fn reload(view: &View) -> bool {
 }
 
 /// Plans `systemctl disable UNIT` done by hand.
-pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, String> {
+pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, PlanError> {
     let unit = unit_name(unit)?;
     let mut p = Plan::default();
     for entry in links(view, ETC, &unit)? {
@@ -73,7 +73,7 @@ pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, String> {
         let m =
             std::fs::symlink_metadata(&host).map_err(|e| format!("cannot stat {entry}: {e}"))?;
         if m.is_dir() {
-            return Err(format!("{entry} is a directory; not removing it"));
+            return Err(format!("{entry} is a directory; not removing it").into());
         }
         let was = if m.file_type().is_symlink() {
             std::fs::read_link(&host)
@@ -100,11 +100,11 @@ pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, String> {
 }
 
 /// Plans `systemctl mask UNIT` done by hand.
-pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, String> {
+pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, PlanError> {
     let unit = unit_name(unit)?;
     let path = format!("{ETC}/{unit}");
     if !view.ctx.fs.stat(ETC).is_ok_and(|m| m.is_dir()) {
-        return Err(format!("{ETC} does not exist in this root"));
+        return Err(format!("{ETC} does not exist in this root").into());
     }
     let host = view
         .ctx
@@ -113,7 +113,7 @@ pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, String> {
         .map_err(|e| format!("cannot resolve {path}: {e}"))?;
     let replaces = match std::fs::symlink_metadata(&host) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot stat {path}: {e}")),
+        Err(e) => return Err(format!("cannot stat {path}: {e}").into()),
         Ok(m) if m.file_type().is_symlink() => {
             let t =
                 std::fs::read_link(&host).map_err(|e| format!("cannot read link {path}: {e}"))?;
@@ -128,7 +128,8 @@ pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, String> {
             return Err(format!(
                 "{path} is a {} (a local unit file); refusing to replace it with a mask",
                 crate::rootfs::kind_name(&m)
-            ));
+            )
+            .into());
         }
     };
     let mut p = Plan::default();

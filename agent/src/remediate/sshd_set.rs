@@ -6,7 +6,7 @@
 //! the live root, the resulting configuration is checked with
 //! `sshd -t -f <candidate>` first and the change refused if sshd rejects it.
 
-use super::plan::{self, Plan, View};
+use super::plan::{self, Plan, PlanError, View};
 use crate::checks::sshd::canonical;
 use crate::sshd_config::{self, Event, SSHD_CONFIG, split_line};
 use plumb_core::compare::Scalar;
@@ -50,7 +50,7 @@ fn walk(view: &View, want: &str) -> Result<Walk, String> {
     let mut scopes: Vec<Option<Vec<u8>>> = Vec::new();
     sshd_config::walk(
         &view.ctx.fs,
-        |path| view.read(path),
+        |path| view.read(path).map_err(|e| e.to_string()),
         |event| match event {
             Event::Line(line) => {
                 while scopes.len() <= line.depth {
@@ -111,18 +111,18 @@ fn walk(view: &View, want: &str) -> Result<Walk, String> {
 }
 
 /// Plans setting sshd keyword `key` to `value`.
-pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, String> {
+pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, PlanError> {
     let value = value.as_text();
     plan::one_line("value", &value)?;
     if value.trim().is_empty() {
         return Err("sshd_set needs a non-empty value".into());
     }
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!("\"{key}\" is not an sshd keyword"));
+        return Err(format!("\"{key}\" is not an sshd keyword").into());
     }
     let want = canonical(key);
     if matches!(want.as_str(), "match" | "include") {
-        return Err(format!("sshd_set cannot set {key}"));
+        return Err(format!("sshd_set cannot set {key}").into());
     }
     let found = walk(view, &want)?;
     let (path, old, new) = match &found.hit {
@@ -468,6 +468,7 @@ mod tests {
                 &Scalar::Str("no".into()),
             )
             .unwrap_err()
+            .to_string()
         };
         let t = root(&[("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config\n")]);
         assert_eq!(

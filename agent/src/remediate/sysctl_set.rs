@@ -3,7 +3,7 @@
 //! `/etc/sysctl.d/60-plumbline.conf`, where the key's line is replaced if
 //! present and appended otherwise.
 
-use super::plan::{self, Op, Plan, View};
+use super::plan::{self, Op, Plan, PlanError, View};
 use crate::checks::sysctl::{dotted, normalize};
 use crate::rootfs::RootFs;
 use plumb_core::compare::Scalar;
@@ -13,7 +13,7 @@ pub const OWNED: &str = "/etc/sysctl.d/60-plumbline.conf";
 const HEADER: &str = "# Written by Plumbline (plumb remediate): kernel parameters the baseline sets.\n# Lines here are replaced when the baseline's value changes.\n";
 
 /// Plans setting `key` to `value`.
-pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, String> {
+pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, PlanError> {
     let value = value.as_text();
     plan::one_line("value", &value)?;
     let norm = normalize(key);
@@ -23,7 +23,7 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '*'))
         || norm.split('/').any(|c| c.is_empty() || c == "..")
     {
-        return Err(format!("\"{key}\" is not a kernel parameter name"));
+        return Err(format!("\"{key}\" is not a kernel parameter name").into());
     }
     let name = dotted(&norm);
     let mut p = Plan::default();
@@ -63,7 +63,7 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, String> {
                         "{name}: no such parameter in this kernel ({}{k}); persistent setting only",
                         proc.display()
                     )),
-                    Err(e) => return Err(format!("cannot read {}{e}", proc.display())),
+                    Err(e) => return Err(format!("cannot read {}{e}", proc.display()).into()),
                 }
             }
         }

@@ -1,14 +1,20 @@
 //! `plumb-loadgen`: N simulated agents, each with its own client certificate,
 //! hold one mTLS connection each to a collector on loopback and send batches
-//! of realistic events in a loop for a fixed time. Reports acknowledged
-//! events per second and batch latency percentiles.
+//! of realistic events in a loop for a fixed time. Each agent is the agent's
+//! own delivery client (`plumb_agent::delivery`: the TLS setup, request and
+//! reply handling that ship), so the figures are those of real agents.
+//! Reports acknowledged events per second and batch latency percentiles.
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use plumb_collector::client::Conn;
+use plumb_agent::delivery::{Client, Collector, SendError};
 use plumb_collector::pki::{self, Role};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use plumb_core::Severity;
+use plumb_core::event::{CheckChanged, Event, EventBody, FimChangeEvent};
+use plumb_core::fim::ReportPath;
+use plumb_core::report::{BaselineRef, Status};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +27,9 @@ struct Cli {
     /// Collector address (must be a loopback address).
     #[arg(long)]
     addr: SocketAddr,
-    /// Name in the collector's certificate.
+    /// Name in the collector's certificate. The agents are configured with
+    /// `url = "https://NAME:PORT"` (PORT from --addr), as real ones are, so
+    /// NAME must resolve to loopback addresses only.
     #[arg(long, default_value = "localhost")]
     server_name: String,
     /// PKI directory made by `plumb-collector pki init`; agent certificates
@@ -40,26 +48,64 @@ struct Cli {
 }
 
 /// A mix of what agents send: mostly FIM changes and rule changes.
-fn event(seq: u64, host: &str) -> serde_json::Value {
-    let time = "2026-11-27T10:00:00Z";
+fn event(seq: u64, host: &str) -> Event {
+    let time = "2026-11-27T10:00:00Z".to_string();
     if seq % 4 == 0 {
-        serde_json::json!({
-            "seq": seq, "time": time, "severity": "high", "kind": "check_changed",
-            "rule": format!("ssh.rule-{}", seq % 40), "title": "SSH does not allow root to log in with a password",
-            "previous": "pass", "status": "fail", "domains": [13], "criteria": ["C", "T"],
-            "evidence": [format!("PermitRootLogin yes (/etc/ssh/sshd_config:{})", seq % 90)],
-            "baseline": {"id": "issp-linux-server", "version": 7}
-        })
+        Event {
+            seq,
+            time,
+            severity: Severity::High,
+            body: EventBody::CheckChanged(CheckChanged {
+                rule: format!("ssh.rule-{}", seq % 40),
+                title: "SSH does not allow root to log in with a password".into(),
+                previous: Some(Status::Pass),
+                status: Status::Fail,
+                domains: vec![13],
+                criteria: vec![plumb_core::Criterion::C, plumb_core::Criterion::T],
+                evidence: vec![format!(
+                    "PermitRootLogin yes (/etc/ssh/sshd_config:{})",
+                    seq % 90
+                )],
+                baseline: BaselineRef {
+                    id: "issp-linux-server".into(),
+                    version: 7,
+                },
+            }),
+        }
     } else {
-        serde_json::json!({
-            "seq": seq, "time": time, "severity": "medium", "kind": "fim_change",
-            "path": format!("/usr/lib/{host}/module-{seq}.so"), "change": "modified",
-            "fields": ["sha256", "size", "mtime"],
-            "old": {"sha256": "3f2a9c0e5b7d41a8c6f2e9b0d3a7c5e1f4b8a2d6c0e9f3b7a1d5c8e2f6b0a4d9", "size": 120_331, "mtime": 1_795_000_000},
-            "new": {"sha256": "8c1d07e4b2a9f6c3d0e7b4a1f8c5d2e9b6a3f0c7d4e1b8a5f2c9d6e3b0a7f4c1", "size": 120_587, "mtime": 1_795_773_600},
-            "domains": [18, 25]
-        })
+        Event {
+            seq,
+            time,
+            severity: Severity::Medium,
+            body: EventBody::FimChange(FimChangeEvent {
+                path: ReportPath::Text(format!("/usr/lib/{host}/module-{seq}.so")),
+                change: "modified".into(),
+                fields: vec!["sha256".into(), "size".into(), "mtime".into()],
+                old: serde_json::json!({"sha256": "3f2a9c0e5b7d41a8c6f2e9b0d3a7c5e1f4b8a2d6c0e9f3b7a1d5c8e2f6b0a4d9", "size": 120_331, "mtime": 1_795_000_000}),
+                new: serde_json::json!({"sha256": "8c1d07e4b2a9f6c3d0e7b4a1f8c5d2e9b6a3f0c7d4e1b8a5f2c9d6e3b0a7f4c1", "size": 120_587, "mtime": 1_795_773_600}),
+                domains: vec![18, 25],
+            }),
+        }
     }
+}
+
+/// The events after `acked`, one batch.
+fn batch(acked: u64, n: usize, host: &str) -> Vec<Event> {
+    (acked + 1..=acked + n as u64)
+        .map(|s| event(s, host))
+        .collect()
+}
+
+/// An agent's `[collector]` section, as it would be in its config file.
+fn collector(url: &str, ca: &Path, cert: &Path, key: &Path) -> Result<Collector> {
+    let mut t = toml::Table::new();
+    t.insert("url".into(), url.into());
+    for (k, p) in [("ca", ca), ("cert", cert), ("key", key)] {
+        t.insert(k.into(), p.display().to_string().into());
+    }
+    toml::Value::Table(t)
+        .try_into()
+        .context("the [collector] section")
 }
 
 #[derive(Default)]
@@ -68,71 +114,73 @@ struct Stats {
     latencies_us: Vec<u32>,
     throttled: u64,
     errors: u64,
+    /// The first error met, for the log.
+    first_error: Option<String>,
+}
+
+impl Stats {
+    fn error(&mut self, e: &SendError) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
+    }
 }
 
 async fn agent(
-    cfg: Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-    name: String,
+    client: Client,
     host: String,
-    batch: usize,
+    n: usize,
     start: Arc<tokio::sync::Barrier>,
     deadline: Arc<std::sync::OnceLock<Instant>>,
 ) -> Stats {
     let mut st = Stats::default();
-    let mut conn = loop {
-        match Conn::connect(cfg.clone(), addr, &name).await {
-            Ok(c) => break Some(c),
-            Err(_) if st.errors < 20 => {
-                st.errors += 1;
+    // Connect before the clock starts: the client connects on its first
+    // request, so each agent sends a first batch (not counted).
+    let mut acked = 0u64;
+    for _ in 0..100 {
+        match client.send(&host, &batch(acked, n, &host)).await {
+            Ok(a) => {
+                acked = a;
+                break;
+            }
+            // Many agents connecting at once: the collector admits their
+            // first batches as it can.
+            Err(SendError::RetryAfter { after, .. }) => {
+                tokio::time::sleep(after.min(Duration::from_secs(10))).await;
+            }
+            Err(e) => {
+                st.error(&e);
+                if st.errors >= 20 {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(_) => break None,
         }
-    };
+    }
+    // Twice: once all are connected, then once the deadline is set.
+    start.wait().await;
     start.wait().await;
     let Some(end) = deadline.get().copied() else {
         return st;
     };
-    let mut acked = 0u64;
     while Instant::now() < end {
-        let Some(c) = conn.as_mut() else {
-            match Conn::connect(cfg.clone(), addr, &name).await {
-                Ok(c) => conn = Some(c),
-                Err(_) => {
-                    st.errors += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            continue;
-        };
-        let events: Vec<_> = (acked + 1..=acked + batch as u64)
-            .map(|s| event(s, &host))
-            .collect();
-        let body =
-            serde_json::to_vec(&serde_json::json!({"schema": 1, "host": host, "events": events}))
-                .unwrap_or_default();
+        let events = batch(acked, n, &host);
         let t0 = Instant::now();
-        match c.request("POST", "/v1/events", &body).await {
-            Ok(r) if r.status == 200 => {
+        match client.send(&host, &events).await {
+            Ok(a) => {
                 st.latencies_us
                     .push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-                let a = r.json()["acked_seq"].as_u64().unwrap_or(acked);
                 st.acked += a.saturating_sub(acked);
                 acked = a.max(acked);
             }
-            Ok(r) if r.status == 429 || r.status == 503 => {
+            Err(SendError::RetryAfter { after, .. }) => {
                 st.throttled += 1;
                 // As an agent does: wait Retry-After, then resend the same events.
-                let secs = r
-                    .header("retry-after")
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
+                tokio::time::sleep(after.min(Duration::from_secs(10))).await;
             }
-            Ok(_) | Err(_) => {
-                st.errors += 1;
-                conn = None;
+            Err(e) => {
+                // The client reconnects on the next request.
+                st.error(&e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
@@ -155,9 +203,20 @@ fn main() -> Result<()> {
             cli.addr
         );
     }
+    let url = format!("https://{}:{}", cli.server_name, cli.addr.port());
+    let resolved: Vec<SocketAddr> = (cli.server_name.as_str(), cli.addr.port())
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {}", cli.server_name))?
+        .collect();
+    if resolved.is_empty() || !resolved.iter().all(|a| a.ip().is_loopback()) {
+        bail!(
+            "{}: resolves to {resolved:?}; plumb-loadgen only targets loopback addresses",
+            cli.server_name
+        );
+    }
     let ca = cli.pki.join("ca.pem");
     let t = Instant::now();
-    let mut configs = Vec::with_capacity(cli.agents);
+    let mut clients = Vec::with_capacity(cli.agents);
     for i in 0..cli.agents {
         let host = format!("load-{i}");
         let cert = cli.pki.join("agents").join(format!("{host}.pem"));
@@ -166,10 +225,9 @@ fn main() -> Result<()> {
             pki::issue(&cli.pki, Role::Agent, &host, 2)
                 .with_context(|| format!("issuing {host}"))?;
         }
-        configs.push((
-            host,
-            plumb_collector::tls::client_config(&ca, Some((&cert, &key)))?,
-        ));
+        let client = Client::new(&collector(&url, &ca, &cert, &key)?)
+            .with_context(|| format!("agent {host}"))?;
+        clients.push((host, client));
     }
     eprintln!(
         "{} agent certificates ready in {:.1?}",
@@ -184,11 +242,9 @@ fn main() -> Result<()> {
         let start = Arc::new(tokio::sync::Barrier::new(cli.agents + 1));
         let deadline = Arc::new(std::sync::OnceLock::new());
         let mut tasks = Vec::with_capacity(cli.agents);
-        for (host, cfg) in configs {
+        for (host, client) in clients {
             tasks.push(tokio::spawn(agent(
-                cfg,
-                cli.addr,
-                cli.server_name.clone(),
+                client,
                 host,
                 cli.batch,
                 start.clone(),
@@ -197,7 +253,8 @@ fn main() -> Result<()> {
         }
         let t = Instant::now();
         // Every agent connects first; the clock starts when all are up.
-        let began = Instant::now() + Duration::from_millis(10);
+        start.wait().await;
+        let began = Instant::now();
         let _ = deadline.set(began + Duration::from_secs(cli.duration));
         start.wait().await;
         eprintln!(
@@ -207,13 +264,18 @@ fn main() -> Result<()> {
             cli.duration
         );
         let mut all = Stats::default();
+        let mut errors = std::collections::BTreeSet::new();
         for task in tasks {
             if let Ok(s) = task.await {
                 all.acked += s.acked;
                 all.throttled += s.throttled;
                 all.errors += s.errors;
                 all.latencies_us.extend(s.latencies_us);
+                errors.extend(s.first_error);
             }
+        }
+        for e in errors.iter().take(5) {
+            eprintln!("error: {e}");
         }
         (all, began.elapsed())
     });

@@ -1,14 +1,43 @@
-//! What the daemon needs from file integrity, as a small interface: scan a
-//! scope against the database, then record what was reported. The daemon
+//! What the daemon needs from file integrity: scan a scope against the
+//! database ([`sealed::SealedFim::scan`]), then record what was reported. The daemon
 //! commits the resulting events to the outbox *before* it records them in
 //! the FIM database, so a crash in between reports a change twice (at
 //! least once) but never loses it.
 
 pub mod sealed;
 
-use crate::daemon::limits::RateLimiter;
 use plumb_core::Severity;
 use plumb_core::event::FimChangeEvent;
+
+/// Why the FIM backend failed. Each message is whole (causes in it).
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrityError {
+    /// A database whose key is lost could not be moved aside.
+    #[error("fim database: moving {}: {error}", path.display())]
+    MoveAside {
+        /// The database.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The sealed database could not be opened, read or written.
+    #[error("fim database: {0:#}")]
+    Database(anyhow::Error),
+    /// A comparison with the disk failed.
+    #[error("fim: {0:#}")]
+    Compare(anyhow::Error),
+    /// The watches of the baselines cannot be planned.
+    #[error("{0:#}")]
+    Watches(anyhow::Error),
+    /// An exclude of a watch is not a valid glob.
+    #[error("exclude {glob:?}: {error}")]
+    Exclude {
+        /// The glob.
+        glob: String,
+        /// Why.
+        error: globset::Error,
+    },
+}
 
 /// What a pass covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,20 +71,8 @@ pub struct Pass {
     pub scanned: u64,
     /// True when the database was empty and this pass only initialised it.
     pub initialised: bool,
-    /// Backend data needed by [`Integrity::record`].
+    /// Backend data needed by [`sealed::SealedFim::record`].
     pub(crate) pending: sealed::Pending,
-}
-
-/// A FIM backend.
-pub trait Integrity: Send {
-    /// Compares `scope` on disk with the database; reads through `limiter`.
-    fn scan(&mut self, scope: &Scope, depth: Depth, limiter: &RateLimiter) -> Result<Pass, String>;
-    /// Records a pass's findings as the new known state.
-    fn record(&mut self, pass: Pass) -> Result<(), String>;
-    /// Replaces the watches (baseline reload).
-    fn set_rules(&mut self, rules: &[plumb_core::FimRule]) -> Result<(), String>;
-    /// The database's digest (hex), for snapshots.
-    fn digest(&mut self) -> Option<String>;
 }
 
 /// The `[[fim]]` watches with their compiled excludes.
@@ -66,13 +83,18 @@ pub struct Watches {
 
 impl Watches {
     /// Compiles the watches of the baselines.
-    pub fn new(rules: &[plumb_core::FimRule]) -> Result<Watches, String> {
+    pub fn new(rules: &[plumb_core::FimRule]) -> Result<Watches, IntegrityError> {
         let mut list = Vec::new();
         for r in rules {
             let ex = r
                 .exclude
                 .iter()
-                .map(|g| plumb_core::glob(g).map_err(|e| format!("exclude {g:?}: {e}")))
+                .map(|g| {
+                    plumb_core::glob(g).map_err(|error| IntegrityError::Exclude {
+                        glob: g.clone(),
+                        error,
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             list.push((r.clone(), ex));
         }

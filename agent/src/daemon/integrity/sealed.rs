@@ -2,9 +2,9 @@
 //! database `fim.db` in the state directory, its key `fim.db.key` (0600,
 //! created on first start). Whole passes are `plumb fim check`; realtime
 //! passes compare only the changed subtrees. A pass prepares the new state
-//! in a write transaction that [`Integrity::record`] commits.
+//! in a write transaction that [`SealedFim::record`] commits.
 
-use super::{Depth, Integrity, Pass, Scope};
+use super::{Depth, IntegrityError, Pass, Scope};
 use crate::daemon::limits::RateLimiter;
 use crate::fim::rules::Plan;
 use crate::fim::{self, Compared, Options, Verify};
@@ -53,7 +53,7 @@ impl SealedFim {
         root: &Path,
         rules: &[FimRule],
         first_start: bool,
-    ) -> Result<SealedFim, String> {
+    ) -> Result<SealedFim, IntegrityError> {
         let db = state_dir.join("fim.db");
         let opts = Options {
             root: root.to_path_buf(),
@@ -70,8 +70,10 @@ impl SealedFim {
         let had_key = opts.key.exists() || (had_db && key_partial.exists());
         if had_db && !had_key {
             let aside = opts.db.with_file_name("fim.db.nokey");
-            std::fs::rename(&opts.db, &aside)
-                .map_err(|e| format!("fim database: moving {}: {e}", opts.db.display()))?;
+            std::fs::rename(&opts.db, &aside).map_err(|error| IntegrityError::MoveAside {
+                path: opts.db.clone(),
+                error,
+            })?;
             fim::remove_sidecars(&opts.db);
             lost = Some(format!(
                 "key file {} was missing: the database could not be verified; moved to {} and started anew",
@@ -84,8 +86,8 @@ impl SealedFim {
                 opts.db.display()
             ));
         }
-        fim::ensure_db(&opts).map_err(|e| format!("fim database: {e:#}"))?;
-        let covered = recorded_watches(&opts).map_err(|e| format!("fim database: {e:#}"))?;
+        fim::ensure_db(&opts).map_err(IntegrityError::Database)?;
+        let covered = recorded_watches(&opts).map_err(IntegrityError::Database)?;
         let mut me = SealedFim {
             opts,
             plan: None,
@@ -124,19 +126,23 @@ impl SealedFim {
         roots: Option<&[Vec<u8>]>,
         depth: Depth,
         limiter: &RateLimiter,
-    ) -> Result<Compared, String> {
+    ) -> Result<Compared, IntegrityError> {
         let verify = match depth {
             Depth::Full => Verify::Full,
             Depth::Metadata => Verify::Metadata,
         };
         let take = |n: usize| limiter.take(n as u64);
         let hook: Option<fim::hash::ReadHook<'_>> = (limiter.rate() > 0).then_some(&take);
-        fim::compare(plan, &self.opts, verify, roots, hook).map_err(|e| format!("fim: {e:#}"))
+        fim::compare(plan, &self.opts, verify, roots, hook).map_err(IntegrityError::Compare)
     }
-}
 
-impl Integrity for SealedFim {
-    fn scan(&mut self, scope: &Scope, depth: Depth, limiter: &RateLimiter) -> Result<Pass, String> {
+    /// Compares `scope` on disk with the database; reads through `limiter`.
+    pub fn scan(
+        &mut self,
+        scope: &Scope,
+        depth: Depth,
+        limiter: &RateLimiter,
+    ) -> Result<Pass, IntegrityError> {
         let Some(plan) = &self.plan else {
             return Ok(Pass::default());
         };
@@ -201,10 +207,11 @@ impl Integrity for SealedFim {
         Ok(pass)
     }
 
-    fn record(&mut self, pass: Pass) -> Result<(), String> {
+    /// Records a pass's findings as the new known state.
+    pub fn record(&mut self, pass: Pass) -> Result<(), IntegrityError> {
         let reported_loss = self.lost.is_some() && !pass.tamper.is_empty();
         if let Some(c) = pass.pending.0 {
-            c.commit().map_err(|e| format!("fim database: {e:#}"))?;
+            c.commit().map_err(IntegrityError::Database)?;
         }
         if reported_loss {
             self.lost = None;
@@ -216,13 +223,14 @@ impl Integrity for SealedFim {
         Ok(())
     }
 
-    fn set_rules(&mut self, rules: &[FimRule]) -> Result<(), String> {
+    /// Replaces the watches (baseline reload).
+    pub fn set_rules(&mut self, rules: &[FimRule]) -> Result<(), IntegrityError> {
         if rules.is_empty() {
             self.plan = None;
             self.domains.clear();
             return Ok(());
         }
-        let plan = fim::plan(rules, &self.opts).map_err(|e| format!("{e:#}"))?;
+        let plan = fim::plan(rules, &self.opts).map_err(IntegrityError::Watches)?;
         // What was recorded: the database's list, else (an older database)
         // the watches running until now, if any.
         let known: Option<Vec<String>> = match &self.covered {
@@ -252,7 +260,8 @@ impl Integrity for SealedFim {
         Ok(())
     }
 
-    fn digest(&mut self) -> Option<String> {
+    /// The database's digest (hex), for snapshots.
+    pub fn digest(&mut self) -> Option<String> {
         fim::sealed_digest(&self.opts.db, &self.opts.key).ok()
     }
 }
