@@ -3,7 +3,6 @@
 //! only parses flags and calls into these modules.
 
 pub mod baselines;
-pub mod client;
 pub mod config;
 pub mod pki;
 pub mod queries;
