@@ -732,6 +732,17 @@ pub fn validate_check(spec: &CheckSpec) -> Vec<String> {
                 out.push(e);
             }
         }
+        C::Sshd(c) if c.valid.is_some() => {
+            let compares = c.equals.is_some()
+                || c.one_of.is_some()
+                || c.min.is_some()
+                || c.max.is_some()
+                || c.absent.is_some()
+                || c.excludes.is_some();
+            if !c.key.is_empty() || compares {
+                out.push("valid takes no key and no comparison".into());
+            }
+        }
         C::Sshd(c) => {
             if c.key.trim().is_empty() || c.key.contains(char::is_whitespace) {
                 out.push(format!("key \"{}\" is not an sshd keyword", c.key));

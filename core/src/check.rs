@@ -172,8 +172,12 @@ pub struct ConfigValueCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshdCheck {
-    /// sshd keyword (case-insensitive).
+    /// sshd keyword (case-insensitive); empty with `valid`.
+    #[serde(default)]
     pub key: String,
+    /// Instead of a keyword: sshd accepts (true) / refuses (false) the
+    /// whole configuration.
+    pub valid: Option<bool>,
     /// Comparison: equals.
     pub equals: Option<Scalar>,
     /// Comparison: one of.
