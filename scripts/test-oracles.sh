@@ -9,7 +9,10 @@
 #   cargo test --workspace -- --ignored      # the tests that need it (and root)
 #
 # The directory is $PLUMB_ORACLES_DIR, by default target/oracles; a second
-# run reuses what is there. stdout carries only the `export` lines.
+# run reuses what is there. $PLUMB_SSHD_VERSION picks a build of
+# openssh-server (e.g. 1:9.2p1-2+deb12u7; default: the candidate of apt);
+# its version is written beside the wrapper (openssh-server.version), where
+# the sshd differential test reads it. stdout carries only `export` lines.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${PLUMB_ORACLES_DIR:-$repo/target/oracles}"
@@ -30,9 +33,13 @@ fetch() { # package...
 }
 
 sshd="$dir/root/usr/sbin/sshd"
-if [ ! -x "$sshd" ] || [ -z "$(find "$dir/root" -name libwrap.so.0 2>/dev/null)" ]; then
-  rm -rf "$dir/debs" "$dir/root"
-  fetch openssh-server libwrap0
+want="${PLUMB_SSHD_VERSION:-}"
+have="$(cat "$dir/openssh-server.version" 2>/dev/null || true)"
+if [ ! -x "$sshd" ] || [ -z "$(find "$dir/root" -name libwrap.so.0 2>/dev/null)" ] \
+   || { [ -n "$want" ] && [ "$want" != "$have" ]; }; then
+  rm -rf "$dir/debs" "$dir/root" "$dir/openssh-server.version"
+  fetch "openssh-server${want:+=$want}" libwrap0
+  dpkg-deb -f "$(ls "$dir"/debs/openssh-server_*.deb)" Version > "$dir/openssh-server.version"
 fi
 libdir="$(dirname "$(find "$dir/root" -name libwrap.so.0 | head -n 1)")"
 

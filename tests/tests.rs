@@ -24,4 +24,5 @@ mod suite {
     mod remediate;
     mod shipped_baseline;
     mod signing;
+    mod sshd_oracle;
 }

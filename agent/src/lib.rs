@@ -28,6 +28,15 @@ pub mod delivery {
     pub use crate::daemon::sender::{Client, SendError};
 }
 
+/// The value sshd uses for `key` in the checked `root`, as `sshd -T` prints
+/// it, through the `sshd` check's own code (`None`: unset, no default;
+/// `Err`: the check would say `error` or `skipped`, with its reason).
+/// Public for the differential test against the real `sshd -T`
+/// (tests/suite/sshd_oracle.rs).
+pub fn sshd_effective_value(root: &std::path::Path, key: &str) -> Result<Option<String>, String> {
+    checks::sshd::effective_value(&checks::Ctx::new(root, None), key)
+}
+
 /// Exit code: everything holds / no change.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: at least one failure or change (drift).

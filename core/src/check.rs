@@ -163,6 +163,18 @@ impl ConfigValueCheck {
 
 impl SshdCheck {
     fn validate(&self, out: &mut Vec<String>) {
+        if self.valid.is_some() {
+            let compares = self.equals.is_some()
+                || self.one_of.is_some()
+                || self.min.is_some()
+                || self.max.is_some()
+                || self.absent.is_some()
+                || self.excludes.is_some();
+            if !self.key.is_empty() || compares {
+                out.push("valid takes no key and no comparison".into());
+            }
+            return;
+        }
         if self.key.trim().is_empty() || self.key.contains(char::is_whitespace) {
             out.push(format!("key \"{}\" is not an sshd keyword", self.key));
         }
@@ -399,8 +411,12 @@ pub struct ConfigValueCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshdCheck {
-    /// sshd keyword (case-insensitive).
+    /// sshd keyword (case-insensitive); empty with `valid`.
+    #[serde(default)]
     pub key: String,
+    /// Instead of a keyword: sshd accepts (true) / refuses (false) the
+    /// whole configuration.
+    pub valid: Option<bool>,
     /// Comparison: equals.
     pub equals: Option<Scalar>,
     /// Comparison: one of.

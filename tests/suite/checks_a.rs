@@ -20,9 +20,20 @@ fn proc_args(p: &tempfile::TempDir) -> Vec<String> {
     vec!["--proc".into(), p.path().to_str().unwrap().into()]
 }
 
+/// dpkg's record of an installed openssh-server: the sshd build the
+/// `sshd` check reads defaults and accepted values for.
+const OPENSSH_SERVER: &str = "Package: openssh-server\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:9.2p1-2+deb12u10\n";
+
+/// A root where Debian 12's openssh-server is installed.
+fn sshd_root() -> Root {
+    let root = Root::new();
+    root.write("/var/lib/dpkg/status", OPENSSH_SERVER);
+    root
+}
+
 #[test]
 fn sshd_effective_setting_follows_includes_and_ignores_match() {
-    let root = Root::new();
+    let root = sshd_root();
     root.write(
         "/etc/ssh/sshd_config",
         "Include /etc/ssh/sshd_config.d/*.conf\n\
@@ -55,7 +66,7 @@ fn sshd_effective_setting_follows_includes_and_ignores_match() {
 
 #[test]
 fn sshd_defaults_failures_and_skips() {
-    let root = Root::new();
+    let root = sshd_root();
     root.write(
         "/etc/ssh/sshd_config",
         "PermitRootLogin yes\nCiphers +3des-cbc\n",
@@ -77,7 +88,7 @@ fn sshd_defaults_failures_and_skips() {
     );
     assert_eq!(s, "fail");
     assert!(
-        ev.starts_with("MaxAuthTries not set: OpenSSH 9.2 default 6\n"),
+        ev.starts_with("MaxAuthTries not set: default 6 (openssh-server 1:9.2p1-2+deb12u10)\n"),
         "{ev}"
     );
     let (s, ev) = status_of(
@@ -96,7 +107,7 @@ fn sshd_defaults_failures_and_skips() {
     assert_eq!(s, "skipped");
     assert!(ev.contains("sshd not installed"), "{ev}");
 
-    let broken = Root::new();
+    let broken = sshd_root();
     broken.mkdir("/etc/ssh/sshd_config");
     let (s, _) = status_of(
         &broken,
@@ -104,6 +115,103 @@ fn sshd_defaults_failures_and_skips() {
         &[],
     );
     assert_eq!(s, "error");
+
+    // A build Plumbline does not know: its defaults are not guessed.
+    let ubuntu = Root::new();
+    ubuntu.write("/etc/ssh/sshd_config", "PermitRootLogin no\n");
+    ubuntu.write(
+        "/var/lib/dpkg/status",
+        OPENSSH_SERVER.replace("1:9.2p1-2+deb12u10", "1:8.9p1-3ubuntu0.10"),
+    );
+    let (s, ev) = status_of(
+        &ubuntu,
+        r#"{ kind = "sshd", key = "PermitRootLogin", equals = "no" }"#,
+        &[],
+    );
+    assert_eq!(s, "error");
+    assert!(
+        ev.contains(
+            "openssh-server 1:8.9p1-3ubuntu0.10: this sshd build is not known to Plumbline"
+        ),
+        "{ev}"
+    );
+}
+
+#[test]
+fn sshd_configuration_sshd_refuses_is_an_error_and_fails_validity() {
+    let root = sshd_root();
+    root.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\n",
+    );
+    root.write(
+        "/etc/ssh/sshd_config.d/50-cloud.conf",
+        "PasswordAuthentication no\nMatch User deploy\n  UsePAM no\n",
+    );
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "PermitRootLogin", equals = "no" }"#,
+        &[],
+    );
+    let refusal = "sshd refuses this configuration: /etc/ssh/sshd_config.d/50-cloud.conf:3: Directive 'UsePAM' is not allowed within a Match block";
+    assert_eq!((s.as_str(), ev.as_str()), ("error", refusal));
+    let (s, ev) = status_of(&root, r#"{ kind = "sshd", valid = true }"#, &[]);
+    assert_eq!((s.as_str(), ev.as_str()), ("fail", refusal));
+
+    root.write(
+        "/etc/ssh/sshd_config.d/50-cloud.conf",
+        "PasswordAuthentication no\nMatch all\n  UsePAM yes\n",
+    );
+    let (s, ev) = status_of(&root, r#"{ kind = "sshd", valid = true }"#, &[]);
+    assert_eq!(s, "pass", "{ev}");
+    assert!(
+        ev.starts_with("sshd (openssh-server 1:9.2p1-2+deb12u10) accepts /etc/ssh/sshd_config"),
+        "{ev}"
+    );
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "UsePAM", equals = "yes" }"#,
+        &[],
+    );
+    assert_eq!(
+        (s.as_str(), ev.as_str()),
+        (
+            "pass",
+            "UsePAM yes (/etc/ssh/sshd_config.d/50-cloud.conf:3)"
+        )
+    );
+}
+
+#[test]
+fn sshd_match_all_and_last_wins_keywords() {
+    let root = sshd_root();
+    root.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\nMaxStartups 10\nMatch all\nInclude /etc/ssh/late.d/*.conf\n",
+    );
+    root.write("/etc/ssh/sshd_config.d/10-a.conf", "MaxStartups 10:30:60\n");
+    root.write("/etc/ssh/late.d/z.conf", "PermitRootLogin no\n");
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "PermitRootLogin", one_of = ["no", "prohibit-password"] }"#,
+        &[],
+    );
+    assert_eq!(s, "pass", "{ev}");
+    assert_eq!(
+        ev,
+        "PermitRootLogin no (/etc/ssh/late.d/z.conf:1), in a Match all block\noverrides PermitRootLogin yes (/etc/ssh/sshd_config:2)"
+    );
+    // The main file's later MaxStartups wins, and `10` is `10:30:10`.
+    let (s, ev) = status_of(
+        &root,
+        r#"{ kind = "sshd", key = "MaxStartups", equals = "10:30:60" }"#,
+        &[],
+    );
+    assert_eq!(s, "fail");
+    assert!(
+        ev.starts_with("MaxStartups 10 (/etc/ssh/sshd_config:3) (sshd -T: 10:30:10)"),
+        "{ev}"
+    );
 }
 
 #[test]

@@ -146,6 +146,11 @@ const SSHD_CHECK: &str =
 const SSHD_FIX: &str = r#"{ kind = "sshd_set", key = "PermitRootLogin", value = "no" }"#;
 
 fn sshd_fixture(f: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+    // The installed sshd build, which the check and sshd_set read values for.
+    f.root.write(
+        "/var/lib/dpkg/status",
+        "Package: openssh-server\nStatus: install ok installed\nVersion: 1:9.2p1-2+deb12u10\n",
+    );
     let main = f.root.write(
         "/etc/ssh/sshd_config",
         b"Include /etc/ssh/sshd_config.d/*.conf\n# caf\xc3\xa9 \xff odd bytes\r\nPermitRootLogin no\n".as_slice(),

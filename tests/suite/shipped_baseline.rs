@@ -257,6 +257,29 @@ fn lint_reports_an_unknown_field_inside_a_check() {
 }
 
 #[test]
+fn lint_reports_an_sshd_validity_check_with_a_key_or_a_comparison() {
+    let check = "{ kind = \"sshd\", valid = true, key = \"PermitRootLogin\" }";
+    lint_error(
+        format!("{HEADER}{}", rule_block("a", check, "")),
+        12,
+        "valid takes no key and no comparison",
+    );
+    let check = "{ kind = \"sshd\", valid = true, equals = \"no\" }";
+    lint_error(
+        format!("{HEADER}{}", rule_block("a", check, "")),
+        12,
+        "valid takes no key and no comparison",
+    );
+    // Without `valid`, a key is still required.
+    let check = "{ kind = \"sshd\", equals = \"no\" }";
+    lint_error(
+        format!("{HEADER}{}", rule_block("a", check, "")),
+        12,
+        "is not an sshd keyword",
+    );
+}
+
+#[test]
 fn lint_reports_a_wrong_type() {
     let text = HEADER.replace("version = 1", "version = \"seven\"");
     lint_error(

@@ -121,6 +121,24 @@ fn db(ctx: &Ctx) -> Result<&Db, Outcome> {
         .map_err(Clone::clone)
 }
 
+/// The version of an installed package and where its entry is
+/// (`path:line`); `Ok(None)` when the package is not installed. `Err` is the
+/// outcome when there is no readable dpkg database.
+pub(crate) fn installed_version(
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Option<(String, String)>, Outcome> {
+    let db = db(ctx)?;
+    let found = db.by_name.get(&name.to_ascii_lowercase());
+    Ok(found.into_iter().flatten().find_map(|s| {
+        let state = s.status.as_deref()?.split_whitespace().nth(2)?;
+        match installed_state(state) {
+            Ok(None) => Some((s.version.clone()?, db.file.at(s.line))),
+            _ => None,
+        }
+    }))
+}
+
 /// Evaluates a `package` check.
 pub fn evaluate(spec: &PackageCheck, ctx: &Ctx) -> Outcome {
     let db = match db(ctx) {

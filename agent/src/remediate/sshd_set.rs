@@ -1,14 +1,16 @@
 //! `sshd_set`: edits the line sshd actually uses, so the change takes
-//! effect: the first occurrence of the keyword (or an alias) in Include
-//! order outside `Match` blocks, which may be in a drop-in under
-//! `/etc/ssh/sshd_config.d`. An unset keyword is inserted at the top of
-//! the main `sshd_config`, before any `Include` or `Match`, so it wins. On
-//! the live root, the resulting configuration is checked with
-//! `sshd -t -f <candidate>` first and the change refused if sshd rejects it.
+//! effect: the line that decides the effective value in Include order
+//! (`crate::sshd_config`): for most keywords the first one outside `Match`
+//! blocks, or the first one of an active `Match all` block that overrides
+//! it, for last-wins keywords (`MaxStartups`) the last one. It may be in a
+//! drop-in under `/etc/ssh/sshd_config.d`. An unset keyword is inserted at
+//! the top of the main `sshd_config`, before any `Include` or `Match`, so it
+//! wins. The result is checked as the installed sshd would read it and the
+//! change refused if sshd would refuse the configuration; on the live root
+//! it is also checked with `sshd -t -f <candidate>`.
 
 use super::plan::{self, Plan, PlanError, View};
-use crate::checks::sshd::canonical;
-use crate::sshd_config::{self, Event, SSHD_CONFIG, split_line};
+use crate::sshd_config::{self, Directive, Event, SSHD_CONFIG, Scope, keywords, split_line};
 use plumb_core::compare::Scalar;
 use std::path::Path;
 
@@ -23,15 +25,7 @@ struct Hit {
     keyword: String,
 }
 
-/// What a walk over sshd_config and its includes gives: the effective line
-/// of one option, and the configuration as one file (includes inlined) for
-/// `sshd -t`.
-struct Walk {
-    hit: Option<Hit>,
-    flat: Vec<u8>,
-}
-
-/// Walks the configuration for option `want` (canonical form).
+/// The configuration as one file (includes inlined), for `sshd -t`.
 ///
 /// What sshd does with an Include (servconf.c, `sInclude`): it saves the
 /// including file's Match state, parses each included file starting in that
@@ -43,8 +37,7 @@ struct Walk {
 /// after an included file that opened a Match, the including file's current
 /// Match line (`Match all` at top level) is repeated, and an inactive
 /// `Match all` is followed by the Match line that made it inactive.
-fn walk(view: &View, want: &str) -> Result<Walk, String> {
-    let mut hit = None;
+fn flatten(view: &View) -> Result<Vec<u8>, String> {
     let mut flat = Vec::new();
     // Per include depth, the Match line in force there (`None`: global).
     let mut scopes: Vec<Option<Vec<u8>>> = Vec::new();
@@ -58,27 +51,13 @@ fn walk(view: &View, want: &str) -> Result<Walk, String> {
                     let inherited = scopes.last().cloned().flatten();
                     scopes.push(inherited);
                 }
-                match line.setting {
-                    Some((keyword, _))
-                        if line.active && hit.is_none() && canonical(&keyword) == want =>
-                    {
-                        hit = Some(Hit {
-                            path: line.path.to_string(),
-                            index: line.index,
-                            keyword,
-                        });
-                    }
-                    _ => {}
-                }
                 flat.extend_from_slice(line.raw);
                 if !flat.ends_with(b"\n") {
                     flat.push(b'\n');
                 }
-                if let Some((keyword, args)) = split_line(&String::from_utf8_lossy(line.raw))
-                    && keyword.eq_ignore_ascii_case("match")
-                {
-                    let all = args.len() == 1 && args[0].eq_ignore_ascii_case("all");
-                    if all && !line.active {
+                if let Some(Directive::Match(cond)) = &line.directive {
+                    let all = cond == &Ok(true);
+                    if all && line.scope == Scope::Inactive {
                         // NEVERMATCH: stay in the inactive block.
                         if let Some(scope) = &scopes[line.depth] {
                             flat.extend_from_slice(scope);
@@ -107,7 +86,40 @@ fn walk(view: &View, want: &str) -> Result<Walk, String> {
             }
         },
     )?;
-    Ok(Walk { hit, flat })
+    Ok(flat)
+}
+
+/// The configuration as the root's sshd reads it, through `view`.
+fn settings(view: &View) -> Result<sshd_config::Settings, String> {
+    let version = match crate::checks::package::installed_version(view.ctx, "openssh-server") {
+        Ok(Some((v, _))) => v,
+        Ok(None) => return Err("openssh-server is not installed: the sshd build is unknown".into()),
+        Err(out) => {
+            return Err(format!(
+                "the sshd build is unknown: {}",
+                out.evidence.join("; ")
+            ));
+        }
+    };
+    let build = sshd_config::build_of(&version)?;
+    sshd_config::load(
+        &view.ctx.fs,
+        |p| view.read(p).map_err(|e| e.to_string()),
+        build,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The line that decides the value of keyword `key`, if any line sets it.
+fn deciding(view: &View, key: &str) -> Result<Option<Hit>, String> {
+    let k = keywords::keyword(key).ok_or_else(|| format!("\"{key}\" is not an sshd keyword"))?;
+    let s = settings(view)?;
+    let eff = s.effective(k).map_err(|e| e.to_string())?;
+    Ok(eff.deciding(k).map(|line| Hit {
+        path: line.path.clone(),
+        index: line.index,
+        keyword: line.spelling.clone(),
+    }))
 }
 
 /// Plans setting sshd keyword `key` to `value`.
@@ -120,12 +132,11 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, PlanError> {
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!("\"{key}\" is not an sshd keyword").into());
     }
-    let want = canonical(key);
-    if matches!(want.as_str(), "match" | "include") {
+    if key.eq_ignore_ascii_case("match") || key.eq_ignore_ascii_case("include") {
         return Err(format!("sshd_set cannot set {key}").into());
     }
-    let found = walk(view, &want)?;
-    let (path, old, new) = match &found.hit {
+    let found = deciding(view, key)?;
+    let (path, old, new) = match &found {
         Some(hit) => {
             let old = view.read(&hit.path)?.unwrap_or_default();
             let mut new = Vec::with_capacity(old.len() + 16);
@@ -164,23 +175,23 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, PlanError> {
     let Some(op) = view.write(&path, Some(old), new.clone())? else {
         return Ok(p);
     };
+    // The whole configuration as sshd would read it after the change.
+    let mut after = View::new(view.ctx);
+    after.overlay(&Plan {
+        ops: vec![op.clone()],
+        ..Plan::default()
+    });
+    settings(&after).map_err(|e| format!("refused: after the change, {e}"))?;
     if view.live() {
         match SSHD_BINARIES.iter().map(Path::new).find(|b| b.is_file()) {
             Some(sshd) => {
-                // The whole configuration as sshd would read it after the change.
-                let mut v = View::new(view.ctx);
-                v.overlay(&Plan {
-                    ops: vec![op.clone()],
-                    ..Plan::default()
-                });
-                let candidate = walk(&v, &want)?.flat;
-                validate(sshd, &candidate)?;
+                validate(sshd, &flatten(&after)?)?;
                 p.notes
                     .push(format!("validated with {} -t", sshd.display()));
             }
-            None => p
-                .notes
-                .push("sshd not found on this host: configuration not validated".into()),
+            None => p.notes.push(
+                "sshd not found on this host: configuration not validated with sshd -t".into(),
+            ),
         }
     } else {
         p.notes.push(
@@ -277,6 +288,68 @@ mod tests {
     }
 
     #[test]
+    fn edits_the_line_that_decides_the_value() {
+        // A later `Match all` line overrides the global one: edit it.
+        let t = root(&[
+            (
+                "/etc/ssh/sshd_config",
+                "PermitRootLogin yes\nMatch all\nInclude late.conf\n",
+            ),
+            (
+                "/etc/ssh/late.conf",
+                "# late\nPermitRootLogin without-password\n",
+            ),
+        ]);
+        let (path, new) = edit(&t, "PermitRootLogin", "no");
+        assert_eq!(path, "/etc/ssh/late.conf");
+        assert_eq!(new, "# late\nPermitRootLogin no\n");
+        // MaxStartups keeps its last value: edit the last line.
+        let t = root(&[
+            ("/etc/ssh/sshd_config", "Include d/*.conf\nMaxStartups 10\n"),
+            ("/etc/ssh/d/a.conf", "MaxStartups 10:30:60\n"),
+        ]);
+        let (path, new) = edit(&t, "MaxStartups", "10:30:60");
+        assert_eq!(path, "/etc/ssh/sshd_config");
+        assert_eq!(new, "Include d/*.conf\nMaxStartups 10:30:60\n");
+    }
+
+    #[test]
+    fn refuses_a_change_sshd_would_refuse() {
+        let plan_err = |config: &str, key: &str, value: &str| {
+            let t = root(&[("/etc/ssh/sshd_config", config)]);
+            let ctx = Ctx::new(t.path(), None);
+            plan(&View::new(&ctx), key, &Scalar::Str(value.into()))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = plan_err("PermitRootLogin yes\n", "PermitRootLogin", "sometimes");
+        assert_eq!(
+            e,
+            "refused: after the change, sshd refuses this configuration: /etc/ssh/sshd_config:1: unsupported option \"sometimes\" for PermitRootLogin"
+        );
+        // A configuration sshd already refuses cannot be checked after the change.
+        let e = plan_err("Match User x\nUsePAM no\n", "PermitRootLogin", "no");
+        assert!(
+            e.contains("Directive 'UsePAM' is not allowed within a Match block"),
+            "{e}"
+        );
+        let e = plan_err("", "PermitRootLogn", "no");
+        assert_eq!(e, "\"PermitRootLogn\" is not an sshd keyword");
+        // The build must be known.
+        let t = root(&[("/etc/ssh/sshd_config", "")]);
+        std::fs::remove_file(t.path().join("var/lib/dpkg/status")).unwrap();
+        let ctx = Ctx::new(t.path(), None);
+        let e = plan(
+            &View::new(&ctx),
+            "PermitRootLogin",
+            &Scalar::Str("no".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the sshd build is unknown"), "{e}");
+    }
+
+    #[test]
     fn candidate_inlines_includes_and_closes_their_match_blocks() {
         let t = root(&[
             (
@@ -285,14 +358,13 @@ mod tests {
             ),
             ("/etc/ssh/a.conf", "Match User x\n  X11Forwarding yes"),
         ]);
-        let ctx = Ctx::new(t.path(), None);
-        let w = walk(&View::new(&ctx), "permitrootlogin").unwrap();
+        let (flat, hit) = candidate(&t, "permitrootlogin");
         assert_eq!(
-            String::from_utf8(w.flat).unwrap(),
+            flat,
             "# top\nMatch User x\n  X11Forwarding yes\nMatch all\nPermitRootLogin no\n"
         );
         assert_eq!(
-            w.hit,
+            hit,
             Some(Hit {
                 path: "/etc/ssh/sshd_config".into(),
                 index: 2,
@@ -304,8 +376,12 @@ mod tests {
     /// The inlined candidate and the line found for `want`.
     fn candidate(t: &tempfile::TempDir, want: &str) -> (String, Option<Hit>) {
         let ctx = Ctx::new(t.path(), None);
-        let w = walk(&View::new(&ctx), want).unwrap();
-        (String::from_utf8(w.flat).unwrap(), w.hit)
+        let view = View::new(&ctx);
+        let flat = flatten(&view).unwrap();
+        (
+            String::from_utf8(flat).unwrap(),
+            deciding(&view, want).unwrap(),
+        )
     }
 
     #[test]
@@ -424,8 +500,9 @@ mod tests {
                 ("/etc/ssh/sshd_config", &format!("{host_key}{main}")),
                 ("/etc/ssh/a.conf", included),
             ]);
-            let (flat, _) = candidate(&t, "permitrootlogin");
-            validate(&sshd, flat.as_bytes())
+            let ctx = Ctx::new(t.path(), None);
+            let flat = flatten(&View::new(&ctx)).unwrap();
+            validate(&sshd, &flat)
         };
         let included = "Match Address 10.0.0.0/8\nPermitTTY no\n";
         check(
@@ -435,11 +512,15 @@ mod tests {
         .unwrap();
         // sshd keeps the lines after the Include in bob's block, where Port
         // is refused; closing the included block with `Match all` hid that.
-        let e = check("Match User bob\nInclude a.conf\nPort 2222\n", included).unwrap_err();
+        let e = check("Match User bob\nInclude a.conf\nPort 2222\n", included)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not allowed within a Match block"), "{e}");
         check("Include a.conf\nPort 2222\n", included).unwrap();
         // Included from bob's block, a.conf's own `Match all` applies nowhere.
-        let e = check("Match User bob\nInclude a.conf\n", "Match all\nPort 2222\n").unwrap_err();
+        let e = check("Match User bob\nInclude a.conf\n", "Match all\nPort 2222\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not allowed within a Match block"), "{e}");
     }
 
@@ -515,7 +596,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(validate(&fake, b"PermitRootLogin no\n").is_ok());
-        let e = validate(&fake, b"Bad yes\n").unwrap_err();
+        let e = validate(&fake, b"Bad yes\n").unwrap_err().to_string();
         assert!(e.contains("refused") && e.contains("Bad option"), "{e}");
     }
 }
