@@ -5,7 +5,7 @@
 pub mod baselines;
 pub mod client;
 pub mod config;
-pub mod files;
+mod files;
 pub mod pki;
 pub mod queries;
 pub mod server;
