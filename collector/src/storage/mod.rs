@@ -1,11 +1,11 @@
 //! Storage behind the collector, backend-neutral: the server, the writer and
 //! the commands see the [`Storage`] (writes) and [`Queries`] (reads) traits
 //! and [`StorageError`], and pick a backend with [`open`] and
-//! [`open_read_only`] from the `[storage]` section. [`sqlite`] is the one
+//! [`open_read_only`] from the `[storage]` section. `sqlite` is the one
 //! backend today.
 //!
 //! Every method may block (SQLite does disk I/O): callers run them off the
-//! async runtime's worker threads — the [`writer`] thread for ingestion and
+//! async runtime's worker threads — the `writer` thread for ingestion and
 //! retention, `spawn_blocking` for the server's reads, plain threads in the
 //! commands. A backend with an async driver implements them by blocking on
 //! its own futures there (`tokio::runtime::Handle::block_on`).
@@ -116,7 +116,7 @@ pub struct IngestBatch {
     pub events: Vec<Event>,
 }
 
-/// The write side. The collector has one writer (the [`writer`] thread);
+/// The write side. The collector has one writer (the `writer` thread);
 /// `baseline publish` opens another for one transaction.
 pub trait Storage: Send {
     /// Stores every batch in one transaction (group commit) and returns, for
