@@ -187,7 +187,7 @@ impl Sqlite {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = conn.transaction().map_err(db(at))?;
+            let tx = write_tx(conn).map_err(db(at))?;
             tx.execute_batch(sql)
                 .map_err(db(format!("{at}: migration to version {}", i + 1)))?;
             tx.pragma_update(None, "user_version", (i + 1) as u32)
@@ -239,6 +239,14 @@ fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Resu
     tx.prepare_cached("UPDATE hosts SET acked_seq = ?2 WHERE host = ?1")?
         .execute(params![b.host, top])?;
     Ok(u64::try_from(top).unwrap_or(0))
+}
+
+/// A write transaction, holding the write lock from its start. A deferred
+/// one that reads first cannot take the lock if another connection (the
+/// collector's writer, `baseline publish`) committed since its read: SQLite
+/// then fails it at once with "database is locked", without waiting.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 /// The schema version of a database.
@@ -352,7 +360,7 @@ impl Storage for Sqlite {
         let at = &self.at;
         let fail = |doing: &str| db(format!("{at}: {doing}"));
         let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn.transaction().map_err(fail("begin"))?;
+        let tx = write_tx(conn).map_err(fail("begin"))?;
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
             out.push(
@@ -370,7 +378,7 @@ impl Storage for Sqlite {
         let fail = db(format!("{}: retention", self.at));
         let conn = self.conn_mut();
         let mut prune = || -> rusqlite::Result<u64> {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let tops: Vec<(String, i64)> = {
                 let mut st = tx.prepare(&format!(
                     "SELECT host, max(seq) FROM events WHERE {KEEP} GROUP BY host"
@@ -397,7 +405,7 @@ impl Storage for Sqlite {
             value: b.version,
         })?;
         let fail = db(format!("{}: publishing {} v{}", self.at, b.id, b.version));
-        let tx = self.conn_mut().transaction();
+        let tx = write_tx(self.conn_mut());
         let publish = || -> rusqlite::Result<PublishOutcome> {
             let tx = tx?;
             let existing: Option<(String, String)> = tx
@@ -767,6 +775,36 @@ mod tests {
             bytes: sha.as_bytes().to_vec(),
             sha256: sha.into(),
             published_at: 1,
+        }
+    }
+
+    #[test]
+    fn publishing_while_the_collector_ingests_waits_for_the_lock() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.db");
+        let mut writer = Sqlite::open(&p, Synchronous::Normal).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ingesting = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let b = batch("a", vec![ev(seq, changed("r1", Status::Fail))]);
+                    writer.ingest(&[b]).unwrap();
+                }
+            })
+        };
+        let mut publisher = Sqlite::open(&p, Synchronous::Normal).unwrap();
+        let published: Vec<_> = (1..=50)
+            .map(|v| publisher.publish_baseline(&nb(v, "*", &v.to_string())))
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        ingesting.join().unwrap();
+        for r in published {
+            assert_eq!(r.unwrap(), PublishOutcome::Published);
         }
     }
 
