@@ -4,10 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use plumb_collector::config::{Config, HostsSection};
+use plumb_collector::config::{Config, HostsSection, StorageSection};
 use plumb_collector::queries::{self, Format};
-use plumb_collector::storage::DriftFilter;
-use plumb_collector::storage::sqlite::Sqlite;
+use plumb_collector::storage::{self, DriftFilter, PublishOutcome, Queries};
 use plumb_collector::{pki, server};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -204,16 +203,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_source(src: &Source) -> Result<(Sqlite, HostsSection)> {
-    let (db, hosts) = match (&src.db, &src.config) {
-        (Some(db), _) => (db.clone(), HostsSection::default()),
+/// The storage section of `--db FILE` (SQLite, defaults otherwise).
+fn db_file(path: &Path) -> StorageSection {
+    StorageSection {
+        path: path.to_path_buf(),
+        ..StorageSection::default()
+    }
+}
+
+fn open_source(src: &Source) -> Result<(Box<dyn Queries>, HostsSection)> {
+    let (storage, hosts) = match (&src.db, &src.config) {
+        (Some(db), _) => (db_file(db), HostsSection::default()),
         (None, Some(cfg)) => {
             let c = Config::load(cfg)?;
-            (c.storage.path, c.hosts)
+            (c.storage, c.hosts)
         }
         (None, None) => anyhow::bail!("give --db FILE or --config FILE"),
     };
-    Ok((Sqlite::open_read_only(&db)?, hosts))
+    Ok((storage::open_read_only(&storage)?, hosts))
 }
 
 fn now() -> i64 {
@@ -259,13 +266,13 @@ fn run(cli: Cli) -> Result<u8> {
             let (db, hosts) = open_source(&src)?;
             let now = now();
             let stale = match stale_after {
-                Some(s) => {
-                    u64::try_from(now - queries::parse_since(&s, now).map_err(anyhow::Error::msg)?)
-                        .unwrap_or(0)
-                }
+                Some(s) => u64::try_from(now - queries::parse_since(&s, now)?).unwrap_or(0),
                 None => hosts.stale_after_secs(),
             };
-            print!("{}", queries::hosts(&db, now, stale, format.into())?);
+            print!(
+                "{}",
+                queries::hosts(db.as_ref(), now, stale, format.into())?
+            );
             Ok(0)
         }
         Cmd::Drift {
@@ -277,23 +284,20 @@ fn run(cli: Cli) -> Result<u8> {
             format,
         } => {
             let (db, _) = open_source(&src)?;
-            let since = since
-                .map(|s| queries::parse_since(&s, now()))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let since = since.map(|s| queries::parse_since(&s, now())).transpose()?;
             let filter = DriftFilter {
                 host,
                 since,
                 min_severity: severity.map(|s| s as u8),
                 limit,
             };
-            let (out, n) = queries::drift(&db, &filter, format.into())?;
+            let (out, n) = queries::drift(db.as_ref(), &filter, format.into())?;
             print!("{out}");
             Ok(u8::from(n > 0))
         }
         Cmd::Report { src, format } => {
             let (db, _) = open_source(&src)?;
-            let (out, failing) = queries::report(&db, format.into())?;
+            let (out, failing) = queries::report(db.as_ref(), format.into())?;
             print!("{out}");
             Ok(u8::from(failing))
         }
@@ -301,7 +305,6 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
-    use plumb_collector::storage::PublishOutcome;
     use plumb_core::bundle::PublicKey;
     match cmd {
         BaselineCmd::Publish {
@@ -311,16 +314,12 @@ fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
             db,
             trusted_key,
         } => {
-            let (db_path, sync, key_files) = match (config, db) {
+            let (storage_cfg, key_files) = match (config, db) {
                 (Some(c), _) => {
                     let c = Config::load(&c)?;
-                    (
-                        c.storage.path,
-                        c.storage.synchronous,
-                        c.baselines.trusted_keys,
-                    )
+                    (c.storage, c.baselines.trusted_keys)
                 }
-                (None, Some(db)) => (db, plumb_collector::config::Synchronous::Full, trusted_key),
+                (None, Some(db)) => (db_file(&db), trusted_key),
                 (None, None) => {
                     anyhow::bail!("give --config FILE, or --db FILE with --trusted-key PUB")
                 }
@@ -341,7 +340,7 @@ fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
             )?;
             let new = plumb_collector::baselines::prepare(&bytes, &keys, &hosts, now())
                 .map_err(|e| anyhow::anyhow!("{}: refused: {e}", bundle.display()))?;
-            let mut store = Sqlite::open(&db_path, sync)?;
+            let mut store = storage::open(&storage_cfg)?;
             let what = format!(
                 "{} v{} signed by {} for hosts {hosts:?} (sha256 {})",
                 new.id, new.version, new.key_id, new.sha256
@@ -355,25 +354,7 @@ fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
         }
         BaselineCmd::List { src, format } => {
             let (db, _) = open_source(&src)?;
-            let rows = db.baselines()?;
-            match format {
-                Fmt::Json => println!(
-                    "{}",
-                    serde_json::to_string(&serde_json::json!({ "baselines": rows }))?
-                ),
-                Fmt::Text => {
-                    println!(
-                        "{:<28} {:>8}  {:<16}  {:<20}  SHA256",
-                        "ID", "VERSION", "KEY", "HOSTS"
-                    );
-                    for r in rows {
-                        println!(
-                            "{:<28} {:>8}  {:<16}  {:<20}  {}",
-                            r.id, r.version, r.key_id, r.hosts, r.sha256
-                        );
-                    }
-                }
-            }
+            print!("{}", queries::baselines(db.as_ref(), format.into())?);
             Ok(0)
         }
     }

@@ -31,7 +31,7 @@ pub const CA_DAYS: u32 = 3650;
 /// Default validity of agent and server certificates.
 pub const LEAF_DAYS: u32 = 397;
 /// How long a CRL we write says it is good for (`nextUpdate`).
-pub const CRL_DAYS: i64 = 365;
+const CRL_DAYS: i64 = 365;
 
 /// A PKI failure, naming the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,7 @@ pub struct Issued {
 
 /// Checks a host name for a certificate: an IP address, or DNS labels of
 /// letters, digits and hyphens (also safe as a file name).
-pub fn check_name(name: &str) -> Result<(), PkiError> {
+fn check_name(name: &str) -> Result<(), PkiError> {
     if name.parse::<IpAddr>().is_ok() {
         return Ok(());
     }

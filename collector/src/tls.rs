@@ -26,6 +26,12 @@ pub enum TlsError {
     /// rustls refused the combination.
     #[error("{0}")]
     Config(String),
+    /// A client certificate that does not parse.
+    #[error("unparsable client certificate: {0}")]
+    PeerCertificate(String),
+    /// A client certificate that names no host.
+    #[error("the client certificate has neither a subject CN nor a DNS name")]
+    NoPeerIdentity,
 }
 
 fn file_err(path: &Path, reason: impl ToString) -> TlsError {
@@ -58,9 +64,9 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// The host identity of a client certificate: its subject CN, or its first
 /// DNS subjectAltName when it has no CN.
-pub fn identity_of(der: &[u8]) -> Result<String, String> {
+pub(crate) fn identity_of(der: &[u8]) -> Result<String, TlsError> {
     let (_, x) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("unparsable client certificate: {e}"))?;
+        .map_err(|e| TlsError::PeerCertificate(e.to_string()))?;
     if let Some(cn) = x
         .subject()
         .iter_common_name()
@@ -79,7 +85,7 @@ pub fn identity_of(der: &[u8]) -> Result<String, String> {
             }
         }
     }
-    Err("the client certificate has neither a subject CN nor a DNS name".into())
+    Err(TlsError::NoPeerIdentity)
 }
 
 /// Files for the server side.

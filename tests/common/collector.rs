@@ -192,7 +192,15 @@ pub fn batch(host: &str, seqs: impl IntoIterator<Item = u64>) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"schema": 1, "host": host, "events": events})).unwrap()
 }
 
+/// The seqs stored for `host`, in order, read from the database file.
 pub fn stored_seqs(db: &Path, host: &str) -> Vec<u64> {
-    let s = plumb_collector::storage::sqlite::Sqlite::open_read_only(db).unwrap();
-    s.events_of(host).unwrap().iter().map(|e| e.seq).collect()
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let c = rusqlite::Connection::open_with_flags(db, flags).unwrap();
+    let mut st = c
+        .prepare("SELECT seq FROM events WHERE host = ?1 ORDER BY seq")
+        .unwrap();
+    st.query_map([host], |r| r.get::<_, i64>(0).map(|v| v as u64))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }

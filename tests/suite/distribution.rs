@@ -7,7 +7,6 @@
 use crate::common::collector::Collector;
 use crate::common::pki::Pki;
 use crate::common::{Agent, collector_bin};
-use plumb_collector::storage::sqlite::Sqlite;
 use plumb_core::bundle::{Bundle, SigningKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -177,13 +176,22 @@ impl Fleet {
         )
     }
 
-    /// Every event the collector stored for `host`, as JSON.
+    /// Every event the collector stored for `host`, as JSON, read from its
+    /// database file.
     fn events(&self, host: &str) -> Vec<serde_json::Value> {
-        let Ok(db) = Sqlite::open_read_only(&self.path("collector.db")) else {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let Ok(db) = rusqlite::Connection::open_with_flags(self.path("collector.db"), flags) else {
             return Vec::new();
         };
-        db.events_of(host)
-            .map(|rows| rows.into_iter().map(|r| r.body).collect())
+        let Ok(mut st) = db.prepare("SELECT body FROM events WHERE host = ?1 ORDER BY seq") else {
+            return Vec::new();
+        };
+        st.query_map([host], |r| r.get::<_, String>(0))
+            .map(|rows| {
+                rows.flatten()
+                    .flat_map(|b| serde_json::from_str(&b))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -1,27 +1,110 @@
-//! Storage behind the collector. The handlers and queries only see the
-//! [`Storage`] and [`Queries`] traits, so a PostgreSQL backend can be added
-//! beside [`sqlite`] without touching them.
+//! Storage behind the collector, backend-neutral: the server, the writer and
+//! the commands see the [`Storage`] (writes) and [`Queries`] (reads) traits
+//! and [`StorageError`], and pick a backend with [`open`] and
+//! [`open_read_only`] from the `[storage]` section. `sqlite` is the one
+//! backend today.
+//!
+//! Every method may block (SQLite does disk I/O): callers run them off the
+//! async runtime's worker threads — the `writer` thread for ingestion and
+//! retention, `spawn_blocking` for the server's reads, plain threads in the
+//! commands. A backend with an async driver implements them by blocking on
+//! its own futures there (`tokio::runtime::Handle::block_on`).
 
-pub mod sqlite;
-pub mod writer;
+pub(crate) mod sqlite;
+pub(crate) mod writer;
 
+use crate::config::StorageSection;
+use plumb_core::Severity;
 use plumb_core::event::Event;
+use plumb_core::report::Status;
 use serde::Serialize;
+
+/// The error of a backend (driver or database), boxed so that no driver's
+/// type appears in the traits.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The database refused or failed.
     #[error("{context}: {source}")]
-    Db {
-        /// what was being done
+    Backend {
+        /// what was being done (and on which database)
         context: String,
-        /// the error
-        source: rusqlite::Error,
+        /// the backend's error
+        source: BackendError,
     },
-    /// The database is not one this version can use.
-    #[error("{0}")]
-    Schema(String),
+    /// The state directory is missing and cannot be created, or others
+    /// may write it (`plumb_os::private`).
+    #[error(transparent)]
+    Directory(#[from] plumb_os::TrustError),
+    /// The database file could not be created or made private (0600).
+    #[error("{}: {source}", path.display())]
+    File {
+        /// the database file
+        path: std::path::PathBuf,
+        /// the error
+        source: std::io::Error,
+    },
+    /// A read-only open of a database that does not exist.
+    #[error("{at}: no such database (has the collector run with this storage path?)")]
+    NoDatabase {
+        /// the database
+        at: String,
+    },
+    /// The schema was written by a newer collector.
+    #[error(
+        "{at}: schema version {found} was written by a newer plumb-collector (this one knows {known})"
+    )]
+    NewerSchema {
+        /// the database
+        at: String,
+        /// its schema version
+        found: u32,
+        /// the newest version this build knows
+        known: u32,
+    },
+    /// A read-only open of a schema older than this build's (only a
+    /// read-write open migrates).
+    #[error(
+        "{at}: schema version {found}, this plumb-collector reads {known}; start the collector once to migrate it"
+    )]
+    OlderSchema {
+        /// the database
+        at: String,
+        /// its schema version
+        found: u32,
+        /// the version this build reads
+        known: u32,
+    },
+    /// A number the database cannot hold.
+    #[error("{what} {value} is too large to store")]
+    OutOfRange {
+        /// what it is
+        what: &'static str,
+        /// its value
+        value: u64,
+    },
+    /// `[storage] backend` names no backend of this build.
+    #[error("storage backend {0:?} is not supported by this build")]
+    UnknownBackend(String),
+}
+
+/// Opens the configured store for writing (creating and migrating it).
+pub fn open(cfg: &StorageSection) -> Result<Box<dyn Storage>, StorageError> {
+    match cfg.backend.as_str() {
+        "sqlite" => Ok(Box::new(sqlite::Sqlite::open(&cfg.path, cfg.synchronous)?)),
+        other => Err(StorageError::UnknownBackend(other.to_string())),
+    }
+}
+
+/// Opens the configured store for reading; it must exist with the schema of
+/// this build (nothing is created or migrated).
+pub fn open_read_only(cfg: &StorageSection) -> Result<Box<dyn Queries>, StorageError> {
+    match cfg.backend.as_str() {
+        "sqlite" => Ok(Box::new(sqlite::Sqlite::open_read_only(&cfg.path)?)),
+        other => Err(StorageError::UnknownBackend(other.to_string())),
+    }
 }
 
 /// One accepted batch, ready to be stored.
@@ -37,19 +120,25 @@ pub struct IngestBatch {
     pub events: Vec<Event>,
 }
 
-/// What the ingestion path needs: one writer at a time.
+/// The write side. The collector has one writer (the `writer` thread);
+/// `baseline publish` opens another for one transaction.
 pub trait Storage: Send {
     /// Stores every batch in one transaction (group commit) and returns, for
     /// each batch, the highest `seq` stored for its host. Events already
-    /// stored (same host and seq) are left as they are.
+    /// stored (same host and seq) are left as they are. Returns only after
+    /// the commit is durable: the answer is the agent's acknowledgement.
     fn ingest(&mut self, batches: &[IngestBatch]) -> Result<Vec<u64>, StorageError>;
     /// Deletes events received before `cutoff` (unix time), except each
     /// host's latest snapshot; returns how many were deleted.
     fn prune(&mut self, cutoff: i64) -> Result<u64, StorageError>;
+    /// Stores a verified bundle. The same id and version with the same
+    /// bytes and hosts is a no-op; with anything else it is refused (a
+    /// published version never changes).
+    fn publish_baseline(&mut self, b: &NewBaseline) -> Result<PublishOutcome, StorageError>;
 }
 
 /// One host, as the `hosts` query shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HostRow {
     /// Host identity.
     pub host: String,
@@ -82,7 +171,7 @@ pub struct HostRow {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     /// Host identity.
     pub host: String,
@@ -114,46 +203,65 @@ pub struct DriftFilter {
 }
 
 /// One rule's current status on one host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RuleStatusRow {
     /// Host identity.
     pub host: String,
     /// Rule id.
     pub rule: String,
-    /// Status name.
-    pub status: String,
-    /// Severity name.
-    pub severity: String,
+    /// Status.
+    pub status: Status,
+    /// Severity.
+    pub severity: Severity,
     /// ISSP domains.
     pub domains: Vec<u8>,
     /// Rule title.
     pub title: String,
 }
 
-/// What the ops queries read.
-pub trait Queries {
+/// The read side: what the ops queries and `GET /v1/baseline` read. Shared
+/// between threads (the server's baseline lookups run concurrently).
+pub trait Queries: Send + Sync {
     /// Every host; `drift_recent` counts drift events produced since `drift_since`.
     fn hosts(&self, drift_since: i64) -> Result<Vec<HostRow>, StorageError>;
     /// Drift events, newest first.
     fn drift(&self, filter: &DriftFilter) -> Result<Vec<EventRow>, StorageError>;
-    /// Every rule status on every host.
+    /// Every rule status on every host, by host then rule.
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError>;
-}
-
-/// Severity rank for filtering and sorting (info 0 .. critical 4).
-pub fn severity_rank(s: plumb_core::Severity) -> u8 {
-    use plumb_core::Severity::*;
-    match s {
-        Info => 0,
-        Low => 1,
-        Medium => 2,
-        High => 3,
-        Critical => 4,
+    /// Every published baseline (without the bytes), newest version first.
+    fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError>;
+    /// The stored bytes of one published baseline.
+    fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The newest baseline (highest version) whose hosts pattern matches
+    /// `host`, without its bytes.
+    fn baseline_for(&self, host: &str) -> Result<Option<BaselineRow>, StorageError> {
+        Ok(self
+            .baselines()?
+            .into_iter()
+            .find(|b| host_matches(&b.hosts, host)))
     }
 }
 
+/// Severity rank for filtering and sorting (info 0 .. critical 4).
+pub(crate) fn severity_rank(s: Severity) -> u8 {
+    match s {
+        Severity::Info => 0,
+        Severity::Low => 1,
+        Severity::Medium => 2,
+        Severity::High => 3,
+        Severity::Critical => 4,
+    }
+}
+
+/// Unix time of an event's `time` (RFC 3339), `None` when it is not one.
+pub(crate) fn event_time(e: &Event) -> Option<i64> {
+    time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 /// Event kinds that are drift.
-pub const DRIFT_KINDS: [&str; 3] = ["check_changed", "fim_change", "fim_tamper"];
+pub(crate) const DRIFT_KINDS: [&str; 3] = ["check_changed", "fim_change", "fim_tamper"];
 
 /// A verified bundle to publish.
 #[derive(Debug, Clone)]
@@ -205,7 +313,7 @@ pub struct BaselineRow {
 /// Whether host name `host` matches `pattern`: `*` any run of characters,
 /// `?` one character, everything else literal, ASCII case-insensitive
 /// (host identities compare that way).
-pub fn host_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
     let h: Vec<char> = host.chars().map(|c| c.to_ascii_lowercase()).collect();
     // Iterative matcher with one backtrack point: linear-ish, no recursion.

@@ -1,14 +1,18 @@
 //! SQLite backend (WAL). Migrations are applied in order at open and
-//! recorded in `PRAGMA user_version`.
+//! recorded in `PRAGMA user_version`. rusqlite's errors stop here: they
+//! leave as [`StorageError::Backend`].
 
 use super::{
     BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
-    PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, severity_rank,
+    PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, event_time, severity_rank,
 };
 use crate::config::Synchronous;
+use plumb_core::Severity;
 use plumb_core::event::{Event, EventBody};
+use plumb_core::report::Status;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Schema migrations; entry `i` takes the database from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -68,16 +72,22 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StorageError {
     let context = context.into();
-    move |source| StorageError::Db { context, source }
+    move |source| StorageError::Backend {
+        context,
+        source: Box::new(source),
+    }
 }
 
-/// The SQLite store.
-pub struct Sqlite {
-    conn: Connection,
+/// The SQLite store: one connection. Writes take it by `&mut` (no lock);
+/// reads share it behind a mutex, since a connection is not `Sync`.
+pub(crate) struct Sqlite {
+    conn: Mutex<Connection>,
+    /// The file, for messages.
+    at: String,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -88,16 +98,17 @@ impl std::fmt::Debug for Sqlite {
 
 impl Sqlite {
     /// Opens (creating if needed) for writing and migrates.
-    pub fn open(path: &Path, sync: Synchronous) -> Result<Sqlite, StorageError> {
+    pub(crate) fn open(path: &Path, sync: Synchronous) -> Result<Sqlite, StorageError> {
         let at = path.display().to_string();
         // The state directory is private (0700, refused when others may
         // write it) and the database and its -wal/-shm 0600, whatever the umask.
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            plumb_os::private::ensure_private_dir(parent)
-                .map_err(|e| StorageError::Schema(e.to_string()))?;
+            plumb_os::private::ensure_private_dir(parent)?;
         }
-        plumb_os::private::prepare_private_db(path)
-            .map_err(|e| StorageError::Schema(e.to_string()))?;
+        plumb_os::private::prepare_private_db(path).map_err(|source| StorageError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(db(format!("{at}: open")))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db(&at))?;
@@ -109,18 +120,19 @@ impl Sqlite {
         };
         conn.pragma_update(None, "synchronous", level)
             .map_err(db(&at))?;
-        let mut s = Sqlite { conn };
-        s.migrate(&at)?;
+        let mut s = Sqlite {
+            conn: Mutex::new(conn),
+            at,
+        };
+        s.migrate()?;
         Ok(s)
     }
 
     /// Opens an existing database read-only, for the queries.
-    pub fn open_read_only(path: &Path) -> Result<Sqlite, StorageError> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Sqlite, StorageError> {
         let at = path.display().to_string();
         if !path.exists() {
-            return Err(StorageError::Schema(format!(
-                "{at}: no such database (has the collector run with this storage path?)"
-            )));
+            return Err(StorageError::NoDatabase { at });
         }
         let conn = Connection::open_with_flags(
             path,
@@ -129,38 +141,56 @@ impl Sqlite {
         .map_err(db(format!("{at}: open")))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db(&at))?;
-        let v: u32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db(&at))?;
-        if v != SCHEMA_VERSION {
-            return Err(StorageError::Schema(format!(
-                "{at}: schema version {v}, this plumb-collector reads {SCHEMA_VERSION}; {}",
-                if v < SCHEMA_VERSION {
-                    "start the collector once to migrate it"
-                } else {
-                    "use a newer plumb-collector"
-                }
-            )));
+        let found = schema_version(&conn).map_err(db(&at))?;
+        if found > SCHEMA_VERSION {
+            return Err(StorageError::NewerSchema {
+                at,
+                found,
+                known: SCHEMA_VERSION,
+            });
         }
-        Ok(Sqlite { conn })
+        if found < SCHEMA_VERSION {
+            return Err(StorageError::OlderSchema {
+                at,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+            at,
+        })
     }
 
-    /// The schema version of the open database.
-    pub fn schema_version(&self) -> Result<u32, StorageError> {
-        self.conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db("user_version"))
+    /// Maps a failure while `doing` something to an error naming the file.
+    fn fail<'a>(&'a self, doing: &'a str) -> impl FnOnce(rusqlite::Error) -> StorageError + 'a {
+        move |e| db(format!("{}: {doing}", self.at))(e)
     }
 
-    fn migrate(&mut self, at: &str) -> Result<(), StorageError> {
-        let current = self.schema_version()?;
+    /// The connection, for a write (`&mut`: nobody else holds it).
+    fn conn_mut(&mut self) -> &mut Connection {
+        self.conn.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection, for a read. A poisoned lock only means a reader
+    /// panicked; the connection holds no state between statements.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn migrate(&mut self) -> Result<(), StorageError> {
+        let at = self.at.as_str();
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let current = schema_version(conn).map_err(db(at))?;
         if current > SCHEMA_VERSION {
-            return Err(StorageError::Schema(format!(
-                "{at}: schema version {current} was written by a newer plumb-collector (this one knows {SCHEMA_VERSION})"
-            )));
+            return Err(StorageError::NewerSchema {
+                at: at.to_string(),
+                found: current,
+                known: SCHEMA_VERSION,
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = self.conn.transaction().map_err(db(at))?;
+            let tx = write_tx(conn).map_err(db(at))?;
             tx.execute_batch(sql)
                 .map_err(db(format!("{at}: migration to version {}", i + 1)))?;
             tx.pragma_update(None, "user_version", (i + 1) as u32)
@@ -169,150 +199,62 @@ impl Sqlite {
         }
         Ok(())
     }
+}
 
-    /// Stores a verified bundle. The same id and version with the same
-    /// bytes is a no-op; with different bytes it is refused (a published
-    /// version never changes).
-    pub fn publish_baseline(&mut self, b: &NewBaseline) -> Result<PublishOutcome, StorageError> {
-        let tx = self.conn.transaction().map_err(db("publish"))?;
-        let version = i64::try_from(b.version)
-            .map_err(|_| StorageError::Schema(format!("version {} is too large", b.version)))?;
-        let existing: Option<(String, String)> = tx
-            .query_row(
-                "SELECT sha256, hosts FROM baselines WHERE id = ?1 AND version = ?2",
-                params![b.id, version],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db("publish: look up"))?;
-        if let Some((sha, hosts)) = existing {
-            if sha == b.sha256 && hosts == b.hosts {
-                return Ok(PublishOutcome::AlreadyPublished);
-            }
-            return Ok(PublishOutcome::Conflict(if sha == b.sha256 {
-                format!(
-                    "{} v{} is already published for hosts {hosts:?}; publish a new version to change its hosts",
-                    b.id, b.version
-                )
-            } else {
-                format!(
-                    "{} v{} is already published with different bytes (sha256 {sha}); publish a new version",
-                    b.id, b.version
-                )
-            }));
-        }
-        tx.execute(
-            "INSERT INTO baselines (id, version, key_id, hosts, bytes, sha256, published_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                b.id,
-                version,
-                b.key_id,
-                b.hosts,
-                b.bytes,
-                b.sha256,
-                b.published_at
-            ],
-        )
-        .map_err(db("publish: insert"))?;
-        tx.commit().map_err(db("publish: commit"))?;
-        Ok(PublishOutcome::Published)
-    }
-
-    /// Every published baseline (without the bytes), newest version first.
-    pub fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT id, version, key_id, hosts, sha256, published_at FROM baselines
-                 ORDER BY version DESC, published_at DESC, id",
-            )
-            .map_err(db("baselines"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(BaselineRow {
-                    id: r.get(0)?,
-                    version: r.get::<_, i64>(1)?.max(0) as u64,
-                    key_id: r.get(2)?,
-                    hosts: r.get(3)?,
-                    sha256: r.get(4)?,
-                    published_at: r.get(5)?,
-                })
-            })
-            .map_err(db("baselines"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db("baselines"))
-    }
-
-    /// The newest baseline (highest version) whose hosts pattern matches
-    /// `host`, without its bytes.
-    pub fn baseline_for(&self, host: &str) -> Result<Option<BaselineRow>, StorageError> {
-        Ok(self
-            .baselines()?
-            .into_iter()
-            .find(|b| super::host_matches(&b.hosts, host)))
-    }
-
-    /// The stored bytes of one published baseline.
-    pub fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        let version = i64::try_from(version).unwrap_or(i64::MAX);
-        self.conn
-            .query_row(
-                "SELECT bytes FROM baselines WHERE id = ?1 AND version = ?2",
-                params![id, version],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("baseline bytes"))
-    }
-
-    fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Result<u64> {
-        tx.prepare_cached(
-            "INSERT INTO hosts (host, first_seen, last_seen, address) VALUES (?1, ?2, ?2, ?3)
+/// Stores one batch in `tx`; returns the host's acknowledged seq.
+fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Result<u64> {
+    tx.prepare_cached(
+        "INSERT INTO hosts (host, first_seen, last_seen, address) VALUES (?1, ?2, ?2, ?3)
              ON CONFLICT (host) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen),
                                                address = coalesce(excluded.address, address)",
-        )?
-        .execute(params![b.host, b.received_at, b.address])?;
-        let (acked, pruned): (i64, i64) = tx
-            .prepare_cached("SELECT acked_seq, pruned_seq FROM hosts WHERE host = ?1")?
-            .query_row([&b.host], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let mut insert = tx.prepare_cached(
+    )?
+    .execute(params![b.host, b.received_at, b.address])?;
+    let (acked, pruned): (i64, i64) = tx
+        .prepare_cached("SELECT acked_seq, pruned_seq FROM hosts WHERE host = ?1")?
+        .query_row([&b.host], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
-        let mut top = acked;
-        for e in &b.events {
-            let seq = i64::try_from(e.seq).unwrap_or(i64::MAX);
-            top = top.max(seq);
-            // Pruned by retention: already stored once, must not come back.
-            if seq <= pruned {
-                continue;
-            }
-            let body = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
-            let n = insert.execute(params![
-                b.host,
-                seq,
-                e.body.kind(),
-                e.severity.name(),
-                severity_rank(e.severity),
-                event_time(e).unwrap_or(b.received_at),
-                b.received_at,
-                body
-            ])?;
-            if n == 1 {
-                apply_state(tx, &b.host, seq, e, b.received_at)?;
-            }
+    let mut top = acked;
+    for e in &b.events {
+        let seq = i64::try_from(e.seq).unwrap_or(i64::MAX);
+        top = top.max(seq);
+        // Pruned by retention: already stored once, must not come back.
+        if seq <= pruned {
+            continue;
         }
-        tx.prepare_cached("UPDATE hosts SET acked_seq = ?2 WHERE host = ?1")?
-            .execute(params![b.host, top])?;
-        Ok(u64::try_from(top).unwrap_or(0))
+        let body = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+        let n = insert.execute(params![
+            b.host,
+            seq,
+            e.body.kind(),
+            e.severity.name(),
+            severity_rank(e.severity),
+            event_time(e).unwrap_or(b.received_at),
+            b.received_at,
+            body
+        ])?;
+        if n == 1 {
+            apply_state(tx, &b.host, seq, e, b.received_at)?;
+        }
     }
+    tx.prepare_cached("UPDATE hosts SET acked_seq = ?2 WHERE host = ?1")?
+        .execute(params![b.host, top])?;
+    Ok(u64::try_from(top).unwrap_or(0))
 }
 
-/// Unix time of an event's `time` (validated at the door).
-pub fn event_time(e: &Event) -> Option<i64> {
-    time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+/// A write transaction, holding the write lock from its start. A deferred
+/// one that reads first cannot take the lock if another connection (the
+/// collector's writer, `baseline publish`) committed since its read: SQLite
+/// then fails it at once with "database is locked", without waiting.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// The schema version of a database.
+fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
 }
 
 /// Host and rule state derived from a newly stored event. Guarded by seq so
@@ -418,49 +360,129 @@ fn domains_json(d: &[u8]) -> String {
 
 impl Storage for Sqlite {
     fn ingest(&mut self, batches: &[IngestBatch]) -> Result<Vec<u64>, StorageError> {
-        let tx = self.conn.transaction().map_err(db("begin"))?;
+        let at = &self.at;
+        let fail = |doing: &str| db(format!("{at}: {doing}"));
+        let conn = self.conn.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let tx = write_tx(conn).map_err(fail("begin"))?;
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
             out.push(
-                Self::ingest_one(&tx, b).map_err(db(format!("storing a batch from {}", b.host)))?,
+                ingest_one(&tx, b)
+                    .map_err(|e| db(format!("{at}: storing a batch from {}", b.host))(e))?,
             );
         }
-        tx.commit().map_err(db("commit"))?;
+        tx.commit().map_err(fail("commit"))?;
         Ok(out)
     }
 
     fn prune(&mut self, cutoff: i64) -> Result<u64, StorageError> {
         const KEEP: &str = "received_at < ?1 AND NOT (kind = 'snapshot' AND seq =
             (SELECT last_snapshot_seq FROM hosts WHERE hosts.host = events.host))";
-        let tx = self.conn.transaction().map_err(db("begin"))?;
-        let tops: Vec<(String, i64)> = {
-            let mut st = tx
-                .prepare(&format!(
+        let fail = db(format!("{}: retention", self.at));
+        let conn = self.conn_mut();
+        let mut prune = || -> rusqlite::Result<u64> {
+            let tx = write_tx(conn)?;
+            let tops: Vec<(String, i64)> = {
+                let mut st = tx.prepare(&format!(
                     "SELECT host, max(seq) FROM events WHERE {KEEP} GROUP BY host"
-                ))
-                .map_err(db("prune"))?;
-            let rows = st
-                .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db("prune"))?;
-            rows.collect::<Result<_, _>>().map_err(db("prune"))?
+                ))?;
+                let rows = st.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let n = tx.execute(&format!("DELETE FROM events WHERE {KEEP}"), [cutoff])?;
+            for (host, top) in tops {
+                tx.execute(
+                    "UPDATE hosts SET pruned_seq = max(pruned_seq, ?2) WHERE host = ?1",
+                    params![host, top],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n as u64)
         };
-        let n = tx
-            .execute(&format!("DELETE FROM events WHERE {KEEP}"), [cutoff])
-            .map_err(db("prune"))?;
-        for (host, top) in tops {
-            tx.execute(
-                "UPDATE hosts SET pruned_seq = max(pruned_seq, ?2) WHERE host = ?1",
-                params![host, top],
-            )
-            .map_err(db("prune"))?;
-        }
-        tx.commit().map_err(db("commit"))?;
-        Ok(n as u64)
+        prune().map_err(fail)
     }
+
+    fn publish_baseline(&mut self, b: &NewBaseline) -> Result<PublishOutcome, StorageError> {
+        let version = i64::try_from(b.version).map_err(|_| StorageError::OutOfRange {
+            what: "baseline version",
+            value: b.version,
+        })?;
+        let fail = db(format!("{}: publishing {} v{}", self.at, b.id, b.version));
+        let tx = write_tx(self.conn_mut());
+        let publish = || -> rusqlite::Result<PublishOutcome> {
+            let tx = tx?;
+            let existing: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT sha256, hosts FROM baselines WHERE id = ?1 AND version = ?2",
+                    params![b.id, version],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((sha, hosts)) = existing {
+                return Ok(conflict(b, &sha, &hosts));
+            }
+            tx.execute(
+                "INSERT INTO baselines (id, version, key_id, hosts, bytes, sha256, published_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    b.id,
+                    version,
+                    b.key_id,
+                    b.hosts,
+                    b.bytes,
+                    b.sha256,
+                    b.published_at
+                ],
+            )?;
+            tx.commit()?;
+            Ok(PublishOutcome::Published)
+        };
+        publish().map_err(fail)
+    }
+}
+
+/// What publishing `b` again means when (`sha`, `hosts`) is stored under
+/// its id and version.
+fn conflict(b: &NewBaseline, sha: &str, hosts: &str) -> PublishOutcome {
+    if sha == b.sha256 && hosts == b.hosts {
+        return PublishOutcome::AlreadyPublished;
+    }
+    PublishOutcome::Conflict(if sha == b.sha256 {
+        format!(
+            "{} v{} is already published for hosts {hosts:?}; publish a new version to change its hosts",
+            b.id, b.version
+        )
+    } else {
+        format!(
+            "{} v{} is already published with different bytes (sha256 {sha}); publish a new version",
+            b.id, b.version
+        )
+    })
 }
 
 fn parse_domains(s: &str) -> Vec<u8> {
     serde_json::from_str(s).unwrap_or_default()
+}
+
+/// A stored status name; `None` for one this build does not know (the
+/// database was edited by hand).
+fn parse_status(s: &str) -> Option<Status> {
+    [Status::Pass, Status::Fail, Status::Error, Status::Skipped]
+        .into_iter()
+        .find(|st| st.name() == s)
+}
+
+/// A stored severity name; an unknown one reads as `info`.
+fn parse_severity(s: &str) -> Severity {
+    [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ]
+    .into_iter()
+    .find(|sev| sev.name() == s)
+    .unwrap_or(Severity::Info)
 }
 
 impl Queries for Sqlite {
@@ -477,9 +499,10 @@ impl Queries for Sqlite {
                         AND e.time >= ?1)
              FROM hosts h ORDER BY h.host"
         );
-        let mut st = self.conn.prepare(&sql).map_err(db("hosts"))?;
-        let rows = st
-            .query_map([drift_since], |r| {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<HostRow>> {
+            let mut st = conn.prepare(&sql)?;
+            let rows = st.query_map([drift_since], |r| {
                 Ok(HostRow {
                     host: r.get(0)?,
                     first_seen: r.get(1)?,
@@ -496,9 +519,10 @@ impl Queries for Sqlite {
                     skipped: r.get(12)?,
                     drift_recent: r.get(13)?,
                 })
-            })
-            .map_err(db("hosts"))?;
-        rows.collect::<Result<_, _>>().map_err(db("hosts"))
+            })?;
+            rows.collect()
+        };
+        query().map_err(self.fail("hosts"))
     }
 
     fn drift(&self, f: &DriftFilter) -> Result<Vec<EventRow>, StorageError> {
@@ -512,36 +536,73 @@ impl Queries for Sqlite {
              ORDER BY time DESC, received_at DESC, seq DESC
              LIMIT ?4"
         );
-        let mut st = self.conn.prepare(&sql).map_err(db("drift"))?;
         let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
-        let rows = st
-            .query_map(params![f.host, f.since, f.min_severity, limit], event_row)
-            .map_err(db("drift"))?;
-        rows.collect::<Result<_, _>>().map_err(db("drift"))
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<EventRow>> {
+            let mut st = conn.prepare(&sql)?;
+            let rows = st.query_map(params![f.host, f.since, f.min_severity, limit], event_row)?;
+            rows.collect()
+        };
+        query().map_err(self.fail("drift"))
     }
 
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
-        let mut st = self
-            .conn
-            .prepare(
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<RuleStatusRow>> {
+            let mut st = conn.prepare(
                 "SELECT host, rule, status, severity, domains, title FROM rule_status
                  ORDER BY host, rule",
-            )
-            .map_err(db("rules"))?;
-        let rows = st
-            .query_map([], |r| {
-                let d: String = r.get(4)?;
-                Ok(RuleStatusRow {
+            )?;
+            let rows = st.query_map([], |r| {
+                let Some(status) = parse_status(&r.get::<_, String>(2)?) else {
+                    return Ok(None);
+                };
+                Ok(Some(RuleStatusRow {
                     host: r.get(0)?,
                     rule: r.get(1)?,
-                    status: r.get(2)?,
-                    severity: r.get(3)?,
-                    domains: parse_domains(&d),
+                    status,
+                    severity: parse_severity(&r.get::<_, String>(3)?),
+                    domains: parse_domains(&r.get::<_, String>(4)?),
                     title: r.get(5)?,
+                }))
+            })?;
+            rows.filter_map(Result::transpose).collect()
+        };
+        query().map_err(self.fail("rule statuses"))
+    }
+
+    fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<BaselineRow>> {
+            let mut st = conn.prepare_cached(
+                "SELECT id, version, key_id, hosts, sha256, published_at FROM baselines
+                 ORDER BY version DESC, published_at DESC, id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(BaselineRow {
+                    id: r.get(0)?,
+                    version: r.get::<_, i64>(1)?.max(0) as u64,
+                    key_id: r.get(2)?,
+                    hosts: r.get(3)?,
+                    sha256: r.get(4)?,
+                    published_at: r.get(5)?,
                 })
-            })
-            .map_err(db("rules"))?;
-        rows.collect::<Result<_, _>>().map_err(db("rules"))
+            })?;
+            rows.collect()
+        };
+        query().map_err(self.fail("baselines"))
+    }
+
+    fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        self.conn()
+            .query_row(
+                "SELECT bytes FROM baselines WHERE id = ?1 AND version = ?2",
+                params![id, version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.fail("baseline bytes"))
     }
 }
 
@@ -560,39 +621,23 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     })
 }
 
-impl Sqlite {
-    /// Every stored event of a host, in seq order (tests and audits).
-    pub fn events_of(&self, host: &str) -> Result<Vec<EventRow>, StorageError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT host, seq, kind, severity, time, received_at, body FROM events
-                 WHERE host = ?1 ORDER BY seq",
-            )
-            .map_err(db("events"))?;
-        let rows = st.query_map([host], event_row).map_err(db("events"))?;
-        rows.collect::<Result<_, _>>().map_err(db("events"))
-    }
-
-    /// Acknowledged seq of a host (0 when unknown).
-    pub fn acked_seq(&self, host: &str) -> Result<u64, StorageError> {
-        let v: Option<i64> = self
-            .conn
-            .query_row("SELECT acked_seq FROM hosts WHERE host = ?1", [host], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db("acked"))?;
-        Ok(v.unwrap_or(0).max(0) as u64)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plumb_core::Severity;
     use plumb_core::event::*;
-    use plumb_core::report::{BaselineRef, Status, Summary};
+    use plumb_core::report::{BaselineRef, Summary};
+
+    /// Seqs stored for a host, in order.
+    fn seqs(s: &Sqlite, host: &str) -> Vec<u64> {
+        let conn = s.conn();
+        let mut st = conn
+            .prepare("SELECT seq FROM events WHERE host = ?1 ORDER BY seq")
+            .unwrap();
+        st.query_map([host], |r| r.get::<_, i64>(0).map(|v| v as u64))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
 
     fn ev(seq: u64, body: EventBody) -> Event {
         Event {
@@ -667,14 +712,14 @@ mod tests {
         assert_eq!(s.ingest(&[b1.clone(), b2]).unwrap(), vec![2, 5]);
         // Resent: nothing new, same ack, state untouched.
         assert_eq!(s.ingest(&[b1]).unwrap(), vec![2]);
-        assert_eq!(s.events_of("a").unwrap().len(), 2);
+        assert_eq!(seqs(&s, "a"), vec![1, 2]);
         // A late, older snapshot does not overwrite newer state.
         let rules = s.rule_statuses().unwrap();
         let r1 = rules
             .iter()
             .find(|r| r.host == "a" && r.rule == "r1")
             .unwrap();
-        assert_eq!(r1.status, "fail");
+        assert_eq!(r1.status, Status::Fail);
         let hosts = s.hosts(0).unwrap();
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[0].fail, 1);
@@ -700,12 +745,11 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(s.prune(2_000).unwrap(), 3);
-        let left: Vec<u64> = s.events_of("a").unwrap().iter().map(|e| e.seq).collect();
-        assert_eq!(left, vec![3]);
+        assert_eq!(seqs(&s, "a"), vec![3]);
         // A resend of pruned events does not bring them back.
         s.ingest(&[batch("a", vec![ev(2, changed("r1", Status::Fail))])])
             .unwrap();
-        assert_eq!(s.events_of("a").unwrap().len(), 1);
+        assert_eq!(seqs(&s, "a"), vec![3]);
     }
 
     #[test]
@@ -714,12 +758,14 @@ mod tests {
         let p = tmp.path().join("c.db");
         drop(Sqlite::open(&p, Synchronous::Full).unwrap());
         let s = Sqlite::open(&p, Synchronous::Full).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        s.conn
+        assert_eq!(schema_version(&s.conn()).unwrap(), SCHEMA_VERSION);
+        s.conn()
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(s);
         let e = Sqlite::open(&p, Synchronous::Full).unwrap_err().to_string();
+        assert!(e.contains("newer plumb-collector"), "{e}");
+        let e = Sqlite::open_read_only(&p).unwrap_err().to_string();
         assert!(e.contains("newer plumb-collector"), "{e}");
     }
 
@@ -732,6 +778,36 @@ mod tests {
             bytes: sha.as_bytes().to_vec(),
             sha256: sha.into(),
             published_at: 1,
+        }
+    }
+
+    #[test]
+    fn publishing_while_the_collector_ingests_waits_for_the_lock() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.db");
+        let mut writer = Sqlite::open(&p, Synchronous::Normal).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ingesting = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let b = batch("a", vec![ev(seq, changed("r1", Status::Fail))]);
+                    writer.ingest(&[b]).unwrap();
+                }
+            })
+        };
+        let mut publisher = Sqlite::open(&p, Synchronous::Normal).unwrap();
+        let published: Vec<_> = (1..=50)
+            .map(|v| publisher.publish_baseline(&nb(v, "*", &v.to_string())))
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        ingesting.join().unwrap();
+        for r in published {
+            assert_eq!(r.unwrap(), PublishOutcome::Published);
         }
     }
 

@@ -3,21 +3,25 @@
 //! Each request is answered only after its transaction committed, so an
 //! acknowledgement means "stored".
 
-use super::{IngestBatch, Storage};
+use super::{IngestBatch, Storage, StorageError};
 use tokio::sync::{mpsc, oneshot};
+
+/// Where the writer answers one batch: the host's acknowledged seq, or why
+/// storing it failed.
+pub(crate) type Reply = oneshot::Sender<Result<u64, StorageError>>;
 
 /// Work for the writer.
 #[derive(Debug)]
-pub enum Job {
-    /// Store a batch; reply with the host's acknowledged seq, or why it failed.
-    Ingest(IngestBatch, oneshot::Sender<Result<u64, String>>),
+pub(crate) enum Job {
+    /// Store a batch; reply once it is committed (or failed).
+    Ingest(IngestBatch, Reply),
     /// Apply retention: delete events received before this unix time.
     Prune(i64),
 }
 
 /// Starts the writer thread. It stops when every sender is dropped and the
 /// queue is empty, so shutdown drains what was accepted.
-pub fn spawn(
+pub(crate) fn spawn(
     mut store: Box<dyn Storage>,
     mut rx: mpsc::Receiver<Job>,
     max_group_events: usize,
@@ -26,7 +30,7 @@ pub fn spawn(
         .name("db-writer".into())
         .spawn(move || {
             let mut batches: Vec<IngestBatch> = Vec::new();
-            let mut replies: Vec<oneshot::Sender<Result<u64, String>>> = Vec::new();
+            let mut replies: Vec<Reply> = Vec::new();
             let mut prunes: Vec<i64> = Vec::new();
             while let Some(first) = rx.blocking_recv() {
                 let mut events = 0usize;
@@ -49,8 +53,6 @@ pub fn spawn(
         })
 }
 
-type Reply = oneshot::Sender<Result<u64, String>>;
-
 fn take(
     job: Job,
     events: &mut usize,
@@ -68,11 +70,7 @@ fn take(
     }
 }
 
-fn commit(
-    store: &mut dyn Storage,
-    batches: &mut Vec<IngestBatch>,
-    replies: &mut Vec<oneshot::Sender<Result<u64, String>>>,
-) {
+fn commit(store: &mut dyn Storage, batches: &mut Vec<IngestBatch>, replies: &mut Vec<Reply>) {
     if batches.is_empty() {
         return;
     }
@@ -89,8 +87,7 @@ fn commit(
             for (b, reply) in batches.iter().zip(replies.drain(..)) {
                 let r = store
                     .ingest(std::slice::from_ref(b))
-                    .map(|a| a.first().copied().unwrap_or(0))
-                    .map_err(|e| e.to_string());
+                    .map(|a| a.first().copied().unwrap_or(0));
                 if let Err(e) = &r {
                     tracing::error!(host = %b.host, "storing a batch failed: {e}");
                 }
@@ -98,10 +95,12 @@ fn commit(
             }
         }
         Err(e) => {
+            // One batch (the group of several is handled above): one reply.
             tracing::error!("storing a batch failed: {e}");
-            for reply in replies.drain(..) {
-                let _ = reply.send(Err(e.to_string()));
+            if let Some(reply) = replies.pop() {
+                let _ = reply.send(Err(e));
             }
+            replies.clear();
         }
     }
     batches.clear();
