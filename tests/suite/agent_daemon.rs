@@ -243,11 +243,11 @@ fn validate_lists_every_problem_with_file_line_column_and_field() {
         ),
         (
             format!("{c}:4:14: baselines[0]: "),
-            format!("{}: cannot read", s.path("missing.toml").display()),
+            format!("{}: cannot open", s.path("missing.toml").display()),
         ),
         (
             format!("{c}:5:17: trusted_keys[0]: "),
-            format!("{}: cannot read", s.path("missing.pub").display()),
+            format!("{}: cannot open", s.path("missing.pub").display()),
         ),
     ] {
         assert!(

@@ -840,7 +840,7 @@ mod tests {
                 && d.line == 2
                 && d.column == 17
                 && d.field == "trusted_keys[0]"
-                && d.message.contains("/nonexistent/k.pub: cannot read")),
+                && d.message.contains("/nonexistent/k.pub: cannot open")),
             "{e:?}"
         );
     }
