@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Root, baseline, check_json, plumb, run};
+use common::{Root, baseline, check_json, plumb, run, status_of};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
@@ -295,6 +295,42 @@ fn sysctl_set_runtime_and_persistent() {
     assert!(
         changes.contains("create /etc/sysctl.d/60-plumbline.conf"),
         "{changes}"
+    );
+}
+
+#[test]
+fn sysctl_set_names_a_later_line_that_still_decides_at_boot() {
+    let f = Fixture::new();
+    f.root
+        .write("/etc/sysctl.conf", "# local\nnet.ipv4.ip_forward = 1\n");
+    f.root
+        .symlink("../sysctl.conf", "/etc/sysctl.d/99-sysctl.conf");
+    let b = f.baseline(&rrule(
+        "net.forward",
+        r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0, persistent = true }"#,
+        r#"{ kind = "sysctl_set", key = "net.ipv4.ip_forward", value = 0 }"#,
+    ));
+    let want = "net.ipv4.ip_forward: net.ipv4.ip_forward = 1 (/etc/sysctl.conf:2 via /etc/sysctl.d/99-sysctl.conf) applies after /etc/sysctl.d/60-plumbline.conf and still decides the value at boot";
+    let (code, out, err) = f.remediate(&b, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(want), "{out}");
+    // Applied, the check still fails and says which line wins.
+    let (_, report) = f.apply_json(&b, &[]);
+    let r = &report["results"][0];
+    assert_eq!(r["status"], "still_failing", "{report:#}");
+    assert!(
+        r["notes"].to_string().contains("still decides"),
+        "{report:#}"
+    );
+    let (s, ev) = status_of(
+        &f.root,
+        r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0, persistent = true }"#,
+        &[],
+    );
+    assert_eq!(s, "fail");
+    assert!(
+        ev.contains("(/etc/sysctl.conf:2 via /etc/sysctl.d/99-sysctl.conf)"),
+        "{ev}"
     );
 }
 

@@ -8,7 +8,7 @@
 //!   docs/check-semantics.md says.
 //! - Boot-time sysctl: the host's real `systemd-sysctl`, which has no
 //!   read-only mode, run as `nobody` in a chroot made of the generated root,
-//!   where `proc/sys` is a plain directory of empty marker files; what it
+//!   where `proc/sys` is a plain directory of marker files; what it
 //!   wrote into them is the boot-time value. The chroot's `proc` is checked
 //!   not to be procfs first, so the kernel is never touched.
 //!
@@ -157,10 +157,7 @@ fn is_root() -> bool {
 }
 
 fn find_binary(candidates: &[&str]) -> Option<PathBuf> {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
 // ---------------------------------------------------------------------------
@@ -361,7 +358,10 @@ fn gen_plain(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize, n: usize) {
                 "mask in /etc",
             ),
             6 => (
-                format!("/run/systemd/{}/{name}", r.pick(&["generator", "generator.late"])),
+                format!(
+                    "/run/systemd/{}/{name}",
+                    r.pick(&["generator", "generator.late"])
+                ),
                 "/dev/null",
                 "mask from a generator",
             ),
@@ -445,7 +445,10 @@ fn gen_plain(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize, n: usize) {
     // Drop-ins.
     if r.chance(15) {
         let (text, tag) = if r.chance(50) {
-            ("[Install]\nWantedBy=multi-user.target\n".to_string(), "drop-in [Install]")
+            (
+                "[Install]\nWantedBy=multi-user.target\n".to_string(),
+                "drop-in [Install]",
+            )
         } else {
             let b = format!("b{i}.{ty}");
             t.alias_of.insert(b.clone(), name.clone());
@@ -528,7 +531,11 @@ fn gen_plain(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize, n: usize) {
                 false,
                 "regular file in .wants",
             ),
-            5 => (link(root, "/dev/null", &entry), false, "wants link to /dev/null"),
+            5 => (
+                link(root, "/dev/null", &entry),
+                false,
+                "wants link to /dev/null",
+            ),
             _ => (link(root, &file, &entry), true, dtag),
         };
         if made {
@@ -556,7 +563,8 @@ fn gen_template(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize) {
     put(
         root,
         &file,
-        format!("[Unit]\nDescription=%i\n\n[Service]\nExecStart=/bin/true %i\n\n{install}").as_bytes(),
+        format!("[Unit]\nDescription=%i\n\n[Service]\nExecStart=/bin/true %i\n\n{install}")
+            .as_bytes(),
     );
     let mut tags: Vec<&'static str> = vec!["template or instance"];
     if default_instance {
@@ -579,7 +587,11 @@ fn gen_template(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize) {
         tags.push("masked template with a leftover link");
     }
     if r.chance(20) {
-        link(root, "/dev/null", &format!("/etc/systemd/system/{}", inst("x")));
+        link(
+            root,
+            "/dev/null",
+            &format!("/etc/systemd/system/{}", inst("x")),
+        );
         tags.push("masked instance with a leftover link");
     }
     if r.chance(15) {
@@ -764,10 +776,7 @@ fn unit_states_agree_with_systemctl() {
     for b in bad.iter().take(15) {
         println!("DIFF {b}");
     }
-    assert!(
-        seeds.len() < 300 || n >= 300,
-        "too few names asked ({n})"
-    );
+    assert!(seeds.len() < 300 || n >= 300, "too few names asked ({n})");
     assert_eq!(
         (a, wa),
         (n, n),
@@ -824,10 +833,16 @@ const GLOBS: &[(&str, &[&str])] = &[
         "kernel.*_restrict",
         &["kernel/kptr_restrict", "kernel/dmesg_restrict"],
     ),
-    ("net.ipv4.conf.eth?.rp_filter", &["net/ipv4/conf/eth0/rp_filter"]),
+    (
+        "net.ipv4.conf.eth?.rp_filter",
+        &["net/ipv4/conf/eth0/rp_filter"],
+    ),
     (
         "net.ipv4.conf.[ad]*.rp_filter",
-        &["net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"],
+        &[
+            "net/ipv4/conf/all/rp_filter",
+            "net/ipv4/conf/default/rp_filter",
+        ],
     ),
     (
         "net/ipv4/conf/*/accept_redirects",
@@ -836,7 +851,10 @@ const GLOBS: &[(&str, &[&str])] = &[
     ("kernel.yama.*", &["kernel/yama/ptrace_scope"]),
     (
         "net.ipv4.conf.all.*",
-        &["net/ipv4/conf/all/rp_filter", "net/ipv4/conf/all/accept_redirects"],
+        &[
+            "net/ipv4/conf/all/rp_filter",
+            "net/ipv4/conf/all/accept_redirects",
+        ],
     ),
 ];
 
@@ -1030,20 +1048,21 @@ fn gen_sysctl_tree(seed: u64, root: &Path) -> SysctlTree {
     }
     // (path, keys it concerns)
     let mut files: Vec<(String, Vec<&'static str>)> = Vec::new();
-    let write_lines = |r: &mut Rng, t: &mut SysctlTree, path: &str, lines: Vec<Line>, tags: &[&'static str]| {
-        let mut ftags: Vec<&'static str> = tags.to_vec();
-        let bytes = file_bytes(r, &lines, &mut ftags);
-        let mut keys = Vec::new();
-        if put(root, path, &bytes) {
-            for l in &lines {
-                let mut all = ftags.clone();
-                all.push(l.tag);
-                t.tag_keys(&l.keys, &all);
-                keys.extend(l.keys.iter().copied());
+    let write_lines =
+        |r: &mut Rng, t: &mut SysctlTree, path: &str, lines: Vec<Line>, tags: &[&'static str]| {
+            let mut ftags: Vec<&'static str> = tags.to_vec();
+            let bytes = file_bytes(r, &lines, &mut ftags);
+            let mut keys = Vec::new();
+            if put(root, path, &bytes) {
+                for l in &lines {
+                    let mut all = ftags.clone();
+                    all.push(l.tag);
+                    t.tag_keys(&l.keys, &all);
+                    keys.extend(l.keys.iter().copied());
+                }
             }
-        }
-        keys
-    };
+            keys
+        };
     for _ in 0..2 + r.below(5) {
         let dir = *r.pick(SYSCTL_DIRS);
         let name = *r.pick(CONF_NAMES);
@@ -1067,7 +1086,10 @@ fn gen_sysctl_tree(seed: u64, root: &Path) -> SysctlTree {
         let tags = ["glob re-assigned the same value"];
         for (path, text) in [
             ("/etc/sysctl.d/20-a.conf", format!("{g} = {v}")),
-            ("/etc/sysctl.d/21-b.conf", format!("net.ipv4.conf.[ad]*.rp_filter = {w}")),
+            (
+                "/etc/sysctl.d/21-b.conf",
+                format!("net.ipv4.conf.[ad]*.rp_filter = {w}"),
+            ),
             ("/usr/lib/sysctl.d/22-c.conf", format!("{g} = {v}")),
         ] {
             let line = Line {
@@ -1101,7 +1123,13 @@ fn gen_sysctl_tree(seed: u64, root: &Path) -> SysctlTree {
     }
     if r.chance(15) {
         let lines = vec![gen_line(&mut r), gen_line(&mut r)];
-        write_lines(&mut r, &mut t, "/etc/sysctl.d/.hidden.conf", lines, &["hidden file"]);
+        write_lines(
+            &mut r,
+            &mut t,
+            "/etc/sysctl.d/.hidden.conf",
+            lines,
+            &["hidden file"],
+        );
     }
     if r.chance(10) {
         let lines = vec![gen_line(&mut r)];
@@ -1110,25 +1138,52 @@ fn gen_sysctl_tree(seed: u64, root: &Path) -> SysctlTree {
     }
     if r.chance(10) {
         let lines = vec![gen_line(&mut r), gen_line(&mut r)];
-        let keys = write_lines(&mut r, &mut t, "/opt/sysctl/linked.conf", lines, &["symlinked file"]);
-        if link(root, "/opt/sysctl/linked.conf", "/etc/sysctl.d/70-linked.conf") {
+        let keys = write_lines(
+            &mut r,
+            &mut t,
+            "/opt/sysctl/linked.conf",
+            lines,
+            &["symlinked file"],
+        );
+        if link(
+            root,
+            "/opt/sysctl/linked.conf",
+            "/etc/sysctl.d/70-linked.conf",
+        ) {
             t.tag_keys(&keys, &["symlinked file"]);
         }
     }
     // Debian's /etc/sysctl.conf, read only through 99-sysctl.conf.
     if r.chance(40) {
         let lines: Vec<Line> = (0..1 + r.below(3)).map(|_| gen_line(&mut r)).collect();
-        let keys = write_lines(&mut r, &mut t, "/etc/sysctl.conf", lines, &["/etc/sysctl.conf"]);
+        let keys = write_lines(
+            &mut r,
+            &mut t,
+            "/etc/sysctl.conf",
+            lines,
+            &["/etc/sysctl.conf"],
+        );
         if r.chance(60) && link(root, "../sysctl.conf", "/etc/sysctl.d/99-sysctl.conf") {
             t.tag_keys(&keys, &["99-sysctl.conf link"]);
         }
         if r.chance(30) {
             let lines = vec![gen_line(&mut r)];
-            write_lines(&mut r, &mut t, "/etc/sysctl.d/zz-after.conf", lines, &["/etc/sysctl.conf"]);
+            write_lines(
+                &mut r,
+                &mut t,
+                "/etc/sysctl.d/zz-after.conf",
+                lines,
+                &["/etc/sysctl.conf"],
+            );
         }
     }
     t
 }
+
+/// What a marker holds until systemd-sysctl writes it. Not empty: it
+/// reads the file first and suppresses a write that changes nothing, so an
+/// empty value would not show on an empty marker.
+const UNTOUCHED: &[u8] = b"plumb:untouched\n";
 
 /// The host's systemd-sysctl and the libraries it loads, copied once.
 struct Sysctl {
@@ -1179,16 +1234,20 @@ impl Sysctl {
         for k in KEYS {
             let p = sys.join(k);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, b"").unwrap();
+            std::fs::write(&p, UNTOUCHED).unwrap();
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666))
                 .unwrap();
         }
         // Never the kernel: the chroot's proc must be our plain directory.
-        const PROC_SUPER_MAGIC: nix::sys::statfs::FsType =
-            nix::sys::statfs::FsType(0x9fa0);
+        const PROC_SUPER_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x9fa0);
         for p in [root.join("proc"), sys.clone()] {
             let fs = nix::sys::statfs::statfs(&p).unwrap();
-            assert_ne!(fs.filesystem_type(), PROC_SUPER_MAGIC, "{} is procfs", p.display());
+            assert_ne!(
+                fs.filesystem_type(),
+                PROC_SUPER_MAGIC,
+                "{} is procfs",
+                p.display()
+            );
             use std::os::unix::fs::MetadataExt;
             assert_eq!(
                 std::fs::metadata(&p).unwrap().dev(),
@@ -1223,7 +1282,8 @@ impl Sysctl {
         KEYS.iter()
             .map(|k| {
                 let b = std::fs::read(sys.join(k)).unwrap();
-                let v = (!b.is_empty()).then(|| {
+                // A write puts "VALUE\n" at offset 0 (no truncation).
+                let v = (b != UNTOUCHED).then(|| {
                     let line = b.split(|&c| c == b'\n').next().unwrap_or_default();
                     String::from_utf8_lossy(line).into_owned()
                 });
@@ -1235,7 +1295,11 @@ impl Sysctl {
 
 /// The boot-time value the check reports for `key` (`None`: not set), and
 /// whether its verdict agrees with `want`.
-fn sysctl_verdict(ctx: &Ctx, key: &str, want: &Option<String>) -> (bool, Option<String>, Vec<String>) {
+fn sysctl_verdict(
+    ctx: &Ctx,
+    key: &str,
+    want: &Option<String>,
+) -> (bool, Option<String>, Vec<String>) {
     let spec = SysctlCheck {
         key: key.to_string(),
         persistent: true,
@@ -1284,7 +1348,13 @@ fn boot_sysctl_agrees_with_systemd_sysctl() {
             let (pass, got, ev) = sysctl_verdict(&ctx, k, want);
             let agree = pass && (got == *want);
             let tags: BTreeSet<&'static str> = tree.tags.get(k).cloned().unwrap_or_default();
-            out.push((seed, *k, tags, agree, format!("want {want:?}, got {got:?}: {ev:?}")));
+            out.push((
+                seed,
+                *k,
+                tags,
+                agree,
+                format!("want {want:?}, got {got:?}: {ev:?}"),
+            ));
         }
         if out.iter().all(|o| o.3) {
             let _ = std::fs::remove_dir_all(&root);

@@ -11,6 +11,7 @@ pub mod output;
 pub mod remediate;
 pub mod rootfs;
 mod sshd_config;
+pub(crate) mod sysctl_d;
 pub mod trust;
 pub mod userdb;
 
