@@ -335,6 +335,87 @@ fn sysctl_set_names_a_later_line_that_still_decides_at_boot() {
 }
 
 #[test]
+fn service_actions_act_on_the_unit_an_alias_names() {
+    let f = Fixture::new();
+    f.root.write(
+        "/lib/systemd/system/ssh.service",
+        "[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n",
+    );
+    f.root.symlink(
+        "/lib/systemd/system/ssh.service",
+        "/etc/systemd/system/multi-user.target.wants/ssh.service",
+    );
+    f.root.symlink(
+        "/lib/systemd/system/ssh.service",
+        "/etc/systemd/system/sshd.service",
+    );
+    // systemctl ignores a regular file in a *.wants: so does the action.
+    let stray = f.root.write(
+        "/etc/systemd/system/multi-user.target.wants/ssh.service.bak",
+        "x",
+    );
+    let wants = f
+        .root
+        .p("/etc/systemd/system/multi-user.target.wants/ssh.service");
+    let alias = f.root.p("/etc/systemd/system/sshd.service");
+    let report = f.round_trip(
+        &rrule(
+            "svc.sshd",
+            r#"{ kind = "service", unit = "sshd", state = "disabled" }"#,
+            r#"{ kind = "service_disable", unit = "sshd" }"#,
+        ),
+        &[&wants, &alias, &stray],
+        &[],
+    );
+    let r = report["results"][0].to_string();
+    assert!(r.contains("sshd.service is a name of ssh.service"), "{r}");
+    assert!(
+        r.contains("remove /etc/systemd/system/sshd.service (-> /lib/systemd/system/ssh.service)"),
+        "{r}"
+    );
+    assert!(stray.exists());
+    // Masking the alias masks the unit it names.
+    let report = f.round_trip(
+        &rrule(
+            "svc.sshd",
+            r#"{ kind = "service", unit = "sshd", state = "masked" }"#,
+            r#"{ kind = "service_mask", unit = "sshd" }"#,
+        ),
+        &[&f.root.p("/etc/systemd/system/ssh.service")],
+        &[],
+    );
+    assert!(
+        report["results"][0]
+            .to_string()
+            .contains("create link /etc/systemd/system/ssh.service -> /dev/null"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn service_disable_names_links_it_cannot_remove() {
+    let f = Fixture::new();
+    f.root.write(
+        "/lib/systemd/system/cups.service",
+        "[Install]\nWantedBy=multi-user.target\n",
+    );
+    f.root.symlink(
+        "../cups.service",
+        "/lib/systemd/system/multi-user.target.wants/cups.service",
+    );
+    let b = f.baseline(&rrule(
+        "svc.cups",
+        r#"{ kind = "service", unit = "cups", state = "disabled" }"#,
+        r#"{ kind = "service_disable", unit = "cups" }"#,
+    ));
+    let (_, out, _) = f.remediate(&b, &[]);
+    assert!(
+        out.contains("/lib/systemd/system/multi-user.target.wants/cups.service -> ../cups.service still starts cups.service at boot: a vendor link"),
+        "{out}"
+    );
+}
+
+#[test]
 fn file_mode_and_owner() {
     let f = Fixture::new();
     f.root.write(

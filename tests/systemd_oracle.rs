@@ -4,7 +4,8 @@
 //! every one of them.
 //!
 //! - Units: `systemctl --root=DIR is-enabled UNIT` (read-only on DIR; never
-//!   run without `--root` here), its word mapped to the check's states as
+//!   run without `--root` here; `SYSTEMCTL_SKIP_SYSV=1`, as the check does
+//!   not read SysV init scripts), its word mapped to the check's states as
 //!   docs/check-semantics.md says.
 //! - Boot-time sysctl: the host's real `systemd-sysctl`, which has no
 //!   read-only mode, run as `nobody` in a chroot made of the generated root,
@@ -184,7 +185,7 @@ impl Word {
         match self {
             Word::Said(w) => w.clone(),
             Word::Failed(why) if why == "No such file or directory" => "not-found".into(),
-            Word::Failed(why) => format!("failed ({why})"),
+            Word::Failed(_) => "failed".into(),
         }
     }
 }
@@ -211,15 +212,19 @@ impl UnitTree {
     fn tag(&mut self, name: &str, tag: &'static str) {
         self.ask(name, &[tag]);
     }
-    /// A boot link names the unit (or, for a template, one of its instances).
-    fn has_boot_link(&self, unit: &str) -> bool {
+    /// A boot link names the unit or, for a template, one of its
+    /// instances that is not masked itself.
+    fn has_boot_link(&self, unit: &str, words: &BTreeMap<String, Word>) -> bool {
         if let Some((prefix, suffix)) = unit.split_once("@.") {
             self.boot_links.iter().any(|e| {
-                e.strip_prefix(prefix)
+                let instance = e
+                    .strip_prefix(prefix)
                     .and_then(|r| r.strip_prefix('@'))
                     .and_then(|r| r.strip_suffix(suffix))
                     .and_then(|r| r.strip_suffix('.'))
-                    .is_some_and(|i| !i.is_empty())
+                    .is_some_and(|i| !i.is_empty());
+                let masked = matches!(words.get(e), Some(Word::Said(w)) if w.starts_with("masked"));
+                instance && !masked
             })
         } else {
             self.boot_links.contains(unit)
@@ -315,10 +320,6 @@ fn gen_plain(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize, n: usize) {
     ];
     let (install, itag) = r.pick(&installs).clone();
     t.tag(&name, itag);
-    if install.contains("Alias=") {
-        t.alias_of.insert(alias.clone(), name.clone());
-        t.ask(&alias, &["Alias=", "alias name"]);
-    }
     let body = format!("[Unit]\nDescription={name}\n\n{section}\n{install}");
 
     // Masks first: they decide which paths are left for unit files.
@@ -380,65 +381,77 @@ fn gen_plain(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize, n: usize) {
         }
     }
 
-    // Where the unit file is.
+    // Where the unit file is; whether a unit file in the tree declares
+    // the Alias= (a file left outside the search path does not).
     let vendor = *r.pick(&["/lib/systemd/system", "/usr/lib/systemd/system"]);
     let mut file = format!("{vendor}/{name}");
-    match r.below(12) {
+    let declares = match r.below(12) {
         0..=3 => {
-            put(root, &file, body.as_bytes());
             t.tag(&name, "vendor unit file");
+            put(root, &file, body.as_bytes())
         }
         4 => {
             file = format!("/usr/local/lib/systemd/system/{name}");
-            put(root, &file, body.as_bytes());
             t.tag(&name, "unit file in /usr/local");
+            put(root, &file, body.as_bytes())
         }
         5 => {
             file = format!("/etc/systemd/system/{name}");
-            put(root, &file, body.as_bytes());
             t.tag(&name, "unit file in /etc");
+            put(root, &file, body.as_bytes())
         }
         6 => {
-            put(root, &file, body.as_bytes());
+            let vendor_placed = put(root, &file, body.as_bytes());
             let over = format!("[Unit]\nDescription=local\n\n{section}\n");
-            let over = if r.chance(50) {
+            let keep = r.chance(50);
+            let over = if keep {
                 format!("{over}{install}")
             } else {
                 over
             };
-            put(
+            let over_placed = put(
                 root,
                 &format!("/etc/systemd/system/{name}"),
                 over.as_bytes(),
             );
             t.tag(&name, "unit file in /etc overrides vendor");
+            vendor_placed || (over_placed && keep)
         }
         7 => {
             file = format!("/run/systemd/system/{name}");
-            put(root, &file, body.as_bytes());
             t.tag(&name, "unit file in /run");
+            put(root, &file, body.as_bytes())
         }
         8 => {
             let g = r.pick(&["generator", "generator.early", "generator.late"]);
             file = format!("/run/systemd/{g}/{name}");
-            put(root, &file, body.as_bytes());
             t.tag(&name, "generated unit");
+            put(root, &file, body.as_bytes())
         }
         9 => {
             file = format!("/run/systemd/transient/{name}");
-            put(root, &file, body.as_bytes());
             t.tag(&name, "transient unit");
+            put(root, &file, body.as_bytes())
         }
         10 => {
             file = format!("/opt/units/{name}");
             put(root, &file, body.as_bytes());
-            if link(root, &file, &format!("/etc/systemd/system/{name}")) {
+            let linked = link(root, &file, &format!("/etc/systemd/system/{name}"));
+            if linked {
                 t.tag(&name, "linked unit file");
             }
+            linked
         }
         _ => {
             t.tag(&name, "not installed");
+            false
         }
+    };
+    if install.contains("Alias=") {
+        if declares {
+            t.alias_of.insert(alias.clone(), name.clone());
+        }
+        t.ask(&alias, &["Alias=", "alias name"]);
     }
     t.tag(&name, "unit");
 
@@ -476,6 +489,7 @@ fn gen_plain(r: &mut Rng, t: &mut UnitTree, root: &Path, i: usize, n: usize) {
             )
         };
         if link(root, &target, &path) {
+            t.alias_of.insert(alias.clone(), name.clone());
             t.tag(&name, tag);
             t.tag(&alias, tag);
         }
@@ -619,6 +633,9 @@ fn systemctl_words(systemctl: &Path, root: &Path, names: &[String]) -> BTreeMap<
             .args(&rest)
             .env_clear()
             .env("SYSTEMD_LOG_LEVEL", "err")
+            // The unit-file state alone: no SysV init-script compatibility
+            // pass (which also fails on links to generated units).
+            .env("SYSTEMCTL_SKIP_SYSV", "1")
             .output()
             .expect("run systemctl");
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -682,7 +699,8 @@ fn want_statuses(w: Want) -> [Status; 3] {
 /// a name nothing installs is not enabled (a name some unit declares in
 /// `Alias=` is judged as that unit); every other word is enabled only when
 /// a symlink in a `*.wants`/`*.requires`/`*.upholds` directory starts the
-/// unit at boot anyway (a vendor or generator link), disabled otherwise.
+/// unit (for a template, an instance that is not masked) at boot anyway (a
+/// vendor or generator link), disabled otherwise.
 fn expected(t: &UnitTree, words: &BTreeMap<String, Word>, name: &str, depth: usize) -> Want {
     assert!(depth < 8, "alias loop in the generator at {name}");
     let w = &words[name];
@@ -697,7 +715,7 @@ fn expected(t: &UnitTree, words: &BTreeMap<String, Word>, name: &str, depth: usi
             Some(target) if words.contains_key(target) => expected(t, words, target, depth + 1),
             _ => Want::Disabled,
         },
-        Word::Said(_) if t.has_boot_link(name) => Want::Enabled,
+        Word::Said(_) if t.has_boot_link(name, words) => Want::Enabled,
         Word::Said(_) => Want::Disabled,
     }
 }
@@ -866,7 +884,7 @@ struct Line {
 }
 
 fn gen_line(r: &mut Rng) -> Line {
-    let k: &'static str = *r.pick(KEYS);
+    let k = *r.pick(KEYS);
     let d = dotted(k);
     let v = *r.pick(VALUES);
     let one = |text: String, tag| Line {

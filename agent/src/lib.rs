@@ -12,6 +12,7 @@ pub mod remediate;
 pub mod rootfs;
 mod sshd_config;
 pub(crate) mod sysctl_d;
+pub(crate) mod systemd_units;
 pub mod trust;
 pub mod userdb;
 
