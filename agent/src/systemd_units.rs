@@ -367,20 +367,32 @@ impl Fs<'_> {
         }
     }
 
-    /// Entries of a directory, `(in-root path, lstat)`; none when it does
-    /// not exist.
+    /// Entries of a directory, `(in-root path, lstat)`, sorted by name;
+    /// none when it does not exist. The directory's own path is resolved
+    /// inside the root once; entries are not followed.
     fn list(&self, dir: &str) -> Result<Vec<(String, Metadata)>, LookupError> {
-        let names = match self.fs.list_dir(dir) {
-            Ok(v) => v,
+        let host = match self.fs.resolve(dir, true) {
+            Ok(h) => h,
             Err(e) if gone(&e) => return Ok(Vec::new()),
             Err(e) => return Err(io_err(dir)(e)),
         };
+        let entries = match std::fs::read_dir(&host) {
+            Ok(r) => r,
+            Err(e) if gone(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(dir)(e)),
+        };
+        let base = dir.trim_end_matches('/');
         let mut out = Vec::new();
-        for p in names {
-            if let Some(m) = self.lstat(&p)? {
-                out.push((p, m));
+        for e in entries {
+            let e = e.map_err(io_err(dir))?;
+            let path = format!("{base}/{}", e.file_name().to_string_lossy());
+            match e.metadata() {
+                Ok(m) => out.push((path, m)),
+                Err(err) if gone(&err) => {}
+                Err(err) => return Err(io_err(&path)(err)),
             }
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
