@@ -350,18 +350,28 @@ pub(crate) fn is_glob(key: &str) -> bool {
 /// matched with `fnmatch(FNM_PERIOD)`.
 pub(crate) fn glob_matches(pat: &str, key: &str) -> bool {
     let keys: Vec<&str> = key.split('/').collect();
-    expand_braces(pat).iter().any(|alt| {
+    let mut alts = Vec::new();
+    // More alternatives than this: glob(3) would run out of memory and
+    // systemd-sysctl apply nothing for the pattern.
+    if !expand_braces(pat, &mut alts) {
+        return false;
+    }
+    alts.iter().any(|alt| {
         let comps: Vec<&str> = alt.split('/').filter(|c| !c.is_empty()).collect();
         comps.len() == keys.len()
             && comps
                 .iter()
                 .zip(&keys)
-                .all(|(p, k)| fnmatch(p.as_bytes(), k.as_bytes(), true))
+                .all(|(p, k)| fnmatch(p.as_bytes(), k.as_bytes()))
     })
 }
 
-/// glibc's `GLOB_BRACE` expansion; an unbalanced `{` is literal.
-fn expand_braces(p: &str) -> Vec<String> {
+/// Most brace alternatives one pattern expands to.
+const MAX_ALTERNATIVES: usize = 1024;
+
+/// glibc's `GLOB_BRACE` expansion into `out`; an unbalanced `{` is
+/// literal. False when there would be more than [`MAX_ALTERNATIVES`].
+fn expand_braces(p: &str, out: &mut Vec<String>) -> bool {
     let b = p.as_bytes();
     let mut i = 0;
     let mut open = None;
@@ -377,7 +387,8 @@ fn expand_braces(p: &str) -> Vec<String> {
         i += 1;
     }
     let Some(open) = open else {
-        return vec![p.to_string()];
+        out.push(p.to_string());
+        return out.len() <= MAX_ALTERNATIVES;
     };
     // Top-level commas and the matching close brace.
     let mut depth = 0;
@@ -399,46 +410,63 @@ fn expand_braces(p: &str) -> Vec<String> {
         j += 1;
     }
     let Some(close) = close else {
-        return vec![p.to_string()];
+        out.push(p.to_string());
+        return out.len() <= MAX_ALTERNATIVES;
     };
     cuts.push(close);
+    // The braces and commas are ASCII, so these are char boundaries.
     let (head, tail) = (&p[..open], &p[close + 1..]);
-    let mut out = Vec::new();
     for w in cuts.windows(2) {
         let alt = &p[w[0] + 1..w[1]];
-        out.extend(expand_braces(&format!("{head}{alt}{tail}")));
-    }
-    out
-}
-
-/// glibc `fnmatch` on one path component: `*`, `?`, `[...]` (with `!` or
-/// `^`, ranges and `[:class:]`), `\` escapes; with `period`, a leading `.`
-/// only matches a literal `.`.
-fn fnmatch(p: &[u8], s: &[u8], period: bool) -> bool {
-    if period && s.first() == Some(&b'.') && !matches!(p.first(), Some(b'.')) {
-        // Only an escaped dot could still match it.
-        if !p.starts_with(b"\\.") {
+        if !expand_braces(&format!("{head}{alt}{tail}"), out) {
             return false;
         }
     }
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
+    true
+}
+
+/// glibc `fnmatch(FNM_PERIOD)` on one path component: `*`, `?`, `[...]`
+/// (with `!` or `^`, ranges and `[:class:]`), `\` escapes; a leading `.`
+/// only matches a literal `.`. Linear backtracking to the last `*`.
+fn fnmatch(p: &[u8], s: &[u8]) -> bool {
+    if s.first() == Some(&b'.') && !(p.first() == Some(&b'.') || p.starts_with(b"\\.")) {
+        return false;
+    }
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        let c = s[si];
+        let step = match p.get(pi) {
             Some(b'*') => {
-                let rest = &p[1..];
-                (0..=s.len()).any(|k| go(rest, &s[k..]))
+                star = Some((pi, si));
+                pi += 1;
+                continue;
             }
-            Some(b'?') => !s.is_empty() && go(&p[1..], &s[1..]),
-            Some(b'[') => match bracket(&p[1..], s.first().copied()) {
-                Some((matched, used)) => matched && go(&p[1 + used..], &s[1..]),
+            Some(b'?') => Some(1),
+            Some(b'[') => match bracket(&p[pi + 1..], Some(c)) {
+                Some((true, used)) => Some(1 + used),
+                Some((false, _)) => None,
                 // No closing `]`: a literal `[`.
-                None => s.first() == Some(&b'[') && go(&p[1..], &s[1..]),
+                None => (c == b'[').then_some(1),
             },
-            Some(b'\\') if p.len() > 1 => s.first() == Some(&p[1]) && go(&p[2..], &s[1..]),
-            Some(&c) => s.first() == Some(&c) && go(&p[1..], &s[1..]),
+            Some(b'\\') if pi + 1 < p.len() => (p[pi + 1] == c).then_some(2),
+            Some(&q) => (q == c).then_some(1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(n), _) => {
+                pi += n;
+                si += 1;
+            }
+            (None, Some((sp, ss))) => {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            (None, None) => return false,
         }
     }
-    go(p, s)
+    p[pi.min(p.len())..].iter().all(|&c| c == b'*')
 }
 
 /// A bracket expression after its `[`: whether `c` matches, and the bytes
@@ -586,6 +614,14 @@ mod tests {
         assert!(!m("kernel.*", "kernel/.hidden"));
         assert!(m("kernel.a[b", "kernel/a[b"));
         assert!(!is_glob("kernel.{kptr,dmesg}_restrict"));
+        // Many stars cost linear time; too many alternatives match nothing.
+        let stars = format!("kernel.{}y", "*".repeat(64));
+        assert!(!m(&stars, &format!("kernel/{}", "x".repeat(200))));
+        assert!(!m("kernel.*x*y", "kernel/axbyc"));
+        assert!(m("kernel.*x*y", "kernel/axby"));
+        assert!(m("kernel.*x*y*", "kernel/axbyc"));
+        let braces = format!("kernel.{}x*", "{a,b}".repeat(12));
+        assert!(!m(&braces, "kernel/aaaaaaaaaaaax"));
     }
 
     fn config(files: &[(&str, &str)]) -> Config {
