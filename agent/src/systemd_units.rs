@@ -29,9 +29,11 @@
 //! Paths are in-root paths, resolved inside the root ([`RootFs`]).
 
 use crate::rootfs::{ReadError, RootFs};
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io;
+use std::rc::Rc;
 
 /// The system unit search path, highest precedence first, as
 /// `lookup_paths_init` builds it on Debian (where `/lib/systemd/system` is
@@ -353,24 +355,62 @@ fn simplify(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Reading the root.
-struct Fs<'a> {
-    fs: &'a RootFs,
+/// A directory entry: in-root path, `lstat`, and the text of a symlink.
+#[derive(Debug, Clone)]
+struct Entry {
+    path: String,
+    meta: Metadata,
+    link: Option<String>,
 }
 
-impl Fs<'_> {
-    fn lstat(&self, path: &str) -> Result<Option<Metadata>, LookupError> {
-        match self.fs.lstat(path) {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if gone(&e) => Ok(None),
-            Err(e) => Err(io_err(path)(e)),
+/// Reading the root; each directory is listed once per [`UnitFiles`] (the
+/// search path is scanned several times for one unit).
+struct Fs<'a> {
+    fs: &'a RootFs,
+    dirs: RefCell<HashMap<String, Rc<Vec<Entry>>>>,
+}
+
+impl<'a> Fs<'a> {
+    fn new(fs: &'a RootFs) -> Fs<'a> {
+        Fs {
+            fs,
+            dirs: RefCell::new(HashMap::new()),
         }
     }
 
-    /// Entries of a directory, `(in-root path, lstat)`, sorted by name;
-    /// none when it does not exist. The directory's own path is resolved
-    /// inside the root once; entries are not followed.
-    fn list(&self, dir: &str) -> Result<Vec<(String, Metadata)>, LookupError> {
+    /// The entry at `path`, from its directory's listing.
+    fn entry(&self, path: &str) -> Result<Option<Entry>, LookupError> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some(("", n)) => ("/", n),
+            Some((d, n)) => (d, n),
+            None => return Ok(None),
+        };
+        let list = self.list(dir)?;
+        Ok(list
+            .binary_search_by(|e| file_name(&e.path).cmp(name))
+            .ok()
+            .and_then(|i| list.get(i).cloned()))
+    }
+
+    fn lstat(&self, path: &str) -> Result<Option<Metadata>, LookupError> {
+        Ok(self.entry(path)?.map(|e| e.meta))
+    }
+
+    /// Entries of a directory, sorted by name; none when it does not
+    /// exist. The directory's own path is resolved inside the root;
+    /// entries are not followed.
+    fn list(&self, dir: &str) -> Result<Rc<Vec<Entry>>, LookupError> {
+        if let Some(l) = self.dirs.borrow().get(dir) {
+            return Ok(Rc::clone(l));
+        }
+        let list = Rc::new(self.read_dir(dir)?);
+        self.dirs
+            .borrow_mut()
+            .insert(dir.to_string(), Rc::clone(&list));
+        Ok(list)
+    }
+
+    fn read_dir(&self, dir: &str) -> Result<Vec<Entry>, LookupError> {
         let host = match self.fs.resolve(dir, true) {
             Ok(h) => h,
             Err(e) if gone(&e) => return Ok(Vec::new()),
@@ -386,20 +426,30 @@ impl Fs<'_> {
         for e in entries {
             let e = e.map_err(io_err(dir))?;
             let path = format!("{base}/{}", e.file_name().to_string_lossy());
-            match e.metadata() {
-                Ok(m) => out.push((path, m)),
-                Err(err) if gone(&err) => {}
+            let meta = match e.metadata() {
+                Ok(m) => m,
+                Err(err) if gone(&err) => continue,
                 Err(err) => return Err(io_err(&path)(err)),
-            }
+            };
+            let link = if meta.file_type().is_symlink() {
+                match std::fs::read_link(e.path()) {
+                    Ok(t) => Some(t.to_string_lossy().into_owned()),
+                    Err(err) if gone(&err) => continue,
+                    Err(err) => return Err(io_err(&path)(err)),
+                }
+            } else {
+                None
+            };
+            out.push(Entry { path, meta, link });
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| file_name(&a.path).cmp(file_name(&b.path)));
         Ok(out)
     }
 
     fn read_link(&self, path: &str) -> Result<String, LookupError> {
-        let host = self.fs.resolve(path, false).map_err(io_err(path))?;
-        let t = std::fs::read_link(host).map_err(io_err(path))?;
-        Ok(t.to_string_lossy().into_owned())
+        self.entry(path)?
+            .and_then(|e| e.link)
+            .ok_or_else(|| LookupError::Invalid(format!("{path} is not a symlink")))
     }
 
     /// `chase(CHASE_NOFOLLOW|CHASE_NONEXISTENT)`: symlinks on the way
@@ -524,12 +574,17 @@ fn parse_install(install: &mut Install, unit: &str, path: &str, bytes: &[u8]) {
     }
 }
 
-/// The lookup for one name, as install.c's `InstallContext` does it.
-struct Lookup<'a> {
+/// Unit-file lookups on one root, as install.c does them. Directory
+/// listings are kept while the value lives: make one per evaluation.
+pub(crate) struct UnitFiles<'a> {
     fs: Fs<'a>,
 }
 
-impl Lookup<'_> {
+impl<'a> UnitFiles<'a> {
+    pub(crate) fn new(fs: &'a RootFs) -> UnitFiles<'a> {
+        UnitFiles { fs: Fs::new(fs) }
+    }
+
     /// `unit_file_load` for a main unit file: what is at `path`.
     fn load(&self, info: &mut Info, path: &str) -> Result<bool, Miss> {
         let Some(meta) = self.fs.lstat(path)? else {
@@ -620,10 +675,10 @@ impl Lookup<'_> {
         let mut by_name: BTreeMap<String, String> = BTreeMap::new();
         for name in std::iter::once(info.name.clone()).chain(template) {
             for dir in SEARCH_PATH {
-                for (p, _) in self.fs.list(&format!("{dir}/{name}.d"))? {
-                    let f = file_name(&p);
+                for e in self.fs.list(&format!("{dir}/{name}.d"))?.iter() {
+                    let f = file_name(&e.path);
                     if !f.starts_with('.') && f.ends_with(".conf") {
-                        by_name.entry(f.to_string()).or_insert(p);
+                        by_name.entry(f.to_string()).or_insert(e.path.clone());
                     }
                 }
             }
@@ -717,34 +772,32 @@ impl Lookup<'_> {
                 })
         };
         let entries = self.fs.list(dir)?;
-        for (sub, meta) in &entries {
+        for sub in entries.iter() {
             // systemd 252's install.c knows no `*.upholds` (nor `UpheldBy=`).
-            let suffix = file_name(sub).rsplit_once('.').map(|(_, s)| s);
-            if !meta.is_dir() || !matches!(suffix, Some("wants" | "requires")) {
+            let suffix = file_name(&sub.path).rsplit_once('.').map(|(_, s)| s);
+            if !sub.meta.is_dir() || !matches!(suffix, Some("wants" | "requires")) {
                 continue;
             }
-            for (p, m) in self.fs.list(sub)? {
-                if !m.file_type().is_symlink() {
+            for e in self.fs.list(&sub.path)?.iter() {
+                let Some(text) = &e.link else {
                     continue;
-                }
-                let entry = file_name(&p);
+                };
+                let entry = file_name(&e.path);
                 let found =
                     entry == info.name || template_of(entry).is_some_and(|t| t == info.name);
                 if found && known(entry) {
-                    let text = self.fs.read_link(&p)?;
-                    return Ok((Some(format!("{p} -> {text}")), None));
+                    return Ok((Some(format!("{} -> {text}", e.path)), None));
                 }
             }
         }
         // Links to the unit file itself, under this or another name.
         let mut same_name = None;
-        for (p, meta) in &entries {
-            if !meta.file_type().is_symlink() {
+        for e in entries.iter() {
+            let Some(text) = &e.link else {
                 continue;
-            }
-            let entry = file_name(p);
-            let text = self.fs.read_link(p)?;
-            let dest = join_link(dir, &text);
+            };
+            let (p, entry) = (&e.path, file_name(&e.path));
+            let dest = join_link(dir, text);
             let found_dest = file_name(&dest) == info.name;
             let found_path = !ignore_same_name && entry == info.name;
             if found_path && found_dest {
@@ -833,120 +886,120 @@ fn validate_alias(link: &str, target: &str) -> Result<(), LookupError> {
     Ok(())
 }
 
-/// `unit_file_lookup_state`: what `systemctl --root=ROOT is-enabled NAME`
-/// prints, with the links and lines that decided it.
-pub(crate) fn lookup_state(fs: &RootFs, name: &str) -> Result<State, LookupError> {
-    if classify(name).is_none() {
-        return Err(LookupError::Invalid(format!(
-            "\"{name}\" is not a unit name"
-        )));
-    }
-    let l = Lookup { fs: Fs { fs } };
-    let info = l.traverse(name)?;
-    let path = info.path.clone().unwrap_or_default();
-    let mut because = Vec::new();
-    let word = match info.mode {
-        Some(Mode::Masked) => {
-            because.push(match info.chain.is_empty() {
-                true => format!("{path} is an empty file"),
-                false => format!("by {}", info.chain.join(", ")),
-            });
-            if is_runtime_dir(&path) || is_runtime_dir(parent(&path)) {
-                Word::MaskedRuntime
-            } else {
-                Word::Masked
+impl UnitFiles<'_> {
+    /// `unit_file_lookup_state`: what `systemctl --root=ROOT is-enabled
+    /// NAME` prints, with the links and lines that decided it.
+    pub(crate) fn state(&self, name: &str) -> Result<State, LookupError> {
+        if classify(name).is_none() {
+            return Err(LookupError::Invalid(format!(
+                "\"{name}\" is not a unit name"
+            )));
+        }
+        let info = self.traverse(name)?;
+        let path = info.path.clone().unwrap_or_default();
+        let mut because = Vec::new();
+        let word = match info.mode {
+            Some(Mode::Masked) => {
+                because.push(match info.chain.is_empty() {
+                    true => format!("{path} is an empty file"),
+                    false => format!("by {}", info.chain.join(", ")),
+                });
+                if is_runtime_dir(&path) || is_runtime_dir(parent(&path)) {
+                    Word::MaskedRuntime
+                } else {
+                    Word::Masked
+                }
             }
-        }
-        _ if name != file_name(&path) && !is_kind(&info.name, NameKind::Instance) => {
-            because.push(format!(
-                "of {}, by {}",
-                file_name(&path),
-                info.chain.join(", ")
-            ));
-            Word::Alias
-        }
-        _ if GENERATORS.contains(&parent(&path)) => {
-            because.push(format!("{path} is written by a generator"));
-            Word::Generated
-        }
-        _ if parent(&path) == TRANSIENT => {
-            because.push(format!("{path} is a transient unit"));
-            Word::Transient
-        }
-        _ => {
-            if let Some((w, link)) = l.links_state(&info, true)? {
-                because.push(format!("by {link}"));
-                w
-            } else if let Some((_, link)) = l.links_state(&info, false)? {
-                because.push(format!("{link}, a name [Install] does not give"));
-                Word::Indirect
-            } else if info.install.has_rules() {
+            _ if name != file_name(&path) && !is_kind(&info.name, NameKind::Instance) => {
                 because.push(format!(
-                    "no link in place for {}",
-                    info.install.lines.join(", ")
+                    "of {}, by {}",
+                    file_name(&path),
+                    info.chain.join(", ")
                 ));
-                Word::Disabled
-            } else if !info.install.also.is_empty() {
-                because.push(format!("only {}", info.install.lines.join(", ")));
-                Word::Indirect
-            } else {
-                because.push(format!("{path} has no [Install] rules"));
-                Word::Static
+                Word::Alias
             }
-        }
-    };
-    Ok(State {
-        word,
-        info,
-        because,
-    })
-}
+            _ if GENERATORS.contains(&parent(&path)) => {
+                because.push(format!("{path} is written by a generator"));
+                Word::Generated
+            }
+            _ if parent(&path) == TRANSIENT => {
+                because.push(format!("{path} is a transient unit"));
+                Word::Transient
+            }
+            _ => {
+                if let Some((w, link)) = self.links_state(&info, true)? {
+                    because.push(format!("by {link}"));
+                    w
+                } else if let Some((_, link)) = self.links_state(&info, false)? {
+                    because.push(format!("{link}, a name [Install] does not give"));
+                    Word::Indirect
+                } else if info.install.has_rules() {
+                    because.push(format!(
+                        "no link in place for {}",
+                        info.install.lines.join(", ")
+                    ));
+                    Word::Disabled
+                } else if !info.install.also.is_empty() {
+                    because.push(format!("only {}", info.install.lines.join(", ")));
+                    Word::Indirect
+                } else {
+                    because.push(format!("{path} has no [Install] rules"));
+                    Word::Static
+                }
+            }
+        };
+        Ok(State {
+            word,
+            info,
+            because,
+        })
+    }
 
-/// Symlinks in `*.wants`, `*.requires` and `*.upholds` directories of the
-/// search path that pull `unit` in at boot, whatever `is-enabled` says:
-/// named after the unit (for a template, after one of its instances that is
-/// not masked itself), not pointing at `/dev/null`. `path -> text`, each
-/// directory read once.
-pub(crate) fn boot_links(fs: &RootFs, unit: &str) -> Result<Vec<String>, LookupError> {
-    let f = Fs { fs };
-    let template = is_kind(unit, NameKind::Template);
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for dir in SEARCH_PATH {
-        if let Ok(host) = fs.resolve(dir, true)
-            && !seen.insert(host)
-        {
-            continue;
-        }
-        for (sub, meta) in f.list(dir)? {
-            let suffix = file_name(&sub).rsplit_once('.').map(|(_, s)| s);
-            if !meta.is_dir() || !matches!(suffix, Some("wants" | "requires" | "upholds")) {
+    /// Symlinks in `*.wants`, `*.requires` and `*.upholds` directories of
+    /// the search path that pull `unit` in at boot, whatever `is-enabled`
+    /// says: named after the unit (for a template, after one of its
+    /// instances that is not masked itself), not pointing at `/dev/null`.
+    /// `path -> text`, each directory read once.
+    pub(crate) fn boot_links(&self, unit: &str) -> Result<Vec<String>, LookupError> {
+        let template = is_kind(unit, NameKind::Template);
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for dir in SEARCH_PATH {
+            if let Ok(host) = self.fs.fs.resolve(dir, true)
+                && !seen.insert(host)
+            {
                 continue;
             }
-            for (p, m) in f.list(&sub)? {
-                let entry = file_name(&p);
-                let names = entry == unit
-                    || (template
-                        && is_kind(entry, NameKind::Instance)
-                        && template_of(entry).is_some_and(|t| t == unit));
-                if !names || !m.file_type().is_symlink() {
+            for sub in self.fs.list(dir)?.iter() {
+                let suffix = file_name(&sub.path).rsplit_once('.').map(|(_, s)| s);
+                if !sub.meta.is_dir() || !matches!(suffix, Some("wants" | "requires" | "upholds")) {
                     continue;
                 }
-                let text = f.read_link(&p)?;
-                if names_dev_null(&sub, &text) {
-                    continue;
+                for e in self.fs.list(&sub.path)?.iter() {
+                    let entry = file_name(&e.path);
+                    let names = entry == unit
+                        || (template
+                            && is_kind(entry, NameKind::Instance)
+                            && template_of(entry).is_some_and(|t| t == unit));
+                    let Some(text) = e.link.as_deref().filter(|_| names) else {
+                        continue;
+                    };
+                    if names_dev_null(&sub.path, text) {
+                        continue;
+                    }
+                    if entry != unit
+                        && self
+                            .state(entry)
+                            .is_ok_and(|s| matches!(s.word, Word::Masked | Word::MaskedRuntime))
+                    {
+                        continue;
+                    }
+                    out.push(format!("{} -> {text}", e.path));
                 }
-                if entry != unit
-                    && lookup_state(fs, entry)
-                        .is_ok_and(|s| matches!(s.word, Word::Masked | Word::MaskedRuntime))
-                {
-                    continue;
-                }
-                out.push(format!("{p} -> {text}"));
             }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// Names that `[Install]` sections declare with `Alias=` (in unit files
@@ -958,7 +1011,7 @@ pub(crate) struct DeclaredAliases(BTreeMap<String, (String, String)>);
 impl DeclaredAliases {
     /// Reads every unit file and drop-in of the search path once.
     pub(crate) fn read(fs: &RootFs) -> Result<DeclaredAliases, LookupError> {
-        let f = Fs { fs };
+        let f = Fs::new(fs);
         let mut map = BTreeMap::new();
         let mut seen = HashSet::new();
         let mut declare = |unit: &str, path: &str, bytes: &[u8]| {
@@ -981,33 +1034,33 @@ impl DeclaredAliases {
             {
                 continue;
             }
-            for (p, meta) in f.list(dir)? {
-                let name = file_name(&p);
+            for e in f.list(dir)?.iter() {
+                let (p, meta, name) = (&e.path, &e.meta, file_name(&e.path));
                 // Unit files, and unit files linked in from outside the
                 // search path (not aliases: those are links into it).
                 let unit_file = classify(name).is_some()
-                    && if meta.file_type().is_symlink() {
-                        let target = f.chase_parent(&join_link(dir, &f.read_link(&p)?));
+                    && if let Some(text) = &e.link {
+                        let target = f.chase_parent(&join_link(dir, text));
                         target != "/dev/null" && !SEARCH_PATH.iter().any(|d| under(&target, d))
                     } else {
                         meta.is_file() && meta.len() > 0
                     };
                 if unit_file {
-                    if let Ok(bytes) = fs.read(&p) {
-                        declare(name, &p, &bytes);
+                    if let Ok(bytes) = fs.read(p) {
+                        declare(name, p, &bytes);
                     }
                 } else if let Some(unit) = name.strip_suffix(".d")
                     && meta.is_dir()
                     && classify(unit).is_some()
                 {
-                    for (c, m) in f.list(&p)? {
-                        let cn = file_name(&c);
+                    for c in f.list(p)?.iter() {
+                        let (m, cn) = (&c.meta, file_name(&c.path));
                         if m.is_file()
                             && cn.ends_with(".conf")
                             && !cn.starts_with('.')
-                            && let Ok(bytes) = fs.read(&c)
+                            && let Ok(bytes) = fs.read(&c.path)
                         {
-                            declare(unit, &c, &bytes);
+                            declare(unit, &c.path, &bytes);
                         }
                     }
                 }
@@ -1049,14 +1102,14 @@ const MAX_HOPS: usize = 8;
 /// and state, or `None` when nothing installs it. Evidence lines (one per
 /// name, starting `systemctl is-enabled NAME: WORD`) are added on the way.
 pub(crate) fn resolve<'a>(
-    fs: &RootFs,
+    units: &UnitFiles,
     aliases: impl Fn() -> Result<&'a DeclaredAliases, String>,
     unit: &str,
     ev: &mut Vec<String>,
 ) -> Result<Option<(String, State)>, String> {
     let mut name = unit.to_string();
     for hop in 0..MAX_HOPS {
-        match lookup_state(fs, &name) {
+        match units.state(&name) {
             Ok(s) if s.word == Word::Alias => {
                 ev.push(format!(
                     "systemctl is-enabled {name}: alias {}",
@@ -1111,7 +1164,7 @@ mod tests {
     }
 
     fn word(root: &Path, name: &str) -> String {
-        match lookup_state(&RootFs::new(root), name) {
+        match UnitFiles::new(&RootFs::new(root)).state(name) {
             Ok(s) => s.word.as_str().to_string(),
             Err(e) if e.is_not_installed() => "not-found".into(),
             Err(e) => format!("error: {e}"),
@@ -1173,7 +1226,11 @@ mod tests {
             "/lib/systemd/system/multi-user.target.wants/v.service",
         );
         assert_eq!(word(r, "v.service"), "disabled");
-        assert_eq!(boot_links(&RootFs::new(r), "v.service").unwrap().len(), 1);
+        let fs = RootFs::new(r);
+        assert_eq!(
+            UnitFiles::new(&fs).boot_links("v.service").unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -1203,7 +1260,8 @@ mod tests {
         // A mask reached through a chain of links.
         link(r, "/dev/null", "/opt/masks/m.service");
         link(r, "/opt/masks/m.service", "/etc/systemd/system/m.service");
-        let s = lookup_state(&RootFs::new(r), "m.service").unwrap();
+        let fs = RootFs::new(r);
+        let s = UnitFiles::new(&fs).state("m.service").unwrap();
         assert_eq!(s.word, Word::Masked);
         assert_eq!(
             s.because,

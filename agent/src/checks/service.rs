@@ -45,7 +45,8 @@ fn link_kind(link: &str) -> &'static str {
 }
 
 fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, String> {
-    let Some((name, state)) = systemd_units::resolve(&ctx.fs, || ctx.unit_aliases(), unit, ev)?
+    let units = systemd_units::UnitFiles::new(&ctx.fs);
+    let Some((name, state)) = systemd_units::resolve(&units, || ctx.unit_aliases(), unit, ev)?
     else {
         return Ok(Verdict::Disabled);
     };
@@ -58,7 +59,7 @@ fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, String>
         Word::Enabled | Word::EnabledRuntime => Verdict::Enabled,
         Word::Masked | Word::MaskedRuntime => Verdict::Masked,
         _ => {
-            let links = systemd_units::boot_links(&ctx.fs, &name).map_err(|e| e.to_string())?;
+            let links = units.boot_links(&name).map_err(|e| e.to_string())?;
             for l in links.iter().take(MAX_LINKS_SHOWN) {
                 ev.push(format!("started at boot by {}: {l}", link_kind(l)));
             }

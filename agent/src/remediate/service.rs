@@ -99,10 +99,11 @@ fn reload(view: &View) -> bool {
 /// Plans `systemctl disable UNIT` done by hand.
 pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, String> {
     let unit = unit_name(unit)?;
+    let units = systemd_units::UnitFiles::new(&view.ctx.fs);
     let mut p = Plan::default();
     let mut ev = Vec::new();
     let Some((name, state)) =
-        systemd_units::resolve(&view.ctx.fs, || view.ctx.unit_aliases(), &unit, &mut ev)?
+        systemd_units::resolve(&units, || view.ctx.unit_aliases(), &unit, &mut ev)?
     else {
         return Ok(p);
     };
@@ -123,7 +124,7 @@ pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, String> {
             was,
         });
     }
-    let links = systemd_units::boot_links(&view.ctx.fs, &name).map_err(|e| e.to_string())?;
+    let links = units.boot_links(&name).map_err(|e| e.to_string())?;
     for l in links.iter().filter(|l| !l.starts_with(&format!("{ETC}/"))) {
         let whose = if l.starts_with("/run/") {
             "a runtime or generator link under /run (gone or regenerated at boot)"
@@ -143,11 +144,15 @@ pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, String> {
     let unit = unit_name(unit)?;
     // An alias is masked through the unit it names.
     let mut ev = Vec::new();
-    let name =
-        match systemd_units::resolve(&view.ctx.fs, || view.ctx.unit_aliases(), &unit, &mut ev) {
-            Ok(Some((name, _))) => name,
-            _ => unit.clone(),
-        };
+    let name = match systemd_units::resolve(
+        &systemd_units::UnitFiles::new(&view.ctx.fs),
+        || view.ctx.unit_aliases(),
+        &unit,
+        &mut ev,
+    ) {
+        Ok(Some((name, _))) => name,
+        _ => unit.clone(),
+    };
     let path = format!("{ETC}/{name}");
     if !view.ctx.fs.stat(ETC).is_ok_and(|m| m.is_dir()) {
         return Err(format!("{ETC} does not exist in this root"));
