@@ -25,4 +25,5 @@ mod suite {
     mod shipped_baseline;
     mod signing;
     mod sshd_oracle;
+    mod systemd_oracle;
 }

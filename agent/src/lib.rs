@@ -18,6 +18,8 @@ pub mod policy;
 mod remediate;
 mod rootfs;
 mod sshd_config;
+mod sysctl_d;
+mod systemd_units;
 pub mod trust;
 mod userdb;
 
@@ -35,6 +37,17 @@ pub mod delivery {
 /// (tests/suite/sshd_oracle.rs).
 pub fn sshd_effective_value(root: &std::path::Path, key: &str) -> Result<Option<String>, String> {
     checks::sshd::effective_value(&checks::Ctx::new(root, None), key)
+}
+
+/// One check's status and evidence on `root` with no runtime state, as
+/// `plumb check --root ROOT` computes it. Public for the differential tests
+/// against systemd itself (tests/suite/systemd_oracle.rs).
+pub fn evaluate_offline(
+    root: &std::path::Path,
+    spec: &plumb_core::check::CheckSpec,
+) -> (plumb_core::report::Status, Vec<String>) {
+    let o = checks::evaluate(spec, &checks::Ctx::new(root, None));
+    (o.status, o.evidence)
 }
 
 /// Exit code: everything holds / no change.

@@ -259,18 +259,23 @@ fn sysctl_runtime_and_persistent() {
 }
 
 #[test]
-fn sysctl_conf_applies_last() {
+fn sysctl_conf_applies_only_through_the_99_sysctl_link() {
     let root = Root::new();
-    root.write("/etc/sysctl.d/99-z.conf", "kernel.randomize_va_space = 1\n");
+    root.write("/etc/sysctl.d/50-z.conf", "kernel.randomize_va_space = 1\n");
     root.write("/etc/sysctl.conf", "kernel.randomize_va_space=2\n");
-    let (s, ev) = status_of(
-        &root,
-        r#"{ kind = "sysctl", key = "kernel.randomize_va_space", equals = 2, persistent = true }"#,
-        &[],
-    );
+    let check =
+        r#"{ kind = "sysctl", key = "kernel.randomize_va_space", equals = 2, persistent = true }"#;
+    // systemd-sysctl never reads /etc/sysctl.conf by itself.
+    let (s, ev) = status_of(&root, check, &[]);
+    assert_eq!(s, "fail", "{ev}");
+    // Debian's link reads it at that name's place in the order.
+    root.symlink("../sysctl.conf", "/etc/sysctl.d/99-sysctl.conf");
+    let (s, ev) = status_of(&root, check, &[]);
     assert_eq!(s, "pass", "{ev}");
     assert!(
-        ev.ends_with("kernel.randomize_va_space = 2 (/etc/sysctl.conf:1)"),
+        ev.ends_with(
+            "kernel.randomize_va_space = 2 (/etc/sysctl.conf:1 via /etc/sysctl.d/99-sysctl.conf)"
+        ),
         "{ev}"
     );
 }

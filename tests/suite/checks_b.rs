@@ -245,7 +245,7 @@ fn service_states_offline() {
     assert_eq!(s, "pass", "{ev}");
     assert_eq!(
         ev,
-        "enabled: /etc/systemd/system/multi-user.target.wants/ssh.service -> /lib/systemd/system/ssh.service"
+        "systemctl is-enabled ssh.service: enabled, by /etc/systemd/system/multi-user.target.wants/ssh.service -> /lib/systemd/system/ssh.service"
     );
     let (s, ev) = status_of(
         &root,
@@ -255,7 +255,7 @@ fn service_states_offline() {
     assert_eq!(s, "pass", "{ev}");
     assert_eq!(
         ev,
-        "masked: /etc/systemd/system/avahi-daemon.service -> /dev/null"
+        "systemctl is-enabled avahi-daemon.service: masked, by /etc/systemd/system/avahi-daemon.service -> /dev/null"
     );
     let (s, ev) = status_of(
         &root,
@@ -281,7 +281,10 @@ fn service_states_offline() {
         &[],
     );
     assert_eq!(s, "pass", "{ev}");
-    assert_eq!(ev, "telnet.socket not installed: no unit file and no links");
+    assert_eq!(
+        ev,
+        "systemctl is-enabled telnet.socket: not-found, telnet.socket is not installed (no unit file named telnet.socket)"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{Root, baseline, check_json, plumb, run};
+use common::{Root, baseline, check_json, plumb, run, status_of};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
@@ -300,6 +300,123 @@ fn sysctl_set_runtime_and_persistent() {
     assert!(
         changes.contains("create /etc/sysctl.d/60-plumbline.conf"),
         "{changes}"
+    );
+}
+
+#[test]
+fn sysctl_set_names_a_later_line_that_still_decides_at_boot() {
+    let f = Fixture::new();
+    f.root
+        .write("/etc/sysctl.conf", "# local\nnet.ipv4.ip_forward = 1\n");
+    f.root
+        .symlink("../sysctl.conf", "/etc/sysctl.d/99-sysctl.conf");
+    let b = f.baseline(&rrule(
+        "net.forward",
+        r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0, persistent = true }"#,
+        r#"{ kind = "sysctl_set", key = "net.ipv4.ip_forward", value = 0 }"#,
+    ));
+    let want = "net.ipv4.ip_forward: net.ipv4.ip_forward = 1 (/etc/sysctl.conf:2 via /etc/sysctl.d/99-sysctl.conf) applies after /etc/sysctl.d/60-plumbline.conf and still decides the value at boot";
+    let (code, out, err) = f.remediate(&b, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(want), "{out}");
+    // Applied, the check still fails and says which line wins.
+    let (_, report) = f.apply_json(&b, &[]);
+    let r = &report["results"][0];
+    assert_eq!(r["status"], "still_failing", "{report:#}");
+    assert!(
+        r["notes"].to_string().contains("still decides"),
+        "{report:#}"
+    );
+    let (s, ev) = status_of(
+        &f.root,
+        r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0, persistent = true }"#,
+        &[],
+    );
+    assert_eq!(s, "fail");
+    assert!(
+        ev.contains("(/etc/sysctl.conf:2 via /etc/sysctl.d/99-sysctl.conf)"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn service_actions_act_on_the_unit_an_alias_names() {
+    let f = Fixture::new();
+    f.root.write(
+        "/lib/systemd/system/ssh.service",
+        "[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n",
+    );
+    f.root.symlink(
+        "/lib/systemd/system/ssh.service",
+        "/etc/systemd/system/multi-user.target.wants/ssh.service",
+    );
+    f.root.symlink(
+        "/lib/systemd/system/ssh.service",
+        "/etc/systemd/system/sshd.service",
+    );
+    // systemctl ignores a regular file in a *.wants: so does the action.
+    let stray = f.root.write(
+        "/etc/systemd/system/multi-user.target.wants/ssh.service.bak",
+        "x",
+    );
+    let wants = f
+        .root
+        .p("/etc/systemd/system/multi-user.target.wants/ssh.service");
+    let alias = f.root.p("/etc/systemd/system/sshd.service");
+    let report = f.round_trip(
+        &rrule(
+            "svc.sshd",
+            r#"{ kind = "service", unit = "sshd", state = "disabled" }"#,
+            r#"{ kind = "service_disable", unit = "sshd" }"#,
+        ),
+        &[&wants, &alias, &stray],
+        &[],
+    );
+    let r = report["results"][0].to_string();
+    assert!(r.contains("sshd.service is a name of ssh.service"), "{r}");
+    assert!(
+        r.contains("remove /etc/systemd/system/sshd.service (-> /lib/systemd/system/ssh.service)"),
+        "{r}"
+    );
+    assert!(stray.exists());
+    // Masking the alias masks the unit it names.
+    let report = f.round_trip(
+        &rrule(
+            "svc.sshd",
+            r#"{ kind = "service", unit = "sshd", state = "masked" }"#,
+            r#"{ kind = "service_mask", unit = "sshd" }"#,
+        ),
+        &[&f.root.p("/etc/systemd/system/ssh.service")],
+        &[],
+    );
+    assert!(
+        report["results"][0]
+            .to_string()
+            .contains("create link /etc/systemd/system/ssh.service -> /dev/null"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn service_disable_names_links_it_cannot_remove() {
+    let f = Fixture::new();
+    f.root.write(
+        "/lib/systemd/system/cups.service",
+        "[Install]\nWantedBy=multi-user.target\n",
+    );
+    f.root.symlink(
+        "../cups.service",
+        "/lib/systemd/system/multi-user.target.wants/cups.service",
+    );
+    let b = f.baseline(&rrule(
+        "svc.cups",
+        r#"{ kind = "service", unit = "cups", state = "disabled" }"#,
+        r#"{ kind = "service_disable", unit = "cups" }"#,
+    ));
+    let (_, out, _) = f.remediate(&b, &[]);
+    assert!(
+        out.contains("/lib/systemd/system/multi-user.target.wants/cups.service -> ../cups.service still starts cups.service at boot: a vendor link"),
+        "{out}"
     );
 }
 

@@ -32,6 +32,35 @@ const DISABLING: &[&str] = &[
     "true",
 ];
 
+/// The `*.conf` files of drop-in directories in the order they apply:
+/// sorted by file name, a name in an earlier directory shadowing the same
+/// name in later ones, and a name masked by a symlink to `/dev/null` (or an
+/// empty file, which sets nothing anyway) dropped. Missing directories are
+/// fine; a directory that cannot be listed is an error.
+fn drop_in_files(ctx: &Ctx, dirs: &[&str]) -> Result<Vec<String>, String> {
+    let mut by_name: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    for dir in dirs {
+        let entries = match ctx.fs.list_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
+            Err(e) => return Err(format!("cannot list {dir}: {e}")),
+        };
+        for path in entries {
+            let name = path.rsplit('/').next().unwrap_or_default().to_string();
+            if !name.ends_with(".conf") || by_name.contains_key(&name) {
+                continue;
+            }
+            // Resolved inside the root: the directory itself may be a symlink.
+            let masked = ctx.fs.resolve(&path, false).is_ok_and(|host| {
+                std::fs::read_link(host).is_ok_and(|t| t == Path::new("/dev/null"))
+            });
+            by_name.insert(name, (!masked).then_some(path));
+        }
+    }
+    Ok(by_name.into_values().flatten().collect())
+}
+
 /// A module name as kmod compares it.
 fn norm(name: &str) -> String {
     name.replace('-', "_")
@@ -54,7 +83,7 @@ struct Modprobe {
 
 /// Reads modprobe.d for one normalized module name.
 fn modprobe(ctx: &Ctx, name: &str) -> Result<Modprobe, Outcome> {
-    let files = super::sysctl::drop_in_files(ctx, MODPROBE_DIRS).map_err(Outcome::error)?;
+    let files = drop_in_files(ctx, MODPROBE_DIRS).map_err(Outcome::error)?;
     let mut found = Modprobe::default();
     for f in files {
         let text = ctx.fs.read_text(&f).map_err(|e| Outcome::read_error(&e))?;

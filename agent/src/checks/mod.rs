@@ -47,6 +47,8 @@ pub struct Ctx {
     pub walks: Mutex<HashMap<String, Arc<find::Walk>>>,
     /// The root's dpkg database, read once for all package rules.
     dpkg: OnceLock<Result<package::Db, Outcome>>,
+    /// Unit names declared with `Alias=`, read once for all service rules.
+    unit_aliases: OnceLock<Result<crate::systemd_units::DeclaredAliases, String>>,
 }
 
 impl Ctx {
@@ -58,7 +60,18 @@ impl Ctx {
             users: OnceLock::new(),
             walks: Mutex::new(HashMap::new()),
             dpkg: OnceLock::new(),
+            unit_aliases: OnceLock::new(),
         }
+    }
+
+    /// Names the root's unit files declare with `Alias=`, read once.
+    pub(crate) fn unit_aliases(&self) -> Result<&crate::systemd_units::DeclaredAliases, String> {
+        self.unit_aliases
+            .get_or_init(|| {
+                crate::systemd_units::DeclaredAliases::read(&self.fs).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The root's users and groups, read once.

@@ -1,148 +1,51 @@
 //! `kind = "sysctl"`: a kernel parameter at runtime (`PROC/sys/...`) and,
-//! with `persistent = true`, the value sysctl.d and sysctl.conf set at boot,
-//! computed as systemd-sysctl does: `*.conf` files from the sysctl.d
-//! directories (a name in an earlier directory shadows the same name in
-//! later ones), applied in file-name order, then `/etc/sysctl.conf`; later
-//! assignments win, and an explicit key beats a glob pattern such as
-//! `net.ipv4.conf.*.rp_filter` whatever their order.
+//! with `persistent = true`, the value systemd-sysctl applies at boot, as
+//! [`crate::sysctl_d`] computes it (sysctl.d files in name order, explicit
+//! keys beating globs, `-key` exclusions, `/etc/sysctl.conf` only through
+//! Debian's `99-sysctl.conf` link). Evidence names the line that decided.
 
 use super::{Ctx, Outcome};
 use crate::rootfs::{ReadError, RootFs};
+use crate::sysctl_d::{self, Boot, Config, dotted, normalize};
 use plumb_core::check::SysctlCheck;
 use plumb_core::compare::Comparison;
 use std::path::Path;
 
-/// Directories systemd-sysctl reads, highest precedence first.
-const SYSCTL_DIRS: &[&str] = &[
-    "/etc/sysctl.d",
-    "/run/sysctl.d",
-    "/usr/local/lib/sysctl.d",
-    "/usr/lib/sysctl.d",
-    "/lib/sysctl.d",
-];
-const SYSCTL_CONF: &str = "/etc/sysctl.conf";
-
-/// The `*.conf` files of drop-in directories in the order they apply:
-/// sorted by file name, a name in an earlier directory shadowing the same
-/// name in later ones, and a name masked by a symlink to `/dev/null` (or an
-/// empty file, which sets nothing anyway) dropped. Missing directories are
-/// fine; a directory that cannot be listed is an error.
-pub(super) fn drop_in_files(ctx: &Ctx, dirs: &[&str]) -> Result<Vec<String>, String> {
-    let mut by_name: std::collections::BTreeMap<String, Option<String>> = Default::default();
-    for dir in dirs {
-        let entries = match ctx.fs.list_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
-            Err(e) => return Err(format!("cannot list {dir}: {e}")),
+/// The boot-time value of a normalized key and the evidence line saying
+/// where it comes from.
+fn boot(config: &Config, key: &str) -> (Option<String>, String) {
+    let name = dotted(key);
+    let set = |a: &sysctl_d::Assignment| {
+        let v = a.value.clone().unwrap_or_default();
+        let line = format!("{} = {v} ({})", a.written, a.at);
+        (Some(v), line)
+    };
+    if sysctl_d::is_glob(key) {
+        // A glob rule without runtime parameters to expand it over: what
+        // the configuration assigns to that very pattern.
+        return match config.assignment(key) {
+            Some(a) if a.value.is_some() => set(a),
+            _ => (None, format!("{name} not set in sysctl.d")),
         };
-        for path in entries {
-            let name = path.rsplit('/').next().unwrap_or_default().to_string();
-            if !name.ends_with(".conf") || by_name.contains_key(&name) {
-                continue;
-            }
-            // Resolved inside the root: the directory itself may be a symlink.
-            let masked = ctx.fs.resolve(&path, false).is_ok_and(|host| {
-                std::fs::read_link(host).is_ok_and(|t| t == Path::new("/dev/null"))
-            });
-            by_name.insert(name, (!masked).then_some(path));
-        }
     }
-    Ok(by_name.into_values().flatten().collect())
-}
-
-/// A key in systemd's normalized form: `/` separates components. When the
-/// first separator is `.`, dots and slashes swap (`net.ipv4.conf.eth0/1.x`
-/// names the interface `eth0.1`), as `sysctl_normalize` does.
-pub(crate) fn normalize(key: &str) -> String {
-    let key = key.trim().trim_start_matches('/');
-    match key.find(['.', '/']) {
-        Some(i) if key.as_bytes()[i] == b'.' => key
-            .chars()
-            .map(|c| match c {
-                '.' => '/',
-                '/' => '.',
-                c => c,
-            })
-            .collect(),
-        _ => key.to_string(),
+    match config.boot_value(key) {
+        Boot::Explicit(a) | Boot::Glob(a) => set(a),
+        Boot::Excluded(a, Some(g)) => (
+            None,
+            format!(
+                "{name} not set at boot: {} ({}) keeps the glob {} ({}) from applying to it",
+                a.written, a.at, g.written, g.at
+            ),
+        ),
+        Boot::Excluded(a, None) => (
+            None,
+            format!(
+                "{name} not set at boot: excluded from globs by {} ({}), assigned nowhere",
+                a.written, a.at
+            ),
+        ),
+        Boot::Unset => (None, format!("{name} not set in sysctl.d")),
     }
-}
-
-/// The dotted form for evidence.
-pub(crate) fn dotted(normalized: &str) -> String {
-    normalized
-        .chars()
-        .map(|c| match c {
-            '/' => '.',
-            '.' => '/',
-            c => c,
-        })
-        .collect()
-}
-
-/// One assignment in a sysctl file.
-#[derive(Debug, Clone)]
-struct Assignment {
-    /// The key as written, for evidence.
-    key: String,
-    value: String,
-    at: String,
-}
-
-/// What the boot-time configuration sets for a key.
-#[derive(Debug, Default)]
-struct Persistent {
-    explicit: Option<Assignment>,
-    pattern: Option<Assignment>,
-}
-
-impl Persistent {
-    fn effective(&self) -> Option<&Assignment> {
-        self.explicit.as_ref().or(self.pattern.as_ref())
-    }
-}
-
-/// Reads the boot-time configuration for one normalized key.
-fn persistent(ctx: &Ctx, key: &str) -> Result<Persistent, String> {
-    let mut files = drop_in_files(ctx, SYSCTL_DIRS)?;
-    match ctx.fs.lstat(SYSCTL_CONF) {
-        Ok(_) => files.push(SYSCTL_CONF.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {SYSCTL_CONF}: {e}")),
-    }
-    let mut found = Persistent::default();
-    for f in files {
-        let text = ctx
-            .fs
-            .read_text(&f)
-            .map_err(|e| format!("cannot read {e}"))?;
-        for (n, line) in text.numbered() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with(['#', ';']) {
-                continue;
-            }
-            // systemd ignores (with a warning) lines without `=`.
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            let written = k.trim();
-            let k = normalize(written.strip_prefix('-').unwrap_or(written));
-            let a = Assignment {
-                key: written.to_string(),
-                value: v.trim().to_string(),
-                at: text.at(n),
-            };
-            if k == key {
-                found.explicit = Some(a);
-            } else if crate::rootfs::has_glob_chars(&k)
-                && plumb_core::glob(&k).is_ok_and(|g| g.is_match(key))
-            {
-                found.pattern = Some(a);
-            }
-        }
-    }
-    Ok(found)
 }
 
 /// The runtime values of a normalized key, `(key, value)` with white space
@@ -184,6 +87,7 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
     let mut evidence = Vec::new();
     let mut ok = true;
     let mut checked_any = false;
+    let mut runtime_keys = Vec::new();
 
     match &ctx.proc {
         None if !spec.persistent => {
@@ -213,6 +117,7 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
                 for (k, v) in values {
                     evidence.push(format!("{} = {v} (runtime)", dotted(&k)));
                     ok &= cmp.holds(Some(&v), false);
+                    runtime_keys.push(k);
                 }
                 checked_any = true;
             }
@@ -220,19 +125,20 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
     }
 
     if spec.persistent {
-        let found = match persistent(ctx, &key) {
-            Ok(f) => f,
-            Err(e) => return Outcome::error(e),
+        let config = match Config::load(&ctx.fs, &[]) {
+            Ok(c) => c,
+            Err(e) => return Outcome::error(e.to_string()),
         };
-        match found.effective() {
-            Some(a) => {
-                evidence.push(format!("{} = {} ({})", a.key, a.value, a.at));
-                ok &= cmp.holds(Some(&a.value), false);
-            }
-            None => {
-                evidence.push(format!("{name} not set in sysctl.d/sysctl.conf"));
-                ok &= cmp.holds(None, false);
-            }
+        // A glob rule judges every parameter it names in this kernel.
+        let keys = if sysctl_d::is_glob(&key) && !runtime_keys.is_empty() {
+            runtime_keys
+        } else {
+            vec![key.clone()]
+        };
+        for k in keys {
+            let (value, line) = boot(&config, &k);
+            evidence.push(line);
+            ok &= cmp.holds(value.as_deref(), false);
         }
         checked_any = true;
     }
@@ -340,7 +246,7 @@ mod tests {
         // Not set anywhere.
         let o = f.sysctl("net.ipv4.tcp_syncookies", "1", true, false);
         assert_status(&o, Status::Fail);
-        assert!(o.evidence[1].contains("not set in sysctl.d/sysctl.conf"));
+        assert!(o.evidence[1].contains("not set in sysctl.d"));
     }
 
     #[test]
@@ -397,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn files_apply_in_name_order_across_directories_then_sysctl_conf() {
+    fn files_apply_in_name_order_across_directories() {
         let f = Fixture::new();
         f.write(
             "/usr/lib/sysctl.d/90-z.conf",
@@ -411,21 +317,91 @@ mod tests {
             "/etc/sysctl.d/readme.txt",
             "net.ipv4.conf.all.rp_filter = 9\n",
         );
+        // Hidden files are skipped.
+        f.write(
+            "/etc/sysctl.d/.zz.conf",
+            "net.ipv4.conf.all.rp_filter = 8\n",
+        );
         let o = f.sysctl("net.ipv4.conf.all.rp_filter", "2", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence[1],
             "net.ipv4.conf.all.rp_filter = 2 (/usr/lib/sysctl.d/90-z.conf:1)"
         );
+    }
+
+    #[test]
+    fn sysctl_conf_counts_only_through_the_99_sysctl_link() {
+        let f = Fixture::new();
+        f.write("/usr/lib/sysctl.d/50-default.conf", "kernel.x = 1\n");
+        f.write("/etc/sysctl.conf", "# local\n-kernel/x=2\n");
+        // Without Debian's link, systemd-sysctl never reads sysctl.conf.
+        let o = f.sysctl("kernel.x", "1", true, false);
+        assert_status(&o, Status::Pass);
+        std::fs::create_dir_all(f.root.path().join("etc/sysctl.d")).unwrap();
+        std::os::unix::fs::symlink(
+            "../sysctl.conf",
+            f.root.path().join("etc/sysctl.d/99-sysctl.conf"),
+        )
+        .unwrap();
+        let o = f.sysctl("kernel.x", "2", true, false);
+        assert_status(&o, Status::Pass);
+        assert_eq!(
+            o.evidence[1],
+            "-kernel/x = 2 (/etc/sysctl.conf:2 via /etc/sysctl.d/99-sysctl.conf)"
+        );
+        // It applies at that name's place: a later name still wins.
+        f.write("/run/sysctl.d/zz-late.conf", "kernel.x = 3\n");
+        let o = f.sysctl("kernel.x", "3", true, false);
+        assert_status(&o, Status::Pass);
+        assert_eq!(o.evidence[1], "kernel.x = 3 (/run/sysctl.d/zz-late.conf:1)");
+    }
+
+    #[test]
+    fn entries_that_read_nothing_still_take_their_name() {
+        let f = Fixture::new();
+        f.write("/usr/lib/sysctl.d/50-a.conf", "kernel.x = 1\n");
+        f.write("/usr/lib/sysctl.d/50-b.conf", "kernel.y = 1\n");
+        std::fs::create_dir_all(f.root.path().join("etc/sysctl.d/50-a.conf")).unwrap();
+        std::fs::create_dir_all(f.root.path().join("run/sysctl.d")).unwrap();
+        std::os::unix::fs::symlink(
+            "/nonexistent.conf",
+            f.root.path().join("run/sysctl.d/50-b.conf"),
+        )
+        .unwrap();
+        for key in ["kernel.x", "kernel.y"] {
+            let o = f.sysctl(key, "1", true, false);
+            assert_status(&o, Status::Fail);
+            assert_eq!(o.evidence[1], format!("{key} not set in sysctl.d"));
+        }
+    }
+
+    #[test]
+    fn minus_key_keeps_globs_off_it() {
+        // systemd's own 50-default.conf does this for rp_filter.
+        let f = Fixture::new();
         f.write(
-            "/etc/sysctl.conf",
-            "# local\n-net/ipv4/conf/all/rp_filter=1\n",
+            "/usr/lib/sysctl.d/50-default.conf",
+            "net.ipv4.conf.default.rp_filter = 2\nnet.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.all.rp_filter\n",
+        );
+        let o = f.sysctl("net.ipv4.conf.all.rp_filter", "2", true, false);
+        assert_status(&o, Status::Fail);
+        assert_eq!(
+            o.evidence[1],
+            "net.ipv4.conf.all.rp_filter not set at boot: -net.ipv4.conf.all.rp_filter (/usr/lib/sysctl.d/50-default.conf:3) keeps the glob net.ipv4.conf.*.rp_filter (/usr/lib/sysctl.d/50-default.conf:2) from applying to it"
+        );
+        let o = f.sysctl("net.ipv4.conf.eth0.rp_filter", "2", true, false);
+        assert_status(&o, Status::Pass);
+        // Doubled separators still name the key.
+        f.write(
+            "/etc/sysctl.d/60-x.conf",
+            "net.ipv4..conf.all.rp_filter = 1\n",
         );
         let o = f.sysctl("net.ipv4.conf.all.rp_filter", "1", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
             o.evidence[1],
-            "-net/ipv4/conf/all/rp_filter = 1 (/etc/sysctl.conf:2)"
+            "net.ipv4..conf.all.rp_filter = 1 (/etc/sysctl.d/60-x.conf:1)"
         );
     }
 
@@ -478,10 +454,15 @@ mod tests {
     #[test]
     fn unreadable_inputs_are_errors() {
         let f = Fixture::new();
-        std::fs::create_dir_all(f.root.path().join("etc/sysctl.d/bad.conf")).unwrap();
+        std::fs::create_dir_all(f.root.path().join("etc/sysctl.d")).unwrap();
+        nix::unistd::mkfifo(
+            &f.root.path().join("etc/sysctl.d/bad.conf"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
         let o = f.sysctl("net.ipv4.ip_forward", "0", true, false);
         assert_status(&o, Status::Error);
-        assert!(o.evidence[0].contains("directory"), "{:?}", o.evidence);
+        assert!(o.evidence[0].contains("fifo"), "{:?}", o.evidence);
         let g = Fixture::new();
         std::fs::create_dir_all(g.proc.path().join("sys/net/ipv4/ip_forward")).unwrap();
         assert_status(
@@ -490,7 +471,7 @@ mod tests {
         );
         let h = Fixture::new();
         h.write(
-            "/etc/sysctl.conf",
+            "/etc/sysctl.d/x.conf",
             "\u{feff}odd \u{0} line without equals\nkernel.x = \u{fffd}\n",
         );
         assert_status(&h.sysctl("kernel.x", "1", true, false), Status::Fail);

@@ -1,20 +1,17 @@
-//! `service_disable` and `service_mask`. Disable removes the unit's
-//! `*.wants`/`*.requires` entries in `/etc/systemd/system` (what
-//! `systemctl disable` removes); mask makes `/etc/systemd/system/UNIT` a
-//! symlink to `/dev/null`. `systemctl daemon-reload` follows only on the
-//! live root, when systemctl exists.
+//! `service_disable` and `service_mask`, on the unit a rule's name stands
+//! for as the `service` check resolves it ([`crate::systemd_units`]): an
+//! alias (`sshd`) acts on its unit (`ssh.service`). Disable removes what
+//! `systemctl disable` removes in `/etc/systemd/system`: symlinks named
+//! after the unit, an instance of it (template), or one of its `Alias=`
+//! names, and symlinks to the unit file under another name, at the top or
+//! in its `*.wants`/`*.requires`/`*.upholds` directories. Mask makes
+//! `/etc/systemd/system/UNIT` a symlink to `/dev/null`. `systemctl
+//! daemon-reload` follows only on the live root, when systemctl exists.
 
 use super::plan::{Op, Plan, PlanError, View};
-use crate::checks::service::{enables, names_dev_null, unit_name};
-
-const ETC: &str = "/etc/systemd/system";
-/// Vendor unit directories, whose enabling links an admin (and we) leave alone.
-const VENDOR: &[&str] = &[
-    "/run/systemd/system",
-    "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-];
+use crate::systemd_units::{
+    self, PERSISTENT_CONFIG as ETC, names_dev_null, template_of, unit_name,
+};
 
 fn dir_entries(view: &View, dir: &str) -> Result<Vec<String>, String> {
     match view.ctx.fs.list_dir(dir) {
@@ -33,24 +30,63 @@ fn name_of(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-/// The unit's enabling entries under `dir`'s `*.wants`/`*.requires`.
-fn links(view: &View, dir: &str, unit: &str) -> Result<Vec<String>, String> {
+fn is_symlink(view: &View, p: &str) -> bool {
+    view.ctx
+        .fs
+        .lstat(p)
+        .is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// The symlinks under `/etc/systemd/system` (top level and its real
+/// subdirectories) that `systemctl disable` removes for `unit`.
+fn etc_links(view: &View, unit: &str, aliases: &[String]) -> Result<Vec<String>, String> {
+    let mut candidates = Vec::new();
+    for e in dir_entries(view, ETC)? {
+        if view.ctx.fs.lstat(&e).is_ok_and(|m| m.is_dir()) {
+            candidates.extend(dir_entries(view, &e)?);
+        } else {
+            candidates.push(e);
+        }
+    }
     let mut out = Vec::new();
-    for sub in dir_entries(view, dir)? {
-        let n = name_of(&sub);
-        if !(n.ends_with(".wants") || n.ends_with(".requires")) {
+    for p in candidates {
+        if !is_symlink(view, &p) {
             continue;
         }
-        if !view.ctx.fs.stat(&sub).is_ok_and(|m| m.is_dir()) {
+        let name = name_of(&p);
+        let text = link_text(view, &p)?;
+        let dir = p.rsplit_once('/').map_or("/", |(d, _)| d);
+        if names_dev_null(dir, &text) {
+            // A mask, or a masked dependency: not an enablement.
             continue;
         }
-        for e in dir_entries(view, &sub)? {
-            if enables(name_of(&e), unit) {
-                out.push(e);
-            }
+        let dest = view
+            .ctx
+            .fs
+            .resolve(&p, true)
+            .ok()
+            .and_then(|h| h.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if name == unit
+            || template_of(name).is_some_and(|t| t == unit)
+            || aliases.iter().any(|a| a == name)
+            || name_of(&text) == unit
+            || dest.as_deref() == Some(unit)
+        {
+            out.push(p);
         }
     }
     Ok(out)
+}
+
+fn link_text(view: &View, p: &str) -> Result<String, String> {
+    let host = view
+        .ctx
+        .fs
+        .resolve(p, false)
+        .map_err(|e| format!("cannot resolve {p}: {e}"))?;
+    std::fs::read_link(&host)
+        .map(|t| t.to_string_lossy().into_owned())
+        .map_err(|e| format!("cannot read link {p}: {e}"))
 }
 
 fn reload(view: &View) -> bool {
@@ -63,37 +99,41 @@ fn reload(view: &View) -> bool {
 /// Plans `systemctl disable UNIT` done by hand.
 pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, PlanError> {
     let unit = unit_name(unit)?;
+    let units = systemd_units::UnitFiles::new(&view.ctx.fs);
     let mut p = Plan::default();
-    for entry in links(view, ETC, &unit)? {
+    let mut ev = Vec::new();
+    let Some((name, state)) =
+        systemd_units::resolve(&units, || view.ctx.unit_aliases(), &unit, &mut ev)?
+    else {
+        return Ok(p);
+    };
+    if name != unit {
+        p.notes
+            .push(format!("{unit} is a name of {name}; disabling {name}"));
+    }
+    for entry in etc_links(view, &name, &state.info.install.aliases)? {
         let host = view
             .ctx
             .fs
             .resolve(&entry, false)
             .map_err(|e| format!("cannot resolve {entry}: {e}"))?;
-        let m =
-            std::fs::symlink_metadata(&host).map_err(|e| format!("cannot stat {entry}: {e}"))?;
-        if m.is_dir() {
-            return Err(format!("{entry} is a directory; not removing it").into());
-        }
-        let was = if m.file_type().is_symlink() {
-            std::fs::read_link(&host)
-                .map(|t| format!("-> {}", t.display()))
-                .map_err(|e| format!("cannot read link {entry}: {e}"))?
-        } else {
-            crate::rootfs::kind_name(&m).to_string()
-        };
+        let was = format!("-> {}", link_text(view, &entry)?);
         p.ops.push(Op::Remove {
             path: entry,
             host,
             was,
         });
     }
-    for dir in VENDOR {
-        for l in links(view, dir, &unit)? {
-            p.notes.push(format!(
-                "{l} enables {unit} from a vendor directory; service_disable leaves it (service_mask overrides it)"
-            ));
-        }
+    let links = units.boot_links(&name).map_err(|e| e.to_string())?;
+    for l in links.iter().filter(|l| !l.starts_with(&format!("{ETC}/"))) {
+        let whose = if l.starts_with("/run/") {
+            "a runtime or generator link under /run (gone or regenerated at boot)"
+        } else {
+            "a vendor link"
+        };
+        p.notes.push(format!(
+            "{l} still starts {name} at boot: {whose}; service_disable leaves it (service_mask overrides it)"
+        ));
     }
     p.daemon_reload = !p.ops.is_empty() && reload(view);
     Ok(p)
@@ -102,7 +142,18 @@ pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, PlanError> {
 /// Plans `systemctl mask UNIT` done by hand.
 pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, PlanError> {
     let unit = unit_name(unit)?;
-    let path = format!("{ETC}/{unit}");
+    // An alias is masked through the unit it names.
+    let mut ev = Vec::new();
+    let name = match systemd_units::resolve(
+        &systemd_units::UnitFiles::new(&view.ctx.fs),
+        || view.ctx.unit_aliases(),
+        &unit,
+        &mut ev,
+    ) {
+        Ok(Some((name, _))) => name,
+        _ => unit.clone(),
+    };
+    let path = format!("{ETC}/{name}");
     if !view.ctx.fs.stat(ETC).is_ok_and(|m| m.is_dir()) {
         return Err(format!("{ETC} does not exist in this root").into());
     }

@@ -1,11 +1,14 @@
 //! `sysctl_set`: the runtime value through `PROC/sys` (when there is a proc
 //! directory for the root) and the boot-time value in the Plumbline-owned
 //! `/etc/sysctl.d/60-plumbline.conf`, where the key's line is replaced if
-//! present and appended otherwise.
+//! present and appended otherwise. The boot-time configuration is then
+//! read as the `sysctl` check reads it ([`crate::sysctl_d`]), with the
+//! planned file in place: a line elsewhere that would still decide the
+//! value at boot is named in a note.
 
 use super::plan::{self, Op, Plan, PlanError, View};
-use crate::checks::sysctl::{dotted, normalize};
 use crate::rootfs::RootFs;
+use crate::sysctl_d::{self, Boot, Config, dotted, normalize};
 use plumb_core::compare::Scalar;
 
 /// The file this action owns.
@@ -101,6 +104,39 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, PlanError> {
     if !done {
         plan::append_line(&mut new, &line);
     }
+    p.notes
+        .extend(still_decided_elsewhere(view, &norm, &value, &new)?);
     p.ops.extend(view.write_owned(OWNED, old, new)?);
     Ok(p)
+}
+
+/// A note when, with `owned` written, the boot-time value of `key` would
+/// still come from another line (a later file, a later glob, or a `-key`
+/// that keeps our glob off a parameter).
+fn still_decided_elsewhere(
+    view: &View,
+    key: &str,
+    value: &str,
+    owned: &[u8],
+) -> Result<Option<String>, String> {
+    if sysctl_d::is_glob(key) {
+        return Ok(None);
+    }
+    let config = Config::load(&view.ctx.fs, &[(OWNED, owned)]).map_err(|e| e.to_string())?;
+    let name = dotted(key);
+    let value = value.trim_matches([' ', '\t', '\r', '\n']);
+    Ok(match config.boot_value(key) {
+        Boot::Explicit(a) | Boot::Glob(a) if a.value.as_deref() == Some(value) => None,
+        Boot::Explicit(a) | Boot::Glob(a) => Some(format!(
+            "{name}: {} = {} ({}) applies after {OWNED} and still decides the value at boot",
+            a.written,
+            a.value.as_deref().unwrap_or_default(),
+            a.at
+        )),
+        Boot::Excluded(a, _) => Some(format!(
+            "{name}: {} ({}) is applied after {OWNED} and leaves the key unset at boot",
+            a.written, a.at
+        )),
+        Boot::Unset => None,
+    })
 }
