@@ -46,14 +46,32 @@ pub(crate) const SSHD_DIR: &str = "/etc/ssh";
 /// `SERVCONF_MAX_DEPTH` in servconf.c.
 pub(crate) const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// Why sshd would not start with the configuration, in the words it (or
+/// Plumbline, for a file it cannot read) uses: the evidence of an `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Refusal(pub String);
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal(message)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Refusal {
+        Refusal(message.to_string())
+    }
+}
+
 /// The build of sshd for an installed openssh-server version, and the
 /// versions Plumbline knows.
-pub(crate) fn build_of(version: &str) -> Result<&'static Build, String> {
+pub(crate) fn build_of(version: &str) -> Result<&'static Build, Refusal> {
     builds::by_version(version).ok_or_else(|| {
-        format!(
+        Refusal(format!(
             "openssh-server {version}: this sshd build is not known to Plumbline, so its defaults and accepted values are not guessed (supported: {})",
             builds::supported()
-        )
+        ))
     })
 }
 
@@ -80,7 +98,7 @@ pub(crate) enum Directive {
         args: Vec<String>,
     },
     /// A `Match` line: whether it is `Match all`, or why sshd refuses it.
-    Match(Result<bool, String>),
+    Match(Result<bool, Refusal>),
     /// A line sshd refuses before looking at its keyword.
     Bad(String),
 }
@@ -128,7 +146,7 @@ pub(crate) fn walk(
     fs: &RootFs,
     read: impl Fn(&str) -> Result<Option<Vec<u8>>, String>,
     visit: impl FnMut(Event<'_>),
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     Walker { fs, read, visit }.file(SSHD_CONFIG, 0, Scope::Global)
 }
 
@@ -144,11 +162,11 @@ where
     V: FnMut(Event<'_>),
 {
     /// Reads one file, starting in the scope of the line that included it.
-    fn file(&mut self, path: &str, depth: usize, start: Scope) -> Result<(), String> {
+    fn file(&mut self, path: &str, depth: usize, start: Scope) -> Result<(), Refusal> {
         if depth > MAX_INCLUDE_DEPTH {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "{path}: too many nested Include levels (more than {MAX_INCLUDE_DEPTH}), sshd refuses this configuration"
-            ));
+            )));
         }
         // sshd exits when a file it includes cannot be opened.
         let bytes = (self.read)(path)?.ok_or_else(|| format!("cannot read {path}: not found"))?;
@@ -242,7 +260,7 @@ where
         depth: usize,
         scope: Scope,
         at: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, Refusal> {
         if args.is_empty() {
             return Ok(Some("Include missing filename argument".into()));
         }
@@ -396,7 +414,7 @@ fn argv_split(s: &str) -> Option<Vec<String>> {
 /// `match_cfg_line` without a connection: `Ok(true)` for `Match all`,
 /// `Ok(false)` for criteria that need one (they never match here), `Err`
 /// for a condition sshd refuses.
-fn match_condition(condition: &str) -> Result<bool, String> {
+fn match_condition(condition: &str) -> Result<bool, Refusal> {
     let mut cp = Some(condition);
     let mut attributes = 0;
     while let Some(c) = cp {
@@ -421,24 +439,24 @@ fn match_condition(condition: &str) -> Result<bool, String> {
             return Ok(true);
         }
         let Some(arg) = arg.filter(|a| !a.is_empty() && !a.starts_with('#')) else {
-            return Err(format!("Missing Match criteria for {attrib}"));
+            return Err(Refusal(format!("Missing Match criteria for {attrib}")));
         };
         cp = after;
         match attrib.to_ascii_lowercase().as_str() {
             "user" | "group" | "host" | "rdomain" => {}
             "address" | "localaddress" => {
                 if keywords::address_list_invalid(&arg) {
-                    return Err(format!("Invalid Match {attrib} argument '{arg}'"));
+                    return Err(Refusal(format!("Invalid Match {attrib} argument '{arg}'")));
                 }
             }
             "localport" => {
                 let ok = arg.parse::<u32>().is_ok_and(|p| p <= 65535)
                     && arg.chars().all(|c| c.is_ascii_digit());
                 if !ok && !arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                    return Err(format!("Invalid LocalPort '{arg}' on Match line"));
+                    return Err(Refusal(format!("Invalid LocalPort '{arg}' on Match line")));
                 }
             }
-            _ => return Err(format!("Unsupported Match attribute {attrib}")),
+            _ => return Err(Refusal(format!("Unsupported Match attribute {attrib}"))),
         }
     }
     if attributes == 0 {
@@ -473,9 +491,9 @@ impl Setting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LoadError {
     /// sshd would not start with this configuration.
-    Refused { at: String, reason: String },
+    Refused { at: String, reason: Refusal },
     /// The configuration could not be read or evaluated.
-    Other(String),
+    Other(Refusal),
 }
 
 impl std::fmt::Display for LoadError {
@@ -484,7 +502,7 @@ impl std::fmt::Display for LoadError {
             LoadError::Refused { at, reason } => {
                 write!(f, "sshd refuses this configuration: {at}: {reason}")
             }
-            LoadError::Other(e) => f.write_str(e),
+            LoadError::Other(e) => write!(f, "{e}"),
         }
     }
 }
@@ -549,7 +567,7 @@ pub(crate) fn load(
         }
         let refuse = |reason: String| LoadError::Refused {
             at: line.at(),
-            reason,
+            reason: Refusal(reason),
         };
         match &line.directive {
             None | Some(Directive::Match(Ok(_))) => {}
@@ -590,7 +608,7 @@ pub(crate) fn load(
                         index: line.index,
                         scope: line.scope,
                     }),
-                    Err(e) => refused = Some(refuse(e)),
+                    Err(e) => refused = Some(refuse(e.0)),
                 }
             }
         }
@@ -736,7 +754,10 @@ impl Settings {
                 .and_then(|k| self.effective(k).ok())
                 .and_then(|e| e.deciding(keywords::keyword(name)?).map(Setting::at))
                 .unwrap_or_else(|| "(default)".into());
-            Err(LoadError::Refused { at, reason })
+            Err(LoadError::Refused {
+                at,
+                reason: Refusal(reason),
+            })
         };
         for (command, user) in [
             ("authorizedkeyscommand", "AuthorizedKeysCommandUser"),
@@ -786,7 +807,10 @@ fn fold<'a>(
     k: &Keyword,
     lines: &[&'a Setting],
 ) -> Result<(Option<Value>, Vec<&'a Setting>), LoadError> {
-    let refuse = |s: &Setting, reason: String| LoadError::Refused { at: s.at(), reason };
+    let refuse = |s: &Setting, reason: String| LoadError::Refused {
+        at: s.at(),
+        reason: Refusal(reason),
+    };
     let mut from: Vec<&Setting> = Vec::new();
     let value = match k.merge {
         Merge::Nothing => None,
@@ -908,7 +932,7 @@ fn render(
     value: Option<Value>,
     global: bool,
     build: &Build,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refusal> {
     if let Some((default, all)) = keywords::algorithm_lists(k, build) {
         let spec = match &value {
             Some(Value::Text(s)) => Some(s.as_str()),
@@ -1017,7 +1041,8 @@ pub(crate) mod tests {
                 "end {depth}{}",
                 if opened_match { " match" } else { "" }
             )),
-        })?;
+        })
+        .map_err(|e| e.0)?;
         Ok(out)
     }
 
@@ -1375,6 +1400,7 @@ pub(crate) mod tests {
         assert!(
             build_of("1:8.9p1-3ubuntu0.10")
                 .unwrap_err()
+                .0
                 .contains("not known to Plumbline")
         );
     }

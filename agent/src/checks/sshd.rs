@@ -76,7 +76,7 @@ fn load(ctx: &Ctx) -> Result<Loaded, Outcome> {
             return Err(unknown(why));
         }
     };
-    let build = sshd_config::build_of(&version).map_err(Outcome::error)?;
+    let build = sshd_config::build_of(&version).map_err(|e| Outcome::error(e.0))?;
     let read = |path: &str| match ctx.fs.read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.is_not_found() => Ok(None),

@@ -40,6 +40,12 @@ impl From<String> for PlanError {
     }
 }
 
+impl From<crate::sshd_config::Refusal> for PlanError {
+    fn from(why: crate::sshd_config::Refusal) -> PlanError {
+        PlanError::Refused(why.0)
+    }
+}
+
 impl From<&str> for PlanError {
     fn from(why: &str) -> PlanError {
         PlanError::Refused(why.to_string())

@@ -37,7 +37,7 @@ struct Hit {
 /// after an included file that opened a Match, the including file's current
 /// Match line (`Match all` at top level) is repeated, and an inactive
 /// `Match all` is followed by the Match line that made it inactive.
-fn flatten(view: &View) -> Result<Vec<u8>, String> {
+fn flatten(view: &View) -> Result<Vec<u8>, PlanError> {
     let mut flat = Vec::new();
     // Per include depth, the Match line in force there (`None`: global).
     let mut scopes: Vec<Option<Vec<u8>>> = Vec::new();
@@ -90,15 +90,15 @@ fn flatten(view: &View) -> Result<Vec<u8>, String> {
 }
 
 /// The configuration as the root's sshd reads it, through `view`.
-fn settings(view: &View) -> Result<sshd_config::Settings, String> {
+fn settings(view: &View) -> Result<sshd_config::Settings, PlanError> {
     let version = match crate::checks::package::installed_version(view.ctx, "openssh-server") {
         Ok(Some((v, _))) => v,
         Ok(None) => return Err("openssh-server is not installed: the sshd build is unknown".into()),
         Err(out) => {
-            return Err(format!(
+            return Err(PlanError::Refused(format!(
                 "the sshd build is unknown: {}",
                 out.evidence.join("; ")
-            ));
+            )));
         }
     };
     let build = sshd_config::build_of(&version)?;
@@ -107,11 +107,11 @@ fn settings(view: &View) -> Result<sshd_config::Settings, String> {
         |p| view.read(p).map_err(|e| e.to_string()),
         build,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| PlanError::Refused(e.to_string()))
 }
 
 /// The line that decides the value of keyword `key`, if any line sets it.
-fn deciding(view: &View, key: &str) -> Result<Option<Hit>, String> {
+fn deciding(view: &View, key: &str) -> Result<Option<Hit>, PlanError> {
     let k = keywords::keyword(key).ok_or_else(|| format!("\"{key}\" is not an sshd keyword"))?;
     let s = settings(view)?;
     let eff = s.effective(k).map_err(|e| e.to_string())?;
@@ -204,7 +204,7 @@ pub fn plan(view: &View, key: &str, value: &Scalar) -> Result<Plan, PlanError> {
 }
 
 /// Runs `sshd -t -f <candidate>`; the change is refused when sshd rejects it.
-fn validate(sshd: &Path, candidate: &[u8]) -> Result<(), String> {
+fn validate(sshd: &Path, candidate: &[u8]) -> Result<(), PlanError> {
     let tmp = std::env::temp_dir().join(format!(
         "plumb-sshd-candidate-{}-{}",
         std::process::id(),
@@ -225,11 +225,11 @@ fn validate(sshd: &Path, candidate: &[u8]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
+        Err(PlanError::Refused(format!(
             "refused: {} -t rejects the resulting configuration: {}",
             sshd.display(),
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        )))
     }
 }
 

@@ -6,6 +6,7 @@
 //! `sshd` check compares what sshd really uses and the differential test
 //! (`tests/suite/sshd_oracle.rs`) can compare text with text.
 
+use super::Refusal;
 use super::builds::{self, Build};
 
 /// Where a keyword may appear (`SSHCFG_GLOBAL` / `SSHCFG_ALL`).
@@ -467,7 +468,7 @@ pub(crate) fn parse(
     rest: &str,
     names: &dyn Names,
     build: &Build,
-) -> Result<Parsed, String> {
+) -> Result<Parsed, Refusal> {
     let mut it = Args {
         args,
         next: 0,
@@ -475,7 +476,9 @@ pub(crate) fn parse(
     };
     let parsed = parse_args(k, &mut it, rest, names, build)?;
     if it.next < args.len() {
-        return Err(format!("keyword {spelling} extra arguments at end of line"));
+        return Err(Refusal(format!(
+            "keyword {spelling} extra arguments at end of line"
+        )));
     }
     Ok(parsed)
 }
@@ -493,11 +496,11 @@ impl Args<'_> {
         Some(a)
     }
     /// The next argument, which must be there and not empty.
-    fn required(&mut self) -> Result<&str, String> {
+    fn required(&mut self) -> Result<&str, Refusal> {
         let spelling = self.spelling;
         match self.next() {
             Some(a) if !a.is_empty() => Ok(a),
-            _ => Err(format!("{spelling} missing argument")),
+            _ => Err(Refusal(format!("{spelling} missing argument"))),
         }
     }
     fn consume(&mut self) {
@@ -511,7 +514,7 @@ fn parse_args(
     rest: &str,
     names: &dyn Names,
     build: &Build,
-) -> Result<Parsed, String> {
+) -> Result<Parsed, Refusal> {
     let kw = it.spelling;
     Ok(match k.syntax {
         Flag => Parsed::One(word(it.required()?, YES_NO, kw)?),
@@ -520,7 +523,7 @@ fn parse_args(
             let a = it.next().unwrap_or("");
             match atoi(a) {
                 Ok(n) => Parsed::One(n.to_string()),
-                Err(e) => return Err(format!("{kw} integer value {e}")),
+                Err(e) => return Err(Refusal(format!("{kw} integer value {e}"))),
             }
         }
         Time => Parsed::One(time(it.next().unwrap_or(""))?.to_string()),
@@ -542,14 +545,14 @@ fn parse_args(
             let a = it.next().unwrap_or("");
             match FACILITIES.iter().find(|f| f.eq_ignore_ascii_case(a)) {
                 Some(f) => Parsed::One((*f).to_string()),
-                None => return Err(format!("unsupported log facility '{a}'")),
+                None => return Err(Refusal(format!("unsupported log facility '{a}'"))),
             }
         }
         Digest => {
             let a = it.required()?;
             match DIGESTS.iter().find(|d| d.eq_ignore_ascii_case(a)) {
                 Some(d) => Parsed::One((*d).to_string()),
-                None => return Err(format!("Invalid {kw} algorithm \"{a}\"")),
+                None => return Err(Refusal(format!("Invalid {kw} algorithm \"{a}\""))),
             }
         }
         Path => {
@@ -570,15 +573,15 @@ fn parse_args(
         Rest | Command => {
             let text = rest.trim_start_matches([' ', '\t', '\r', '\n']);
             if text.is_empty() {
-                return Err(format!("{kw} missing argument"));
+                return Err(Refusal(format!("{kw} missing argument")));
             }
             it.consume();
             if k.syntax == Command && !text.starts_with('/') && !text.eq_ignore_ascii_case("none") {
-                return Err(format!("{kw} must be an absolute path"));
+                return Err(Refusal(format!("{kw} must be an absolute path")));
             }
             if k.name == "versionaddendum" {
                 if text.contains('\r') {
-                    return Err(format!("Invalid {kw} argument"));
+                    return Err(Refusal(format!("Invalid {kw} argument")));
                 }
                 // The addendum ends at a `#`, trailing white space dropped.
                 let text = text.split('#').next().unwrap_or("").trim_end();
@@ -604,11 +607,11 @@ fn parse_args(
                     }),
                 };
                 if !ok {
-                    return Err(match k.syntax {
+                    return Err(Refusal(match k.syntax {
                         Ciphers => format!("Bad SSH2 cipher spec '{a}'"),
                         Macs => format!("Bad SSH2 mac spec '{a}'"),
                         _ => format!("Bad SSH2 KexAlgorithms '{a}'"),
-                    });
+                    }));
                 }
             }
             Parsed::One(a.to_string())
@@ -622,7 +625,7 @@ fn parse_args(
                         || builds::KEYS_ALL.split(',').any(|t| pattern_list(t, n) != 0)
                 });
                 if !ok {
-                    return Err(format!("Bad key types '{a}'"));
+                    return Err(Refusal(format!("Bad key types '{a}'")));
                 }
             }
             Parsed::One(a.to_string())
@@ -633,7 +636,7 @@ fn parse_args(
                 n.starts_with("gss-") && builds::GSS_KEX_PREFIXES.iter().any(|p| n.starts_with(p))
             });
             if !ok {
-                return Err(format!("Bad GSSAPI KexAlgorithms '{a}'"));
+                return Err(Refusal(format!("Bad GSSAPI KexAlgorithms '{a}'")));
             }
             Parsed::One(a.to_string())
         }
@@ -644,7 +647,7 @@ fn parse_args(
                     || a.split_once('@')
                         .is_some_and(|(_, host)| address_list_invalid(host));
                 if bad {
-                    return Err(format!("invalid {kw} pattern: \"{a}\""));
+                    return Err(Refusal(format!("invalid {kw} pattern: \"{a}\"")));
                 }
                 items.push(a.to_string());
             }
@@ -654,7 +657,7 @@ fn parse_args(
             let mut items = Vec::new();
             while let Some(a) = it.next() {
                 if a.is_empty() {
-                    return Err(format!("empty {kw} pattern"));
+                    return Err(Refusal(format!("empty {kw} pattern")));
                 }
                 items.push(a.to_string());
             }
@@ -688,7 +691,7 @@ fn parse_args(
             let mut items = Vec::new();
             while let Some(a) = it.next() {
                 if a.is_empty() {
-                    return Err(format!("keyword {kw} empty argument"));
+                    return Err(Refusal(format!("keyword {kw} empty argument")));
                 }
                 items.push(tilde(a)?);
             }
@@ -720,15 +723,15 @@ fn parse_args(
             let (begin, rate, full) = match scan_ints(a) {
                 (3, [b, r, f]) => {
                     if b > f || !(1..=100).contains(&r) {
-                        return Err(invalid());
+                        return Err(invalid().into());
                     }
                     (b, Some(r), f)
                 }
                 (1, [b, _, _]) => (b, None, b),
-                _ => return Err(invalid()),
+                _ => return Err(invalid().into()),
             };
             if full <= 0 || begin <= 0 {
-                return Err(invalid());
+                return Err(invalid().into());
             }
             Parsed::Startups(begin, rate, full)
         }
@@ -739,7 +742,7 @@ fn parse_args(
             } else {
                 match atoi(a) {
                     Ok(n) => Parsed::One(n.to_string()),
-                    Err(e) => return Err(format!("{kw} integer value {e}")),
+                    Err(e) => return Err(Refusal(format!("{kw} integer value {e}"))),
                 }
             }
         }
@@ -755,7 +758,7 @@ fn parse_args(
                 (n, [v4, v6, _]) if n >= 2 && (0..=32).contains(&v4) && (0..=128).contains(&v6) => {
                     Parsed::One(format!("{v4}:{v6}"))
                 }
-                _ => return Err(invalid()),
+                _ => return Err(invalid().into()),
             }
         }
         PermitUserEnvironment => {
@@ -765,7 +768,7 @@ fn parse_args(
         PermitTunnel => {
             let a = it.required()?;
             if !["no", "point-to-point", "ethernet", "yes"].contains(&a) {
-                return Err(format!("bad {kw} argument {a}"));
+                return Err(Refusal(format!("bad {kw} argument {a}")));
             }
             Parsed::One(a.to_string())
         }
@@ -779,7 +782,7 @@ fn parse_args(
                 } else if a.eq_ignore_ascii_case("verify-required") {
                     verify = true;
                 } else {
-                    return Err(format!("unsupported {kw} option {a}"));
+                    return Err(Refusal(format!("unsupported {kw} option {a}")));
                 }
             }
             let mut out = Vec::new();
@@ -801,8 +804,8 @@ fn parse_args(
             } else {
                 match scan_scaled(a) {
                     Some(v) if v == 0 || v >= 16 => v,
-                    Some(_) => return Err(format!("{kw} too small")),
-                    None => return Err(format!("Bad {kw} number '{a}'")),
+                    Some(_) => return Err(Refusal(format!("{kw} too small"))),
+                    None => return Err(Refusal(format!("Bad {kw} number '{a}'"))),
                 }
             };
             let interval = match it.next() {
@@ -826,18 +829,18 @@ fn parse_args(
             while let Some(a) = it.next() {
                 if a == "any" {
                     if !items.is_empty() {
-                        return Err(format!("\"any\" must appear alone in {kw}"));
+                        return Err(Refusal(format!("\"any\" must appear alone in {kw}")));
                     }
                     any = true;
                 } else if any {
-                    return Err(format!("\"any\" must appear alone in {kw}"));
+                    return Err(Refusal(format!("\"any\" must appear alone in {kw}")));
                 } else if !methods_valid(a) {
-                    return Err(format!("invalid {kw} method list."));
+                    return Err(Refusal(format!("invalid {kw} method list.")));
                 }
                 items.push(a.to_string());
             }
             if items.is_empty() {
-                return Err(format!("no {kw} specified"));
+                return Err(Refusal(format!("no {kw} specified")));
             }
             Parsed::Items(items)
         }
@@ -848,7 +851,7 @@ fn parse_args(
                 Some(v) if rest.len() < a.len() && (0..=0o777).contains(&v) => {
                     Parsed::One(format!("0{v:o}"))
                 }
-                _ => return Err(format!("Invalid {kw}.")),
+                _ => return Err(Refusal(format!("Invalid {kw}."))),
             }
         }
         PermitOpen { listen } => {
@@ -861,16 +864,16 @@ fn parse_args(
             while let Some(a) = arg.filter(|a| !a.is_empty()) {
                 let entry = if listen && !a.contains(':') {
                     if permitopen_port(&a, names).is_none() {
-                        return Err(format!("{kw} bad port number"));
+                        return Err(Refusal(format!("{kw} bad port number")));
                     }
                     format!("*:{a}")
                 } else {
                     match hpdelim(&a) {
-                        None => return Err(format!("{kw} missing host")),
-                        Some((_, None)) => return Err(format!("{kw} bad port number")),
+                        None => return Err(Refusal(format!("{kw} missing host"))),
+                        Some((_, None)) => return Err(Refusal(format!("{kw} bad port number"))),
                         Some((_, Some(p))) => {
                             if permitopen_port(p, names).is_none() {
-                                return Err(format!("{kw} bad port number"));
+                                return Err(Refusal(format!("{kw} bad port number")));
                             }
                         }
                     }
@@ -888,14 +891,16 @@ fn parse_args(
                 let a = it.next().unwrap_or("");
                 if a.eq_ignore_ascii_case("none") {
                     if i > 0 || n > 1 {
-                        return Err(format!("keyword {kw} \"none\" argument must appear alone."));
+                        return Err(Refusal(format!(
+                            "keyword {kw} \"none\" argument must appear alone."
+                        )));
                     }
                 } else {
                     let ok = a
                         .split_once('=')
                         .is_some_and(|(t, v)| !t.is_empty() && time(v).is_ok());
                     if !ok {
-                        return Err(format!("invalid channel timeout {a}"));
+                        return Err(Refusal(format!("invalid channel timeout {a}")));
                     }
                 }
                 items.push(a.to_string());
@@ -908,10 +913,12 @@ fn parse_args(
             for i in 0..n {
                 let a = it.next().unwrap_or("");
                 if a.is_empty() {
-                    return Err(format!("keyword {kw} empty argument"));
+                    return Err(Refusal(format!("keyword {kw} empty argument")));
                 }
                 if a.eq_ignore_ascii_case("none") && (i > 0 || n > 1) {
-                    return Err(format!("keyword {kw} \"none\" argument must appear alone."));
+                    return Err(Refusal(format!(
+                        "keyword {kw} \"none\" argument must appear alone."
+                    )));
                 }
                 items.push(a.to_string());
             }
@@ -927,10 +934,10 @@ fn parse_args(
             Parsed::Items(vec![format!("{name} {}", args.join(" "))])
         }
         Unsupported => {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "setting {} not supported on this platform.",
                 k.display
-            ));
+            )));
         }
         Ignored => {
             it.consume();
@@ -940,7 +947,7 @@ fn parse_args(
 }
 
 /// A word of `table`, any case, in the spelling `sshd -T` prints.
-fn word(a: &str, table: &[(&str, u8)], kw: &str) -> Result<String, String> {
+fn word(a: &str, table: &[(&str, u8)], kw: &str) -> Result<String, Refusal> {
     let value = table
         .iter()
         .find(|(w, _)| w.eq_ignore_ascii_case(a))
@@ -1052,10 +1059,10 @@ fn scan_ints(s: &str) -> (usize, [i64; 3]) {
 }
 
 /// `convtime` of misc.c: `90`, `2m`, `1h30m`, in seconds.
-pub(crate) fn time(s: &str) -> Result<i64, String> {
+pub(crate) fn time(s: &str) -> Result<i64, Refusal> {
     let bad = || "invalid time value.".to_string();
     if s.is_empty() {
-        return Err(bad());
+        return Err(bad().into());
     }
     let max = i64::from(i32::MAX);
     let mut total: i64 = 0;
@@ -1064,7 +1071,7 @@ pub(crate) fn time(s: &str) -> Result<i64, String> {
         let (v, rest) = strtol(p, 10);
         let secs = match v {
             Some(v) if v >= 0 => v,
-            _ => return Err(bad()),
+            _ => return Err(bad().into()),
         };
         let (mult, rest) = match rest.chars().next() {
             None => (1, rest),
@@ -1075,17 +1082,17 @@ pub(crate) fn time(s: &str) -> Result<i64, String> {
                     'h' | 'H' => 3600,
                     'd' | 'D' => 86400,
                     'w' | 'W' => 604_800,
-                    _ => return Err(bad()),
+                    _ => return Err(bad().into()),
                 };
                 (m, &rest[c.len_utf8()..])
             }
         };
         if secs > max / mult {
-            return Err(bad());
+            return Err(bad().into());
         }
         let secs = secs * mult;
         if total > max - secs {
-            return Err(bad());
+            return Err(bad().into());
         }
         total += secs;
         p = rest;
@@ -1173,7 +1180,7 @@ fn iptos_name(v: u32) -> String {
 /// `derelativise_path`: `none` stays, `~` is refused here (see
 /// [`tilde`]), a relative path is taken from sshd's working directory,
 /// `/` when it runs as a service.
-fn derelativise(a: &str) -> Result<String, String> {
+fn derelativise(a: &str) -> Result<String, Refusal> {
     if a.eq_ignore_ascii_case("none") {
         return Ok("none".into());
     }
@@ -1187,11 +1194,11 @@ fn derelativise(a: &str) -> Result<String, String> {
 
 /// `tilde_expand_filename`: home directories are not looked up by
 /// Plumbline, so a path starting with `~` is an error rather than a guess.
-fn tilde(a: &str) -> Result<String, String> {
+fn tilde(a: &str) -> Result<String, Refusal> {
     if a.starts_with('~') {
-        return Err(format!(
+        return Err(Refusal(format!(
             "\"{a}\": Plumbline does not expand ~ in sshd paths (not a refusal by sshd)"
-        ));
+        )));
     }
     Ok(a.to_string())
 }
@@ -1229,7 +1236,7 @@ fn hpdelim(a: &str) -> Option<(&str, Option<&str>)> {
 
 /// `ListenAddress` syntax (names are resolved by sshd at start-up, which
 /// Plumbline does not do).
-fn listen_address(a: &str, names: &dyn Names) -> Result<(), String> {
+fn listen_address(a: &str, names: &dyn Names) -> Result<(), Refusal> {
     let colons = a.matches(':').count();
     if !a.contains('[') && colons >= 2 {
         return Ok(());
@@ -1391,7 +1398,7 @@ fn names_cat(a: &str, b: &str) -> String {
 
 /// `kex_assemble_names`: a configured list (`+`, `-`, `^` or explicit)
 /// against the default and every supported name, as sshd offers it.
-pub(crate) fn assemble(spec: Option<&str>, default: &str, all: &str) -> Result<String, String> {
+pub(crate) fn assemble(spec: Option<&str>, default: &str, all: &str) -> Result<String, Refusal> {
     let Some(list) = spec.filter(|s| !s.is_empty()) else {
         return Ok(default.to_string());
     };
@@ -1411,9 +1418,9 @@ pub(crate) fn assemble(spec: Option<&str>, default: &str, all: &str) -> Result<S
     let mut out = String::new();
     for pattern in list.split(',') {
         if pattern.starts_with('!') {
-            return Err(format!(
+            return Err(Refusal(format!(
                 "negated algorithm \"{pattern}\" outside a \"-\" list"
-            ));
+            )));
         }
         let matching: Vec<&str> = all
             .split(',')
@@ -1422,7 +1429,7 @@ pub(crate) fn assemble(spec: Option<&str>, default: &str, all: &str) -> Result<S
         out = names_cat(&out, &matching.join(","));
     }
     if out.is_empty() {
-        return Err(format!("no supported algorithm in \"{list}\""));
+        return Err(Refusal(format!("no supported algorithm in \"{list}\"")));
     }
     Ok(out)
 }
@@ -1469,14 +1476,14 @@ mod tests {
         }
     }
 
-    fn p(name: &str, args: &[&str]) -> Result<Parsed, String> {
+    fn p(name: &str, args: &[&str]) -> Result<Parsed, Refusal> {
         let args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
         let k = keyword(name).unwrap();
         let build = builds::by_version("1:9.2p1-2+deb12u10").unwrap();
         parse(k, name, &args, &args.join(" "), &NoNames, build)
     }
 
-    fn one(s: &str) -> Result<Parsed, String> {
+    fn one(s: &str) -> Result<Parsed, Refusal> {
         Ok(Parsed::One(s.into()))
     }
 
@@ -1496,6 +1503,7 @@ mod tests {
         assert!(
             p("PermitRootLogin", &["no", "yes"])
                 .unwrap_err()
+                .0
                 .contains("extra arguments")
         );
         assert!(p("PermitRootLogin", &[]).is_err());
