@@ -156,7 +156,10 @@ impl FrameworkList {
             out.push(format!("schema {} (this build reads 1)", self.schema));
         }
         if !self.levels.contains(&self.profile) {
-            out.push(format!("profile {:?} is not one of the levels", self.profile));
+            out.push(format!(
+                "profile {:?} is not one of the levels",
+                self.profile
+            ));
         }
         let mut seen = BTreeMap::new();
         for (i, item) in self.items.iter().enumerate() {
@@ -167,10 +170,16 @@ impl FrameworkList {
                 out.push(format!("item #{i}: id {:?} is not a single word", item.id));
             }
             if !self.levels.contains(&item.level) {
-                out.push(format!("item {}: level {:?} is not one of the levels", item.id, item.level));
+                out.push(format!(
+                    "item {}: level {:?} is not one of the levels",
+                    item.id, item.level
+                ));
             }
             if item.judged != Judged::Yes && item.note.is_none() {
-                out.push(format!("item {}: judged only in part, without a note saying why", item.id));
+                out.push(format!(
+                    "item {}: judged only in part, without a note saying why",
+                    item.id
+                ));
             }
         }
         out
@@ -197,7 +206,10 @@ enum Claim {
 /// Splits `PREFIX ITEM [(partly[: why]) | (not applicable: why)]`. `None`:
 /// the reference is not to this framework; `Some(Err(_))`: it starts with the
 /// prefix but does not follow the grammar.
-fn parse_reference<'a>(reference: &'a str, prefix: &str) -> Option<Result<(&'a str, Claim), String>> {
+fn parse_reference<'a>(
+    reference: &'a str,
+    prefix: &str,
+) -> Option<Result<(&'a str, Claim), String>> {
     let rest = reference.strip_prefix(prefix)?.strip_prefix(' ')?;
     let (item, qualifier) = match rest.split_once(' ') {
         Some((item, q)) => (item, Some(q.trim())),
@@ -210,7 +222,9 @@ fn parse_reference<'a>(reference: &'a str, prefix: &str) -> Option<Result<(&'a s
         return Some(Ok((item, Claim::Full)));
     };
     let Some(inner) = q.strip_prefix('(').and_then(|q| q.strip_suffix(')')) else {
-        return Some(Err(format!("unexpected {q:?} after the item (expected \"(partly: why)\" or \"(not applicable: why)\")")));
+        return Some(Err(format!(
+            "unexpected {q:?} after the item (expected \"(partly: why)\" or \"(not applicable: why)\")"
+        )));
     };
     let inner = inner.trim();
     let why = |s: &str| s.trim().to_owned();
@@ -218,7 +232,10 @@ fn parse_reference<'a>(reference: &'a str, prefix: &str) -> Option<Result<(&'a s
         return Some(Ok((item, Claim::Partly(None))));
     }
     if let Some(w) = inner.strip_prefix("partly:") {
-        return Some(Ok((item, Claim::Partly(Some(why(w)).filter(|w| !w.is_empty())))));
+        return Some(Ok((
+            item,
+            Claim::Partly(Some(why(w)).filter(|w| !w.is_empty())),
+        )));
     }
     if let Some(w) = inner.strip_prefix("not applicable:") {
         let w = why(w);
@@ -227,7 +244,9 @@ fn parse_reference<'a>(reference: &'a str, prefix: &str) -> Option<Result<(&'a s
         }
         return Some(Ok((item, Claim::NotApplicable(w))));
     }
-    Some(Err(format!("unknown qualifier ({inner}) (expected \"partly\" or \"not applicable: why\")")))
+    Some(Err(format!(
+        "unknown qualifier ({inner}) (expected \"partly\" or \"not applicable: why\")"
+    )))
 }
 
 /// An item's coverage.
@@ -498,7 +517,10 @@ fn judge(item: &Item, claims: &[(String, Claim)]) -> (Status, String) {
     if full {
         return match item.judged {
             Judged::Yes => (Status::Covered, note),
-            Judged::Partly | Judged::No => (Status::Partly, format!("only part of it shows on the host: {note}")),
+            Judged::Partly | Judged::No => (
+                Status::Partly,
+                format!("only part of it shows on the host: {note}"),
+            ),
         };
     }
     let not_applicable: Vec<String> = claims
@@ -548,7 +570,12 @@ mod tests {
         assert_eq!(automated, 230);
         assert_eq!(l1.len() - automated, 19, "manual Level 1 items");
         // v1.1.0 numbering: prelink and apport (1.5.4, 1.5.5 in 1.0.x) are gone.
-        assert!(!list.items.iter().any(|i| i.id == "1.5.4" || i.id == "1.5.5"));
+        assert!(
+            !list
+                .items
+                .iter()
+                .any(|i| i.id == "1.5.4" || i.id == "1.5.5")
+        );
     }
 
     #[test]
@@ -570,7 +597,10 @@ mod tests {
     fn references_follow_the_grammar() {
         let p = "CIS Debian Linux 12 Benchmark";
         assert_eq!(parse_reference("ANSSI BP-028 R12", p), None);
-        assert_eq!(parse_reference("CIS Debian Linux 12 Benchmarks 1.1", p), None);
+        assert_eq!(
+            parse_reference("CIS Debian Linux 12 Benchmarks 1.1", p),
+            None
+        );
         assert_eq!(
             parse_reference("CIS Debian Linux 12 Benchmark 5.1.20", p),
             Some(Ok(("5.1.20", Claim::Full)))
@@ -580,12 +610,21 @@ mod tests {
             Some(Ok(("7.2.10", Claim::Partly(None))))
         );
         assert_eq!(
-            parse_reference("CIS Debian Linux 12 Benchmark 7.2.10 (partly: dot files only)", p),
+            parse_reference(
+                "CIS Debian Linux 12 Benchmark 7.2.10 (partly: dot files only)",
+                p
+            ),
             Some(Ok(("7.2.10", Claim::Partly(Some("dot files only".into())))))
         );
         assert_eq!(
-            parse_reference("CIS Debian Linux 12 Benchmark 4.2.1 (not applicable: nftables is the firewall)", p),
-            Some(Ok(("4.2.1", Claim::NotApplicable("nftables is the firewall".into()))))
+            parse_reference(
+                "CIS Debian Linux 12 Benchmark 4.2.1 (not applicable: nftables is the firewall)",
+                p
+            ),
+            Some(Ok((
+                "4.2.1",
+                Claim::NotApplicable("nftables is the firewall".into())
+            )))
         );
         for bad in [
             "CIS Debian Linux 12 Benchmark 4.2.1 (not applicable)",
@@ -613,7 +652,10 @@ mod tests {
         let plain = item("1", Judged::Yes, None);
         let r = |c: Claim| vec![("r".to_owned(), c)];
         assert_eq!(judge(&plain, &[]).0, Status::NotCovered);
-        assert_eq!(judge(&plain, &r(Claim::Full)), (Status::Covered, String::new()));
+        assert_eq!(
+            judge(&plain, &r(Claim::Full)),
+            (Status::Covered, String::new())
+        );
         assert_eq!(
             judge(&plain, &r(Claim::Partly(Some("half".into())))),
             (Status::Partly, "r: half".into())
@@ -634,6 +676,10 @@ mod tests {
         assert_eq!(s, Status::Partly);
         assert!(why.contains("site policy"), "{why}");
         let none = item("3", Judged::No, Some("organisational"));
-        assert!(judge(&none, &[]).1.contains("cannot be judged from the host: organisational"));
+        assert!(
+            judge(&none, &[])
+                .1
+                .contains("cannot be judged from the host: organisational")
+        );
     }
 }
