@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when a module of the agent imports a module of a higher layer.
 # Layers, top to bottom (docs/ARCHITECTURE.md):
-#   commands → daemon → policy/checks/fim/remediate → rootfs/host → plumb-core
+#   commands → daemon → policy/coverage/checks/fim/remediate → rootfs/host → plumb-core
 # A module may use its own layer and the ones below it. Every `crate::X`
 # path in agent/src is looked at, grouped ones (`crate::{a, b::c}`) too,
 # comments excepted; X must be listed below. lib.rs, the crate root, sees all.
@@ -14,7 +14,7 @@ SRC=agent/src
 declare -A LAYER=(
     [main]=5 [cli]=5 [commands]=5
     [daemon]=4
-    [policy]=3 [checks]=3 [fim]=3 [remediate]=3 [trust]=3 [output]=3
+    [policy]=3 [coverage]=3 [checks]=3 [fim]=3 [remediate]=3 [trust]=3 [output]=3
     [rootfs]=2 [host]=2 [userdb]=2 [sshd_config]=2 [sysctl_d]=2 [systemd_units]=2 [key_value]=2
     [lib]=6
 )

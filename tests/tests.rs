@@ -18,7 +18,9 @@ mod suite {
     mod collector_baselines;
     mod collector_cli;
     mod collector_server;
+    mod coverage;
     mod daemon_remediation;
+    mod debian12_root;
     mod distribution;
     mod fim_cli;
     mod remediate;

@@ -185,6 +185,18 @@ pub enum BaselineCommand {
         #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
         output: PathBuf,
     },
+    /// How much of a framework (CIS, ANSSI) the baselines cover, item by
+    /// item, from the reference list shipped with plumb.
+    Coverage {
+        /// Baseline files, measured together; default: the built-in one.
+        files: Vec<PathBuf>,
+        /// The framework and profile measured against.
+        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::coverage::framework_ids()))]
+        framework: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CoverageFormat::Text)]
+        format: CoverageFormat,
+    },
     /// Verify a bundle as an agent would: exit 0 when a trusted key signed it.
     Verify {
         /// Trusted public key file (repeatable).
@@ -193,6 +205,12 @@ pub enum BaselineCommand {
         /// Bundle file.
         bundle: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoverageFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@
 mod checks;
 pub mod cli;
 pub mod commands;
+mod coverage;
 mod daemon;
 mod fim;
 mod host;

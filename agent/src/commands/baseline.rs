@@ -1,6 +1,9 @@
-//! `plumb baseline lint|sign|verify`.
+//! `plumb baseline lint|sign|verify|coverage`.
 
-use crate::cli::BaselineCommand;
+use crate::cli::{BaselineCommand, CoverageFormat};
+use crate::coverage::{FrameworkList, measure};
+use crate::output;
+use crate::policy::load_baselines;
 use crate::trust::load_trusted_keys;
 use crate::{EXIT_ERROR, EXIT_OK};
 use anyhow::{Context as _, bail};
@@ -14,6 +17,11 @@ pub fn run(cmd: BaselineCommand) -> anyhow::Result<u8> {
     match cmd {
         BaselineCommand::Sign { key, file, output } => sign(&key, &file, &output),
         BaselineCommand::Verify { pubkeys, bundle } => verify(&pubkeys, &bundle),
+        BaselineCommand::Coverage {
+            files,
+            framework,
+            format,
+        } => coverage(&files, &framework, format),
         BaselineCommand::Lint { files } => {
             let mut loaded = Vec::new();
             let mut bad = false;
@@ -43,6 +51,24 @@ pub fn run(cmd: BaselineCommand) -> anyhow::Result<u8> {
             Ok(if bad { EXIT_ERROR } else { EXIT_OK })
         }
     }
+}
+
+/// `plumb baseline coverage`: a report, not a verdict, so exit 0 whatever
+/// the figure; 2 when a baseline does not load.
+fn coverage(
+    files: &[std::path::PathBuf],
+    framework: &str,
+    format: CoverageFormat,
+) -> anyhow::Result<u8> {
+    let baselines = load_baselines(files)?;
+    let list = FrameworkList::builtin(framework)?;
+    let report = measure(&list, &baselines);
+    let mut out = std::io::stdout().lock();
+    match format {
+        CoverageFormat::Text => output::coverage::write(&mut out, &report)?,
+        CoverageFormat::Json => output::json::write(&mut out, &report)?,
+    }
+    Ok(EXIT_OK)
 }
 
 /// `plumb baseline sign`: lint, then sign the exact bytes of the file.

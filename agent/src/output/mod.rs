@@ -1,5 +1,6 @@
 //! Report rendering: text for people, JSON for scripts, JUnit for CI.
 
+pub mod coverage;
 pub mod json;
 pub mod junit;
 pub mod text;
