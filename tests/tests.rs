@@ -18,6 +18,7 @@ mod suite {
     mod collector_baselines;
     mod collector_cli;
     mod collector_server;
+    mod config_semantics;
     mod daemon_remediation;
     mod distribution;
     mod fim_cli;
