@@ -277,6 +277,9 @@ fn statement(rs: &mut Ruleset, stack: &[(String, String, String)], words: &[&Tok
     }
 }
 
+/// A test on one rule's text.
+type RulePredicate<'a> = dyn Fn(&str) -> bool + 'a;
+
 /// What the check asserts, judged on one ruleset.
 fn judge(spec: &NftablesCheck, rs: &Ruleset, source: &str, ev: &mut Vec<String>) -> bool {
     let mut ok = true;
@@ -342,7 +345,7 @@ fn judge(spec: &NftablesCheck, rs: &Ruleset, source: &str, ev: &mut Vec<String>)
         words.iter().all(|x| w.contains(x))
     };
     if spec.loopback {
-        let checks: [(&str, &dyn Fn(&str) -> bool); 3] = [
+        let checks: [(&str, &RulePredicate); 3] = [
             ("iif lo accept", &|r: &str| {
                 (r.contains("iif lo ") || r.contains("iifname lo ")) && has(r, &["accept"])
             }),

@@ -326,7 +326,7 @@ pub fn evaluate(spec: &SudoersCheck, ctx: &Ctx) -> Outcome {
         Err(e) => return Outcome::error(format!("invalid check: {e}")),
     };
     let settings = sudoers.settings(name);
-    let global = settings.iter().filter(|s| s.scope.is_none()).next_back();
+    let global = settings.iter().rfind(|s| s.scope.is_none());
     let builtin = DEFAULTS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     let mut ev = Vec::new();
     let global_value = match global {
