@@ -196,6 +196,8 @@ fn conf_value(ctx: &Ctx, module: &str, name: &str) -> Result<Option<(String, Str
         for p in paths {
             let text = ctx.fs.read_text(&p).map_err(|e| Outcome::read_error(&e))?;
             for (n, line) in text.numbered() {
+                // libpwquality and pam_faillock cut comments anywhere.
+                let line = line.split('#').next().unwrap_or_default();
                 // Flags such as `enforce_for_root` stand alone on a line.
                 let kv = split_line(line, Some("=")).or_else(|| {
                     let t = line.trim();
@@ -482,7 +484,7 @@ mod tests {
         put(
             r,
             "/etc/security/pwquality.conf",
-            "# minlen = 8\nminlen = 14\n",
+            "# minlen = 8\nminlen = 14 # CIS\n",
         );
         let out = evaluate(&s, &ctx);
         assert_eq!(out.status, Status::Pass);
