@@ -18,6 +18,7 @@ mod suite {
     mod collector_baselines;
     mod collector_cli;
     mod collector_server;
+    mod config_semantics;
     mod coverage;
     mod daemon_remediation;
     mod debian12_root;

@@ -162,6 +162,11 @@ pub struct Rule {
     pub check: CheckSpec,
     /// How to fix it, if it may be fixed.
     pub remediation: Option<RemediationSpec>,
+    /// The rule applies only when one of these packages is installed
+    /// (empty: always); otherwise it is `skipped`, saying so.
+    pub if_installed: Vec<String>,
+    /// The rule does not apply when one of these packages is installed.
+    pub unless_installed: Vec<String>,
     /// Line of the rule's `id` in its file.
     pub line: usize,
 }
@@ -245,6 +250,10 @@ struct RawRule {
     rationale: String,
     check: Spanned<CheckSpec>,
     remediation: Option<Spanned<RemediationSpec>>,
+    #[serde(default = "empty_spanned")]
+    if_installed: Spanned<Vec<String>>,
+    #[serde(default = "empty_spanned")]
+    unless_installed: Spanned<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -466,6 +475,20 @@ fn check_rule(src: &Source<'_>, i: usize, r: RawRule, diags: &mut Vec<Diagnostic
             diags.push(src.at(rem.span(), at("remediation"), problem));
         }
     }
+    for (field, list) in [
+        ("if_installed", &r.if_installed),
+        ("unless_installed", &r.unless_installed),
+    ] {
+        for name in list.get_ref() {
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                diags.push(src.at(
+                    list.span(),
+                    at(field),
+                    format!("\"{name}\" is not a package name"),
+                ));
+            }
+        }
+    }
     Rule {
         line: src.position(r.id.span().start).0,
         id: r.id.into_inner(),
@@ -477,6 +500,8 @@ fn check_rule(src: &Source<'_>, i: usize, r: RawRule, diags: &mut Vec<Diagnostic
         rationale: r.rationale,
         check: r.check.into_inner(),
         remediation: r.remediation.map(Spanned::into_inner),
+        if_installed: r.if_installed.into_inner(),
+        unless_installed: r.unless_installed.into_inner(),
     }
 }
 

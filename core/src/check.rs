@@ -35,6 +35,14 @@ pub enum CheckSpec {
     Package(PackageCheck),
     /// A tree holds no world-writable, unowned or unexpected SUID/SGID files.
     Find(FindCheck),
+    /// A setting of a systemd configuration file or unit, drop-ins included.
+    SystemdConf(SystemdConfCheck),
+    /// What sudo computes from /etc/sudoers and the files it includes.
+    Sudoers(SudoersCheck),
+    /// A module in a PAM service's stack, includes followed.
+    Pam(PamCheck),
+    /// The nftables ruleset: configuration files and/or the kernel's.
+    Nftables(NftablesCheck),
 }
 
 impl CheckSpec {
@@ -54,6 +62,10 @@ impl CheckSpec {
             CheckSpec::Accounts(_) => "accounts",
             CheckSpec::Package(_) => "package",
             CheckSpec::Find(_) => "find",
+            CheckSpec::SystemdConf(_) => "systemd_conf",
+            CheckSpec::Sudoers(_) => "sudoers",
+            CheckSpec::Pam(_) => "pam",
+            CheckSpec::Nftables(_) => "nftables",
         }
     }
 
@@ -77,6 +89,10 @@ impl CheckSpec {
             CheckSpec::Accounts(c) => c.validate(&mut out),
             CheckSpec::Package(c) => c.validate(&mut out),
             CheckSpec::Find(c) => c.validate(&mut out),
+            CheckSpec::SystemdConf(c) => c.validate(&mut out),
+            CheckSpec::Sudoers(c) => c.validate(&mut out),
+            CheckSpec::Pam(c) => c.validate(&mut out),
+            CheckSpec::Nftables(c) => c.validate(&mut out),
         }
         out
     }
@@ -393,6 +409,10 @@ pub struct ConfigValueCheck {
     /// `true`: the first occurrence wins; default `false`: the last one does.
     #[serde(default)]
     pub first_wins: bool,
+    /// `true`: keys and values compare case-insensitively, for programs
+    /// that read them so (auditd.conf); default `false`.
+    #[serde(default)]
+    pub ignore_case: bool,
     /// Comparison: equals.
     pub equals: Option<Scalar>,
     /// Comparison: one of.
@@ -599,4 +619,344 @@ macro_rules! comparison_of {
         }
     )*};
 }
-comparison_of!(ConfigValueCheck, SshdCheck, SysctlCheck);
+comparison_of!(
+    ConfigValueCheck,
+    SshdCheck,
+    SysctlCheck,
+    SystemdConfCheck,
+    SudoersCheck,
+    PamCheck
+);
+
+/// Whether any comparison field is set.
+macro_rules! compares {
+    ($c:expr) => {
+        $c.equals.is_some()
+            || $c.one_of.is_some()
+            || $c.min.is_some()
+            || $c.max.is_some()
+            || $c.absent.is_some()
+            || $c.excludes.is_some()
+    };
+}
+
+/// `kind = "systemd_conf"`: one setting of a systemd configuration file
+/// (`/etc/systemd/journald.conf`...) or unit, as the program reads it:
+/// the main file, then drop-ins (`X.conf.d/*.conf`, `UNIT.d/*.conf`) from
+/// every directory systemd searches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemdConfCheck {
+    /// The main configuration file, under `/etc/` (`/etc/systemd/journald.conf`).
+    pub path: Option<String>,
+    /// Instead of `path`: a unit name (`tmp.mount`, `getty@.service`).
+    pub unit: Option<String>,
+    /// The `[Section]` the key belongs to (`Journal`), compared exactly.
+    pub section: String,
+    /// The key (`Storage`), compared exactly as systemd does.
+    pub key: String,
+    /// Comparison: equals.
+    pub equals: Option<Scalar>,
+    /// Comparison: one of.
+    pub one_of: Option<Vec<Scalar>>,
+    /// Comparison: integer at least.
+    pub min: Option<i64>,
+    /// Comparison: integer at most.
+    pub max: Option<i64>,
+    /// Comparison: not set (true) / set (false).
+    pub absent: Option<bool>,
+    /// Comparison: a list value holds none of these items.
+    pub excludes: Option<Vec<Scalar>>,
+}
+
+impl SystemdConfCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        match (&self.path, &self.unit) {
+            (Some(p), None) => {
+                absolute(p, "path", out);
+                if !p.starts_with("/etc/") || p.ends_with('/') || p.contains("/../") {
+                    out.push(format!(
+                        "path \"{p}\" is not a configuration file under /etc/ (such as /etc/systemd/journald.conf)"
+                    ));
+                } else if crate::glob(p).is_ok() && p.contains(['*', '?', '[', '{']) {
+                    out.push(format!("path \"{p}\" is one file, not a glob"));
+                }
+            }
+            (None, Some(u)) => {
+                if u.is_empty() || u.contains('/') || !u.contains('.') {
+                    out.push(format!(
+                        "unit \"{u}\" is not a unit name with its suffix (tmp.mount)"
+                    ));
+                }
+            }
+            _ => out.push("give either path or unit".into()),
+        }
+        if self.section.is_empty() || self.section.contains([']', '[', '\n']) {
+            out.push(format!(
+                "section \"{}\" is not a section name",
+                self.section
+            ));
+        }
+        if self.key.trim().is_empty() || self.key.contains(['=', '\n']) {
+            out.push(format!("key \"{}\" is not a key", self.key));
+        }
+        one_comparison(self.comparison(), out);
+    }
+}
+
+/// `kind = "sudoers"`: what sudo computes from `/etc/sudoers` and what it
+/// includes. Either a `Defaults` setting with one comparison, or an
+/// assertion on the user specifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SudoersCheck {
+    /// A `Defaults` parameter (`use_pty`, `logfile`, `timestamp_timeout`,
+    /// `authenticate`); flags are `yes`/`no`. Needs one comparison.
+    pub defaults: Option<String>,
+    /// `false`: no user specification lets a command run without a
+    /// password (a `NOPASSWD` tag); `true`: at least one does.
+    pub nopasswd: Option<bool>,
+    /// Comparison: equals.
+    pub equals: Option<Scalar>,
+    /// Comparison: one of.
+    pub one_of: Option<Vec<Scalar>>,
+    /// Comparison: integer at least.
+    pub min: Option<i64>,
+    /// Comparison: integer at most.
+    pub max: Option<i64>,
+    /// Comparison: not set (true) / set (false).
+    pub absent: Option<bool>,
+    /// Comparison: a list value holds none of these items.
+    pub excludes: Option<Vec<Scalar>>,
+}
+
+impl SudoersCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        match (&self.defaults, self.nopasswd) {
+            (Some(d), None) => {
+                if d.is_empty() || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    out.push(format!("defaults \"{d}\" is not a sudoers parameter name"));
+                }
+                one_comparison(self.comparison(), out);
+            }
+            (None, Some(_)) => {
+                if compares!(self) {
+                    out.push("nopasswd takes no comparison".into());
+                }
+            }
+            _ => out.push("give either defaults (with a comparison) or nopasswd".into()),
+        }
+    }
+}
+
+/// A PAM management group (the first word of a line in `/etc/pam.d/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PamType {
+    /// authentication
+    Auth,
+    /// account management
+    Account,
+    /// password changes
+    Password,
+    /// session setup
+    Session,
+}
+
+impl PamType {
+    /// The name as written in PAM files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PamType::Auth => "auth",
+            PamType::Account => "account",
+            PamType::Password => "password",
+            PamType::Session => "session",
+        }
+    }
+}
+
+/// `kind = "pam"`: a module in one stack of a PAM service, with `include`,
+/// `substack` and `@include` followed as Linux-PAM does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PamCheck {
+    /// The service: a file name in `/etc/pam.d` (`common-auth`, `su`, `sshd`).
+    pub service: String,
+    /// The stack: `auth`, `account`, `password` or `session`.
+    #[serde(rename = "type")]
+    pub stack: PamType,
+    /// The module (`pam_faillock` or `pam_faillock.so`; a path's file name counts).
+    pub module: String,
+    /// `true` (the default when nothing else is asserted): the module is in
+    /// the stack; `false`: it is not.
+    pub present: Option<bool>,
+    /// Every entry of the module has one of these controls (`required`,
+    /// `requisite`, or a bracketed control written as in the file).
+    pub control: Option<Vec<String>>,
+    /// The module's first entry comes before the first entry of this one.
+    pub before: Option<String>,
+    /// Every entry carries these arguments (`use_authtok`, `remember=24`).
+    #[serde(default)]
+    pub args_include: Vec<String>,
+    /// No entry carries these arguments (`nullok`; `remember` also refuses `remember=N`).
+    #[serde(default)]
+    pub args_exclude: Vec<String>,
+    /// An option of the module, compared on every entry: its argument, else
+    /// the module's own configuration file, else its built-in default.
+    pub option: Option<String>,
+    /// Comparison: equals.
+    pub equals: Option<Scalar>,
+    /// Comparison: one of.
+    pub one_of: Option<Vec<Scalar>>,
+    /// Comparison: integer at least.
+    pub min: Option<i64>,
+    /// Comparison: integer at most.
+    pub max: Option<i64>,
+    /// Comparison: not set (true) / set (false).
+    pub absent: Option<bool>,
+    /// Comparison: a list value holds none of these items.
+    pub excludes: Option<Vec<Scalar>>,
+}
+
+impl PamCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.service.is_empty() || self.service.contains('/') || self.service.starts_with('.') {
+            out.push(format!(
+                "service \"{}\" is not a file name in /etc/pam.d",
+                self.service
+            ));
+        }
+        let module_ok = |m: &str| !m.is_empty() && !m.contains(char::is_whitespace);
+        if !module_ok(&self.module) {
+            out.push(format!("module \"{}\" is not a module name", self.module));
+        }
+        if let Some(b) = &self.before {
+            if !module_ok(b) {
+                out.push(format!("before \"{b}\" is not a module name"));
+            }
+        }
+        if self.control.as_ref().is_some_and(Vec::is_empty) {
+            out.push("control is empty".into());
+        }
+        for a in self.args_include.iter().chain(&self.args_exclude) {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                out.push(format!("argument \"{a}\" is not one PAM argument"));
+            }
+        }
+        let asserts = self.control.is_some()
+            || self.before.is_some()
+            || !self.args_include.is_empty()
+            || !self.args_exclude.is_empty()
+            || self.option.is_some();
+        if self.present == Some(false) && asserts {
+            out.push(
+                "present = false cannot be combined with control, before, args_include, args_exclude or option"
+                    .into(),
+            );
+        }
+        if self.present.is_none() && !asserts {
+            out.push(
+                "asserts nothing: give present, control, before, args_include, args_exclude or option"
+                    .into(),
+            );
+        }
+        match &self.option {
+            Some(o) => {
+                if o.is_empty() || o.contains(['=', ' ']) {
+                    out.push(format!("option \"{o}\" is not an option name"));
+                }
+                one_comparison(self.comparison(), out);
+            }
+            None if compares!(self) => out.push("a comparison needs option".into()),
+            None => {}
+        }
+    }
+}
+
+/// Where an `nftables` check reads the ruleset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NftSource {
+    /// The configuration that loads at boot (`/etc/nftables.conf` and its
+    /// includes) and, on a live host, the kernel's ruleset too (default).
+    #[default]
+    Both,
+    /// The configuration files only.
+    Config,
+    /// The kernel's ruleset only (`nft -j list ruleset`, live host only).
+    Kernel,
+}
+
+/// A netfilter hook a base chain attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NftHook {
+    /// packets for this host
+    Input,
+    /// packets routed through this host
+    Forward,
+    /// packets from this host
+    Output,
+}
+
+impl NftHook {
+    /// The hook's name in nft syntax.
+    pub fn name(self) -> &'static str {
+        match self {
+            NftHook::Input => "input",
+            NftHook::Forward => "forward",
+            NftHook::Output => "output",
+        }
+    }
+}
+
+/// `kind = "nftables"`: the host firewall's ruleset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftablesCheck {
+    /// `both` (default), `config` or `kernel`.
+    #[serde(default)]
+    pub source: NftSource,
+    /// The configuration file nftables.service loads (default `/etc/nftables.conf`).
+    #[serde(default = "default_nftables_conf")]
+    pub path: String,
+    /// At least one table of family `inet`, `ip` or `ip6` exists.
+    #[serde(default)]
+    pub table: bool,
+    /// A filter base chain exists on each of these hooks.
+    #[serde(default)]
+    pub base_chains: Vec<NftHook>,
+    /// With `base_chains`: on each hook, a filter base chain has this
+    /// policy (`drop`).
+    pub policy: Option<String>,
+    /// An input base chain accepts loopback traffic (`iif lo accept`) and
+    /// drops 127.0.0.0/8 (and ::1) arriving on another interface.
+    #[serde(default)]
+    pub loopback: bool,
+    /// An input base chain accepts established connections (`ct state established ... accept`).
+    #[serde(default)]
+    pub established: bool,
+}
+
+fn default_nftables_conf() -> String {
+    "/etc/nftables.conf".into()
+}
+
+impl NftablesCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        absolute(&self.path, "path", out);
+        if let Some(p) = &self.policy {
+            if !matches!(p.as_str(), "drop" | "accept") {
+                out.push(format!("policy \"{p}\" is not drop or accept"));
+            }
+            if self.base_chains.is_empty() {
+                out.push("policy needs base_chains".into());
+            }
+        }
+        if !self.table && self.base_chains.is_empty() && !self.loopback && !self.established {
+            out.push(
+                "asserts nothing: give table, base_chains, loopback and/or established".into(),
+            );
+        }
+    }
+}

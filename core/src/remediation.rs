@@ -95,7 +95,7 @@ impl RemediationSpec {
         match self {
             RemediationSpec::SysctlSet { .. } => &["sysctl"],
             RemediationSpec::FileMode { .. } | RemediationSpec::FileOwner { .. } => &["file"],
-            RemediationSpec::ConfigSet { .. } => &["config_value"],
+            RemediationSpec::ConfigSet { .. } => &["config_value", "systemd_conf", "pam"],
             RemediationSpec::SshdSet { .. } => &["sshd"],
             RemediationSpec::KernelModuleDisable { .. } => &["kernel_module"],
             RemediationSpec::ServiceDisable { .. } | RemediationSpec::ServiceMask { .. } => {

@@ -135,6 +135,49 @@ fn text_report_groups_by_domain_with_evidence_for_failures() {
 }
 
 #[test]
+fn verbose_text_shows_pass_evidence_with_tabs_readable() {
+    let root = Root::new();
+    root.write("/etc/shadow", "");
+    root.chmod("/etc/shadow", 0o600);
+    root.write("/etc/login.defs", "PASS_MAX_DAYS\t30\n");
+    root.write("/etc/sysctl.d/99-x.conf", "net.ipv4.ip_forward = 1\n");
+    let dir = tempfile::tempdir().unwrap();
+    let b = baseline(
+        dir.path(),
+        &format!(
+            "{}{}",
+            std::fs::read_to_string(two_rules(dir.path()))
+                .unwrap()
+                .split_once("\n\n")
+                .unwrap()
+                .1,
+            rule(
+                "net.forward",
+                r#"{ kind = "sysctl", key = "net.ipv4.ip_forward", equals = 0, persistent = true }"#
+            )
+        ),
+    );
+    let (code, out, _) = run(plumb()
+        .args(["check", "--verbose", "--root"])
+        .arg(root.path())
+        .arg("--baseline")
+        .arg(&b));
+    assert_eq!(code, 1, "{out}");
+    // Pass evidence, the tab shown as a space.
+    assert!(
+        out.contains("        PASS_MAX_DAYS 30 (/etc/login.defs:1)"),
+        "{out}"
+    );
+    // The reason for the failure comes before the note on what was not checked.
+    let value = out
+        .find("net.ipv4.ip_forward = 1 (/etc/sysctl.d/99-x.conf:1)")
+        .expect(&out);
+    let reason = out.find("expected \"0\"").expect(&out);
+    let note = out.find("runtime value not checked").expect(&out);
+    assert!(value < reason && reason < note, "{out}");
+}
+
+#[test]
 fn junit_report_has_one_testcase_per_rule() {
     let root = Root::new();
     root.write("/etc/shadow", "");

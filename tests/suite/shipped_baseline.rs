@@ -29,6 +29,10 @@ const ALL_KINDS: &[&str] = &[
     "accounts",
     "package",
     "find",
+    "systemd_conf",
+    "sudoers",
+    "pam",
+    "nftables",
 ];
 
 fn shipped() -> Baseline {

@@ -2,7 +2,10 @@
 //! `/etc/login.defs` or `/etc/default/*`, lines split as
 //! [`crate::key_value`] does for the `config_set` remediation too. The last
 //! occurrence wins unless `first_wins` (files in name order when `path` is
-//! a glob). Keys are case-sensitive.
+//! a glob). Keys and values are case-sensitive unless `ignore_case`, for
+//! files whose program reads them case-insensitively: auditd.conf
+//! (auditd compares keys and keyword values with `strcasecmp`, so
+//! `max_log_file_action = KEEP_LOGS` keeps logs).
 
 use super::{Ctx, Outcome};
 use crate::key_value::split_line;
@@ -26,7 +29,7 @@ pub fn evaluate(spec: &ConfigValueCheck, ctx: &Ctx) -> Outcome {
         };
         for (n, line) in file.numbered() {
             if let Some((k, v)) = split_line(line, spec.separator.as_deref()) {
-                if k == spec.key {
+                if k == spec.key || (spec.ignore_case && k.eq_ignore_ascii_case(&spec.key)) {
                     found = Some((v.to_string(), file.at(n)));
                     if spec.first_wins {
                         break 'files;
@@ -35,7 +38,7 @@ pub fn evaluate(spec: &ConfigValueCheck, ctx: &Ctx) -> Outcome {
             }
         }
     }
-    let holds = cmp.holds(found.as_ref().map(|(v, _)| v.as_str()), false);
+    let holds = cmp.holds(found.as_ref().map(|(v, _)| v.as_str()), spec.ignore_case);
     let mut ev = vec![match &found {
         Some((v, at)) => format!("{} {v} ({at})", spec.key),
         None if paths.is_empty() => format!("{} not set: {} does not exist", spec.key, spec.path),
@@ -59,6 +62,7 @@ mod tests {
             key: key.into(),
             separator: None,
             first_wins: false,
+            ignore_case: false,
             equals: None,
             one_of: None,
             min: None,
@@ -129,5 +133,47 @@ mod tests {
         let out = evaluate(&s, &ctx);
         assert_eq!(out.status, Status::Fail);
         assert_eq!(out.evidence[0], "X not set: /etc/nope does not exist");
+    }
+
+    #[test]
+    fn auditd_values_compare_case_insensitively_when_asked() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc/audit")).unwrap();
+        std::fs::write(
+            t.path().join("etc/audit/auditd.conf"),
+            "max_log_file_action = KEEP_LOGS\nSpace_Left_Action = Email\n",
+        )
+        .unwrap();
+        let ctx = Ctx::new(t.path(), None);
+        let s = ConfigValueCheck {
+            separator: Some("=".into()),
+            equals: Some(Scalar::Str("keep_logs".into())),
+            ..spec("/etc/audit/auditd.conf", "max_log_file_action")
+        };
+        assert_eq!(
+            evaluate(&s, &ctx).status,
+            Status::Fail,
+            "case-sensitive by default"
+        );
+        let s = ConfigValueCheck {
+            ignore_case: true,
+            ..s
+        };
+        let out = evaluate(&s, &ctx);
+        assert_eq!(out.status, Status::Pass);
+        assert_eq!(
+            out.evidence,
+            vec!["max_log_file_action KEEP_LOGS (/etc/audit/auditd.conf:1)"]
+        );
+        let s = ConfigValueCheck {
+            ignore_case: true,
+            equals: Some(Scalar::Str("email".into())),
+            ..spec("/etc/audit/auditd.conf", "space_left_action")
+        };
+        let s = ConfigValueCheck {
+            separator: Some("=".into()),
+            ..s
+        };
+        assert_eq!(evaluate(&s, &ctx).status, Status::Pass);
     }
 }

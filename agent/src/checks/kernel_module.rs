@@ -6,6 +6,13 @@
 //! modprobe.d directories, a name in an earlier directory shadowing the same
 //! name in later ones, applied in file-name order. `-` and `_` in module
 //! names are the same everywhere, as in kmod.
+//!
+//! A module that no kernel of the root ships cannot be loaded, so it needs
+//! no disabling: this is CIS's audit logic (Debian 12 benchmark v1.1.0,
+//! 1.1.1.x), and what makes an image or container root without
+//! `/lib/modules` pass. The modules a kernel ships are those listed in its
+//! `modules.dep` (under `/lib/modules/VERSION` or `/usr/lib/modules/VERSION`);
+//! a kernel directory without one is assumed to ship every module.
 
 use super::{Ctx, Outcome};
 use crate::rootfs::RootFs;
@@ -156,6 +163,64 @@ fn loaded(proc: &Path, name: &str) -> Result<bool, Outcome> {
         .any(|m| norm(m) == name))
 }
 
+/// Directories holding one directory per installed kernel.
+const MODULE_TREES: &[&str] = &["/lib/modules", "/usr/lib/modules"];
+
+/// Normalized names of the modules the root's kernels ship; `None` when
+/// that cannot be told (a kernel directory without modules.dep).
+fn shipped(ctx: &Ctx) -> Option<std::collections::HashSet<String>> {
+    let mut names = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    for tree in MODULE_TREES {
+        // /lib is often a symlink to /usr/lib: read each kernel once.
+        let Ok(host) = ctx.fs.resolve(tree, true) else {
+            continue;
+        };
+        if !seen.insert(host) {
+            continue;
+        }
+        let Ok(versions) = ctx.fs.list_dir(tree) else {
+            continue;
+        };
+        for v in versions {
+            if !ctx.fs.stat(&v).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let dep = ctx.fs.read_text(&format!("{v}/modules.dep")).ok()?;
+            for line in &dep.lines {
+                let Some(path) = line.split(':').next() else {
+                    continue;
+                };
+                let file = path.rsplit('/').next().unwrap_or(path);
+                if let Some(stem) = file.split(".ko").next().filter(|s| !s.is_empty()) {
+                    names.insert(norm(stem));
+                }
+            }
+            if let Ok(builtin) = ctx.fs.read_text(&format!("{v}/modules.builtin")) {
+                for line in &builtin.lines {
+                    let file = line.rsplit('/').next().unwrap_or(line);
+                    if let Some(stem) = file.split(".ko").next().filter(|s| !s.is_empty()) {
+                        names.insert(norm(stem));
+                    }
+                }
+            }
+        }
+    }
+    Some(names)
+}
+
+/// Why the module cannot be loaded on this root, if it cannot.
+fn unavailable(ctx: &Ctx, name: &str) -> Option<String> {
+    let shipped = ctx.modules.get_or_init(|| shipped(ctx)).as_ref()?;
+    let any_kernel = MODULE_TREES
+        .iter()
+        .any(|t| ctx.fs.list_dir(t).is_ok_and(|v| !v.is_empty()));
+    if !any_kernel {
+        return Some("no kernel modules in this root (no /lib/modules/VERSION)".into());
+    }
+    (!shipped.contains(name)).then(|| "no kernel of this root ships it (not in modules.dep)".into())
+}
+
 /// Evaluates a `kernel_module` check.
 pub fn evaluate(spec: &KernelModuleCheck, ctx: &Ctx) -> Outcome {
     if spec.loaded.is_none() && spec.disabled.is_none() {
@@ -225,6 +290,12 @@ pub fn evaluate(spec: &KernelModuleCheck, ctx: &Ctx) -> Outcome {
                 "{shown}: no install or blacklist line in modprobe.d"
             ));
         }
+        if want_disabled && !disabled {
+            if let Some(why) = unavailable(ctx, &name) {
+                evidence.push(format!("{shown} cannot be loaded: {why}"));
+                return Outcome::verdict(ok, evidence);
+            }
+        }
         if disabled != want_disabled {
             ok = false;
             evidence.push(format!(
@@ -257,6 +328,13 @@ mod tests {
             disabled: Option<bool>,
             proc: bool,
         ) -> Outcome {
+            // A kernel that ships the modules these tests name.
+            self.write(
+                "/lib/modules/6.1.0-9-amd64/modules.dep",
+                "kernel/fs/cramfs/cramfs.ko.xz:\n\
+                 kernel/drivers/usb/storage/usb-storage.ko.xz: kernel/drivers/usb/common/usb-common.ko.xz\n\
+                 kernel/net/dccp/dccp_ipv4.ko.xz: kernel/net/dccp/dccp.ko.xz\n",
+            );
             let spec = KernelModuleCheck {
                 name: name.into(),
                 loaded,
@@ -363,6 +441,54 @@ mod tests {
             o.evidence,
             vec!["install cramfs /bin/false (/etc/modprobe.d/y.conf:2)"]
         );
+    }
+
+    #[test]
+    fn a_module_no_kernel_ships_cannot_be_loaded() {
+        let f = Fixture::new();
+        let check = |f: &Fixture| {
+            let spec = KernelModuleCheck {
+                name: "freevxfs".into(),
+                loaded: None,
+                disabled: Some(true),
+            };
+            evaluate(&spec, &f.ctx(false))
+        };
+        // An image or container root: no /lib/modules at all.
+        let o = check(&f);
+        assert_status(&o, Status::Pass);
+        assert_eq!(
+            o.evidence,
+            vec![
+                "freevxfs: no install or blacklist line in modprobe.d",
+                "freevxfs cannot be loaded: no kernel modules in this root (no /lib/modules/VERSION)"
+            ]
+        );
+        // A kernel that does not ship it.
+        f.write(
+            "/lib/modules/6.1.0-9-amd64/modules.dep",
+            "kernel/fs/udf/udf.ko.xz:\n",
+        );
+        let o = check(&f);
+        assert_status(&o, Status::Pass);
+        assert_eq!(
+            o.evidence[1],
+            "freevxfs cannot be loaded: no kernel of this root ships it (not in modules.dep)"
+        );
+        // One kernel that ships it is enough to require disabling.
+        f.write(
+            "/usr/lib/modules/6.1.0-10-amd64/modules.dep",
+            "kernel/fs/freevxfs/freevxfs.ko.xz:\n",
+        );
+        assert_status(&check(&f), Status::Fail);
+        // A kernel directory without modules.dep: assume it ships everything.
+        std::fs::remove_file(
+            f.root
+                .path()
+                .join("usr/lib/modules/6.1.0-10-amd64/modules.dep"),
+        )
+        .unwrap();
+        assert_status(&check(&f), Status::Fail);
     }
 
     #[test]

@@ -13,11 +13,15 @@ mod fixture;
 pub mod kernel_module;
 pub mod listening;
 pub mod mount;
+pub mod nftables;
 pub mod package;
+pub mod pam;
 pub mod process;
 pub mod service;
 pub mod sshd;
+pub mod sudoers;
 pub mod sysctl;
+pub mod systemd_conf;
 
 use crate::rootfs::{ReadError, RootFs};
 use crate::userdb::UserDb;
@@ -49,6 +53,9 @@ pub struct Ctx {
     dpkg: OnceLock<Result<package::Db, Outcome>>,
     /// Unit names declared with `Alias=`, read once for all service rules.
     unit_aliases: OnceLock<Result<crate::systemd_units::DeclaredAliases, String>>,
+    /// Module names (normalized) the root's kernels ship, read once for all
+    /// kernel_module rules; `None` when some kernel lacks a modules.dep.
+    modules: OnceLock<Option<std::collections::HashSet<String>>>,
 }
 
 impl Ctx {
@@ -61,6 +68,7 @@ impl Ctx {
             walks: Mutex::new(HashMap::new()),
             dpkg: OnceLock::new(),
             unit_aliases: OnceLock::new(),
+            modules: OnceLock::new(),
         }
     }
 
@@ -160,7 +168,47 @@ pub fn evaluate(spec: &CheckSpec, ctx: &Ctx) -> Outcome {
         CheckSpec::Accounts(c) => accounts::evaluate(c, ctx),
         CheckSpec::Package(c) => package::evaluate(c, ctx),
         CheckSpec::Find(c) => find::evaluate(c, ctx),
+        CheckSpec::SystemdConf(c) => systemd_conf::evaluate(c, ctx),
+        CheckSpec::Sudoers(c) => sudoers::evaluate(c, ctx),
+        CheckSpec::Pam(c) => pam::evaluate(c, ctx),
+        CheckSpec::Nftables(c) => nftables::evaluate(c, ctx),
     }
+}
+
+/// `skipped` when the rule's `if_installed` / `unless_installed` package
+/// conditions rule it out: a rule about a program that is not installed
+/// (`ssh.config-perms` without openssh-server) says so instead of failing.
+/// Without a dpkg database the conditions cannot be judged and the rule runs.
+fn not_applicable(rule: &Rule, ctx: &Ctx) -> Option<Outcome> {
+    let installed = |name: &str| {
+        package::installed_version(ctx, name)
+            .ok()
+            .map(|v| v.is_some())
+    };
+    if !rule.if_installed.is_empty() {
+        let mut any = false;
+        for name in &rule.if_installed {
+            match installed(name) {
+                None => return None,
+                Some(true) => any = true,
+                Some(false) => {}
+            }
+        }
+        if !any {
+            return Some(Outcome::skipped(format!(
+                "not applicable: {} not installed",
+                rule.if_installed.join(" or ")
+            )));
+        }
+    }
+    for name in &rule.unless_installed {
+        if installed(name) == Some(true) {
+            return Some(Outcome::skipped(format!(
+                "not applicable: {name} is installed"
+            )));
+        }
+    }
+    None
 }
 
 /// Evaluates rules and returns their results in the given order. Rules run
@@ -180,7 +228,10 @@ pub fn run(rules: &[&Rule], ctx: &Ctx) -> Vec<RuleResult> {
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
-                    let out = evaluate(&rules[i].check, ctx);
+                    let out = match not_applicable(rules[i], ctx) {
+                        Some(skip) => skip,
+                        None => evaluate(&rules[i].check, ctx),
+                    };
                     if let Ok(mut slot) = slots[i].lock() {
                         *slot = Some(out);
                     }

@@ -88,6 +88,8 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
     let mut ok = true;
     let mut checked_any = false;
     let mut runtime_keys = Vec::new();
+    // Said last: the value and the reason for a failure come first.
+    let mut note = None;
 
     match &ctx.proc {
         None if !spec.persistent => {
@@ -95,9 +97,11 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
                 "{name}: runtime state not available: no proc directory for this root (give --proc DIR)"
             ));
         }
-        None => evidence.push(format!(
-            "{name}: runtime value not checked: no proc directory for this root (give --proc DIR); persistent configuration only"
-        )),
+        None => {
+            note = Some(format!(
+                "{name}: runtime value not checked: no proc directory for this root (give --proc DIR); persistent configuration only"
+            ));
+        }
         Some(proc) => match runtime(proc, &key) {
             Err(e) => return Outcome::error(e),
             Ok(values) if values.is_empty() => {
@@ -143,11 +147,13 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
         checked_any = true;
     }
     if !checked_any {
+        evidence.extend(note);
         return Outcome::skipped(evidence.join("; "));
     }
     if !ok {
         evidence.push(cmp.to_string());
     }
+    evidence.extend(note);
     Outcome::verdict(ok, evidence)
 }
 
@@ -219,9 +225,9 @@ mod tests {
         );
         let o = f.sysctl("net.ipv4.ip_forward", "0", true, false);
         assert_status(&o, Status::Pass);
-        assert!(o.evidence[0].contains("runtime value not checked"));
+        assert!(o.evidence[1].contains("runtime value not checked"));
         assert_eq!(
-            o.evidence[1],
+            o.evidence[0],
             "net.ipv4.ip_forward = 0 (/etc/sysctl.d/99-x.conf:3)"
         );
     }

@@ -11,7 +11,8 @@ use plumb_core::Rule;
 use plumb_core::report::{BaselineRef, CheckReport, REPORT_SCHEMA, Status, Summary};
 use std::time::Instant;
 
-pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
+/// `show_pass` (`--verbose`): the text output shows pass evidence too.
+pub fn run(args: &CheckArgs, show_pass: bool) -> anyhow::Result<u8> {
     let started = Instant::now();
     let started_at = host::now_rfc3339();
     let baselines = load_baselines(&args.baseline)?;
@@ -57,7 +58,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     };
     let mut out = std::io::stdout().lock();
     match args.format {
-        CheckFormat::Text => output::text::write_check(&mut out, &report, output::use_colour())?,
+        CheckFormat::Text => {
+            output::text::write_check(&mut out, &report, output::use_colour(), show_pass)?
+        }
         CheckFormat::Json => output::json::write(&mut out, &report)?,
         CheckFormat::Junit => output::junit::write_check(&mut out, &report)?,
     }

@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command};
 /// Runs a parsed command line; the value is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Check(args) => check::run(&args),
+        Command::Check(args) => check::run(&args, cli.verbose > 0),
         Command::Baseline(cmd) => baseline::run(cmd),
         Command::Fim(cmd) => fim::run(cmd),
         Command::Agent(args) => agent::run(&args),

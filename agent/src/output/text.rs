@@ -1,5 +1,7 @@
 //! `--format text`: results grouped by ISSP domain (a rule sits under its
 //! first domain), failures first with their evidence, then a summary line.
+//! With `--verbose` passes show their evidence too, so a pass that rests on
+//! a compiled-in default says so.
 
 use plumb_core::issp::domain_name;
 use plumb_core::report::{CheckReport, RuleResult, Status};
@@ -24,7 +26,12 @@ fn rank(s: Status) -> u8 {
 }
 
 /// Writes a check report for a person.
-pub fn write_check<W: Write>(out: &mut W, r: &CheckReport, colour: bool) -> std::io::Result<()> {
+pub fn write_check<W: Write>(
+    out: &mut W,
+    r: &CheckReport,
+    colour: bool,
+    show_pass: bool,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "plumb check: host {}, root {}, baseline {} v{}",
@@ -64,7 +71,7 @@ pub fn write_check<W: Write>(out: &mut W, r: &CheckReport, colour: bool) -> std:
                 x.id,
                 x.title
             )?;
-            if x.status != Status::Pass {
+            if x.status != Status::Pass || show_pass {
                 for e in &x.evidence {
                     writeln!(out, "        {}", printable(e))?;
                 }
@@ -88,11 +95,15 @@ pub fn write_check<W: Write>(out: &mut W, r: &CheckReport, colour: bool) -> std:
 }
 
 /// Escapes control characters so evidence from hostile files cannot drive
-/// the terminal.
+/// the terminal; a tab (harmless, common in configuration files) reads as
+/// one space rather than `\t`. Plain escaping until one function serves
+/// every text output.
 pub fn printable(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            if c == '\t' {
+                vec![' ']
+            } else if c.is_control() {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]
