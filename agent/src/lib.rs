@@ -10,6 +10,7 @@ mod checks;
 pub mod cli;
 pub mod commands;
 mod daemon;
+mod dpkg;
 mod fim;
 mod host;
 mod key_value;

@@ -14,6 +14,7 @@ pub mod kernel_module;
 pub mod listening;
 pub mod mount;
 pub mod package;
+pub mod package_files;
 pub mod process;
 pub mod service;
 pub mod sshd;
@@ -146,6 +147,7 @@ pub fn evaluate(spec: &CheckSpec, ctx: &Ctx) -> Outcome {
         CheckSpec::Listening(c) => listening::evaluate(c, ctx),
         CheckSpec::Accounts(c) => accounts::evaluate(c, ctx),
         CheckSpec::Package(c) => package::evaluate(c, ctx),
+        CheckSpec::PackageFiles(c) => package_files::evaluate(c, ctx),
         CheckSpec::Find(c) => find::evaluate(c, ctx),
     }
 }
@@ -160,7 +162,12 @@ pub fn run(rules: &[&Rule], ctx: &Ctx) -> Vec<RuleResult> {
     let slots: Vec<Mutex<Option<Outcome>>> = rules.iter().map(|_| Mutex::new(None)).collect();
     // Slow rules (tree walks) first, so they overlap with everything else.
     let mut order: Vec<usize> = (0..rules.len()).collect();
-    order.sort_by_key(|&i| !matches!(rules[i].check, CheckSpec::Find(_)));
+    order.sort_by_key(|&i| {
+        !matches!(
+            rules[i].check,
+            CheckSpec::Find(_) | CheckSpec::PackageFiles(_)
+        )
+    });
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod entry;
 pub mod hash;
 pub mod merge;
+pub mod package;
 pub mod progress;
 pub mod reuse;
 pub mod rules;
@@ -358,8 +359,9 @@ pub fn check(
     scan::scan(&plan, &opts.root, reuse, &counters, None, |item| {
         merge.feed(item, &mut rows)
     })?;
-    let found = merge.finish(&mut rows, &seal)?;
+    let mut found = merge.finish(&mut rows, &seal)?;
     drop(progress);
+    let (packages, package_error) = judge(&plan, &opts.root, &mut found.changes);
     drop(rows);
     drop(stmt);
     let root_bytes = opts.root.as_os_str().as_bytes().to_vec();
@@ -398,8 +400,31 @@ pub fn check(
         db_digest: shown.hex(),
         db_rows: shown.rows,
         updated: writer.is_some(),
+        packages,
+        package_error,
     };
     Ok(Checked { report, writer })
+}
+
+/// Adds package verdicts to `changes` (see [`package`]), waiting up to
+/// [`package::SETTLE_WAIT`] for a busy dpkg; returns the counts by verdict
+/// (None without a package database) or why the database was unreadable.
+pub fn judge(
+    plan: &Plan,
+    root: &Path,
+    changes: &mut [plumb_core::fim::FimChange],
+) -> (Option<plumb_core::fim::ChangeSummary>, Option<String>) {
+    match package::judge(plan, root, changes, package::SETTLE_WAIT) {
+        Ok(false) => (None, None),
+        Ok(true) => {
+            let mut sum = plumb_core::fim::ChangeSummary::default();
+            for c in changes.iter() {
+                sum.add(&c.path, c.package.as_ref());
+            }
+            (Some(sum), None)
+        }
+        Err(e) => (None, Some(e.to_string())),
+    }
 }
 
 /// Subtrees above which a targeted comparison reads the whole database.
