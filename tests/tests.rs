@@ -21,6 +21,7 @@ mod suite {
     mod daemon_remediation;
     mod distribution;
     mod fim_cli;
+    mod fim_packages;
     mod remediate;
     mod shipped_baseline;
     mod signing;
