@@ -707,13 +707,13 @@ mod fim_overlap_tests {
     fn verified_severity_defaults_to_info_and_may_not_exceed_severity() {
         let b = lint("[[fim]]\npath = \"/usr\"\nseverity = \"high\"\n").unwrap();
         assert_eq!(b.fim[0].verified_severity, Severity::Info);
-        let b = lint(
-            "[[fim]]\npath = \"/usr\"\nseverity = \"high\"\nverified_severity = \"high\"\n",
-        )
-        .unwrap();
+        let b =
+            lint("[[fim]]\npath = \"/usr\"\nseverity = \"high\"\nverified_severity = \"high\"\n")
+                .unwrap();
         assert_eq!(b.fim[0].verified_severity, Severity::High);
-        let e = lint("[[fim]]\npath = \"/usr\"\nseverity = \"low\"\nverified_severity = \"high\"\n")
-            .unwrap_err();
+        let e =
+            lint("[[fim]]\npath = \"/usr\"\nseverity = \"low\"\nverified_severity = \"high\"\n")
+                .unwrap_err();
         assert!(e.contains("t.toml:5:8: fim[0].verified_severity"), "{e}");
         assert!(e.contains("above the watch's severity low"), "{e}");
     }
