@@ -15,7 +15,7 @@ declare -A LAYER=(
     [main]=5 [cli]=5 [commands]=5
     [daemon]=4
     [policy]=3 [coverage]=3 [checks]=3 [fim]=3 [remediate]=3 [trust]=3 [output]=3
-    [rootfs]=2 [host]=2 [userdb]=2 [sshd_config]=2 [sysctl_d]=2 [systemd_units]=2 [key_value]=2
+    [rootfs]=2 [host]=2 [dpkg]=2 [userdb]=2 [sshd_config]=2 [sysctl_d]=2 [systemd_units]=2 [key_value]=2
     [lib]=6
 )
 

@@ -24,6 +24,7 @@ mod suite {
     mod debian12_root;
     mod distribution;
     mod fim_cli;
+    mod fim_packages;
     mod remediate;
     mod shipped_baseline;
     mod signing;

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 mod coverage;
 mod daemon;
+mod dpkg;
 mod fim;
 mod host;
 mod key_value;

@@ -184,6 +184,9 @@ pub struct FimRule {
     pub realtime: bool,
     /// Severity of a change.
     pub severity: Severity,
+    /// Severity of a change whose new content the package database
+    /// verifies (docs/fim.md, "Package verification"); `severity` keeps it.
+    pub verified_severity: Severity,
     /// ISSP domains.
     pub domains: Vec<u8>,
     /// Descend into other filesystems below `path`.
@@ -267,6 +270,8 @@ struct RawFim {
     realtime: bool,
     #[serde(default = "default_fim_severity")]
     severity: Severity,
+    #[serde(default = "default_verified_severity")]
+    verified_severity: Severity,
     #[serde(default = "empty_spanned")]
     domains: Spanned<Vec<u8>>,
     #[serde(default)]
@@ -279,6 +284,10 @@ fn empty_spanned<T>() -> Spanned<Vec<T>> {
 
 fn default_fim_severity() -> Severity {
     Severity::Medium
+}
+
+fn default_verified_severity() -> Severity {
+    Severity::Info
 }
 
 fn valid_id(s: &str) -> bool {
@@ -544,6 +553,16 @@ fn check_fim(src: &Source<'_>, i: usize, f: RawFim, diags: &mut Vec<Diagnostic>)
         }
     }
     check_domains(src, &f.domains, &at("domains"), false, diags);
+    if f.verified_severity > f.severity {
+        diags.push(src.at(
+            f.path.span(),
+            at("verified_severity"),
+            format!(
+                "{} is above the watch's severity {}: a change the package database verifies would look worse than one it does not",
+                f.verified_severity, f.severity
+            ),
+        ));
+    }
     let attributes = match &f.attributes {
         Some(a) => {
             if a.get_ref().contains(&FimAttribute::Sha256)
@@ -566,6 +585,7 @@ fn check_fim(src: &Source<'_>, i: usize, f: RawFim, diags: &mut Vec<Diagnostic>)
         attributes,
         realtime: f.realtime,
         severity: f.severity,
+        verified_severity: f.verified_severity,
         domains: f.domains.into_inner(),
         cross_devices: f.cross_devices,
     }
@@ -706,6 +726,21 @@ mod fim_overlap_tests {
         // An exclude that does not cover the inner root is fine.
         lint("[[fim]]\npath = \"/etc\"\nexclude = [\"**/*.swp\"]\n[[fim]]\npath = \"/etc/ssh\"\n")
             .unwrap();
+    }
+
+    #[test]
+    fn verified_severity_defaults_to_info_and_may_not_exceed_severity() {
+        let b = lint("[[fim]]\npath = \"/usr\"\nseverity = \"high\"\n").unwrap();
+        assert_eq!(b.fim[0].verified_severity, Severity::Info);
+        let b =
+            lint("[[fim]]\npath = \"/usr\"\nseverity = \"high\"\nverified_severity = \"high\"\n")
+                .unwrap();
+        assert_eq!(b.fim[0].verified_severity, Severity::High);
+        let e =
+            lint("[[fim]]\npath = \"/usr\"\nseverity = \"low\"\nverified_severity = \"high\"\n")
+                .unwrap_err();
+        assert!(e.contains("t.toml:5:8: fim[0].verified_severity"), "{e}");
+        assert!(e.contains("above the watch's severity low"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum CheckSpec {
     Accounts(AccountsCheck),
     /// A package is installed or absent.
     Package(PackageCheck),
+    /// Every file of some packages matches the package database's MD5.
+    PackageFiles(PackageFilesCheck),
     /// A tree holds no world-writable, unowned or unexpected SUID/SGID files.
     Find(FindCheck),
     /// A setting of a systemd configuration file or unit, drop-ins included.
@@ -61,6 +63,7 @@ impl CheckSpec {
             CheckSpec::Listening(_) => "listening",
             CheckSpec::Accounts(_) => "accounts",
             CheckSpec::Package(_) => "package",
+            CheckSpec::PackageFiles(_) => "package_files",
             CheckSpec::Find(_) => "find",
             CheckSpec::SystemdConf(_) => "systemd_conf",
             CheckSpec::Sudoers(_) => "sudoers",
@@ -88,6 +91,7 @@ impl CheckSpec {
             CheckSpec::Listening(c) => c.validate(&mut out),
             CheckSpec::Accounts(c) => c.validate(&mut out),
             CheckSpec::Package(c) => c.validate(&mut out),
+            CheckSpec::PackageFiles(c) => c.validate(&mut out),
             CheckSpec::Find(c) => c.validate(&mut out),
             CheckSpec::SystemdConf(c) => c.validate(&mut out),
             CheckSpec::Sudoers(c) => c.validate(&mut out),
@@ -290,6 +294,24 @@ impl PackageCheck {
     fn validate(&self, out: &mut Vec<String>) {
         if self.name.is_empty() || self.name.contains(char::is_whitespace) {
             out.push(format!("name \"{}\" is not a package name", self.name));
+        }
+    }
+}
+
+impl PackageFilesCheck {
+    fn validate(&self, out: &mut Vec<String>) {
+        if self.packages.is_empty() {
+            out.push("packages is empty: name packages (globs allowed) or \"*\" for all".into());
+        }
+        for p in &self.packages {
+            if p.is_empty() || p.contains(char::is_whitespace) || p.contains('/') {
+                out.push(format!("packages: \"{p}\" is not a package name or glob"));
+            } else if let Err(e) = crate::glob(p) {
+                out.push(format!("packages: invalid glob \"{p}\": {e}"));
+            }
+        }
+        for g in &self.exclude {
+            path_glob(g, "exclude", out);
         }
     }
 }
@@ -576,6 +598,36 @@ pub struct PackageCheck {
     pub name: String,
     /// Expected: installed (true) or absent (false).
     pub installed: bool,
+}
+
+/// How a `package_files` check counts configuration files that differ from
+/// what their package shipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConffilePolicy {
+    /// Listed in evidence, separately; the rule does not fail for them (default:
+    /// editing a configuration file is what it is for).
+    #[default]
+    Report,
+    /// A changed configuration file fails the rule like any other file.
+    Fail,
+    /// Not looked at.
+    Ignore,
+}
+
+/// `kind = "package_files"` (debsums-grade).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageFilesCheck {
+    /// dpkg package names or globs (`libpam*`); `"*"` is every installed
+    /// package. An architecture qualifier (`:amd64`) is ignored.
+    pub packages: Vec<String>,
+    /// Globs of in-root paths not verified (`/usr/share/doc/**`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Changed configuration files: `report` (default), `fail` or `ignore`.
+    #[serde(default)]
+    pub conffiles: ConffilePolicy,
 }
 
 /// `kind = "find"`.

@@ -100,6 +100,10 @@ pub struct FimChangeEvent {
     /// ISSP domains of the watch.
     #[serde(default)]
     pub domains: Vec<u8>,
+    /// The owning package's verdict, as in `plumb fim check`; absent when
+    /// no package owns the path or its content did not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<crate::fim::PackageVerdict>,
 }
 
 /// Host facts carried by snapshots.

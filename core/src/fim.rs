@@ -126,6 +126,159 @@ pub struct FimChange {
     /// New values: the differing fields (modified) or every recorded attribute (added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<BTreeMap<String, serde_json::Value>>,
+    /// The installed package that owns the path, and whether the content
+    /// matches what the package database records; absent when no package
+    /// owns it, or when the content did not change (docs/fim.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageVerdict>,
+}
+
+/// What the package manager's database says about a changed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageVerdict {
+    /// Package name (without architecture).
+    pub name: String,
+    /// Installed version.
+    pub version: String,
+    /// Architecture of the installed package, when the database names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// The content matches the digest the package database records for
+    /// this path (and the package is installed and its database settled).
+    pub verified: bool,
+    /// The path is one of the package's configuration files: local edits
+    /// are normal, so a mismatch does not raise the severity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conffile: bool,
+    /// The MD5 the package database records (lowercase hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_md5: Option<String>,
+    /// The MD5 of the content found (lowercase hex), when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// The verdict in words: which digest was expected, from which package
+    /// and version, and why it did or did not match.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub evidence: String,
+}
+
+/// Counts of changes by package verdict, for the one-line summaries of
+/// `plumb fim check` and the collector ("1,204 changes, all
+/// package-verified", "3 unexplained changes under /usr").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    /// Changes counted.
+    pub changes: u64,
+    /// Content verified by the owning package's database.
+    pub verified: u64,
+    /// Owned by a package whose database records another content (or
+    /// the file missing): replaced binaries, older copies, local edits of
+    /// configuration files.
+    pub unverified: u64,
+    /// Changes not verified (unverified or owned by no package), by the
+    /// top-level directory they lie in (`/usr`, `/etc`).
+    pub unexplained: BTreeMap<String, u64>,
+}
+
+impl ChangeSummary {
+    /// Counts one change of `path` with its verdict.
+    pub fn add(&mut self, path: &ReportPath, package: Option<&PackageVerdict>) {
+        self.changes += 1;
+        match package {
+            Some(p) if p.verified => {
+                self.verified += 1;
+                return;
+            }
+            Some(_) => self.unverified += 1,
+            None => {}
+        }
+        let shown = match path {
+            ReportPath::Text(s) => s.as_str(),
+            ReportPath::Bytes { lossy, .. } => lossy.as_str(),
+        };
+        let top = shown
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|t| !t.is_empty())
+            .map_or_else(|| "/".to_string(), |t| format!("/{t}"));
+        *self.unexplained.entry(top).or_default() += 1;
+    }
+
+    /// Changes not verified by a package database.
+    pub fn unexplained_total(&self) -> u64 {
+        self.changes - self.verified
+    }
+
+    /// One line: `1,204 changes, all package-verified`, `3 unexplained
+    /// changes under /usr`, `1,207 changes: 1,204 package-verified, 3
+    /// unexplained under /usr (1 not matching its package)`.
+    pub fn describe(&self) -> String {
+        let n = self.unexplained_total();
+        let s = |k: u64| if k == 1 { "" } else { "s" };
+        if self.changes == 0 {
+            return "no changes".into();
+        }
+        if n == 0 {
+            return if self.changes == 1 {
+                "1 change, package-verified".into()
+            } else {
+                format!("{} changes, all package-verified", thousands(self.changes))
+            };
+        }
+        let mut under: Vec<(&String, &u64)> = self.unexplained.iter().collect();
+        // Most first, then by name.
+        under.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mismatch = (self.unverified > 0).then(|| {
+            format!(
+                "{} not matching {} package",
+                thousands(self.unverified),
+                if self.unverified == 1 { "its" } else { "their" }
+            )
+        });
+        let (place, notes) = match under.as_slice() {
+            [(dir, _)] => (format!(" under {dir}"), mismatch.into_iter().collect()),
+            many => {
+                let parts: Vec<String> = many
+                    .iter()
+                    .take(4)
+                    .map(|(d, k)| format!("{} under {d}", thousands(**k)))
+                    .collect();
+                let more = if many.len() > 4 { ", …" } else { "" };
+                let mut notes = vec![format!("{}{more}", parts.join(", "))];
+                notes.extend(mismatch);
+                (String::new(), notes)
+            }
+        };
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        };
+        if self.verified == 0 {
+            format!("{} unexplained change{}{place}{notes}", thousands(n), s(n))
+        } else {
+            format!(
+                "{} changes: {} package-verified, {} unexplained{place}{notes}",
+                thousands(self.changes),
+                thousands(self.verified),
+                thousands(n)
+            )
+        }
+    }
+}
+
+/// `1204` as `1,204`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Evidence that the database was altered without the key.
@@ -175,6 +328,13 @@ pub struct FimReport {
     pub db_rows: u64,
     /// Whether `--update` wrote the new state.
     pub updated: bool,
+    /// Changes counted by package verdict, when the root has a package
+    /// database (absent otherwise, and in reports of earlier builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<ChangeSummary>,
+    /// The package database could not be read: why (no verdicts then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_error: Option<String>,
 }
 
 #[cfg(test)]
@@ -195,6 +355,55 @@ mod tests {
         assert_eq!(p.to_bytes().as_deref(), Some(&raw[..]));
         let back: ReportPath = serde_json::from_value(j).unwrap_or(ReportPath::Text(String::new()));
         assert_eq!(back, p);
+    }
+
+    fn verdict(verified: bool) -> PackageVerdict {
+        PackageVerdict {
+            name: "coreutils".into(),
+            version: "9.1-1".into(),
+            arch: None,
+            verified,
+            conffile: false,
+            expected_md5: None,
+            md5: None,
+            evidence: String::new(),
+        }
+    }
+
+    #[test]
+    fn summaries_say_what_the_package_database_explains() {
+        let p = |s: &str| ReportPath::Text(s.into());
+        let mut all = ChangeSummary::default();
+        for i in 0..1204 {
+            all.add(&p(&format!("/usr/bin/f{i}")), Some(&verdict(true)));
+        }
+        assert_eq!(all.describe(), "1,204 changes, all package-verified");
+        let mut some = ChangeSummary::default();
+        some.add(&p("/usr/bin/ls"), Some(&verdict(false)));
+        some.add(&p("/usr/lib/evil.so"), None);
+        some.add(&p("/usr/sbin/x"), None);
+        assert_eq!(
+            some.describe(),
+            "3 unexplained changes under /usr (1 not matching its package)"
+        );
+        some.add(&p("/etc/motd"), None);
+        some.add(&p("/usr/bin/cat"), Some(&verdict(true)));
+        assert_eq!(
+            some.describe(),
+            "5 changes: 1 package-verified, 4 unexplained (3 under /usr, 1 under /etc; 1 not matching its package)"
+        );
+        assert_eq!(ChangeSummary::default().describe(), "no changes");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        // A change without a verdict stays readable in old reports.
+        let c: FimChange = serde_json::from_str(
+            r#"{"path": "/etc/a", "change": "added", "rule": "/etc", "severity": "high", "fields": []}"#,
+        )
+        .unwrap();
+        assert!(c.package.is_none());
+        let j = serde_json::to_value(&c).unwrap();
+        assert!(j.get("package").is_none(), "{j}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ const ALL_KINDS: &[&str] = &[
     "listening",
     "accounts",
     "package",
+    "package_files",
     "find",
     "systemd_conf",
     "sudoers",

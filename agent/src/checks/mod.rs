@@ -15,6 +15,7 @@ pub mod listening;
 pub mod mount;
 pub mod nftables;
 pub mod package;
+pub mod package_files;
 pub mod pam;
 pub mod process;
 pub mod service;
@@ -167,6 +168,7 @@ pub fn evaluate(spec: &CheckSpec, ctx: &Ctx) -> Outcome {
         CheckSpec::Listening(c) => listening::evaluate(c, ctx),
         CheckSpec::Accounts(c) => accounts::evaluate(c, ctx),
         CheckSpec::Package(c) => package::evaluate(c, ctx),
+        CheckSpec::PackageFiles(c) => package_files::evaluate(c, ctx),
         CheckSpec::Find(c) => find::evaluate(c, ctx),
         CheckSpec::SystemdConf(c) => systemd_conf::evaluate(c, ctx),
         CheckSpec::Sudoers(c) => sudoers::evaluate(c, ctx),
@@ -221,7 +223,12 @@ pub fn run(rules: &[&Rule], ctx: &Ctx) -> Vec<RuleResult> {
     let slots: Vec<Mutex<Option<Outcome>>> = rules.iter().map(|_| Mutex::new(None)).collect();
     // Slow rules (tree walks) first, so they overlap with everything else.
     let mut order: Vec<usize> = (0..rules.len()).collect();
-    order.sort_by_key(|&i| !matches!(rules[i].check, CheckSpec::Find(_)));
+    order.sort_by_key(|&i| {
+        !matches!(
+            rules[i].check,
+            CheckSpec::Find(_) | CheckSpec::PackageFiles(_)
+        )
+    });
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {

@@ -145,6 +145,23 @@ pub fn write_text<W: Write>(out: &mut W, r: &FimReport) -> std::io::Result<()> {
             line.push_str(&parts.join(", "));
         }
         writeln!(out, "{line}")?;
+        if let Some(p) = &c.package {
+            let verdict = match (p.verified, p.conffile) {
+                (true, _) => "package-verified",
+                (false, true) => "conffile, not verified",
+                (false, false) => "NOT verified",
+            };
+            writeln!(
+                out,
+                "          package {} {}: {verdict}: {}",
+                p.name,
+                p.version,
+                p.evidence.escape_debug()
+            )?;
+        }
+    }
+    if let Some(e) = &r.package_error {
+        writeln!(out, "error     package database: {e}")?;
     }
     for e in &r.errors {
         writeln!(out, "error     {}: {}", e.path.display(), e.error)?;
@@ -155,6 +172,9 @@ pub fn write_text<W: Write>(out: &mut W, r: &FimReport) -> std::io::Result<()> {
             "unstable  {}: kept changing while hashed; no hash recorded",
             u.display()
         )?;
+    }
+    if let Some(p) = &r.packages {
+        writeln!(out, "packages: {}", p.describe())?;
     }
     let count = |k: ChangeKind| r.changes.iter().filter(|c| c.change == k).count();
     writeln!(

@@ -430,6 +430,15 @@ async fn flusher(
             }
             tokio::time::sleep(due - now).await;
         }
+        // dpkg unpacking: judge once its database settles (docs/fim.md),
+        // so an upgrade in progress is compared in its final state.
+        let fs = crate::rootfs::RootFs::new(shared.root.clone());
+        let waiting = Instant::now();
+        while crate::dpkg::busy(&fs).is_some()
+            && waiting.elapsed() < crate::fim::package::SETTLE_WAIT
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         let dirty = rts.take();
         if dirty.is_empty() {
             continue;

@@ -154,6 +154,7 @@ impl<'a> Merge<'a> {
             fields: Vec::new(),
             old: Some(diff::all_values(&old, attrs)),
             new: None,
+            package: None,
         });
         if let Some(w) = self.writer {
             w.delete(&s.key)?;
@@ -223,6 +224,7 @@ impl<'a> Merge<'a> {
                                 fields: fields.iter().map(|f| f.name().to_string()).collect(),
                                 old: Some(diff::values(old, &fields)),
                                 new: Some(diff::values(&e, &fields)),
+                                package: None,
                             });
                         }
                         if *old == e {
@@ -246,6 +248,7 @@ impl<'a> Merge<'a> {
                     fields: Vec::new(),
                     old: None,
                     new: Some(diff::all_values(&e, attrs)),
+                    package: None,
                 });
                 self.write(&e)?;
             }

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod entry;
 pub mod hash;
 pub mod merge;
+pub mod package;
 pub mod progress;
 pub mod reuse;
 pub mod rules;
@@ -358,8 +359,9 @@ pub fn check(
     scan::scan(&plan, &opts.root, reuse, &counters, None, |item| {
         merge.feed(item, &mut rows)
     })?;
-    let found = merge.finish(&mut rows, &seal)?;
+    let mut found = merge.finish(&mut rows, &seal)?;
     drop(progress);
+    let (packages, package_error) = judge(&plan, &opts.root, &mut found.changes);
     drop(rows);
     drop(stmt);
     let root_bytes = opts.root.as_os_str().as_bytes().to_vec();
@@ -398,8 +400,31 @@ pub fn check(
         db_digest: shown.hex(),
         db_rows: shown.rows,
         updated: writer.is_some(),
+        packages,
+        package_error,
     };
     Ok(Checked { report, writer })
+}
+
+/// Adds package verdicts to `changes` (see [`package`]), waiting up to
+/// [`package::SETTLE_WAIT`] for a busy dpkg; returns the counts by verdict
+/// (None without a package database) or why the database was unreadable.
+pub fn judge(
+    plan: &Plan,
+    root: &Path,
+    changes: &mut [plumb_core::fim::FimChange],
+) -> (Option<plumb_core::fim::ChangeSummary>, Option<String>) {
+    match package::judge(plan, root, changes, package::SETTLE_WAIT) {
+        Ok(false) => (None, None),
+        Ok(true) => {
+            let mut sum = plumb_core::fim::ChangeSummary::default();
+            for c in changes.iter() {
+                sum.add(&c.path, c.package.as_ref());
+            }
+            (Some(sum), None)
+        }
+        Err(e) => (None, Some(e.to_string())),
+    }
 }
 
 /// Subtrees above which a targeted comparison reads the whole database.
@@ -540,11 +565,27 @@ pub fn compare(
             .query_row("SELECT EXISTS (SELECT 1 FROM entries)", [], |r| r.get(0))?;
     let empty = !any_row && matches!(&seal, db::Seal::Valid { digest, .. } if digest.rows == 0);
     let restricted;
-    let targets: Option<Vec<Vec<u8>>> = roots.map(|r| {
+    let mut targets: Option<Vec<Vec<u8>>> = roots.map(|r| {
         r.iter()
             .filter_map(|p| walk::target(plan, &opts.root, p))
             .collect()
     });
+    // Many changed paths (a burst, patch day): compare their directories
+    // instead, re-hashing only the changed paths themselves and reusing
+    // the stored hash of files whose metadata did not change, so the cost
+    // follows the changes rather than the size of the watched trees.
+    let mut forced: Option<std::collections::HashSet<Vec<u8>>> = None;
+    if let Some(t) = targets.as_mut().filter(|t| t.len() > MAX_ROOTS) {
+        if verify == Verify::Full {
+            forced = Some(t.iter().cloned().collect());
+        }
+        *t = collapse(std::mem::take(t));
+    }
+    let verify = if forced.is_some() {
+        Verify::Metadata
+    } else {
+        verify
+    };
     let (plan, roots) = match &targets {
         Some(r) if !empty && r.len() <= MAX_ROOTS && !r.iter().any(|p| p == b"/") => {
             restricted = plan.restrict(r);
@@ -557,7 +598,18 @@ pub fn compare(
         _ => (plan, None),
     };
     let partial = roots.is_some();
-    let reuse = reuser(opts, verify)?;
+    let reuse = reuser(opts, verify)?.map(|mut inner| {
+        move |e: &entry::Entry, want: hash::Want| {
+            let changed = forced.as_ref().is_some_and(|f| {
+                f.contains(&e.path)
+                    || e.path
+                        .iter()
+                        .rposition(|&b| b == b'/')
+                        .is_some_and(|i| f.contains(&e.path[..i.max(1)]))
+            });
+            if changed { None } else { inner(e, want) }
+        }
+    });
     let counters = Counters::default();
     let (sql, params) = rows_query(roots);
     let mut stmt = reader.conn().prepare(&sql)?;
@@ -583,6 +635,38 @@ pub fn compare(
         partial,
         writer,
     })
+}
+
+/// Replaces paths by their parent directories, level by level, until at
+/// most [`MAX_ROOTS`] subtrees remain (or only `/`), dropping those inside
+/// another.
+fn collapse(mut paths: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    loop {
+        paths.sort();
+        paths.dedup();
+        // Sorted, a subtree follows its root directly: keep the first of each.
+        let mut kept: Vec<Vec<u8>> = Vec::with_capacity(paths.len());
+        for p in paths {
+            let inside = kept.last().is_some_and(|k: &Vec<u8>| {
+                k.as_slice() == b"/" || (p.starts_with(k) && p.get(k.len()) == Some(&b'/'))
+            });
+            if !inside {
+                kept.push(p);
+            }
+        }
+        if kept.len() <= MAX_ROOTS || kept.iter().all(|p| p == b"/") {
+            return kept;
+        }
+        // Up one level: the deepest paths first would be finer, but one
+        // level for all keeps this linear and is enough for real bursts.
+        paths = kept
+            .into_iter()
+            .map(|p| match p.iter().rposition(|&b| b == b'/') {
+                Some(0) | None => b"/".to_vec(),
+                Some(i) => p[..i].to_vec(),
+            })
+            .collect();
+    }
 }
 
 /// The state a comparison leaves, prepared in `writer` for
@@ -623,4 +707,30 @@ fn next_state(
         root: opts.root.as_os_str().as_bytes().to_vec(),
         watches,
     }))
+}
+
+#[cfg(test)]
+mod collapse_tests {
+    use super::*;
+
+    #[test]
+    fn many_paths_become_their_directories() {
+        let few: Vec<Vec<u8>> = vec![b"/etc/a".to_vec(), b"/etc/a/b".to_vec()];
+        assert_eq!(collapse(few), vec![b"/etc/a".to_vec()]);
+        let many: Vec<Vec<u8>> = (0..1000)
+            .map(|i| format!("/usr/lib/d{}/f{i}", i % 3).into_bytes())
+            .chain([b"/etc/x".to_vec()])
+            .collect();
+        assert_eq!(
+            collapse(many),
+            vec![
+                b"/etc".to_vec(),
+                b"/usr/lib/d0".to_vec(),
+                b"/usr/lib/d1".to_vec(),
+                b"/usr/lib/d2".to_vec()
+            ]
+        );
+        let spread: Vec<Vec<u8>> = (0..300).map(|i| format!("/d{i}").into_bytes()).collect();
+        assert_eq!(collapse(spread), vec![b"/".to_vec()]);
+    }
 }

@@ -51,6 +51,8 @@ pub struct Watch {
     pub attrs: Attrs,
     /// Severity of a change.
     pub severity: Severity,
+    /// Severity of a change the package database verifies.
+    pub verified_severity: Severity,
     /// Descend into other filesystems.
     pub cross_devices: bool,
 }
@@ -111,6 +113,7 @@ impl Plan {
                 excludes: b.build().context("building exclude globs")?,
                 attrs: Attrs::of(&r.attributes),
                 severity: r.severity,
+                verified_severity: r.verified_severity,
                 cross_devices: r.cross_devices,
             });
         }

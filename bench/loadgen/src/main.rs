@@ -84,6 +84,7 @@ fn event(seq: u64, host: &str) -> Event {
                 old: serde_json::json!({"sha256": "3f2a9c0e5b7d41a8c6f2e9b0d3a7c5e1f4b8a2d6c0e9f3b7a1d5c8e2f6b0a4d9", "size": 120_331, "mtime": 1_795_000_000}),
                 new: serde_json::json!({"sha256": "8c1d07e4b2a9f6c3d0e7b4a1f8c5d2e9b6a3f0c7d4e1b8a5f2c9d6e3b0a7f4c1", "size": 120_587, "mtime": 1_795_773_600}),
                 domains: vec![18, 25],
+                package: None,
             }),
         }
     }

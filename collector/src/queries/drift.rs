@@ -3,7 +3,7 @@
 
 use super::{Format, WIDTH, fit, rfc3339, short_time, to_json};
 use crate::storage::{DriftFilter, EventRow, Queries, StorageError};
-use plumb_core::fim::ReportPath;
+use plumb_core::fim::{ChangeSummary, PackageVerdict, ReportPath};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
@@ -59,6 +59,17 @@ fn details(e: &EventRow) -> (String, Vec<String>) {
                     lines.push(format!("{f}: {} → {}", show_value(old), show_value(new)));
                 }
             }
+            if let Some(p) = package(b) {
+                let verdict = match (p.verified, p.conffile) {
+                    (true, _) => "package-verified",
+                    (false, true) => "configuration file, not verified",
+                    (false, false) => "NOT verified",
+                };
+                lines.push(format!("package {} {}: {verdict}", p.name, p.version));
+                if !p.evidence.is_empty() {
+                    lines.push(p.evidence.escape_debug().to_string());
+                }
+            }
             (head, lines)
         }
         "fim_tamper" => {
@@ -76,6 +87,25 @@ fn details(e: &EventRow) -> (String, Vec<String>) {
         }
         other => (other.to_string(), Vec::new()),
     }
+}
+
+/// The package verdict of a `fim_change` body, if it has one.
+fn package(b: &Value) -> Option<PackageVerdict> {
+    serde_json::from_value(b.get("package")?.clone()).ok()
+}
+
+/// The `fim_change` events of `rows` counted by package verdict.
+pub(crate) fn fim_summary<'a>(rows: impl IntoIterator<Item = &'a EventRow>) -> ChangeSummary {
+    let mut sum = ChangeSummary::default();
+    for e in rows.into_iter().filter(|e| e.kind == "fim_change") {
+        let path = e
+            .body
+            .get("path")
+            .and_then(|p| serde_json::from_value::<ReportPath>(p.clone()).ok())
+            .unwrap_or_else(|| ReportPath::Text("?".into()));
+        sum.add(&path, package(&e.body).as_ref());
+    }
+    sum
 }
 
 /// `plumb-collector drift`. Returns the output and how many events it lists.
@@ -103,13 +133,24 @@ fn render_json(rows: &[EventRow]) -> String {
             })
         })
         .collect();
-    to_json(&json!({ "events": events }))
+    let sum = fim_summary(rows);
+    if sum.changes == 0 {
+        return to_json(&json!({ "events": events }));
+    }
+    to_json(&json!({
+        "events": events,
+        "fim_summary": { "counts": sum, "text": sum.describe() },
+    }))
 }
 
 fn render_text(rows: &[EventRow], limit: usize) -> String {
     let mut out = String::new();
     if rows.is_empty() {
         out.push_str("No drift matches.\n");
+    }
+    let sum = fim_summary(rows);
+    if sum.changes > 0 {
+        let _ = writeln!(out, "File changes listed: {}", sum.describe());
     }
     for e in rows {
         let (head, lines) = details(e);
@@ -129,4 +170,66 @@ fn render_text(rows: &[EventRow], limit: usize) -> String {
         let _ = writeln!(out, "(first {limit} shown; use --limit for more)");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fim(seq: u64, path: &str, package: Value) -> EventRow {
+        let mut body = json!({"kind": "fim_change", "path": path, "change": "modified",
+                              "fields": [], "old": null, "new": null, "domains": []});
+        if !package.is_null() {
+            body["package"] = package;
+        }
+        EventRow {
+            host: "web-1".into(),
+            seq,
+            kind: "fim_change".into(),
+            severity: "info".into(),
+            time: 1_795_000_000,
+            received_at: 1_795_000_001,
+            body,
+        }
+    }
+
+    #[test]
+    fn file_changes_are_summed_up_by_package_verdict() {
+        let ok = json!({"name": "coreutils", "version": "9.1-2", "verified": true});
+        let rows: Vec<EventRow> = (0..1204)
+            .map(|i| fim(i, &format!("/usr/bin/f{i}"), ok.clone()))
+            .collect();
+        let text = render_text(&rows, 5000);
+        assert!(
+            text.starts_with("File changes listed: 1,204 changes, all package-verified\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    package coreutils 9.1-2: package-verified"),
+            "{text}"
+        );
+        let bad = json!({"name": "coreutils", "version": "9.1-2", "verified": false,
+                         "evidence": "MD5 x is not what coreutils 9.1-2 installed"});
+        let rows = vec![
+            fim(1, "/usr/bin/ls", bad),
+            fim(2, "/usr/lib/evil.so", Value::Null),
+            fim(3, "/usr/sbin/x", Value::Null),
+        ];
+        let text = render_text(&rows, 100);
+        assert!(
+            text.starts_with(
+                "File changes listed: 3 unexplained changes under /usr (1 not matching its package)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("    package coreutils 9.1-2: NOT verified\n    MD5 x is not"),
+            "{text}"
+        );
+        let j: Value = serde_json::from_str(&render_json(&rows)).unwrap();
+        assert_eq!(j["fim_summary"]["counts"]["unexplained"]["/usr"], 3, "{j}");
+        // No file change, no summary.
+        let j: Value = serde_json::from_str(&render_json(&[])).unwrap();
+        assert!(j.get("fim_summary").is_none());
+    }
 }

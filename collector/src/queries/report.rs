@@ -3,8 +3,9 @@
 //! rendered as text or JSON.
 
 use super::{Format, WIDTH, fit, to_json};
-use crate::storage::{Queries, RuleStatusRow, StorageError};
+use crate::storage::{DriftFilter, Queries, RuleStatusRow, StorageError};
 use plumb_core::Severity;
+use plumb_core::fim::ChangeSummary;
 use plumb_core::report::Status;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -209,11 +210,72 @@ fn render_text(r: &FleetReport) -> String {
 /// any rule.
 pub fn report(q: &dyn Queries, format: Format) -> Result<(String, bool), StorageError> {
     let report = aggregate(&q.rule_statuses()?);
+    let files = file_changes(q)?;
     let out = match format {
-        Format::Json => render_json(&report),
-        Format::Text => render_text(&report),
+        Format::Json => {
+            let mut v: Value = serde_json::from_str(&render_json(&report)).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("file_changes".into(), files_json(&files));
+            }
+            to_json(&v)
+        }
+        Format::Text => {
+            let mut t = render_text(&report);
+            render_files(&mut t, &files);
+            t
+        }
     };
     Ok((out, report.hosts_failing > 0))
+}
+
+/// How far back the report counts file changes.
+const FILE_CHANGES_DAYS: i64 = 7;
+
+/// Most file-change events the report reads (the newest).
+const FILE_CHANGES_MAX: usize = 200_000;
+
+/// File changes of the last [`FILE_CHANGES_DAYS`] days per host, counted
+/// by package verdict (docs/fim.md).
+fn file_changes(q: &dyn Queries) -> Result<BTreeMap<String, ChangeSummary>, StorageError> {
+    let since = time::OffsetDateTime::now_utc().unix_timestamp() - FILE_CHANGES_DAYS * 86_400;
+    let rows = q.drift(&DriftFilter {
+        since: Some(since),
+        limit: FILE_CHANGES_MAX,
+        ..DriftFilter::default()
+    })?;
+    let mut by_host: BTreeMap<String, Vec<&crate::storage::EventRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.kind == "fim_change") {
+        by_host.entry(r.host.clone()).or_default().push(r);
+    }
+    Ok(by_host
+        .into_iter()
+        .map(|(h, rows)| (h, super::drift::fim_summary(rows)))
+        .collect())
+}
+
+fn files_json(files: &BTreeMap<String, ChangeSummary>) -> Value {
+    let hosts: Vec<Value> = files
+        .iter()
+        .map(|(h, s)| json!({ "host": h, "counts": s, "text": s.describe() }))
+        .collect();
+    json!({ "days": FILE_CHANGES_DAYS, "hosts": hosts })
+}
+
+fn render_files(out: &mut String, files: &BTreeMap<String, ChangeSummary>) {
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nFile changes, last {FILE_CHANGES_DAYS} days:");
+    // Hosts with unexplained changes first.
+    let mut list: Vec<(&String, &ChangeSummary)> = files.iter().collect();
+    list.sort_by(|a, b| {
+        b.1.unexplained_total()
+            .cmp(&a.1.unexplained_total())
+            .then(a.0.cmp(b.0))
+    });
+    for (h, s) in list {
+        let _ = writeln!(out, "{}", fit(&format!("  {h}: {}", s.describe()), WIDTH));
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,7 @@ impl SealedFim {
                 old: obj(c.old),
                 new: obj(c.new),
                 domains,
+                package: c.package,
             },
         ))
     }
@@ -158,6 +159,11 @@ impl SealedFim {
             drop(c);
             c = self.compare(plan, None, depth, limiter)?;
         }
+        let package_error = if c.empty {
+            None
+        } else {
+            fim::judge(plan, &self.opts.root, &mut c.found.changes).1
+        };
         let found = std::mem::take(&mut c.found);
         let mut pass = Pass {
             scanned: found.scanned,
@@ -200,6 +206,9 @@ impl SealedFim {
                     .map(|p| format!("{}: kept changing while hashed", p.display())),
             )
             .collect();
+        if let Some(e) = package_error {
+            pass.errors.push(format!("package database: {e}"));
+        }
         if let Some(why) = &self.lost {
             pass.tamper.push(why.clone());
         }
