@@ -237,11 +237,13 @@ pub(crate) fn summary(before: &Snapshot, now: &Snapshot, every: Duration) -> Opt
 
 /// Logs [`summary`] once per `every`, while the task runs.
 pub(crate) fn spawn_summary(counters: Arc<ConnectionCounters>, every: Duration) -> JoinHandle<()> {
+    // Now, not when the task first runs: connections accepted meanwhile
+    // must be in the first summary.
+    let mut before = counters.snapshot();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut before = counters.snapshot();
         loop {
             tick.tick().await;
             let now = counters.snapshot();
