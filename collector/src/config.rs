@@ -184,7 +184,7 @@ fn default_max_connection_lifetime() -> u64 {
     3600
 }
 fn default_handshake_timeout() -> u64 {
-    5
+    10
 }
 fn default_idle_timeout() -> u64 {
     600
