@@ -46,9 +46,29 @@ pub struct ServerSection {
     /// Address and port to listen on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Connections held at once; more wait in the kernel's backlog.
+    /// Authenticated connections held at once; beyond, a new one is closed
+    /// after its handshake.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Authenticated connections of one agent (certificate identity) at
+    /// once; a newer one closes its oldest.
+    #[serde(default = "default_max_connections_per_agent")]
+    pub max_connections_per_agent: usize,
+    /// TLS handshakes in progress at once; beyond, a new connection is closed.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one source address (IPv4, or
+    /// IPv6 /64); beyond, a new connection from it is closed.
+    #[serde(default = "default_max_handshakes_per_address")]
+    pub max_handshakes_per_address: usize,
+    /// Failed and refused handshakes are logged as one summary line per
+    /// this many seconds (counts by reason).
+    #[serde(default = "default_handshake_log_interval")]
+    pub handshake_log_interval_secs: u64,
+    /// An authenticated connection is closed after this many seconds (after
+    /// the request in flight), so no identity lives on one handshake forever.
+    #[serde(default = "default_max_connection_lifetime")]
+    pub max_connection_lifetime_secs: u64,
     /// Largest request body accepted (bytes); larger gets 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -79,6 +99,10 @@ pub struct TlsSection {
     /// CRL files (PEM); revoked agents are refused at the handshake.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
+    /// Refuse a CRL past its `nextUpdate` and an empty `crl` (otherwise
+    /// both are loud warnings).
+    #[serde(default)]
+    pub require_fresh_crl: bool,
 }
 
 /// SQLite `synchronous` level.
@@ -144,6 +168,21 @@ fn default_max_connections() -> usize {
 fn default_max_body_bytes() -> usize {
     4 * 1024 * 1024
 }
+fn default_max_connections_per_agent() -> usize {
+    4
+}
+fn default_max_handshakes() -> usize {
+    1024
+}
+fn default_max_handshakes_per_address() -> usize {
+    32
+}
+fn default_handshake_log_interval() -> u64 {
+    60
+}
+fn default_max_connection_lifetime() -> u64 {
+    3600
+}
 fn default_handshake_timeout() -> u64 {
     10
 }
@@ -192,6 +231,11 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             max_connections: default_max_connections(),
+            max_connections_per_agent: default_max_connections_per_agent(),
+            max_handshakes: default_max_handshakes(),
+            max_handshakes_per_address: default_max_handshakes_per_address(),
+            handshake_log_interval_secs: default_handshake_log_interval(),
+            max_connection_lifetime_secs: default_max_connection_lifetime(),
             max_body_bytes: default_max_body_bytes(),
             handshake_timeout_secs: default_handshake_timeout(),
             idle_timeout_secs: default_idle_timeout(),
@@ -258,11 +302,13 @@ impl Config {
     /// [`Config::load`], then every file the config names: present,
     /// trusted, parseable, the TLS files going together. What `serve`
     /// needs; every problem is listed, each at the line naming the file.
-    pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
+    /// With the config, the warnings it deserves (a stale or missing CRL
+    /// without `require_fresh_crl`), each at its line too.
+    pub fn load_checked(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
         let mut parsed = Self::read(path)?;
-        let files = parsed.config.check_files(&parsed.doc);
-        parsed.problems.extend(files);
-        parsed.valid()
+        let (problems, warnings) = parsed.config.check_files(&parsed.doc);
+        parsed.problems.extend(problems);
+        Ok((parsed.valid()?, warnings))
     }
 
     /// Parses and checks config text; `path` is for messages and relative paths.
@@ -317,9 +363,14 @@ impl Config {
     /// Each file the config names that is missing, untrusted or does not
     /// parse, at the line naming it. The TLS files are loaded together
     /// only when each of them passed on its own, so a problem is said once.
-    fn check_files(&self, doc: &Document) -> Vec<Diagnostic> {
+    fn check_files(&self, doc: &Document) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
         use plumb_os::FileKind::{Certificate, PrivateKey, PublicKey};
         let mut out = Vec::new();
+        let mut warnings = Vec::new();
+        let crl_field = |w: &crate::tls::CrlWarning| match w.index {
+            Some(i) => format!("tls.crl[{i}]"),
+            None => "tls.crl".to_string(),
+        };
         let mut tls_ok = passes(doc, "tls.ca", &self.tls.ca, Certificate, &mut out);
         tls_ok &= passes(doc, "tls.cert", &self.tls.cert, Certificate, &mut out);
         for (i, p) in self.tls.crl.iter().enumerate() {
@@ -327,8 +378,18 @@ impl Config {
         }
         tls_ok &= passes(doc, "tls.key", &self.tls.key, PrivateKey, &mut out);
         if tls_ok {
-            if let Err(e) = crate::tls::server_config(&self.tls_files()) {
-                out.push(doc.at("tls", e.to_string()));
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let view = crate::revocation::Revocations::new();
+            match crate::tls::load(&self.tls_files(), view, now) {
+                Ok(setup) => {
+                    for w in &setup.warnings {
+                        warnings.push(doc.at(&crl_field(w), &w.message));
+                    }
+                }
+                Err(crate::tls::TlsError::CrlPolicy(w)) => {
+                    out.push(doc.at(&crl_field(&w), &w.message));
+                }
+                Err(e) => out.push(doc.at("tls", e.to_string())),
             }
         }
         for (i, p) in self.baselines.trusted_keys.iter().enumerate() {
@@ -339,16 +400,17 @@ impl Config {
                 }
             }
         }
-        out
+        (out, warnings)
     }
 
-    /// The TLS files for [`crate::tls::server_config`].
+    /// The TLS files for [`crate::tls::load`].
     pub fn tls_files(&self) -> crate::tls::ServerFiles {
         crate::tls::ServerFiles {
             ca: self.tls.ca.clone(),
             cert: self.tls.cert.clone(),
             key: self.tls.key.clone(),
             crls: self.tls.crl.clone(),
+            require_fresh_crl: self.tls.require_fresh_crl,
         }
     }
 }
@@ -414,6 +476,36 @@ impl ServerSection {
             out,
         );
         at_least_one(doc, "server.idle_timeout_secs", self.idle_timeout_secs, out);
+        at_least_one(
+            doc,
+            "server.max_connections_per_agent",
+            self.max_connections_per_agent as u64,
+            out,
+        );
+        at_least_one(
+            doc,
+            "server.max_handshakes",
+            self.max_handshakes as u64,
+            out,
+        );
+        at_least_one(
+            doc,
+            "server.max_handshakes_per_address",
+            self.max_handshakes_per_address as u64,
+            out,
+        );
+        at_least_one(
+            doc,
+            "server.handshake_log_interval_secs",
+            self.handshake_log_interval_secs,
+            out,
+        );
+        at_least_one(
+            doc,
+            "server.max_connection_lifetime_secs",
+            self.max_connection_lifetime_secs,
+            out,
+        );
     }
 }
 

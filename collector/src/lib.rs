@@ -6,6 +6,7 @@ pub mod baselines;
 pub mod config;
 pub mod pki;
 pub mod queries;
+pub mod revocation;
 pub mod server;
 pub mod storage;
 pub mod tls;

@@ -230,7 +230,7 @@ fn now() -> i64 {
 fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Serve { config, validate } => {
-            let cfg = match Config::load_checked(&config) {
+            let (cfg, warnings) = match Config::load_checked(&config) {
                 Ok(c) => c,
                 Err(problems) => {
                     eprintln!("{problems}");
@@ -238,6 +238,10 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             };
             if validate {
+                // `serve` logs the same warnings itself when it starts.
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: ok", config.display());
                 return Ok(0);
             }
@@ -286,7 +290,7 @@ fn run(cli: Cli) -> Result<u8> {
             let (db, _) = open_source(&src)?;
             let since = since.map(|s| queries::parse_since(&s, now())).transpose()?;
             let filter = DriftFilter {
-                host,
+                host: host.as_deref().map(storage::canonical_host),
                 since,
                 min_severity: severity.map(|s| s as u8),
                 limit,

@@ -278,6 +278,14 @@ pub fn issue_between(
             cert_path.display()
         )));
     }
+    if let Some(other) = same_name_other_case(&sub, name)? {
+        return Err(PkiError::Invalid(format!(
+            "{name:?}: {} is already issued; host names compare without case, so the \
+             collector would take both for one host (revoke it and remove its files first, \
+             or choose another name)",
+            sub.join(format!("{other}.pem")).display()
+        )));
+    }
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(cert_err("generating the key"))?;
     let mut params = CertificateParams::default();
@@ -314,6 +322,25 @@ pub fn issue_between(
         key: key_path,
         serial: serial_hex,
     })
+}
+
+/// A name issued in `dir` (a `.pem` or `.key` there) that equals `name` but
+/// for ASCII case (`WEB-12` for `web-12`), if any.
+fn same_name_other_case(dir: &Path, name: &str) -> Result<Option<String>, PkiError> {
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
+    for entry in entries {
+        let file = entry.map_err(io(dir))?.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let stem = file
+            .strip_suffix(".pem")
+            .or_else(|| file.strip_suffix(".key"));
+        if let Some(stem) = stem {
+            if stem != name && stem.eq_ignore_ascii_case(name) {
+                return Ok(Some(stem.to_string()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One revoked certificate as kept in `revoked.tsv`.
@@ -476,7 +503,7 @@ mod tests {
         let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
         let eku = x.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
-        assert_eq!(crate::tls::identity_of(&der).unwrap(), "web-12");
+        assert_eq!(crate::tls::peer_of(&der).unwrap().identity, "web-12");
 
         let s = issue(&dir, Role::Server, "127.0.0.1", 10).unwrap();
         let der = crate::tls::read_certs(&s.cert).unwrap().remove(0);
@@ -494,6 +521,14 @@ mod tests {
             "no overwrite"
         );
         assert!(issue(&dir, Role::Agent, "../evil", 10).is_err());
+        let e = issue(&dir, Role::Agent, "WEB-12", 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("web-12.pem") && e.contains("without case"),
+            "{e}"
+        );
+        assert!(!dir.join("agents/WEB-12.pem").exists());
 
         let r = revoke(&dir, &a.cert).unwrap();
         assert_eq!(r.serial, a.serial);

@@ -1,24 +1,36 @@
 //! `plumb-collector serve`: HTTPS over mutual TLS (tokio-rustls + hyper),
 //! the `/v1` API, and the lifecycle (READY=1, SIGHUP reload, graceful stop).
+//! Connections: `admission` (handshake and connection caps), `connection`
+//! (one connection's life), `deadlines` (idle, request, send), `counters`
+//! (refusals by reason, a summary per interval), `certificates` (the TLS
+//! setup in force and its CRLs).
 
+mod admission;
 mod api;
 mod baseline;
+mod certificates;
+mod connection;
+mod counters;
+mod deadlines;
 mod events;
 
 use crate::config::Config;
+use crate::revocation::Revocations;
 use crate::storage::writer::{self, Job};
 use crate::storage::{self, Queries};
-use api::{Peer, State};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use admission::{Admission, Caps};
+use api::State;
+use certificates::Certificates;
+use connection::{Shared, Timeouts};
+use counters::ConnectionCounters;
 use plumb_os::notify::Notifier;
 use plumb_os::signals::Signal;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
 
 /// A failure that stops the server.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +72,8 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// Runs the collector until SIGTERM or SIGINT: ingestion, the baselines
 /// published in its database, SIGHUP reloads of the TLS files.
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
-    let tls_files = cfg.tls_files();
-    let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(crate::tls::server_config(
-        &tls_files,
-    )?)));
+    let revocations = Revocations::new();
+    let certs = Arc::new(Certificates::load(cfg.tls_files(), revocations.clone())?);
     // The writer's store opens (and migrates) first, so the read-only one
     // sees the current schema.
     let store = storage::open(&cfg.storage)?;
@@ -84,11 +94,40 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     tracing::info!("listening on {local}");
 
     let state = Arc::new(State::new(&cfg, queue.clone(), baselines));
-    let pruner = spawn_pruner(cfg.storage.retention_days, queue);
+    let counters = Arc::new(ConnectionCounters::default());
+    let s = &cfg.server;
+    let shared = Arc::new(Shared {
+        state,
+        admission: Admission::new(
+            Caps {
+                handshakes: s.max_handshakes,
+                handshakes_per_address: s.max_handshakes_per_address,
+                connections: s.max_connections,
+                connections_per_agent: s.max_connections_per_agent,
+            },
+            counters.clone(),
+        ),
+        counters: counters.clone(),
+        revocations,
+        timeouts: Timeouts {
+            handshake: Duration::from_secs(s.handshake_timeout_secs),
+            idle: Duration::from_secs(s.idle_timeout_secs),
+            request: Duration::from_secs(s.request_timeout_secs),
+            lifetime: Duration::from_secs(s.max_connection_lifetime_secs),
+        },
+    });
+    let background = [
+        spawn_pruner(cfg.storage.retention_days, queue),
+        Some(counters::spawn_summary(
+            counters,
+            Duration::from_secs(s.handshake_log_interval_secs),
+        )),
+        Some(certs.spawn_freshness_watch(CRL_CHECK_INTERVAL)),
+    ];
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
     let watchdog = notifier.spawn_watchdog();
-    let conns = accept_until_stopped(&cfg, &listener, &acceptor, &state, &stop_rx, &notifier).await;
+    let conns = accept_until_stopped(&listener, &certs, &shared, &stop_rx, &notifier).await;
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -99,16 +138,19 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     drop(listener);
     let _ = stop_tx.send(true);
     finish_connections(conns, Duration::from_secs(cfg.server.shutdown_timeout_secs)).await;
-    if let Some(p) = pruner {
-        p.abort();
-        let _ = p.await;
+    for task in background.into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
     }
     // Every sender is gone now: the writer commits what is queued and stops.
-    drop(state);
+    drop(shared);
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How often the CRLs in force are checked for staleness while running.
+const CRL_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Retention, hourly (and now) through the writer, so it never races
 /// ingestion. `None` when everything is kept. Holds `queue` only if it runs.
@@ -129,31 +171,17 @@ fn spawn_pruner(retention_days: u32, queue: mpsc::Sender<Job>) -> Option<JoinHan
     }))
 }
 
-/// Per-connection timeouts.
-#[derive(Debug, Clone, Copy)]
-struct Timeouts {
-    handshake: Duration,
-    idle: Duration,
-}
-
-/// Accepts connections, at most `max_connections` at once, until SIGTERM or
-/// SIGINT; SIGHUP reloads the TLS files. Returns the connections still open.
+/// Accepts connections until SIGTERM or SIGINT; SIGHUP reloads the TLS
+/// files. A connection gets a handshake slot or is closed at once (see
+/// `admission`). Returns the connections still open.
 async fn accept_until_stopped(
-    cfg: &Config,
     listener: &TcpListener,
-    acceptor: &RwLock<TlsAcceptor>,
-    state: &Arc<State>,
+    certs: &Certificates,
+    shared: &Arc<Shared>,
     stop_rx: &watch::Receiver<bool>,
     notifier: &Notifier,
 ) -> Result<JoinSet<()>, ServeError> {
-    let tls_files = cfg.tls_files();
-    let limit = Arc::new(Semaphore::new(cfg.server.max_connections));
     let mut conns = JoinSet::new();
-    let timeouts = Timeouts {
-        handshake: Duration::from_secs(cfg.server.handshake_timeout_secs),
-        idle: Duration::from_secs(cfg.server.idle_timeout_secs),
-    };
-
     let mut signals = plumb_os::signals::stream().map_err(|source| ServeError::Io {
         context: "installing a signal handler".into(),
         source,
@@ -162,16 +190,6 @@ async fn accept_until_stopped(
 
     loop {
         while conns.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            s = signals.recv() => match s {
-                Some(Signal::Reload) => { reload(acceptor, &tls_files); continue; }
-                Some(Signal::Stop) | None => break,
-            },
-        };
         let (tcp, addr) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
@@ -183,76 +201,25 @@ async fn accept_until_stopped(
                 }
             },
             s = signals.recv() => match s {
-                Some(Signal::Reload) => { reload(acceptor, &tls_files); continue; }
+                Some(Signal::Reload) => { certs.reload(); continue; }
                 Some(Signal::Stop) | None => break,
             },
         };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = match acceptor.read() {
-            Ok(a) => a.clone(),
-            Err(p) => p.into_inner().clone(),
+        // Over a handshake cap: closed before any TLS (counted).
+        let Ok(slot) = shared.admission.begin_handshake(addr.ip()) else {
+            continue;
         };
-        let state = state.clone();
-        let stop = stop_rx.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            serve_connection(acceptor, tcp, addr, state, stop, timeouts).await;
-        });
+        let _ = tcp.set_nodelay(true);
+        conns.spawn(connection::serve(
+            shared.clone(),
+            certs.acceptor(),
+            tcp,
+            addr,
+            slot,
+            stop_rx.clone(),
+        ));
     }
     Ok(conns)
-}
-
-/// One connection: TLS handshake, the peer's identity from its
-/// certificate, then HTTP/1.1 until it closes or the collector stops.
-async fn serve_connection(
-    acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    addr: SocketAddr,
-    state: Arc<State>,
-    mut stop: watch::Receiver<bool>,
-    timeouts: Timeouts,
-) {
-    let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(%addr, "TLS handshake refused: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%addr, "TLS handshake timed out");
-            return;
-        }
-    };
-    let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        Some(cert) => match crate::tls::identity_of(cert) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(%addr, "{e}");
-                return;
-            }
-        },
-        None => return,
-    };
-    let peer = Peer {
-        identity: identity.into(),
-        address: addr.ip().to_string().into(),
-    };
-    let svc = hyper::service::service_fn(move |req| api::handle(state.clone(), peer.clone(), req));
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        // hyper starts this timer whenever it waits for a request
-        // head, so it is also the keep-alive idle timeout.
-        .header_read_timeout(timeouts.idle)
-        .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tls), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(%addr, "connection: {e}"); } }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
 }
 
 /// Waits for the open connections to finish, at most `deadline`; then
@@ -265,19 +232,5 @@ async fn finish_connections(mut conns: JoinSet<()>, deadline: Duration) {
     if drained.is_err() {
         tracing::warn!("connections still open after {deadline:?}; closing them");
         conns.shutdown().await;
-    }
-}
-
-/// SIGHUP: reload certificates and CRLs; keep the old ones if the new are bad.
-fn reload(acceptor: &RwLock<TlsAcceptor>, files: &crate::tls::ServerFiles) {
-    match crate::tls::server_config(files) {
-        Ok(cfg) => {
-            match acceptor.write() {
-                Ok(mut a) => *a = TlsAcceptor::from(cfg),
-                Err(p) => *p.into_inner() = TlsAcceptor::from(cfg),
-            }
-            tracing::info!("TLS certificates and CRLs reloaded");
-        }
-        Err(e) => tracing::error!("reload refused, keeping the current TLS setup: {e}"),
     }
 }

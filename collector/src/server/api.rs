@@ -9,10 +9,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 
 /// What the request handlers share.
 pub(super) struct State {
@@ -24,7 +24,6 @@ pub(super) struct State {
     pub(super) admitted: Arc<Semaphore>,
     pub(super) max_body: usize,
     pub(super) queue_wait: Duration,
-    pub(super) request_timeout: Duration,
     pub(super) retry_after: u64,
     /// Where `GET /v1/baseline` looks.
     pub(super) baselines: Arc<dyn Queries>,
@@ -41,7 +40,6 @@ impl State {
             admitted: Arc::new(Semaphore::new(cfg.storage.queue_batches)),
             max_body: cfg.server.max_body_bytes,
             queue_wait: Duration::from_millis(cfg.storage.queue_wait_ms),
-            request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
             retry_after: cfg.storage.retry_after_secs,
             baselines,
         }
@@ -59,15 +57,17 @@ pub(super) struct Peer {
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
-/// Routes one request.
+/// Routes one request. `deadline`: when the whole request, head and body,
+/// must have arrived (`request_timeout_secs` from its first byte).
 pub(super) async fn handle(
     state: Arc<State>,
     peer: Peer,
     req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
+    deadline: Instant,
+) -> Resp {
     let path = req.uri().path().to_string();
-    let resp = match (req.method(), path.as_str()) {
-        (&Method::POST, "/v1/events") => super::events::post(&state, &peer, req).await,
+    match (req.method(), path.as_str()) {
+        (&Method::POST, "/v1/events") => super::events::post(&state, &peer, req, deadline).await,
         (&Method::GET, "/v1/baseline") => super::baseline::get(&state, &peer, &req).await,
         (&Method::GET, "/v1/health") => json_response(
             StatusCode::OK,
@@ -78,8 +78,7 @@ pub(super) async fn handle(
             format!("{} is not allowed on {path}", req.method()),
         ),
         _ => error(StatusCode::NOT_FOUND, format!("no such path: {path}")),
-    };
-    Ok(resp)
+    }
 }
 
 pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {

@@ -11,8 +11,8 @@ use hyper::StatusCode;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use plumb_core::event::{BatchAck, EVENT_SCHEMA, EventBatch};
-use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
 
 /// Why a parsed batch is refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,9 @@ pub(crate) enum Refusal {
     /// Seqs start at 1.
     #[error("event seq 0: seq starts at 1")]
     SeqZero,
+    /// Seqs end at 2^63 - 1 (what every store holds as a signed 64-bit integer).
+    #[error("event seq {0}: seq must be at most {MAX_SEQ}")]
+    SeqTooLarge(u64),
     /// Seqs must grow.
     #[error("event seq {seq} after seq {prev}: events must be in strictly increasing seq order")]
     SeqOrder {
@@ -59,6 +62,10 @@ impl Refusal {
     }
 }
 
+/// The largest seq (2^63 - 1): stores keep seqs as signed 64-bit
+/// integers, and a larger one, clamped, would pin `acked_seq` forever.
+pub(crate) const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// Checks a parsed batch against the rules of the contract.
 pub(crate) fn validate_batch(batch: &EventBatch, identity: &str) -> Result<(), Refusal> {
     if batch.schema != EVENT_SCHEMA {
@@ -74,6 +81,9 @@ pub(crate) fn validate_batch(batch: &EventBatch, identity: &str) -> Result<(), R
     for e in &batch.events {
         if e.seq == 0 {
             return Err(Refusal::SeqZero);
+        }
+        if e.seq > MAX_SEQ {
+            return Err(Refusal::SeqTooLarge(e.seq));
         }
         if e.seq <= prev {
             return Err(Refusal::SeqOrder { seq: e.seq, prev });
@@ -95,8 +105,8 @@ pub(crate) fn validate_batch(batch: &EventBatch, identity: &str) -> Result<(), R
 const DRAIN_MAX: u64 = 64 * 1024 * 1024;
 
 /// Reads the rest of `body` and throws it away (nothing is kept), for at
-/// most [`DRAIN_MAX`] bytes and `within`. Returns whether the body ended.
-async fn discard(body: &mut Incoming, within: Duration) -> bool {
+/// most [`DRAIN_MAX`] bytes and until `deadline`. Returns whether the body ended.
+async fn discard(body: &mut Incoming, deadline: Instant) -> bool {
     let drain = async {
         let mut seen = 0u64;
         while let Some(frame) = body.frame().await {
@@ -110,7 +120,9 @@ async fn discard(body: &mut Incoming, within: Duration) -> bool {
         }
         true
     };
-    tokio::time::timeout(within, drain).await.unwrap_or(false)
+    tokio::time::timeout_at(deadline, drain)
+        .await
+        .unwrap_or(false)
 }
 
 /// `resp`, closing the connection after it unless the request body was read
@@ -130,11 +142,11 @@ enum BodyError {
     Read(hyper::Error),
 }
 
-/// Reads a body of at most `max` bytes, within `within`.
+/// Reads a body of at most `max` bytes, until `deadline`.
 async fn read_capped(
     body: &mut Incoming,
     max: usize,
-    within: Duration,
+    deadline: Instant,
 ) -> Result<Bytes, BodyError> {
     let read = async {
         let mut buf = bytes::BytesMut::new();
@@ -149,7 +161,7 @@ async fn read_capped(
         }
         Ok(buf.freeze())
     };
-    tokio::time::timeout(within, read)
+    tokio::time::timeout_at(deadline, read)
         .await
         .unwrap_or(Err(BodyError::Timeout))
 }
@@ -177,7 +189,13 @@ fn overloaded(state: &State) -> Resp {
     )
 }
 
-pub(super) async fn post(state: &State, peer: &Peer, req: hyper::Request<Incoming>) -> Resp {
+/// `deadline`: when the whole request must have arrived.
+pub(super) async fn post(
+    state: &State,
+    peer: &Peer,
+    req: hyper::Request<Incoming>,
+    deadline: Instant,
+) -> Resp {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -185,15 +203,15 @@ pub(super) async fn post(state: &State, peer: &Peer, req: hyper::Request<Incomin
         .and_then(|v| v.parse::<u64>().ok());
     let mut body = req.into_body();
     if declared.is_some_and(|n| n > state.max_body as u64) {
-        let drained = declared.is_some_and(|n| n <= DRAIN_MAX)
-            && discard(&mut body, state.request_timeout).await;
+        let drained =
+            declared.is_some_and(|n| n <= DRAIN_MAX) && discard(&mut body, deadline).await;
         return after_body(too_large(state), drained);
     }
-    let _admitted = match admit(state, &mut body).await {
+    let _admitted = match admit(state, &mut body, deadline).await {
         Ok(permit) => permit,
         Err(refused) => return refused,
     };
-    let bytes = match read_body(state, &mut body).await {
+    let bytes = match read_body(state, &mut body, deadline).await {
         Ok(b) => b,
         Err(refused) => return refused,
     };
@@ -214,7 +232,11 @@ pub(super) async fn post(state: &State, peer: &Peer, req: hyper::Request<Incomin
 /// Admission, before the body is read: an overloaded collector answers
 /// without holding the body in memory. The permit is held until the batch
 /// is answered.
-async fn admit(state: &State, body: &mut Incoming) -> Result<OwnedSemaphorePermit, Resp> {
+async fn admit(
+    state: &State,
+    body: &mut Incoming,
+    deadline: Instant,
+) -> Result<OwnedSemaphorePermit, Resp> {
     let admitted =
         tokio::time::timeout(state.queue_wait, state.admitted.clone().acquire_owned()).await;
     match admitted {
@@ -222,7 +244,7 @@ async fn admit(state: &State, body: &mut Incoming) -> Result<OwnedSemaphorePermi
         refused => {
             // Read and drop the body (nothing kept) so the agent sees the
             // answer and keeps its connection.
-            let drained = discard(body, state.request_timeout).await;
+            let drained = discard(body, deadline).await;
             let resp = match refused {
                 Ok(_) => shutting_down(state),
                 Err(_) => overloaded(state),
@@ -233,11 +255,11 @@ async fn admit(state: &State, body: &mut Incoming) -> Result<OwnedSemaphorePermi
 }
 
 /// The whole body, or the answer that refuses it.
-async fn read_body(state: &State, body: &mut Incoming) -> Result<Bytes, Resp> {
-    match read_capped(body, state.max_body, state.request_timeout).await {
+async fn read_body(state: &State, body: &mut Incoming, deadline: Instant) -> Result<Bytes, Resp> {
+    match read_capped(body, state.max_body, deadline).await {
         Ok(b) => Ok(b),
         Err(BodyError::TooLarge) => {
-            let drained = discard(body, state.request_timeout).await;
+            let drained = discard(body, deadline).await;
             Err(after_body(too_large(state), drained))
         }
         Err(BodyError::Timeout) => Err(after_body(

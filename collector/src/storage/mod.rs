@@ -107,10 +107,18 @@ pub fn open_read_only(cfg: &StorageSection) -> Result<Box<dyn Queries>, StorageE
     }
 }
 
+/// The canonical form of a host identity, the one storage keeps and
+/// queries compare with: ASCII lowercase (identities compare ASCII
+/// case-insensitively, so `WEB-12` and `web-12` are one host).
+pub fn canonical_host(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
 /// One accepted batch, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct IngestBatch {
-    /// Host identity (from the client certificate).
+    /// Host identity (from the client certificate), canonical
+    /// ([`canonical_host`]): a backend stores it as given.
     pub host: String,
     /// Peer address, for the hosts table.
     pub address: Option<String>,
@@ -192,7 +200,7 @@ pub struct EventRow {
 /// Filter for drift events.
 #[derive(Debug, Clone, Default)]
 pub struct DriftFilter {
-    /// Only this host.
+    /// Only this host (canonical, [`canonical_host`]).
     pub host: Option<String>,
     /// Only events produced at or after this unix time.
     pub since: Option<i64>,

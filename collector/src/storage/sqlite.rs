@@ -69,6 +69,40 @@ const MIGRATIONS: &[&str] = &[
         published_at INTEGER NOT NULL,
         PRIMARY KEY (id, version)
      );",
+    // 3: host identities in one canonical case, ASCII lowercase (the server
+    // now stores them so). Hosts that differ only in case become one: an
+    // event seq stored under both keeps the copy stored first, a rule's
+    // status the newest, the host row the sum of both (earliest first_seen,
+    // latest last_seen, highest seqs; the rest from the latest seen).
+    "DELETE FROM events WHERE id NOT IN (SELECT min(id) FROM events GROUP BY lower(host), seq);
+     UPDATE events SET host = lower(host) WHERE host <> lower(host);
+     DELETE FROM rule_status WHERE EXISTS (
+        SELECT 1 FROM rule_status o
+        WHERE lower(o.host) = lower(rule_status.host) AND o.rule = rule_status.rule
+          AND (o.seq > rule_status.seq OR (o.seq = rule_status.seq AND o.host < rule_status.host)));
+     UPDATE rule_status SET host = lower(host) WHERE host <> lower(host);
+     CREATE TEMP TABLE canonical_hosts AS
+        SELECT lower(h.host) AS host,
+               (SELECT min(x.first_seen) FROM hosts x WHERE lower(x.host) = lower(h.host)) AS first_seen,
+               (SELECT max(x.last_seen) FROM hosts x WHERE lower(x.host) = lower(h.host)) AS last_seen,
+               h.address, h.agent_version, h.baseline_id, h.baseline_version, h.fim_digest,
+               h.score, h.os, h.kernel,
+               (SELECT max(x.last_snapshot_seq) FROM hosts x WHERE lower(x.host) = lower(h.host))
+                   AS last_snapshot_seq,
+               (SELECT max(x.acked_seq) FROM hosts x WHERE lower(x.host) = lower(h.host)) AS acked_seq,
+               (SELECT max(x.pruned_seq) FROM hosts x WHERE lower(x.host) = lower(h.host)) AS pruned_seq
+        FROM hosts h
+        WHERE h.rowid = (SELECT x.rowid FROM hosts x WHERE lower(x.host) = lower(h.host)
+                         ORDER BY x.last_seen DESC, x.rowid LIMIT 1);
+     DELETE FROM hosts;
+     INSERT INTO hosts (host, first_seen, last_seen, address, agent_version, baseline_id,
+                        baseline_version, fim_digest, score, os, kernel, last_snapshot_seq,
+                        acked_seq, pruned_seq)
+        SELECT host, first_seen, last_seen, address, agent_version, baseline_id,
+               baseline_version, fim_digest, score, os, kernel, last_snapshot_seq,
+               acked_seq, pruned_seq
+        FROM canonical_hosts;
+     DROP TABLE canonical_hosts;",
 ];
 
 /// Schema version this build writes.
@@ -767,6 +801,56 @@ mod tests {
         assert!(e.contains("newer plumb-collector"), "{e}");
         let e = Sqlite::open_read_only(&p).unwrap_err().to_string();
         assert!(e.contains("newer plumb-collector"), "{e}");
+    }
+
+    #[test]
+    fn migration_3_merges_hosts_that_differ_only_in_case() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.db");
+        {
+            // A database as schema 2 left it: HOST-A and host-a are two hosts.
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute_batch(
+                "INSERT INTO hosts (host, first_seen, last_seen, agent_version, acked_seq)
+                    VALUES ('HOST-A', 10, 50, 'old', 7), ('host-a', 20, 90, 'new', 3),
+                           ('Other', 5, 5, 'x', 1);
+                 INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
+                    VALUES ('HOST-A', 1, 'fim_change', 'high', 3, 1, 1, 'first'),
+                           ('host-a', 1, 'fim_change', 'high', 3, 1, 2, 'second'),
+                           ('host-a', 2, 'fim_change', 'high', 3, 1, 2, '{}'),
+                           ('Other', 1, 'fim_change', 'high', 3, 1, 2, '{}');
+                 INSERT INTO rule_status VALUES ('HOST-A', 'r1', 'fail', 'high', '[]', '', 5, 1),
+                                                ('host-a', 'r1', 'pass', 'high', '[]', '', 2, 1);",
+            )
+            .unwrap();
+        }
+        let s = Sqlite::open(&p, Synchronous::Full).unwrap();
+        let hosts = s.hosts(0).unwrap();
+        let names: Vec<_> = hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["host-a", "other"]);
+        let a = &hosts[0];
+        assert_eq!((a.first_seen, a.last_seen, a.acked_seq), (10, 90, 7));
+        assert_eq!(a.agent_version.as_deref(), Some("new"));
+        assert_eq!(
+            (a.fail, a.pass),
+            (1, 0),
+            "the newest status of r1 (seq 5) wins"
+        );
+        assert_eq!(seqs(&s, "host-a"), vec![1, 2]);
+        assert!(seqs(&s, "HOST-A").is_empty());
+        let first: String = s
+            .conn()
+            .query_row(
+                "SELECT body FROM events WHERE host = 'host-a' AND seq = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(first, "first", "the copy stored first is kept");
     }
 
     fn nb(version: u64, hosts: &str, sha: &str) -> crate::storage::NewBaseline {
