@@ -1,7 +1,11 @@
 //! `--format text`: results grouped by ISSP domain (a rule sits under its
 //! first domain), failures first with their evidence, then a summary line.
+//! Everything that comes from a file (the host name, the baseline, evidence
+//! quoted from host files) goes through [`printable`]: a hostile line cannot
+//! drive the terminal or forge a line of the report.
 
 use plumb_core::issp::domain_name;
+use plumb_core::printable;
 use plumb_core::report::{CheckReport, RuleResult, Status};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,7 +32,10 @@ pub fn write_check<W: Write>(out: &mut W, r: &CheckReport, colour: bool) -> std:
     writeln!(
         out,
         "plumb check: host {}, root {}, baseline {} v{}",
-        r.host, r.root, r.baseline.id, r.baseline.version
+        printable(&r.host),
+        printable(&r.root),
+        printable(&r.baseline.id),
+        r.baseline.version
     )?;
     let mut by_domain: BTreeMap<u8, Vec<&RuleResult>> = BTreeMap::new();
     for res in &r.results {
@@ -61,8 +68,8 @@ pub fn write_check<W: Write>(out: &mut W, r: &CheckReport, colour: bool) -> std:
                 out,
                 "  {label} {:<8} {}  {}",
                 x.severity.name(),
-                x.id,
-                x.title
+                printable(&x.id),
+                printable(&x.title)
             )?;
             if x.status != Status::Pass {
                 for e in &x.evidence {
@@ -85,18 +92,4 @@ pub fn write_check<W: Write>(out: &mut W, r: &CheckReport, colour: bool) -> std:
             )
         )
     )
-}
-
-/// Escapes control characters so evidence from hostile files cannot drive
-/// the terminal.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
