@@ -3,6 +3,7 @@
 
 mod api;
 mod baseline;
+mod baselines;
 mod events;
 
 use crate::config::Config;
