@@ -20,6 +20,7 @@ mod suite {
     mod collector_server;
     mod daemon_remediation;
     mod distribution;
+    mod failover;
     mod fim_cli;
     mod remediate;
     mod shipped_baseline;
