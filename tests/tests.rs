@@ -24,6 +24,7 @@ mod suite {
     mod daemon_remediation;
     mod debian12_root;
     mod distribution;
+    mod failover;
     mod fim_cli;
     mod fim_packages;
     mod remediate;

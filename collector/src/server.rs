@@ -8,6 +8,7 @@
 mod admission;
 mod api;
 mod baseline;
+mod baselines;
 mod certificates;
 mod connection;
 mod counters;

@@ -50,12 +50,13 @@ impl ReportPath {
     }
 
     /// A one-line display form: the string itself, or `hex:<bytes>` with the
-    /// lossy form in brackets. Control characters are escaped.
+    /// lossy form in brackets. Control characters are escaped
+    /// ([`crate::printable`]).
     pub fn display(&self) -> String {
         match self {
-            ReportPath::Text(s) => s.escape_debug().to_string(),
+            ReportPath::Text(s) => crate::printable(s).into_owned(),
             ReportPath::Bytes { hex, lossy } => {
-                format!("{} [hex:{hex}]", lossy.escape_debug())
+                format!("{} [hex:{hex}]", crate::printable(lossy))
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod event;
 pub mod fim;
 pub mod issp;
+pub mod printable;
 pub mod remediation;
 pub mod report;
 
@@ -21,6 +22,7 @@ pub use bundle::{Bundle, BundleError, KeyError, PublicKey, SigningKey, VerifiedB
 pub use check::CheckSpec;
 pub use diagnostic::{Diagnostic, Diagnostics, Document};
 pub use issp::Criterion;
+pub use printable::printable;
 
 /// Compiles a path glob the way every Plumbline glob is matched: against an
 /// absolute in-root path, `*` not crossing `/`, `**` crossing any depth.

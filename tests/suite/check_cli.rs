@@ -227,3 +227,53 @@ fn several_baselines_are_reported_together() {
     assert_eq!(r["baselines"][1]["id"], "extra");
     assert_eq!(result(&r, "extra.hosts-equiv")["status"], "pass");
 }
+
+/// A local user who can write a file the agent quotes as evidence (here a
+/// PAM line) must not reach the admin's terminal through `plumb check`:
+/// ESC sequences and line breaks are shown escaped, a tab stays a tab, and
+/// the JSON report keeps the exact bytes.
+#[test]
+fn evidence_quoted_from_a_host_file_cannot_drive_the_terminal_or_forge_lines() {
+    let root = Root::new();
+    let hostile = "auth nullok\x1b]0;owned\x07\x1b[2J\tx\rPASS  high     all.good\u{9b}1m";
+    root.write("/etc/pam.d/common-auth", format!("{hostile}\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let b = baseline(
+        dir.path(),
+        &rule(
+            "pam.nullok",
+            r#"{ kind = "file_regex", path = "/etc/pam.d/common-auth", pattern = "nullok", expect = "no_match" }"#,
+        ),
+    );
+    let (code, out, err) = run(plumb()
+        .args(["check", "--root"])
+        .arg(root.path())
+        .arg("--baseline")
+        .arg(&b));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        !out.contains(['\x1b', '\x07', '\r', '\u{9b}']),
+        "raw control characters in the text report: {out:?}"
+    );
+    let quoted = out
+        .lines()
+        .find(|l| l.contains("auth nullok"))
+        .unwrap_or_else(|| panic!("the line is not quoted: {out}"));
+    assert!(
+        quoted.contains("nullok\\x1b]0;owned\\x07\\x1b[2J\tx\\rPASS  high     all.good\\u{009b}1m"),
+        "{quoted:?}"
+    );
+    // The forged "PASS" result stays inside the evidence line.
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with("PASS")),
+        "{out}"
+    );
+    // JSON is exact.
+    let (_, report) = check_json(root.path(), &b, &[]);
+    let ev = result(&report, "pam.nullok")["evidence"].to_string();
+    let exact: String = serde_json::to_string(hostile).unwrap();
+    assert!(
+        ev.contains(exact.trim_matches('"')),
+        "{ev} does not hold {exact}"
+    );
+}

@@ -1,4 +1,4 @@
-//! `plumb-collector baseline publish` and `GET /v1/baseline`: the real
+//! `plumb-collector baseline publish`, `GET /v1/baseline` and `GET /v1/baselines[/{id}]`: the real
 //! binary, bundles signed in the test, the mTLS client of common::http.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -150,16 +150,26 @@ fn get(
     host: &str,
     inm: Option<&str>,
 ) -> HttpResponse {
+    request(rt, f, s, host, "GET /v1/baseline", inm)
+}
+
+/// `method_path` ("GET /v1/baselines") as agent `host`.
+fn request(
+    rt: &tokio::runtime::Runtime,
+    f: &Fleet,
+    s: &Collector,
+    host: &str,
+    method_path: &str,
+    inm: Option<&str>,
+) -> HttpResponse {
     rt.block_on(async {
         let mut c = connect(f.client_config(Some(host)), s.addr).await.unwrap();
         let extra = inm
             .map(|e| format!("if-none-match: {e}\r\n"))
             .unwrap_or_default();
-        c.write_raw(
-            format!("GET /v1/baseline HTTP/1.1\r\nhost: collector\r\n{extra}\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+        c.write_raw(format!("{method_path} HTTP/1.1\r\nhost: collector\r\n{extra}\r\n").as_bytes())
+            .await
+            .unwrap();
         c.read_response().await.unwrap()
     })
 }
@@ -200,4 +210,92 @@ fn get_baseline_serves_the_newest_matching_bundle_with_etag_and_304() {
     let r = get(&rt, &f, &s, "web-1", Some(&etag));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, std::fs::read(&v3).unwrap());
+}
+
+/// Issue 13.5: a fleet-wide id with a higher version does not hide an id
+/// published for a few hosts. `GET /v1/baselines` lists each id on its own
+/// newest matching version, `GET /v1/baselines/{id}` serves it (ETag, 304),
+/// and a host cannot fetch an id not published for it.
+#[test]
+fn every_baseline_id_that_applies_is_listed_and_served_on_its_own() {
+    let f = Fleet::new();
+    let d = f.tmp.path();
+    let (k, kp) = key(d, "team");
+    let s = Collector::start(&f.config("127.0.0.1:0", "", ""));
+    let rt = rt();
+    let list = |host: &str| -> Vec<(String, u64, String)> {
+        let r = request(&rt, &f, &s, host, "GET /v1/baselines", None);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["baselines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["id"].as_str().unwrap().to_string(),
+                    b["version"].as_u64().unwrap(),
+                    b["etag"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert!(list("host-b").is_empty());
+
+    let secret = d.join("secret-b.bundle");
+    let text = baseline(1).replace("id = \"fleet\"", "id = \"secret-b\"");
+    std::fs::write(
+        &secret,
+        Bundle::sign(text.as_bytes(), "s.toml", &k)
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    let v5 = bundle(d, &k, 5, "v5.bundle");
+    assert_eq!(
+        publish(&f, &bundle(d, &k, 1, "v1.bundle"), "*", &[&kp])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        publish(&f, &secret, "host-b", &[&kp]).status.code(),
+        Some(0)
+    );
+    assert_eq!(publish(&f, &v5, "*", &[&kp]).status.code(), Some(0));
+
+    let b = list("HOST-B");
+    let ids: Vec<(&str, u64)> = b.iter().map(|(i, v, _)| (i.as_str(), *v)).collect();
+    assert_eq!(ids, [("fleet", 5), ("secret-b", 1)]);
+    let a = list("host-a");
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].0.as_str(), a[0].1), ("fleet", 5));
+
+    let r = request(&rt, &f, &s, "host-b", "GET /v1/baselines/secret-b", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, std::fs::read(&secret).unwrap());
+    assert_eq!(r.header("etag"), Some(b[1].2.as_str()));
+    let r = request(
+        &rt,
+        &f,
+        &s,
+        "host-b",
+        "GET /v1/baselines/secret-b",
+        Some(&b[1].2),
+    );
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let r = request(&rt, &f, &s, "host-b", "GET /v1/baselines/fleet", None);
+    assert_eq!(r.body, std::fs::read(&v5).unwrap());
+    // Not published for host-a, and unknown: 404 alike.
+    for (host, id) in [("host-a", "secret-b"), ("host-b", "nope")] {
+        let r = request(&rt, &f, &s, host, &format!("GET /v1/baselines/{id}"), None);
+        assert_eq!(r.status, 404, "{host} {id}");
+    }
+    // Older agents still get one bundle: the highest version across ids.
+    assert_eq!(
+        get(&rt, &f, &s, "host-b", None).body,
+        std::fs::read(&v5).unwrap()
+    );
+    let r = request(&rt, &f, &s, "host-b", "DELETE /v1/baselines/fleet", None);
+    assert_eq!(r.status, 405);
 }

@@ -511,3 +511,86 @@ fn systemd_readiness_watchdog_and_stopping() {
         }
     }
 }
+
+/// An agent (a compromised host, or a hostile file it quotes) posts a rule
+/// id, title and evidence carrying ESC sequences and a newline followed by
+/// a line forged to look like another host's drift. The operator's text
+/// views show every character escaped on the line it belongs to: nothing
+/// drives the terminal, and `drift --host` for the attacker's host shows no
+/// line of another host. JSON keeps the exact strings.
+#[test]
+fn agent_supplied_control_characters_cannot_forge_lines_or_drive_the_terminal() {
+    let f = Fleet::new();
+    let server = Collector::start(&f.config("127.0.0.1:0", "", ""));
+    let forged = "\n2026-11-27 10:00:00  critical db-01  ssh.permit-root-login: pass → fail";
+    let rule = format!("evil\x1b[2J\x1b]0;pwned\x07{forged}");
+    let evidence = format!("PermitRootLogin no\x1b[1A\x1b[2K{forged}\r");
+    let snapshot = json!({"seq": 1, "time": now_rfc3339(-600), "severity": "info", "kind": "snapshot",
+        "agent_version": "0.1\x1b[5m", "baseline": {"id": "b\x1b[31m\nforged-host", "version": 1},
+        "facts": {"hostname": "x", "os": "Debian 12", "kernel": "6.1", "uptime_s": 1, "cpus": 2, "memory_bytes": 1},
+        "fim_digest": "f00d", "summary": {"pass": 0, "fail": 1, "error": 0, "skipped": 0, "score": 0.0},
+        "rules": [{"id": rule, "status": "fail", "severity": "high", "domains": [13], "title": "t"}]});
+    let changed = json!({"seq": 2, "time": now_rfc3339(-60), "severity": "high", "kind": "check_changed",
+        "rule": rule, "title": format!("title\x1b[8m{forged}"), "previous": "pass", "status": "fail",
+        "domains": [13], "criteria": ["C"], "evidence": [evidence],
+        "baseline": {"id": "b", "version": 1}});
+    let batch = json!({"schema": 1, "host": "web-12", "events": [snapshot, changed]});
+    rt().block_on(async {
+        let r = one_request(
+            f.client_config(Some("web-12")),
+            server.addr,
+            "POST",
+            "/v1/events",
+            &serde_json::to_vec(&batch).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    });
+    drop(server);
+    let db = f.db();
+    let raw = |s: &str| s.contains(['\x1b', '\x07', '\r']);
+
+    let (code, text, err) = out(collector()
+        .args(["drift", "--host", "web-12", "--db"])
+        .arg(&db));
+    assert_eq!(code, 1, "{err}");
+    assert!(!raw(&text), "raw control characters: {text:?}");
+    // Every event line is web-12's; whatever mentions db-01 is visibly part
+    // of an escaped value on a web-12 line or an indented detail line.
+    for l in text.lines().filter(|l| l.contains("db-01")) {
+        assert!(
+            l.contains("\\n2026-11-27 10:00:00  critical db-01"),
+            "{l:?}"
+        );
+    }
+    for l in text.lines().filter(|l| l.starts_with("20")) {
+        assert!(
+            l.contains(" web-12  "),
+            "a line of another host: {l:?}\n{text}"
+        );
+    }
+    assert!(text.contains("evil\\x1b[2J\\x1b]0;pwned\\x07\\n"), "{text}");
+    assert!(
+        text.contains("PermitRootLogin no\\x1b[1A\\x1b[2K\\n"),
+        "{text}"
+    );
+
+    let (_, text, _) = out(collector().args(["hosts", "--db"]).arg(&db));
+    assert!(!raw(&text), "raw control characters: {text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("forged-host")),
+        "{text}"
+    );
+    let (_, text, _) = out(collector().args(["report", "--db"]).arg(&db));
+    assert!(!raw(&text), "raw control characters: {text:?}");
+    assert!(text.contains("worst: evil\\x1b[2J"), "{text}");
+
+    // JSON is exact.
+    let (_, js, _) = out(collector()
+        .args(["drift", "--format", "json", "--db"])
+        .arg(&db));
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    assert_eq!(v["events"][0]["event"]["rule"], rule.as_str());
+    assert_eq!(v["events"][0]["event"]["evidence"][0], evidence.as_str());
+}

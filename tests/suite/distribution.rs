@@ -409,3 +409,110 @@ fn a_key_removed_from_the_config_on_sighup_no_longer_signs_anything() {
             .all(|m| !m.contains("v3"))
     );
 }
+
+/// A baseline `id` v`version` whose one rule `rule` checks that `path`
+/// exists.
+fn other_baseline(id: &str, version: u64, rule: &str, path: &str) -> String {
+    format!(
+        "schema = 1\nid = \"{id}\"\nversion = {version}\ntitle = \"{id}\"\n\
+         [[rule]]\nid = \"{rule}\"\ntitle = \"{rule}\"\nseverity = \"high\"\ndomains = [20]\ncriteria = [\"I\"]\n\
+         check = {{ kind = \"file\", path = \"{path}\", exists = true }}\n"
+    )
+}
+
+fn signed_other(k: &Key, id: &str, version: u64, rule: &str, path: &str) -> Vec<u8> {
+    Bundle::sign(
+        other_baseline(id, version, rule, path).as_bytes(),
+        &format!("{id}.toml"),
+        &k.sk,
+    )
+    .unwrap()
+    .to_bytes()
+}
+
+/// The rule ids of the newest snapshot `host` sent.
+fn snapshot_rules(f: &Fleet, host: &str) -> Vec<String> {
+    let events = f.events(host);
+    let Some(s) = events.iter().rev().find(|e| e["kind"] == "snapshot") else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = s["rules"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Issue 13.5: a fleet-wide id with a high version must not shadow an id
+/// published for a few hosts. Each id is served on its own newest version
+/// for the hosts its glob matches, each is judged against its own applied
+/// version, and all of them run together.
+#[test]
+fn two_baseline_ids_for_overlapping_hosts_both_reach_the_hosts_they_target() {
+    let (f, _c) = Fleet::new();
+    let team = key(f.dir.path(), "team");
+    let v1 = signed(&team, 1);
+    let _a = f.start(&f.agent_config("host-a", &v1, &[&team]));
+    let _b = f.start(&f.agent_config("host-b", &v1, &[&team]));
+    f.wait_for("host-a", "baseline_applied", "fleet v1", WAIT);
+    f.wait_for("host-b", "baseline_applied", "fleet v1", WAIT);
+
+    // secret-b v1 for host-b only, then fleet v5 for everyone: v1 is below
+    // fleet's version, and fleet's newest version would be all that a
+    // single "newest bundle" lookup serves.
+    let secret = |v| signed_other(&team, "secret-b", v, "secret.flag", "/etc/secret");
+    f.publish(&secret(1), "host-b", &[&team]).unwrap();
+    f.publish(&signed(&team, 5), "*", &[&team]).unwrap();
+    for h in ["host-a", "host-b"] {
+        let m = f.wait_for(h, "baseline_applied", "fleet v5", WAIT);
+        assert!(m.contains("from the collector"), "{m}");
+    }
+    let m = f.wait_for("host-b", "baseline_applied", "secret-b v1", WAIT);
+    assert!(m.contains("from the collector"), "{m}");
+
+    // Both run on host-b (its snapshot lists both rules); host-a runs
+    // fleet only and was never offered secret-b.
+    let end = Instant::now() + WAIT;
+    while snapshot_rules(&f, "host-b") != ["flag", "secret.flag"] {
+        assert!(
+            Instant::now() < end,
+            "host-b runs {:?}",
+            snapshot_rules(&f, "host-b")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new version of the small id is applied on its own floor.
+    f.publish(&secret(2), "host-b", &[&team]).unwrap();
+    f.wait_for("host-b", "baseline_applied", "secret-b v2", WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(snapshot_rules(&f, "host-a"), ["flag"]);
+    for what in ["baseline_applied", "baseline_refused"] {
+        assert!(
+            f.agent_events("host-a", what)
+                .iter()
+                .all(|m| !m.contains("secret-b")),
+            "{:?}",
+            f.agent_events("host-a", what)
+        );
+    }
+    // Nothing was refused on host-b either: no id was held to another's
+    // version, and no bundle was judged twice.
+    assert!(
+        f.agent_events("host-b", "baseline_refused").is_empty(),
+        "{:?}",
+        f.agent_events("host-b", "baseline_refused")
+    );
+    let applied = f.agent_events("host-b", "baseline_applied");
+    for v in ["fleet v5", "secret-b v1", "secret-b v2"] {
+        assert_eq!(
+            applied.iter().filter(|m| m.contains(v)).count(),
+            1,
+            "{applied:?}"
+        );
+    }
+}

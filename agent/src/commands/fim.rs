@@ -6,6 +6,7 @@ use crate::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK, output};
 use anyhow::bail;
 use plumb_core::Baseline;
 use plumb_core::fim::{ChangeKind, FimReport};
+use plumb_core::printable;
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
 
@@ -42,7 +43,7 @@ fn init(a: &FimInitArgs) -> anyhow::Result<u8> {
         );
     }
     for e in &s.errors {
-        eprintln!("plumb: fim: {}: {}", e.path.display(), e.error);
+        eprintln!("plumb: fim: {}: {}", e.path.display(), printable(&e.error));
     }
     for u in &s.unstable {
         eprintln!(
@@ -103,19 +104,28 @@ fn check(a: &FimCheckArgs) -> anyhow::Result<u8> {
 fn short(v: &Value) -> String {
     match v {
         Value::String(s) if s.len() == 64 || s.len() == 128 => format!("{}…", &s[..12]),
-        Value::String(s) => s.escape_debug().to_string(),
+        // A symlink target or an owner name: whatever the file system holds.
+        Value::String(s) => printable(s).into_owned(),
         Value::Null => "-".into(),
         other => other.to_string(),
     }
 }
 
-/// One line per change with its fields (old → new), then a summary.
+/// One line per change with its fields (old → new), then a summary. Paths,
+/// values and messages go through [`printable`] (`ReportPath::display` does
+/// for paths): a file name cannot forge a line.
 pub fn write_text<W: Write>(out: &mut W, r: &FimReport) -> std::io::Result<()> {
-    writeln!(out, "plumb fim check: root {}, verify {}", r.root, r.verify)?;
+    writeln!(
+        out,
+        "plumb fim check: root {}, verify {}",
+        printable(&r.root),
+        r.verify
+    )?;
     for t in &r.tamper {
+        let reason = printable(&t.reason);
         match &t.path {
-            Some(p) => writeln!(out, "TAMPER    {}: {}", p.display(), t.reason)?,
-            None => writeln!(out, "TAMPER    database: {}", t.reason)?,
+            Some(p) => writeln!(out, "TAMPER    {}: {reason}", p.display())?,
+            None => writeln!(out, "TAMPER    database: {reason}")?,
         }
     }
     for c in &r.changes {
@@ -164,7 +174,12 @@ pub fn write_text<W: Write>(out: &mut W, r: &FimReport) -> std::io::Result<()> {
         writeln!(out, "error     package database: {e}")?;
     }
     for e in &r.errors {
-        writeln!(out, "error     {}: {}", e.path.display(), e.error)?;
+        writeln!(
+            out,
+            "error     {}: {}",
+            e.path.display(),
+            printable(&e.error)
+        )?;
     }
     for u in &r.unstable {
         writeln!(

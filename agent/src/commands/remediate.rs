@@ -6,7 +6,7 @@ use crate::policy::load_baselines;
 use crate::remediate::{self, Mode, Report, RuleStatus, journal};
 use crate::{EXIT_ERROR, EXIT_OK};
 use anyhow::{Context as _, bail};
-use plumb_core::Rule;
+use plumb_core::{Rule, printable};
 use std::io::Write as _;
 
 pub fn run(args: &RemediateArgs) -> anyhow::Result<u8> {
@@ -53,7 +53,7 @@ pub fn run(args: &RemediateArgs) -> anyhow::Result<u8> {
         RemediateFormat::Text => write_text(&mut out, &report, args)?,
     }
     if let Some(e) = &report.error {
-        eprintln!("plumb: error: {e}");
+        eprintln!("plumb: error: {}", printable(e));
     }
     Ok(report.exit_code())
 }
@@ -73,6 +73,9 @@ fn status_word(s: RuleStatus) -> &'static str {
     }
 }
 
+/// The report for a person. Everything taken from the host (evidence,
+/// diffs of its files, paths, messages) goes through [`printable`]: a file
+/// line cannot drive the terminal or forge a line of the report.
 fn write_text(
     out: &mut impl std::io::Write,
     r: &Report,
@@ -82,30 +85,35 @@ fn write_text(
         Mode::DryRun => writeln!(
             out,
             "plumb remediate: dry run on {} (nothing is changed)",
-            r.root
+            printable(&r.root)
         )?,
-        Mode::Apply => writeln!(out, "plumb remediate: applying on {}", r.root)?,
+        Mode::Apply => writeln!(out, "plumb remediate: applying on {}", printable(&r.root))?,
     }
     for o in &r.results {
         let action = o
             .action
             .as_deref()
-            .map(|a| format!(" [{a}]"))
+            .map(|a| format!(" [{}]", printable(a)))
             .unwrap_or_default();
-        writeln!(out, "\n{}{action}: {}", o.rule, status_word(o.status))?;
+        writeln!(
+            out,
+            "\n{}{action}: {}",
+            printable(&o.rule),
+            status_word(o.status)
+        )?;
         for c in &o.changes {
-            writeln!(out, "  {}", c.description)?;
+            writeln!(out, "  {}", printable(&c.description))?;
             if let Some(d) = &c.diff {
                 for l in d.lines() {
-                    writeln!(out, "    {l}")?;
+                    writeln!(out, "    {}", printable(l))?;
                 }
             }
         }
         if let Some(e) = &o.error {
-            writeln!(out, "  error: {e}")?;
+            writeln!(out, "  error: {}", printable(e))?;
         }
         for n in &o.notes {
-            writeln!(out, "  note: {n}")?;
+            writeln!(out, "  note: {}", printable(n))?;
         }
         if !matches!(o.status, RuleStatus::Passing | RuleStatus::Skipped) {
             let label = if matches!(
@@ -118,12 +126,12 @@ fn write_text(
                 "observed"
             };
             for e in &o.evidence {
-                writeln!(out, "  {label}: {e}")?;
+                writeln!(out, "  {label}: {}", printable(e))?;
             }
         }
     }
     for n in &r.notes {
-        writeln!(out, "\nnote: {n}")?;
+        writeln!(out, "\nnote: {}", printable(n))?;
     }
     let count = |s: RuleStatus| r.results.iter().filter(|o| o.status == s).count();
     writeln!(out)?;
@@ -187,22 +195,24 @@ fn list(args: &RemediateArgs) -> anyhow::Result<u8> {
             for e in &entries {
                 match e {
                     Ok(e) => {
+                        // A journal is the agent's own file, but what it
+                        // names came from the host and the baseline.
                         writeln!(
                             out,
                             "{}  {}  {}  root {}",
-                            e.id,
-                            e.time,
+                            printable(&e.id),
+                            printable(&e.time),
                             e.state.word(),
-                            e.root
+                            printable(&e.root)
                         )?;
-                        writeln!(out, "  rules: {}", e.rules.join(", "))?;
+                        writeln!(out, "  rules: {}", printable(&e.rules.join(", ")))?;
                         let files: Vec<&str> = e.items.iter().map(|i| i.path.as_str()).collect();
-                        writeln!(out, "  files: {}", files.join(", "))?;
+                        writeln!(out, "  files: {}", printable(&files.join(", ")))?;
                         if let Some(t) = &e.rolled_back_at {
-                            writeln!(out, "  rolled back at {t}")?;
+                            writeln!(out, "  rolled back at {}", printable(t))?;
                         }
                         if let Some(err) = &e.error {
-                            writeln!(out, "  error: {err}")?;
+                            writeln!(out, "  error: {}", printable(err))?;
                         }
                     }
                     Err(err) => {
@@ -228,11 +238,11 @@ fn rollback(args: &RemediateArgs, id: &str) -> anyhow::Result<u8> {
             writeln!(
                 out,
                 "rolled back {}: {} path(s) restored",
-                entry.id,
+                printable(&entry.id),
                 entry.items.len()
             )?;
             for i in &entry.items {
-                writeln!(out, "  {}", i.path)?;
+                writeln!(out, "  {}", printable(&i.path))?;
             }
         }
     }

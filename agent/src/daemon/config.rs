@@ -126,8 +126,9 @@ impl Default for Intervals {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collector {
-    /// `https://host[:port][/prefix]` of the collector.
-    pub url: CollectorUrl,
+    /// `https://host[:port][/prefix]` of the collector, or a list of them
+    /// in order of preference (failover, docs/agent.md).
+    pub url: CollectorUrls,
     /// CA certificate(s) (PEM) that signed the collector's certificate.
     pub ca: PathBuf,
     /// This agent's client certificate chain (PEM).
@@ -143,6 +144,10 @@ pub struct Collector {
     /// Timeout of one request.
     #[serde(default = "default_request_timeout", with = "dur")]
     pub timeout: Duration,
+    /// After this long away from the first URL (failed over to another),
+    /// the next request tries the first one again.
+    #[serde(default = "default_failback_after", with = "dur")]
+    pub failback_after: Duration,
 }
 
 /// `[limits]`: never harm the host.
@@ -239,6 +244,10 @@ pub fn default_max_backoff() -> Duration {
 /// Default `collector.timeout`: 30 seconds.
 pub fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
+}
+/// Default `collector.failback_after`: 10 minutes.
+pub fn default_failback_after() -> Duration {
+    Duration::from_secs(600)
 }
 /// Default `limits.hash_mb_per_s`: 50 MB/s.
 pub fn default_hash_mb_per_s() -> u64 {
@@ -359,6 +368,59 @@ impl CollectorUrl {
         } else {
             format!("{host}:{}", self.port)
         }
+    }
+}
+
+/// `[collector] url`: one URL, or a non-empty list of them in order of
+/// preference (`url = ["https://c1:8443", "https://c2:8443"]`). A single
+/// string stays valid: it is a list of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorUrls(Vec<CollectorUrl>);
+
+impl CollectorUrls {
+    /// The URLs, first (preferred) first.
+    pub fn all(&self) -> &[CollectorUrl] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for CollectorUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CollectorUrls;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an https:// URL or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CollectorUrls, E> {
+                CollectorUrl::parse(v)
+                    .map(|u| CollectorUrls(vec![u]))
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CollectorUrls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(u) = seq.next_element::<CollectorUrl>()? {
+                    urls.push(u);
+                }
+                Ok(CollectorUrls(urls))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl fmt::Display for CollectorUrls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, u) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{u}")?;
+        }
+        Ok(())
     }
 }
 
@@ -563,11 +625,24 @@ impl Config {
         }
     }
 
-    /// The URL is checked as it is parsed; here, the files and the batch size.
+    /// Each URL is checked as it is parsed; here, the list as a whole, the
+    /// files and the batch size.
     fn check_collector(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
         let Some(c) = &self.collector else {
             return;
         };
+        let urls = c.url.all();
+        if urls.is_empty() {
+            out.push(doc.at("collector.url", "the list names no collector"));
+        }
+        for (i, u) in urls.iter().enumerate() {
+            if urls[..i].iter().any(|v| v == u) {
+                out.push(doc.at(
+                    &format!("collector.url[{i}]"),
+                    format!("{u} is listed twice"),
+                ));
+            }
+        }
         for (key, p) in [("ca", &c.ca), ("cert", &c.cert), ("key", &c.key)] {
             if !p.is_absolute() {
                 out.push(doc.at(
@@ -575,6 +650,9 @@ impl Config {
                     format!("{} is not an absolute path", p.display()),
                 ));
             }
+        }
+        if c.failback_after < Duration::from_secs(1) {
+            out.push(doc.at("collector.failback_after", "must be at least 1s"));
         }
         if c.batch_size == 0 || c.batch_size > 10_000 {
             out.push(doc.at("collector.batch_size", "must be between 1 and 10000"));
@@ -775,6 +853,54 @@ mod tests {
         ] {
             assert!(CollectorUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn collector_url_is_one_string_or_a_list_in_order_of_preference() {
+        let files = "ca = \"/a\"\ncert = \"/b\"\nkey = \"/c\"\n";
+        let one = format!("[collector]\nurl = \"https://c1:8443\"\n{files}");
+        let c = Config::from_str(&one, "a.toml").unwrap().collector.unwrap();
+        assert_eq!(c.url.all().len(), 1);
+        assert_eq!(c.failback_after, Duration::from_secs(600));
+        let two = format!(
+            "[collector]\nurl = [\"https://c1:8443\", \"https://c2/p\"]\nfailback_after = \"30s\"\n{files}"
+        );
+        let c = Config::from_str(&two, "a.toml").unwrap().collector.unwrap();
+        let hosts: Vec<&str> = c.url.all().iter().map(CollectorUrl::host).collect();
+        assert_eq!(hosts, ["c1", "c2"]);
+        assert_eq!(c.url.all()[1].prefix(), "/p");
+        assert_eq!(c.failback_after, Duration::from_secs(30));
+        assert_eq!(c.url.to_string(), "https://c1:8443, https://c2/p");
+
+        let e = Config::from_str(&format!("[collector]\nurl = []\n{files}"), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a.toml:2:7: collector.url: the list names no collector"),
+            "{e}"
+        );
+        let dup = format!("[collector]\nurl = [\"https://c1\", \"https://c1\"]\n{files}");
+        let e = Config::from_str(&dup, "a.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("collector.url[1]: https://c1 is listed twice"),
+            "{e}"
+        );
+        let bad = format!("[collector]\nurl = [\"https://c1\", \"http://c2\"]\n{files}");
+        let e = Config::from_str(&bad, "a.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:2:") && e.contains("must start with https://"),
+            "{e}"
+        );
+        let e = Config::from_str(&format!("[collector]\nurl = 3\n{files}"), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an https:// URL or a list of them"), "{e}");
+        let fast = format!("{one}failback_after = \"0s\"\n");
+        let e = Config::from_str(&fast, "a.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("collector.failback_after: must be at least 1s"),
+            "{e}"
+        );
     }
 
     #[test]

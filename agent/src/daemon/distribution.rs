@@ -1,8 +1,10 @@
 //! Signed baselines in the daemon (docs/signing.md). With `trusted_keys` in
 //! the config, every baseline the agent runs came through
 //! [`TrustPolicy::consider`]: the local `baselines` files (then signed
-//! bundles) at start and on SIGHUP, and the bundles the collector serves on
-//! `GET /v1/baseline`, polled every `intervals.baseline_poll`. What runs is
+//! bundles) at start and on SIGHUP, and the bundles the collector serves,
+//! one per baseline id that applies to this host (`GET /v1/baselines`, then
+//! `GET /v1/baselines/{id}`; `GET /v1/baseline` from an older collector),
+//! polled every `intervals.baseline_poll`. What runs is
 //! the newest applied version of each baseline id, as stored by the trust
 //! policy; a new one replaces the policy in force (checks and FIM watches
 //! together) and the scheduled work restarts on it. Without trusted keys the
@@ -12,7 +14,7 @@ use super::Shared;
 use super::config::{Config, ConfigFile};
 use super::integrity::IntegrityError;
 use super::outbox::NewEvent;
-use super::sender::{Client, Fetched, SendError};
+use super::sender::{Client, Fetched, Listing, SendError};
 use crate::policy::{Policy, load_baselines};
 use crate::trust::{Decision, TrustError, TrustPolicy, load_trusted_keys};
 use anyhow::Context as _;
@@ -301,104 +303,186 @@ pub fn remediation_notice(shared: &Shared) {
     }
 }
 
-/// One bundle received from the collector: decided, and installed when
+/// Bundles received from the collector, each decided on its own (its own
+/// id's anti-rollback floor), then the policy installed once when any was
 /// applied. Returns whether the policy changed (the scheduled work must
-/// restart on it).
-fn adopt(shared: &Shared, trust: &TrustPolicy, bytes: &[u8]) -> Result<bool, AdoptError> {
+/// restart on it). An `Err` is local (trust state, FIM): what was decided
+/// before it stays decided, nothing is installed.
+fn adopt(shared: &Shared, trust: &TrustPolicy, bundles: &[&[u8]]) -> Result<bool, AdoptError> {
     const SOURCE: &str = "from the collector";
-    if already_running(trust, bytes) {
-        return Ok(false);
-    }
-    let d = trust.consider(bytes)?;
-    match &d {
-        Decision::Applied { .. } => {
-            let (baselines, errors) = applied_baselines(trust)?;
-            for e in errors {
-                shared.agent(
-                    AgentEventKind::Error,
-                    Severity::High,
-                    format!("stored signed baseline not run: {e}"),
-                );
-            }
-            install(
-                shared,
-                Policy {
-                    baselines,
-                    signed: true,
-                },
-            )?;
-            shared.emit(vec![decision_event(&d, SOURCE)]);
-            remediation_notice(shared);
-            Ok(true)
+    let mut decisions = Vec::new();
+    for bytes in bundles {
+        if already_running(trust, bytes) {
+            continue;
         }
-        // Even a genuine older version is reported: a collector serving
-        // one is rolling back (the ETag keeps it to one event per bundle).
-        Decision::Refused { .. } => {
-            shared.emit(vec![decision_event(&d, SOURCE)]);
-            Ok(false)
+        decisions.push(trust.consider(bytes)?);
+    }
+    let applied = decisions
+        .iter()
+        .any(|d| matches!(d, Decision::Applied { .. }));
+    if applied {
+        let (baselines, errors) = applied_baselines(trust)?;
+        for e in errors {
+            shared.agent(
+                AgentEventKind::Error,
+                Severity::High,
+                format!("stored signed baseline not run: {e}"),
+            );
+        }
+        install(
+            shared,
+            Policy {
+                baselines,
+                signed: true,
+            },
+        )?;
+    }
+    // Even a genuine older version is reported: a collector serving one is
+    // rolling back (the ETag keeps it to one event per bundle).
+    shared.emit(
+        decisions
+            .iter()
+            .map(|d| decision_event(d, SOURCE))
+            .collect(),
+    );
+    if applied {
+        remediation_notice(shared);
+    }
+    Ok(applied)
+}
+
+/// The ETags of the bundles decided on (applied or refused), so that the
+/// same bytes are not judged twice: per baseline id from a collector that
+/// lists them, and the one bundle of an older collector.
+#[derive(Debug, Default)]
+struct Decided {
+    by_id: std::collections::BTreeMap<String, String>,
+    legacy: Option<String>,
+}
+
+/// Polls the collector every `intervals.baseline_poll` and whenever
+/// `shared.poll_now` is notified (SIGHUP, which may have changed the
+/// trusted keys: everything is asked for again). Each poll lists the ids
+/// that apply to this host (`GET /v1/baselines`) and fetches the ones whose
+/// ETag has not been decided on (`GET /v1/baselines/{id}`); from a
+/// collector without the listing, the one bundle of `GET /v1/baseline`.
+/// Sends on `changed` when a new policy was installed.
+pub async fn poller(shared: Arc<Shared>, client: Client, changed: tokio::sync::mpsc::Sender<()>) {
+    let mut decided = Decided::default();
+    loop {
+        let wait = poll_once(&shared, &client, &mut decided, &changed).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.poll_now.notified() => decided = Decided::default(),
         }
     }
 }
 
-/// Polls `GET /v1/baseline` every `intervals.baseline_poll` and whenever
-/// `shared.poll_now` is notified (SIGHUP), with `If-None-Match` of the last
-/// bundle decided on (applied or refused: the same bytes are not judged
-/// twice, except after a SIGHUP, which may have changed the trusted keys).
-/// Sends on `changed` when a new policy was installed.
-pub async fn poller(shared: Arc<Shared>, client: Client, changed: tokio::sync::mpsc::Sender<()>) {
-    let mut etag: Option<String> = None;
-    loop {
-        let wait = poll_once(&shared, &client, &mut etag, &changed).await;
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.poll_now.notified() => etag = None,
+/// A bundle fetched, with where its ETag is remembered.
+struct Candidate {
+    /// The listed id (`None`: the legacy endpoint).
+    id: Option<String>,
+    etag: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// Fetches what has not been decided on. `Err`: ask again at the next poll.
+async fn fetch_new(client: &Client, decided: &Decided) -> Result<Vec<Candidate>, SendError> {
+    let mut out = Vec::new();
+    match client.list_baselines().await? {
+        Listing::Ids(ids) => {
+            for l in ids {
+                let known = decided.by_id.get(&l.id);
+                if known == Some(&l.etag) {
+                    continue;
+                }
+                match client
+                    .fetch_baseline(Some(&l.id), known.map(String::as_str))
+                    .await?
+                {
+                    Fetched::Bundle { bytes, etag } => out.push(Candidate {
+                        id: Some(l.id),
+                        etag,
+                        bytes,
+                    }),
+                    // Withdrawn since the listing, or what was decided.
+                    Fetched::NothingPublished | Fetched::NotModified => {}
+                }
+            }
+        }
+        Listing::Unsupported => {
+            if let Fetched::Bundle { bytes, etag } = client
+                .fetch_baseline(None, decided.legacy.as_deref())
+                .await?
+            {
+                out.push(Candidate {
+                    id: None,
+                    etag,
+                    bytes,
+                });
+            }
         }
     }
+    Ok(out)
 }
 
 async fn poll_once(
     shared: &Arc<Shared>,
     client: &Client,
-    etag: &mut Option<String>,
+    decided: &mut Decided,
     changed: &tokio::sync::mpsc::Sender<()>,
 ) -> Duration {
     let every = shared.config().intervals.baseline_poll;
     let Some(trust) = shared.trust() else {
         return every;
     };
-    match client.fetch_baseline(etag.as_deref()).await {
-        Ok(Fetched::NothingPublished | Fetched::NotModified) => every,
-        Ok(Fetched::Bundle { bytes, etag: new }) => {
-            let s = shared.clone();
-            let r = tokio::task::spawn_blocking(move || adopt(&s, &trust, &bytes)).await;
-            match r {
-                Ok(Ok(policy_changed)) => {
-                    *etag = new;
-                    if policy_changed {
-                        let _ = changed.send(()).await;
-                    }
-                }
-                // A local failure (state unreadable, disk full): say so and
-                // try the same bundle again next time.
-                Ok(Err(e)) => shared.agent(
-                    AgentEventKind::Error,
-                    Severity::High,
-                    format!("baseline from the collector not applied: {e}"),
-                ),
-                Err(e) => shared.agent(
-                    AgentEventKind::Error,
-                    Severity::High,
-                    format!("baseline from the collector: task failed: {e}"),
-                ),
-            }
-            every
-        }
-        Err(SendError::RetryAfter { after, .. }) => after.min(every),
+    let candidates = match fetch_new(client, decided).await {
+        Ok(c) => c,
+        Err(SendError::RetryAfter { after, .. }) => return after.min(every),
         Err(e) => {
-            tracing::warn!("asking the collector for a baseline: {e}");
-            every
+            tracing::warn!("asking the collector for baselines: {e}");
+            return every;
         }
+    };
+    if candidates.is_empty() {
+        return every;
     }
+    let s = shared.clone();
+    let bundles: Vec<Vec<u8>> = candidates.iter().map(|c| c.bytes.clone()).collect();
+    let r = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&[u8]> = bundles.iter().map(Vec::as_slice).collect();
+        adopt(&s, &trust, &refs)
+    })
+    .await;
+    match r {
+        Ok(Ok(policy_changed)) => {
+            for c in candidates {
+                match (c.id, c.etag) {
+                    (Some(id), Some(etag)) => {
+                        decided.by_id.insert(id, etag);
+                    }
+                    (None, etag) => decided.legacy = etag,
+                    (Some(_), None) => {}
+                }
+            }
+            if policy_changed {
+                let _ = changed.send(()).await;
+            }
+        }
+        // A local failure (state unreadable, disk full): say so and try
+        // the same bundles again next time.
+        Ok(Err(e)) => shared.agent(
+            AgentEventKind::Error,
+            Severity::High,
+            format!("baseline from the collector not applied: {e}"),
+        ),
+        Err(e) => shared.agent(
+            AgentEventKind::Error,
+            Severity::High,
+            format!("baseline from the collector: task failed: {e}"),
+        ),
+    }
+    every
 }
 
 #[cfg(test)]

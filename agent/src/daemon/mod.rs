@@ -6,6 +6,7 @@
 pub mod config;
 pub mod distribution;
 pub mod facts;
+pub mod failover;
 pub mod integrity;
 pub mod limits;
 pub mod outbox;

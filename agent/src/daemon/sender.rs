@@ -1,24 +1,24 @@
 //! Delivery to the collector: outbox batches over mutual TLS (TLS 1.3 only,
-//! rustls with the ring provider) as `POST /v1/events`. Only what the
+//! rustls with the ring provider) as `POST /v1/events`, to the first of the
+//! configured collectors that answers (`failover.rs`). Only what the
 //! collector acknowledges (`BatchAck.acked_seq`) leaves the outbox. Failures
 //! back off exponentially with full jitter; `429`/`503` with `Retry-After`
-//! are honoured; after a period of failures, the first success is reported
-//! as "reconnected" to the daemon, which follows it with a fresh snapshot so
-//! the collector catches up on the full state.
+//! are honoured; after a period of failures, or once delivery moved to
+//! another collector, the first success is reported as "reconnected" to the
+//! daemon, which follows it with a fresh snapshot so the collector catches
+//! up on the full state. The same client asks for signed baselines
+//! (`GET /v1/baselines`, `GET /v1/baselines/{id}`, and `GET /v1/baseline`
+//! of older collectors).
 
-use crate::daemon::config::{Collector, CollectorUrl};
+use crate::daemon::config::Collector;
+use crate::daemon::failover::{Call, Failover, Reply};
 use crate::daemon::{Delivery, LastFlush, Shared};
-use http_body_util::{BodyExt, Full, Limited};
+use hyper::StatusCode;
 use hyper::body::Bytes;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use plumb_core::event::{BatchAck, EVENT_SCHEMA, Event, EventBatch};
 use rand::Rng;
-use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tokio::sync::Mutex as AsyncMutex;
 
 /// Largest reply body read from the collector.
 const MAX_REPLY: usize = 64 * 1024;
@@ -26,7 +26,7 @@ const MAX_REPLY: usize = 64 * 1024;
 /// byte more, so an oversized one is refused by the bundle parser.
 const MAX_BUNDLE_REPLY: usize = plumb_core::bundle::MAX_BUNDLE_BYTES as usize + 1;
 
-/// The answer to `GET /v1/baseline`.
+/// The answer to `GET /v1/baseline` or `GET /v1/baselines/{id}`.
 #[derive(Debug)]
 pub enum Fetched {
     /// The collector has nothing for this host: keep what runs.
@@ -64,22 +64,40 @@ pub enum SendError {
     Failed(String),
 }
 
-type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// A connection to the collector, re-established on demand.
+/// A connection to the collectors, re-established on demand, moving from
+/// one to the next as [`Failover`] says.
 pub struct Client {
-    tls: tokio_rustls::TlsConnector,
-    url: CollectorUrl,
-    server_name: ServerName<'static>,
-    timeout: Duration,
+    route: Failover,
     batch_size: usize,
-    conn: AsyncMutex<Option<Conn>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("url", &self.url).finish()
+        f.debug_struct("Client")
+            .field("route", &self.route)
+            .finish()
     }
+}
+
+/// One entry of `GET /v1/baselines`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Listed {
+    /// Baseline id.
+    pub id: String,
+    /// Its newest version for this host.
+    pub version: u64,
+    /// The ETag `GET /v1/baselines/{id}` answers with.
+    pub etag: String,
+}
+
+/// The answer to `GET /v1/baselines`.
+#[derive(Debug)]
+pub enum Listing {
+    /// Every baseline id that applies to this host.
+    Ids(Vec<Listed>),
+    /// A collector older than the listing (`404`): only
+    /// `GET /v1/baseline` is there.
+    Unsupported,
 }
 
 impl Client {
@@ -107,119 +125,42 @@ impl Client {
                     c.key.display()
                 )
             })?;
-        let server_name = ServerName::try_from(c.url.host().to_string())
-            .with_context(|| format!("{}: bad host name", c.url))?;
         Ok(Client {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
-            url: c.url.clone(),
-            server_name,
-            timeout: c.timeout,
+            route: Failover::new(c, Arc::new(cfg))?,
             batch_size: c.batch_size,
-            conn: AsyncMutex::new(None),
         })
     }
 
-    async fn connect(&self) -> Result<Conn, SendError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            SendError::Failed(format!("{}: {what}: {e}", self.url.authority()))
-        };
-        let tcp = TcpStream::connect((self.url.host(), self.url.port()))
-            .await
-            .map_err(|e| fail("connect", &e))?;
-        let _ = tcp.set_nodelay(true);
-        let tls = self
-            .tls
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| fail("TLS handshake", &e))?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| fail("HTTP handshake", &e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(send)
-    }
-
-    /// Runs one request/reply exchange within the configured timeout; a
-    /// timed-out connection is dropped (its state is unknown).
-    async fn timed<T>(
-        &self,
-        exchange: impl std::future::Future<Output = Result<T, SendError>>,
-    ) -> Result<T, SendError> {
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => {
-                *self.conn.lock().await = None;
-                Err(SendError::Failed(format!(
-                    "{}: no reply within {:?}",
-                    self.url.authority(),
-                    self.timeout
-                )))
-            }
-        }
-    }
-
-    /// A request to `path` (below the URL's prefix) with its Host header.
-    fn request(&self, method: hyper::Method, path: &str) -> hyper::http::request::Builder {
-        Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.url.prefix()))
-            .header(hyper::header::HOST, self.url.authority())
-    }
-
-    /// Sends `req` on the kept connection (a new one when it is gone) and
-    /// reads the reply's body, at most `max_reply` bytes. The connection is
-    /// kept for the next request once the reply was read whole.
-    async fn exchange(
-        &self,
-        req: Request<Full<Bytes>>,
-        max_reply: usize,
-    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), SendError> {
-        let mut guard = self.conn.lock().await;
-        let mut conn = match guard.take() {
-            Some(c) if !c.is_closed() => c,
-            _ => self.connect().await?,
-        };
-        if conn.ready().await.is_err() {
-            conn = self.connect().await?;
-        }
-        let resp = conn
-            .send_request(req)
-            .await
-            .map_err(|e| SendError::Failed(format!("{}: {e}", self.url.authority())))?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, max_reply)
-            .collect()
-            .await
-            .map_err(|e| SendError::Failed(format!("reading the reply: {e}")))?
-            .to_bytes();
-        *guard = Some(conn);
-        Ok((parts.status, parts.headers, body))
+    /// Whether requests moved to another collector since the last call.
+    pub(crate) fn take_moved(&self) -> bool {
+        self.route.take_moved()
     }
 
     /// Sends one batch; returns the acknowledged seq.
     pub async fn send(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
-        self.timed(self.send_inner(host, events)).await
-    }
-
-    async fn send_inner(&self, host: &str, events: &[Event]) -> Result<u64, SendError> {
         let batch = EventBatch {
             schema: EVENT_SCHEMA,
             host: host.to_string(),
             events: events.to_vec(),
         };
         let body = serde_json::to_vec(&batch).map_err(|e| SendError::Failed(e.to_string()))?;
-        let req = self
-            .request(hyper::Method::POST, "/v1/events")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| SendError::Failed(e.to_string()))?;
-        let (status, headers, body) = self.exchange(req, MAX_REPLY).await?;
+        let reply = self
+            .route
+            .exchange(&Call {
+                method: hyper::Method::POST,
+                path: "/v1/events".into(),
+                headers: vec![(hyper::header::CONTENT_TYPE, "application/json".to_string())],
+                body: Bytes::from(body),
+                max_reply: MAX_REPLY,
+            })
+            .await?;
+        let Reply {
+            status,
+            headers,
+            body,
+        } = reply;
         match status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                Err(busy(status, &headers))
-            }
+            StatusCode::TOO_MANY_REQUESTS => Err(busy(status, &headers)),
             StatusCode::PAYLOAD_TOO_LARGE => Err(SendError::TooLarge),
             StatusCode::BAD_REQUEST => Err(SendError::Rejected(excerpt(&body))),
             s if !s.is_success() => Err(SendError::Failed(format!(
@@ -232,39 +173,59 @@ impl Client {
         }
     }
 
-    /// `GET /v1/baseline` with `If-None-Match: etag` when given.
-    pub(crate) async fn fetch_baseline(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
-        self.timed(self.fetch_inner(etag)).await
+    /// `GET /v1/baselines`: the baseline ids that apply to this host.
+    pub(crate) async fn list_baselines(&self) -> Result<Listing, SendError> {
+        let reply = self
+            .route
+            .exchange(&get("/v1/baselines".into(), None, MAX_REPLY))
+            .await?;
+        match reply.status {
+            StatusCode::OK => {
+                #[derive(serde::Deserialize)]
+                struct Doc {
+                    baselines: Vec<Listed>,
+                }
+                serde_json::from_slice::<Doc>(&reply.body)
+                    .map(|d| Listing::Ids(d.baselines))
+                    .map_err(|e| {
+                        SendError::Failed(format!("GET /v1/baselines: not a listing: {e}"))
+                    })
+            }
+            StatusCode::NOT_FOUND => Ok(Listing::Unsupported),
+            status => Err(unexpected("GET /v1/baselines", status, &reply)),
+        }
     }
 
-    async fn fetch_inner(&self, etag: Option<&str>) -> Result<Fetched, SendError> {
-        let mut req = self.request(hyper::Method::GET, "/v1/baseline");
-        if let Some(e) = etag {
-            req = req.header(hyper::header::IF_NONE_MATCH, e);
-        }
-        let req = req
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| SendError::Failed(e.to_string()))?;
+    /// `GET /v1/baseline` (`id` None: the one bundle older collectors
+    /// serve) or `GET /v1/baselines/{id}`, with `If-None-Match: etag` when
+    /// given.
+    pub(crate) async fn fetch_baseline(
+        &self,
+        id: Option<&str>,
+        etag: Option<&str>,
+    ) -> Result<Fetched, SendError> {
+        let path = match id {
+            Some(id) => format!("/v1/baselines/{id}"),
+            None => "/v1/baseline".to_string(),
+        };
         // Over the bundle size cap: not a bundle; the reader refuses it
         // without holding more.
-        let (status, headers, body) = self.exchange(req, MAX_BUNDLE_REPLY).await?;
-        match status {
+        let reply = self
+            .route
+            .exchange(&get(path.clone(), etag, MAX_BUNDLE_REPLY))
+            .await?;
+        match reply.status {
             StatusCode::OK => Ok(Fetched::Bundle {
-                bytes: body.to_vec(),
-                etag: headers
+                etag: reply
+                    .headers
                     .get(hyper::header::ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string),
+                bytes: reply.body.to_vec(),
             }),
             StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
             StatusCode::NOT_FOUND => Ok(Fetched::NothingPublished),
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                Err(busy(status, &headers))
-            }
-            _ => Err(SendError::Failed(format!(
-                "GET /v1/baseline: collector replied {status}: {}",
-                excerpt(&body)
-            ))),
+            status => Err(unexpected(&format!("GET {path}"), status, &reply)),
         }
     }
 
@@ -375,8 +336,9 @@ impl Backoff {
 }
 
 /// Starts the delivery task that sends the outbox to the collector. After
-/// a period of failures, the first success is said on `reconnected` (a
-/// full channel: the daemon has not acted on the last one yet).
+/// a period of failures, or a move to another collector, the first success
+/// is said on `reconnected` (a full channel: the daemon has not acted on
+/// the last one yet).
 pub fn spawn(
     shared: Arc<Shared>,
     c: Collector,
@@ -389,7 +351,8 @@ pub fn spawn(
         loop {
             match cl.send_pending(&shared).await {
                 Ok(_) => {
-                    if backoff.failing() {
+                    let moved = cl.take_moved();
+                    if backoff.failing() || moved {
                         backoff.reset();
                         let _ = reconnected.try_send(());
                     }
@@ -430,6 +393,44 @@ fn after_retry_after(after: Duration) -> Duration {
     after + Duration::from_millis(rand::rng().random_range(0..=spread))
 }
 
+/// A `GET` of `path`.
+fn get(path: String, etag: Option<&str>, max_reply: usize) -> Call {
+    Call {
+        method: hyper::Method::GET,
+        path,
+        headers: etag
+            .map(|e| vec![(hyper::header::IF_NONE_MATCH, e.to_string())])
+            .unwrap_or_default(),
+        body: Bytes::new(),
+        max_reply,
+    }
+}
+
+/// A reply no request of the agent expects.
+fn unexpected(what: &str, status: StatusCode, reply: &Reply) -> SendError {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return busy(status, &reply.headers);
+    }
+    SendError::Failed(format!(
+        "{what}: collector replied {status}: {}",
+        excerpt(&reply.body)
+    ))
+}
+
+/// A `5xx`: a `503` waits as `Retry-After` says (5 s without one); any
+/// other is a failure. Either way [`Failover`] tries the next collector
+/// first.
+pub(crate) fn server_error(
+    status: StatusCode,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> SendError {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return busy(status, headers);
+    }
+    SendError::Failed(format!("collector replied {status}: {}", excerpt(body)))
+}
+
 /// A 429 or 503: wait as `Retry-After` says (5 s without one).
 fn busy(status: StatusCode, headers: &hyper::HeaderMap) -> SendError {
     SendError::RetryAfter {
@@ -438,9 +439,10 @@ fn busy(status: StatusCode, headers: &hyper::HeaderMap) -> SendError {
     }
 }
 
-/// The start of a reply's body, for a message.
+/// The start of a reply's body, for a message (and the log: escaped, so a
+/// reply cannot forge log lines).
 fn excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
+    plumb_core::printable(&String::from_utf8_lossy(&body[..body.len().min(300)])).into_owned()
 }
 
 /// `Retry-After` in seconds (the collector never sends the date form).

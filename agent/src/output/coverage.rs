@@ -1,7 +1,7 @@
 //! Text form of `plumb baseline coverage`: one block per item of the
 //! profile (automated ones, then manual ones), then the figures.
 
-use super::text::printable;
+use plumb_core::printable;
 use crate::coverage::{Assessment, CoverageReport, ItemCoverage};
 use std::io::Write;
 

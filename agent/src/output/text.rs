@@ -2,8 +2,12 @@
 //! first domain), failures first with their evidence, then a summary line.
 //! With `--verbose` passes show their evidence too, so a pass that rests on
 //! a compiled-in default says so.
+//! Everything that comes from a file (the host name, the baseline, evidence
+//! quoted from host files) goes through [`printable`]: a hostile line cannot
+//! drive the terminal or forge a line of the report.
 
 use plumb_core::issp::domain_name;
+use plumb_core::printable;
 use plumb_core::report::{CheckReport, RuleResult, Status};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,7 +39,10 @@ pub fn write_check<W: Write>(
     writeln!(
         out,
         "plumb check: host {}, root {}, baseline {} v{}",
-        r.host, r.root, r.baseline.id, r.baseline.version
+        printable(&r.host),
+        printable(&r.root),
+        printable(&r.baseline.id),
+        r.baseline.version
     )?;
     let mut by_domain: BTreeMap<u8, Vec<&RuleResult>> = BTreeMap::new();
     for res in &r.results {
@@ -68,8 +75,8 @@ pub fn write_check<W: Write>(
                 out,
                 "  {label} {:<8} {}  {}",
                 x.severity.name(),
-                x.id,
-                x.title
+                printable(&x.id),
+                printable(&x.title)
             )?;
             if x.status != Status::Pass || show_pass {
                 for e in &x.evidence {
@@ -92,22 +99,4 @@ pub fn write_check<W: Write>(
             )
         )
     )
-}
-
-/// Escapes control characters so evidence from hostile files cannot drive
-/// the terminal; a tab (harmless, common in configuration files) reads as
-/// one space rather than `\t`. Plain escaping until one function serves
-/// every text output.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c == '\t' {
-                vec![' ']
-            } else if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

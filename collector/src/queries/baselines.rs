@@ -1,7 +1,7 @@
 //! `plumb-collector baseline list`: every published baseline version,
 //! newest first.
 
-use super::Format;
+use super::{Format, fit};
 use crate::storage::{Queries, StorageError};
 use std::fmt::Write as _;
 
@@ -25,11 +25,12 @@ pub fn baselines(q: &dyn Queries, format: Format) -> Result<String, StorageError
                 "ID", "VERSION", "KEY", "HOSTS"
             );
             for r in rows {
-                let _ = writeln!(
-                    out,
+                // No width limit: the full id, hosts and digest are wanted.
+                let line = format!(
                     "{:<28} {:>8}  {:<16}  {:<20}  {}",
                     r.id, r.version, r.key_id, r.hosts, r.sha256
                 );
+                let _ = writeln!(out, "{}", fit(&line, usize::MAX));
             }
         }
     }

@@ -80,10 +80,16 @@ pub fn parse_since(s: &str, now: i64) -> Result<i64, SinceError> {
     }
 }
 
-/// Cuts a string to `max` characters, marking the cut with '…'.
+/// A cell or line of the text output: `s` with its control characters
+/// escaped ([`plumb_core::printable`]: what agents post is untrusted, and an
+/// ESC sequence or a newline must neither drive the terminal nor forge a
+/// line, such as another host's under `drift --host`), then cut to `max`
+/// characters, the cut marked with '…'. Every piece of text output goes
+/// through here.
 fn fit(s: &str, max: usize) -> String {
+    let s = plumb_core::printable(s);
     if s.chars().count() <= max {
-        return s.to_string();
+        return s.into_owned();
     }
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
@@ -109,6 +115,7 @@ mod tests {
         );
         assert!(parse_since("yesterday", 0).is_err());
         assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("a\nb\x1b[1m", 80), "a\\nb\\x1b[1m");
         assert_eq!(age(3700), "1h");
     }
 }

@@ -25,7 +25,7 @@ pub(super) struct State {
     pub(super) max_body: usize,
     pub(super) queue_wait: Duration,
     pub(super) retry_after: u64,
-    /// Where `GET /v1/baseline` looks.
+    /// Where `GET /v1/baseline` and `GET /v1/baselines[/{id}]` look.
     pub(super) baselines: Arc<dyn Queries>,
 }
 
@@ -69,11 +69,20 @@ pub(super) async fn handle(
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/events") => super::events::post(&state, &peer, req, deadline).await,
         (&Method::GET, "/v1/baseline") => super::baseline::get(&state, &peer, &req).await,
+        (&Method::GET, "/v1/baselines") => super::baselines::list(&state, &peer).await,
+        (&Method::GET, p) if p.starts_with(super::baselines::PREFIX) => {
+            let id = &p[super::baselines::PREFIX.len()..];
+            super::baselines::get(&state, &peer, &req, id).await
+        }
         (&Method::GET, "/v1/health") => json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
         ),
-        (_, "/v1/events" | "/v1/baseline" | "/v1/health") => error(
+        (_, "/v1/events" | "/v1/baseline" | "/v1/baselines" | "/v1/health") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}", req.method()),
+        ),
+        (_, p) if p.starts_with(super::baselines::PREFIX) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}", req.method()),
         ),

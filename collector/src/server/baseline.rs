@@ -1,9 +1,11 @@
 //! `GET /v1/baseline`: the newest published bundle whose hosts glob matches
 //! the client's identity, with a strong ETag so a polling agent that already
-//! has it gets `304` without the bytes.
+//! has it gets `304` without the bytes. One bundle whatever the number of
+//! ids: what agents before `GET /v1/baselines` (`baselines.rs`) ask for.
+//! The lookup and the answer are shared with `GET /v1/baselines/{id}`.
 
 use super::api::{Peer, Resp, State, error, retry_later};
-use crate::storage::{Queries, StorageError};
+use crate::storage::{BaselineRow, Queries, StorageError};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -12,7 +14,7 @@ use hyper::{Request, Response, StatusCode};
 
 /// What to answer a host.
 #[derive(Debug)]
-enum Served {
+pub(super) enum Served {
     /// Nothing published applies to this host.
     Nothing,
     /// The agent already has it (its `If-None-Match` names this ETag).
@@ -22,7 +24,7 @@ enum Served {
 }
 
 /// The strong ETag of a bundle whose SHA-256 (hex) is `sha256`.
-fn etag_of(sha256: &str) -> String {
+pub(super) fn etag_of(sha256: &str) -> String {
     format!("\"sha256:{sha256}\"")
 }
 
@@ -36,14 +38,15 @@ fn none_match(header: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
-/// Looks up what `host` gets. Reads the row index (small) first and only
-/// fetches the bytes when the agent does not have them already. Blocks.
-fn latest(
+/// What to serve for `row` (the bundle chosen for the host, if any): the
+/// row index (small) was read first, and the bytes are fetched only when
+/// the agent does not have them already. Blocks.
+pub(super) fn serve(
     q: &dyn Queries,
-    host: &str,
+    row: Option<BaselineRow>,
     if_none_match: Option<&str>,
 ) -> Result<Served, StorageError> {
-    let Some(row) = q.baseline_for(host)? else {
+    let Some(row) = row else {
         return Ok(Served::Nothing);
     };
     let etag = etag_of(&row.sha256);
@@ -65,15 +68,30 @@ fn with_etag(mut r: Resp, etag: &str) -> Resp {
 }
 
 pub(super) async fn get(state: &State, peer: &Peer, req: &Request<Incoming>) -> Resp {
-    let inm = req
-        .headers()
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let inm = if_none_match(req);
     let store = state.baselines.clone();
     let host = peer.identity.clone();
-    let answer =
-        tokio::task::spawn_blocking(move || latest(store.as_ref(), &host, inm.as_deref())).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        let row = store.baseline_for(&host)?;
+        serve(store.as_ref(), row, inm.as_deref())
+    })
+    .await;
+    respond(state, answer)
+}
+
+/// The request's `If-None-Match`, when it is text.
+pub(super) fn if_none_match(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The answer for what [`serve`] found (run on the blocking pool).
+pub(super) fn respond(
+    state: &State,
+    answer: Result<Result<Served, StorageError>, tokio::task::JoinError>,
+) -> Resp {
     match answer {
         Ok(Ok(Served::Bundle(bytes, etag))) => {
             let mut r = Response::new(Full::new(bytes));

@@ -241,12 +241,37 @@ pub trait Queries: Send + Sync {
     /// The stored bytes of one published baseline.
     fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError>;
     /// The newest baseline (highest version) whose hosts pattern matches
-    /// `host`, without its bytes.
+    /// `host`, without its bytes: what `GET /v1/baseline` serves older
+    /// agents, one bundle whatever the number of ids (ties: the one
+    /// published last, then the first id), as [`Queries::baselines`] orders
+    /// them.
     fn baseline_for(&self, host: &str) -> Result<Option<BaselineRow>, StorageError> {
         Ok(self
             .baselines()?
             .into_iter()
             .find(|b| host_matches(&b.hosts, host)))
+    }
+    /// For each baseline id, the newest version whose hosts pattern matches
+    /// `host`, without the bytes, by id: what `GET /v1/baselines` lists. One
+    /// id never shadows another (a fleet-wide id and one for a few hosts are
+    /// both served to those hosts). Derived from [`Queries::baselines`]
+    /// (a few rows per published version); a backend may answer it with
+    /// one query instead.
+    fn baselines_for(&self, host: &str) -> Result<Vec<BaselineRow>, StorageError> {
+        let mut newest: std::collections::BTreeMap<String, BaselineRow> =
+            std::collections::BTreeMap::new();
+        for b in self.baselines()? {
+            if !host_matches(&b.hosts, host) {
+                continue;
+            }
+            match newest.get(&b.id) {
+                Some(kept) if kept.version >= b.version => {}
+                _ => {
+                    newest.insert(b.id.clone(), b);
+                }
+            }
+        }
+        Ok(newest.into_values().collect())
     }
 }
 

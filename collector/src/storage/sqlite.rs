@@ -922,4 +922,37 @@ mod tests {
         assert_eq!(s.baseline_bytes("fleet", 2).unwrap().unwrap(), b"c");
         assert_eq!(s.baselines().unwrap().len(), 2);
     }
+
+    #[test]
+    fn each_baseline_id_is_served_on_its_own_newest_matching_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Sqlite::open(&tmp.path().join("c.db"), Synchronous::Full).unwrap();
+        let with_id = |id: &str, version, hosts: &str| crate::storage::NewBaseline {
+            id: id.into(),
+            ..nb(version, hosts, &format!("{id}{version}"))
+        };
+        for b in [
+            with_id("fleet", 5, "*"),
+            with_id("fleet", 6, "db-*"),
+            with_id("secret-b", 1, "host-b"),
+            with_id("secret-b", 2, "host-b"),
+        ] {
+            s.publish_baseline(&b).unwrap();
+        }
+        let served = |host: &str| -> Vec<(String, u64)> {
+            s.baselines_for(host)
+                .unwrap()
+                .into_iter()
+                .map(|b| (b.id, b.version))
+                .collect()
+        };
+        assert_eq!(
+            served("HOST-B"),
+            [("fleet".into(), 5), ("secret-b".into(), 2)]
+        );
+        assert_eq!(served("host-a"), [("fleet".into(), 5)]);
+        assert_eq!(served("db-1"), [("fleet".into(), 6)]);
+        // The one bundle older agents get: the highest version of any id.
+        assert_eq!(s.baseline_for("host-b").unwrap().unwrap().id, "fleet");
+    }
 }
