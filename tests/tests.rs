@@ -17,6 +17,7 @@ mod suite {
     mod checks_c;
     mod collector_baselines;
     mod collector_cli;
+    mod collector_postgres;
     mod collector_server;
     mod daemon_remediation;
     mod distribution;

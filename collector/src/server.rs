@@ -66,8 +66,20 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     )?)));
     // The writer's store opens (and migrates) first, so the read-only one
     // sees the current schema.
-    let store = storage::open(&cfg.storage)?;
-    let baselines: Arc<dyn Queries> = Arc::from(storage::open_read_only(&cfg.storage)?);
+    // Opening may block (SQLite file, PostgreSQL connections on the store's
+    // own runtime): off the async workers.
+    let storage_cfg = cfg.storage.clone();
+    let (store, baselines) = tokio::task::spawn_blocking(move || {
+        let store = storage::open(&storage_cfg)?;
+        let reads = storage::open_read_only(&storage_cfg)?;
+        Ok::<_, storage::StorageError>((store, reads))
+    })
+    .await
+    .map_err(|e| ServeError::Io {
+        context: "opening the store".into(),
+        source: std::io::Error::other(e),
+    })??;
+    let baselines: Arc<dyn Queries> = Arc::from(baselines);
     // +1: room for a retention job beside a full set of admitted batches.
     let (queue, rx) = mpsc::channel(cfg.storage.queue_batches + 1);
     let writer = writer::spawn(store, rx, cfg.storage.max_group_events).map_err(|source| {
@@ -84,6 +96,10 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     tracing::info!("listening on {local}");
 
     let state = Arc::new(State::new(&cfg, queue.clone(), baselines));
+    let revocations = spawn_revocations(
+        state.clone(),
+        Duration::from_secs(cfg.storage.postgres.revocation_poll_secs),
+    );
     let pruner = spawn_pruner(cfg.storage.retention_days, queue);
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
@@ -103,6 +119,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         p.abort();
         let _ = p.await;
     }
+    revocations.abort();
+    let _ = revocations.await;
     // Every sender is gone now: the writer commits what is queued and stops.
     drop(state);
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -127,6 +145,29 @@ fn spawn_pruner(retention_days: u32, queue: mpsc::Sender<Job>) -> Option<JoinHan
             }
         }
     }))
+}
+
+/// Reads the revocations the store records (PostgreSQL: `pki revoke`
+/// through any collector) every `every`, into the view every request
+/// checks. Stops at once for a store that keeps none (SQLite: CRL files). A
+/// failed read keeps the last view.
+fn spawn_revocations(state: Arc<State>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let store = state.baselines.clone();
+            match tokio::task::spawn_blocking(move || store.revoked_serials()).await {
+                Ok(Ok(Some(set))) => match state.revoked.write() {
+                    Ok(mut v) => *v = set,
+                    Err(p) => *p.into_inner() = set,
+                },
+                Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(e)) => tracing::warn!("reading revocations (keeping the last list): {e}"),
+            }
+        }
+    })
 }
 
 /// Per-connection timeouts.
@@ -223,8 +264,10 @@ async fn serve_connection(
             return;
         }
     };
-    let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        Some(cert) => match crate::tls::identity_of(cert) {
+    let (identity, serial) = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(cert) => match crate::tls::identity_of(cert)
+            .and_then(|id| crate::tls::serial_of(cert).map(|s| (id, s)))
+        {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(%addr, "{e}");
@@ -233,9 +276,14 @@ async fn serve_connection(
         },
         None => return,
     };
+    if state.is_revoked(&serial) {
+        tracing::info!(%addr, %identity, %serial, "certificate revoked (recorded in the database); closing");
+        return;
+    }
     let peer = Peer {
         identity: identity.into(),
         address: addr.ip().to_string().into(),
+        serial: serial.into(),
     };
     let svc = hyper::service::service_fn(move |req| api::handle(state.clone(), peer.clone(), req));
     let conn = hyper::server::conn::http1::Builder::new()

@@ -88,6 +88,14 @@ pub(crate) fn identity_of(der: &[u8]) -> Result<String, TlsError> {
     Err(TlsError::NoPeerIdentity)
 }
 
+/// The serial number of a certificate, lowercase hex without separators (as
+/// `pki issue` prints it and the revocations table stores it).
+pub(crate) fn serial_of(der: &[u8]) -> Result<String, TlsError> {
+    let (_, x) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| TlsError::PeerCertificate(e.to_string()))?;
+    Ok(x.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Files for the server side.
 #[derive(Debug, Clone)]
 pub struct ServerFiles {

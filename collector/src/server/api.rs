@@ -9,8 +9,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -28,6 +29,10 @@ pub(super) struct State {
     pub(super) retry_after: u64,
     /// Where `GET /v1/baseline` looks.
     pub(super) baselines: Arc<dyn Queries>,
+    /// Serials revoked in the store (PostgreSQL), refreshed by a poller;
+    /// empty with SQLite, whose revocations are the CRL files checked at the
+    /// handshake.
+    pub(super) revoked: RwLock<HashSet<String>>,
 }
 
 impl State {
@@ -44,6 +49,15 @@ impl State {
             request_timeout: Duration::from_secs(cfg.server.request_timeout_secs),
             retry_after: cfg.storage.retry_after_secs,
             baselines,
+            revoked: RwLock::new(HashSet::new()),
+        }
+    }
+
+    /// Whether the store lists this certificate serial as revoked.
+    pub(super) fn is_revoked(&self, serial: &str) -> bool {
+        match self.revoked.read() {
+            Ok(set) => set.contains(serial),
+            Err(p) => p.into_inner().contains(serial),
         }
     }
 }
@@ -55,6 +69,8 @@ pub(super) struct Peer {
     pub(super) identity: Arc<str>,
     /// IP address.
     pub(super) address: Arc<str>,
+    /// Client certificate serial (lowercase hex).
+    pub(super) serial: Arc<str>,
 }
 
 pub(super) type Resp = Response<Full<Bytes>>;
@@ -66,6 +82,15 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_string();
+    // Revocations recorded in the database reach every collector by
+    // polling; an open keep-alive connection is refused from then on too.
+    if state.is_revoked(&peer.serial) {
+        tracing::warn!(identity = %peer.identity, serial = %peer.serial, "certificate revoked; refused");
+        let mut resp = error(StatusCode::FORBIDDEN, "this certificate is revoked");
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let resp = match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/events") => super::events::post(&state, &peer, req).await,
         (&Method::GET, "/v1/baseline") => super::baseline::get(&state, &peer, &req).await,
