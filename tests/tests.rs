@@ -18,6 +18,7 @@ mod suite {
     mod collector_baselines;
     mod collector_cli;
     mod collector_frontdoor;
+    mod collector_postgres;
     mod collector_server;
     mod config_semantics;
     mod coverage;

@@ -119,12 +119,16 @@ pub enum Synchronous {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
-    /// Only `sqlite` in this version.
+    /// `sqlite` (embedded, the default) or `postgres` (several collectors
+    /// sharing one database).
     #[serde(default = "default_backend")]
     pub backend: String,
     /// SQLite database file.
     #[serde(default = "default_db_path")]
     pub path: PathBuf,
+    /// PostgreSQL: how to connect.
+    #[serde(default)]
+    pub postgres: PostgresSection,
     /// Durability of each commit.
     #[serde(default = "default_synchronous")]
     pub synchronous: Synchronous,
@@ -145,6 +149,64 @@ pub struct StorageSection {
     /// Most events committed in one transaction (group commit).
     #[serde(default = "default_max_group_events")]
     pub max_group_events: usize,
+}
+
+/// `[storage.postgres]`: the database shared by the collectors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Connection string: libpq keywords (`host=db.example user=plumb
+    /// dbname=plumb`) or a URL (`postgres://plumb@db.example/plumb`). A
+    /// host starting with `/` is a Unix socket directory. No password here:
+    /// see `password_file`.
+    #[serde(default)]
+    pub url: String,
+    /// File holding the password (first line; mode 0600, owned by root or
+    /// the collector). When unset, the `PGPASSWORD` environment variable is
+    /// used, if set. The password never appears in the logs.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) the database server's certificate must chain
+    /// to. When set, every TCP connection uses TLS (rustls) and the server
+    /// name is verified against the certificate (libpq's `verify-full`).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Connections per pool (the collector has one for its writer and one
+    /// for its reads).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Seconds to wait for a connection (connect or pool) before the request
+    /// is answered 503 with Retry-After.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// How often (seconds) the collector reads the revocations recorded in
+    /// the database: a revoked agent is refused within this time by every
+    /// collector.
+    #[serde(default = "default_revocation_poll")]
+    pub revocation_poll_secs: u64,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        PostgresSection {
+            url: String::new(),
+            password_file: None,
+            ca: None,
+            pool_size: default_pool_size(),
+            connect_timeout_secs: default_connect_timeout(),
+            revocation_poll_secs: default_revocation_poll(),
+        }
+    }
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_revocation_poll() -> u64 {
+    5
 }
 
 /// `[hosts]`.
@@ -250,6 +312,7 @@ impl Default for StorageSection {
         StorageSection {
             backend: default_backend(),
             path: default_db_path(),
+            postgres: PostgresSection::default(),
             synchronous: default_synchronous(),
             retention_days: default_retention_days(),
             queue_batches: default_queue_batches(),
@@ -357,6 +420,12 @@ impl Config {
         rebase(&mut self.tls.key);
         self.tls.crl.iter_mut().for_each(rebase);
         rebase(&mut self.storage.path);
+        if let Some(p) = &mut self.storage.postgres.password_file {
+            rebase(p);
+        }
+        if let Some(p) = &mut self.storage.postgres.ca {
+            rebase(p);
+        }
         self.baselines.trusted_keys.iter_mut().for_each(rebase);
     }
 
@@ -390,6 +459,21 @@ impl Config {
                     out.push(doc.at(&crl_field(&w), &w.message));
                 }
                 Err(e) => out.push(doc.at("tls", e.to_string())),
+            }
+        }
+        if self.storage.backend == "postgres" {
+            let pg = &self.storage.postgres;
+            if let Some(p) = &pg.password_file {
+                passes(
+                    doc,
+                    "storage.postgres.password_file",
+                    p,
+                    PrivateKey,
+                    &mut out,
+                );
+            }
+            if let Some(p) = &pg.ca {
+                passes(doc, "storage.postgres.ca", p, Certificate, &mut out);
             }
         }
         for (i, p) in self.baselines.trusted_keys.iter().enumerate() {
@@ -511,11 +595,45 @@ impl ServerSection {
 
 impl StorageSection {
     fn check(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
-        if self.backend != "sqlite" {
-            out.push(doc.at(
-                "storage.backend",
-                "only \"sqlite\" is supported in this version",
-            ));
+        match self.backend.as_str() {
+            "sqlite" => {}
+            "postgres" => {
+                if self.postgres.url.trim().is_empty() {
+                    out.push(doc.at(
+                        "storage.backend",
+                        "backend \"postgres\" needs [storage.postgres] url",
+                    ));
+                } else if let Err(e) = self.postgres.url.parse::<tokio_postgres::Config>() {
+                    out.push(doc.at(
+                        "storage.postgres.url",
+                        format!("not a PostgreSQL connection string: {e}"),
+                    ));
+                } else if self.postgres.url.contains("password") {
+                    out.push(doc.at(
+                        "storage.postgres.url",
+                        "no password in the connection string: use password_file or PGPASSWORD",
+                    ));
+                }
+                at_least_one(
+                    doc,
+                    "storage.postgres.pool_size",
+                    self.postgres.pool_size as u64,
+                    out,
+                );
+                at_least_one(
+                    doc,
+                    "storage.postgres.connect_timeout_secs",
+                    self.postgres.connect_timeout_secs,
+                    out,
+                );
+                at_least_one(
+                    doc,
+                    "storage.postgres.revocation_poll_secs",
+                    self.postgres.revocation_poll_secs,
+                    out,
+                );
+            }
+            _ => out.push(doc.at("storage.backend", "must be \"sqlite\" or \"postgres\"")),
         }
         at_least_one(doc, "storage.queue_batches", self.queue_batches as u64, out);
         at_least_one(
@@ -608,7 +726,7 @@ mod tests {
         assert_eq!(
             e,
             "c.toml:6:18: server.max_body_bytes: must be at least 1024\n\
-             c.toml:8:11: storage.backend: only \"sqlite\" is supported in this version\n\
+             c.toml:8:11: storage.backend: must be \"sqlite\" or \"postgres\"\n\
              c.toml:9:17: storage.queue_batches: must be at least 1"
         );
     }

@@ -114,10 +114,16 @@ enum PkiCmd {
         #[arg(long, default_value_t = pki::LEAF_DAYS)]
         days: u32,
     },
-    /// Revoke a certificate: its serial goes into DIR/crl.pem (send SIGHUP to reload).
+    /// Revoke a certificate: its serial goes into DIR/crl.pem (send SIGHUP to
+    /// reload) and, with --config naming a PostgreSQL store, into the
+    /// database, which every collector of the fleet reads within
+    /// `revocation_poll_secs`.
     Revoke {
         #[arg(long)]
         dir: PathBuf,
+        /// The collector's config: record the revocation in its PostgreSQL store.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The certificate (PEM) to revoke.
         cert: PathBuf,
     },
@@ -389,9 +395,34 @@ fn pki_cmd(cmd: PkiCmd) -> Result<u8> {
             println!("key: {}", issued.key.display());
             println!("serial: {}", issued.serial);
         }
-        PkiCmd::Revoke { dir, cert } => {
+        PkiCmd::Revoke { dir, cert, config } => {
             let r = pki::revoke(&dir, &cert)?;
             println!("revoked serial {} ({})", r.serial, r.subject);
+            if let Some(config) = config {
+                let c = Config::load(&config)?;
+                if c.storage.backend == "sqlite" {
+                    anyhow::bail!(
+                        "{}: the sqlite store keeps no revocations; the CRL is the record (SIGHUP the collector)",
+                        config.display()
+                    );
+                }
+                let rec = storage::Revocation {
+                    serial: r.serial.clone(),
+                    subject: r.subject.clone(),
+                    revoked_at: r.at,
+                };
+                let fresh = storage::open(&c.storage)?.record_revocation(&rec)?;
+                println!(
+                    "{} in the database: every collector refuses it within {} s",
+                    if fresh {
+                        "recorded"
+                    } else {
+                        "already recorded"
+                    },
+                    c.storage.postgres.revocation_poll_secs
+                );
+                return Ok(0);
+            }
             println!(
                 "CRL updated: {}; reload the collector (SIGHUP) to apply it",
                 Path::new(&dir).join("crl.pem").display()

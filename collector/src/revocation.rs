@@ -23,6 +23,9 @@ use x509_parser::prelude::FromDer;
 
 /// The source name of the `[tls] crl` files.
 pub const CRL_FILES: &str = "crl";
+/// The source name of the revocations kept in the database (PostgreSQL),
+/// which every collector of the fleet polls.
+pub const DATABASE: &str = "database";
 
 /// A certificate as revocation names it: its issuer's DER-encoded name and
 /// its serial number (leading zero bytes of the encoding removed).
@@ -60,7 +63,13 @@ impl CertId {
 
 /// The certificates one source says are revoked.
 #[derive(Debug, Clone, Default)]
-pub struct RevokedSet(HashSet<CertId>);
+pub struct RevokedSet {
+    certs: HashSet<CertId>,
+    /// Serials revoked whatever the issuer: the database's record, written
+    /// by `pki revoke` of the fleet CA, the one CA the server trusts for
+    /// agents (leading zero bytes removed, as in [`CertId`]).
+    serials: HashSet<Box<[u8]>>,
+}
 
 impl RevokedSet {
     /// An empty set.
@@ -70,22 +79,36 @@ impl RevokedSet {
 
     /// Adds a revoked certificate.
     pub fn insert(&mut self, id: CertId) {
-        self.0.insert(id);
+        self.certs.insert(id);
+    }
+
+    /// The serials `pki revoke` recorded in the database (hex, as
+    /// `pki issue` prints them).
+    pub fn from_serials_hex<'a>(
+        serials: impl IntoIterator<Item = &'a str>,
+    ) -> Result<RevokedSet, String> {
+        let mut set = RevokedSet::new();
+        for hex in serials {
+            let bytes = hex_bytes(hex).ok_or_else(|| format!("not a hex serial: {hex:?}"))?;
+            let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+            set.serials.insert(bytes[start..].into());
+        }
+        Ok(set)
     }
 
     /// Whether `id` is in the set.
     pub fn contains(&self, id: &CertId) -> bool {
-        self.0.contains(id)
+        self.certs.contains(id) || self.serials.contains(&id.serial)
     }
 
     /// How many certificates it revokes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.certs.len() + self.serials.len()
     }
 
     /// Whether it revokes nothing.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.certs.is_empty() && self.serials.is_empty()
     }
 
     /// Every certificate the CRLs list, each under its CRL's issuer.
@@ -101,6 +124,18 @@ impl RevokedSet {
         }
         Ok(set)
     }
+}
+
+/// `"0a1b"` → `[0x0a, 0x1b]`; `None` for an odd length or a non-hex digit.
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    let hex = hex.trim();
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The live view: every source's set, and a signal when one changes.

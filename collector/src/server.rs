@@ -16,7 +16,7 @@ mod deadlines;
 mod events;
 
 use crate::config::Config;
-use crate::revocation::Revocations;
+use crate::revocation::{DATABASE, Revocations, RevokedSet};
 use crate::storage::writer::{self, Job};
 use crate::storage::{self, Queries};
 use admission::{Admission, Caps};
@@ -77,8 +77,20 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let certs = Arc::new(Certificates::load(cfg.tls_files(), revocations.clone())?);
     // The writer's store opens (and migrates) first, so the read-only one
     // sees the current schema.
-    let store = storage::open(&cfg.storage)?;
-    let baselines: Arc<dyn Queries> = Arc::from(storage::open_read_only(&cfg.storage)?);
+    // Opening may block (SQLite file, PostgreSQL connections on the store's
+    // own runtime): off the async workers.
+    let storage_cfg = cfg.storage.clone();
+    let (store, baselines) = tokio::task::spawn_blocking(move || {
+        let store = storage::open(&storage_cfg)?;
+        let reads = storage::open_read_only(&storage_cfg)?;
+        Ok::<_, storage::StorageError>((store, reads))
+    })
+    .await
+    .map_err(|e| ServeError::Io {
+        context: "opening the store".into(),
+        source: std::io::Error::other(e),
+    })??;
+    let baselines: Arc<dyn Queries> = Arc::from(baselines);
     // +1: room for a retention job beside a full set of admitted batches.
     let (queue, rx) = mpsc::channel(cfg.storage.queue_batches + 1);
     let writer = writer::spawn(store, rx, cfg.storage.max_group_events).map_err(|source| {
@@ -124,6 +136,11 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             Duration::from_secs(s.handshake_log_interval_secs),
         )),
         Some(certs.spawn_freshness_watch(CRL_CHECK_INTERVAL)),
+        Some(spawn_database_revocations(
+            shared.state.baselines.clone(),
+            shared.revocations.clone(),
+            Duration::from_secs(cfg.storage.postgres.revocation_poll_secs),
+        )),
     ];
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
@@ -170,6 +187,42 @@ fn spawn_pruner(retention_days: u32, queue: mpsc::Sender<Job>) -> Option<JoinHan
             }
         }
     }))
+}
+
+/// Feeds the revocations the store records (PostgreSQL: `pki revoke`
+/// through any collector of the fleet) into the view every handshake,
+/// request and open connection consults, re-read every `every`. Stops at
+/// once for a store that keeps none (SQLite: the CRL files are the record).
+/// A failed read keeps the last list.
+fn spawn_database_revocations(
+    store: Arc<dyn Queries>,
+    revocations: Arc<Revocations>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = None;
+        loop {
+            tick.tick().await;
+            let reader = store.clone();
+            match tokio::task::spawn_blocking(move || reader.revoked_serials()).await {
+                Ok(Ok(Some(serials))) => {
+                    // Only a change wakes the open connections.
+                    if last.as_ref() == Some(&serials) {
+                        continue;
+                    }
+                    match RevokedSet::from_serials_hex(serials.iter().map(String::as_str)) {
+                        Ok(set) => revocations.replace(DATABASE, set),
+                        Err(e) => tracing::warn!("revocations in the database: {e}"),
+                    }
+                    last = Some(serials);
+                }
+                Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(e)) => tracing::warn!("reading revocations (keeping the last list): {e}"),
+            }
+        }
+    })
 }
 
 /// Accepts connections until SIGTERM or SIGINT; SIGHUP reloads the TLS

@@ -52,7 +52,18 @@ impl Fleet {
 
     /// Writes collector.toml listening on `listen`, with `extra` TOML appended to sections.
     pub fn config(&self, listen: &str, server_extra: &str, storage_extra: &str) -> PathBuf {
-        let p = self.path("collector.toml");
+        self.config_named("collector.toml", listen, server_extra, storage_extra)
+    }
+
+    /// [`Fleet::config`] into another file (several collectors in one fleet).
+    pub fn config_named(
+        &self,
+        name: &str,
+        listen: &str,
+        server_extra: &str,
+        storage_extra: &str,
+    ) -> PathBuf {
+        let p = self.path(name);
         let text = format!(
             "[server]\nlisten = \"{listen}\"\nshutdown_timeout_secs = 3\n{server_extra}\n\
              [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/servers/localhost.pem\"\nkey = \"pki/servers/localhost.key\"\ncrl = [\"pki/crl.pem\"]\n\n\

@@ -5,6 +5,7 @@
 pub mod collector;
 pub mod http;
 pub mod pki;
+pub mod postgres;
 mod process;
 
 pub use process::{Agent, Port};

@@ -1,8 +1,8 @@
 //! Text form of `plumb baseline coverage`: one block per item of the
 //! profile (automated ones, then manual ones), then the figures.
 
-use plumb_core::printable;
 use crate::coverage::{Assessment, CoverageReport, ItemCoverage};
+use plumb_core::printable;
 use std::io::Write;
 
 /// Writes the report for people.

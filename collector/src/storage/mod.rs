@@ -1,8 +1,8 @@
 //! Storage behind the collector, backend-neutral: the server, the writer and
 //! the commands see the [`Storage`] (writes) and [`Queries`] (reads) traits
 //! and [`StorageError`], and pick a backend with [`open`] and
-//! [`open_read_only`] from the `[storage]` section. `sqlite` is the one
-//! backend today.
+//! [`open_read_only`] from the `[storage]` section: `sqlite` (embedded, one
+//! collector) or `postgres` (one database, any number of collectors).
 //!
 //! Every method may block (SQLite does disk I/O): callers run them off the
 //! async runtime's worker threads — the `writer` thread for ingestion and
@@ -10,6 +10,7 @@
 //! commands. A backend with an async driver implements them by blocking on
 //! its own futures there (`tokio::runtime::Handle::block_on`).
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;
 
@@ -88,12 +89,21 @@ pub enum StorageError {
     /// `[storage] backend` names no backend of this build.
     #[error("storage backend {0:?} is not supported by this build")]
     UnknownBackend(String),
+    /// The backend does not keep this (SQLite keeps revocations in the CRL file).
+    #[error("the {backend} backend does not store {what}")]
+    Unsupported {
+        /// the backend
+        backend: &'static str,
+        /// what it does not store
+        what: &'static str,
+    },
 }
 
 /// Opens the configured store for writing (creating and migrating it).
 pub fn open(cfg: &StorageSection) -> Result<Box<dyn Storage>, StorageError> {
     match cfg.backend.as_str() {
         "sqlite" => Ok(Box::new(sqlite::Sqlite::open(&cfg.path, cfg.synchronous)?)),
+        "postgres" => Ok(Box::new(postgres::Postgres::open(&cfg.postgres)?)),
         other => Err(StorageError::UnknownBackend(other.to_string())),
     }
 }
@@ -103,6 +113,7 @@ pub fn open(cfg: &StorageSection) -> Result<Box<dyn Storage>, StorageError> {
 pub fn open_read_only(cfg: &StorageSection) -> Result<Box<dyn Queries>, StorageError> {
     match cfg.backend.as_str() {
         "sqlite" => Ok(Box::new(sqlite::Sqlite::open_read_only(&cfg.path)?)),
+        "postgres" => Ok(Box::new(postgres::Postgres::open_read_only(&cfg.postgres)?)),
         other => Err(StorageError::UnknownBackend(other.to_string())),
     }
 }
@@ -143,6 +154,27 @@ pub trait Storage: Send {
     /// bytes and hosts is a no-op; with anything else it is refused (a
     /// published version never changes).
     fn publish_baseline(&mut self, b: &NewBaseline) -> Result<PublishOutcome, StorageError>;
+    /// Records a revoked agent certificate for every collector of the
+    /// store; `false` when it was already recorded. Backends without shared
+    /// revocations (SQLite: the CRL file is the record) refuse.
+    fn record_revocation(&mut self, r: &Revocation) -> Result<bool, StorageError> {
+        let _ = r;
+        Err(StorageError::Unsupported {
+            backend: "sqlite",
+            what: "revocations (the CRL file is the record)",
+        })
+    }
+}
+
+/// A revoked agent certificate.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// Serial, lowercase hex (as `pki issue` prints it).
+    pub serial: String,
+    /// The certificate's subject (for people).
+    pub subject: String,
+    /// Unix time of the revocation.
+    pub revoked_at: i64,
 }
 
 /// One host, as the `hosts` query shows it.
@@ -240,6 +272,11 @@ pub trait Queries: Send + Sync {
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError>;
     /// The stored bytes of one published baseline.
     fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The serials revoked in the store, `None` when the backend keeps no
+    /// revocations (SQLite: the CRL files are the record).
+    fn revoked_serials(&self) -> Result<Option<std::collections::HashSet<String>>, StorageError> {
+        Ok(None)
+    }
     /// The newest baseline (highest version) whose hosts pattern matches
     /// `host`, without its bytes: what `GET /v1/baseline` serves older
     /// agents, one bundle whatever the number of ids (ties: the one
@@ -324,6 +361,25 @@ pub enum PublishOutcome {
     AlreadyPublished,
     /// That id and version exist with other bytes or hosts (the reason).
     Conflict(String),
+}
+
+/// What publishing `b` again means when (`sha`, `hosts`) is stored under
+/// its id and version (every backend judges it here).
+pub(crate) fn publish_conflict(b: &NewBaseline, sha: &str, hosts: &str) -> PublishOutcome {
+    if sha == b.sha256 && hosts == b.hosts {
+        return PublishOutcome::AlreadyPublished;
+    }
+    PublishOutcome::Conflict(if sha == b.sha256 {
+        format!(
+            "{} v{} is already published for hosts {hosts:?}; publish a new version to change its hosts",
+            b.id, b.version
+        )
+    } else {
+        format!(
+            "{} v{} is already published with different bytes (sha256 {sha}); publish a new version",
+            b.id, b.version
+        )
+    })
 }
 
 /// A published baseline, without its bytes.

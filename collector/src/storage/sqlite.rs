@@ -4,7 +4,8 @@
 
 use super::{
     BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
-    PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, event_time, severity_rank,
+    PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, event_time, publish_conflict,
+    severity_rank,
 };
 use crate::config::Synchronous;
 use plumb_core::Severity;
@@ -453,7 +454,7 @@ impl Storage for Sqlite {
                 )
                 .optional()?;
             if let Some((sha, hosts)) = existing {
-                return Ok(conflict(b, &sha, &hosts));
+                return Ok(publish_conflict(b, &sha, &hosts));
             }
             tx.execute(
                 "INSERT INTO baselines (id, version, key_id, hosts, bytes, sha256, published_at)
@@ -473,25 +474,6 @@ impl Storage for Sqlite {
         };
         publish().map_err(fail)
     }
-}
-
-/// What publishing `b` again means when (`sha`, `hosts`) is stored under
-/// its id and version.
-fn conflict(b: &NewBaseline, sha: &str, hosts: &str) -> PublishOutcome {
-    if sha == b.sha256 && hosts == b.hosts {
-        return PublishOutcome::AlreadyPublished;
-    }
-    PublishOutcome::Conflict(if sha == b.sha256 {
-        format!(
-            "{} v{} is already published for hosts {hosts:?}; publish a new version to change its hosts",
-            b.id, b.version
-        )
-    } else {
-        format!(
-            "{} v{} is already published with different bytes (sha256 {sha}); publish a new version",
-            b.id, b.version
-        )
-    })
 }
 
 fn parse_domains(s: &str) -> Vec<u8> {

@@ -1,0 +1,1029 @@
+//! PostgreSQL backend: the store several collectors share. The traits are
+//! blocking (the writer is a thread, reads run in `spawn_blocking`), the
+//! driver is async (tokio-postgres behind a deadpool pool): each store owns
+//! a one-worker runtime that runs the connections, and each call blocks on
+//! its future there. That keeps SQLite and PostgreSQL behind the same
+//! traits, and the collector's async workers never wait on the database.
+//!
+//! Schema: versioned migrations in `plumb_schema`, applied at start inside
+//! one transaction holding an advisory lock, so collectors starting together
+//! apply each once. Events are partitioned by day of reception
+//! (`events_pYYYYMMDD`, plus a default partition that catches the rest);
+//! retention drops whole partitions. Host names are stored lowercase.
+//!
+//! (host, seq) uniqueness: PostgreSQL cannot enforce a unique index across
+//! partitions unless it contains the partition key, so it is enforced by
+//! locking the host's row first (the `hosts` upsert), then inserting only
+//! seqs above the host's `acked_seq` (the highest stored) and, for the rare
+//! resend below it, only those not stored yet. Two collectors storing the
+//! same host serialize on that row lock; hosts are locked in name order, so
+//! group commits of two collectors cannot deadlock.
+
+use super::{
+    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
+    PublishOutcome, Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time,
+    publish_conflict, severity_rank,
+};
+use crate::config::PostgresSection;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use plumb_core::Severity;
+use plumb_core::event::{Event, EventBody};
+use plumb_core::report::Status;
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+/// Schema migrations; entry `i` takes the database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: hosts, events (partitioned by day of reception), rule status,
+    // baselines, revocations.
+    "CREATE TABLE hosts (
+        host text PRIMARY KEY CHECK (host = lower(host)),
+        first_seen bigint NOT NULL,
+        last_seen bigint NOT NULL,
+        address text,
+        agent_version text,
+        baseline_id text,
+        baseline_version bigint,
+        fim_digest text,
+        score double precision,
+        os text,
+        kernel text,
+        last_snapshot_seq bigint NOT NULL DEFAULT 0,
+        acked_seq bigint NOT NULL DEFAULT 0,
+        pruned_seq bigint NOT NULL DEFAULT 0
+     );
+     CREATE TABLE events (
+        host text NOT NULL,
+        seq bigint NOT NULL,
+        kind text NOT NULL,
+        severity text NOT NULL,
+        sev_rank smallint NOT NULL,
+        time bigint NOT NULL,
+        received_at bigint NOT NULL,
+        body text NOT NULL
+     ) PARTITION BY RANGE (received_at);
+     CREATE TABLE events_default PARTITION OF events DEFAULT;
+     CREATE INDEX events_host_seq ON events (host, seq);
+     CREATE INDEX events_drift_host ON events (host, time)
+        WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper');
+     CREATE INDEX events_drift_time ON events (time)
+        WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper');
+     CREATE TABLE rule_status (
+        host text NOT NULL,
+        rule text NOT NULL,
+        status text NOT NULL,
+        severity text NOT NULL,
+        domains text NOT NULL,
+        title text NOT NULL,
+        seq bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (host, rule)
+     );
+     CREATE TABLE baselines (
+        id text NOT NULL,
+        version bigint NOT NULL,
+        key_id text NOT NULL,
+        hosts text NOT NULL DEFAULT '*',
+        bytes bytea NOT NULL,
+        sha256 text NOT NULL,
+        published_at bigint NOT NULL,
+        PRIMARY KEY (id, version)
+     );
+     CREATE TABLE revocations (
+        serial text PRIMARY KEY,
+        subject text NOT NULL,
+        revoked_at bigint NOT NULL
+     );",
+];
+
+/// Schema version this build writes.
+const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Advisory lock keys (one namespace per purpose; "plumb" in ASCII, then
+/// a purpose number).
+const LOCK_MIGRATE: i64 = 0x706c_756d_0001;
+const LOCK_PARTITIONS: i64 = 0x706c_756d_0002;
+const LOCK_PRUNE: i64 = 0x706c_756d_0003;
+
+/// Days of partitions created ahead of the current one.
+const DAYS_AHEAD: i64 = 3;
+const DAY: i64 = 86_400;
+
+fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Backend {
+        context,
+        source: Box::new(source),
+    }
+}
+
+/// The PostgreSQL store: a pool, and the runtime its connections live on.
+pub(crate) struct Postgres {
+    /// `Some` until drop (shut down without blocking, since a store may be
+    /// dropped on an async worker).
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// The database, for messages (never the password).
+    at: String,
+    /// Unix time up to which day partitions exist (writer only).
+    partitions_until: i64,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The connection settings of `cfg`: its string, the password from the
+/// file or `PGPASSWORD`, the connect timeout.
+fn connection_config(cfg: &PostgresSection) -> Result<tokio_postgres::Config, StorageError> {
+    let mut pc: tokio_postgres::Config =
+        cfg.url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StorageError::Backend {
+                context: "storage.postgres.url".into(),
+                source: Box::new(e),
+            })?;
+    if let Some(p) = &cfg.password_file {
+        let bytes = plumb_os::read_trusted(p, plumb_os::FileKind::PrivateKey, 4096)?;
+        let text = String::from_utf8_lossy(&bytes);
+        pc.password(text.lines().next().unwrap_or("").trim_end());
+    } else if let Ok(pw) = std::env::var("PGPASSWORD") {
+        pc.password(pw);
+    }
+    pc.connect_timeout(Duration::from_secs(cfg.connect_timeout_secs));
+    pc.application_name("plumb-collector");
+    Ok(pc)
+}
+
+/// "postgres HOST/DB" for messages.
+fn describe(pc: &tokio_postgres::Config) -> String {
+    let host = match pc.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = pc.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres {host}:{port}/{}",
+        pc.get_dbname().or(pc.get_user()).unwrap_or("")
+    )
+}
+
+/// The rustls client configuration verifying the server against `ca`.
+fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, StorageError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = plumb_os::pem::load_certs(ca).map_err(|e| StorageError::Backend {
+        context: format!("storage.postgres.ca {}", ca.display()),
+        source: Box::new(e),
+    })?;
+    for c in certs {
+        roots.add(c).map_err(|e| StorageError::Backend {
+            context: format!("storage.postgres.ca {}", ca.display()),
+            source: Box::new(e),
+        })?;
+    }
+    rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StorageError::Backend {
+            context: "TLS to PostgreSQL".into(),
+            source: Box::new(e),
+        })
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+impl Postgres {
+    /// Connects, migrates (under the migration lock) and creates the
+    /// current day partitions: what the writer and `baseline publish` use.
+    pub(crate) fn open(cfg: &PostgresSection) -> Result<Postgres, StorageError> {
+        let mut s = Self::connect(cfg)?;
+        s.block_on(migrate(&s.pool, &s.at))?;
+        s.ensure_partitions(now())?;
+        Ok(s)
+    }
+
+    /// Connects and checks the schema is this build's (nothing created).
+    pub(crate) fn open_read_only(cfg: &PostgresSection) -> Result<Postgres, StorageError> {
+        let s = Self::connect(cfg)?;
+        let found = s.block_on(async {
+            let c = s.client().await?;
+            let exists = c
+                .query_one("SELECT to_regclass('plumb_schema') IS NOT NULL", &[])
+                .await
+                .map_err(pg(format!("{}: schema version", s.at)))?
+                .get::<_, bool>(0);
+            if !exists {
+                return Ok(0);
+            }
+            version(&**c, &s.at).await
+        })?;
+        if found > SCHEMA_VERSION {
+            return Err(StorageError::NewerSchema {
+                at: s.at.clone(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found == 0 {
+            return Err(StorageError::NoDatabase { at: s.at.clone() });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StorageError::OlderSchema {
+                at: s.at.clone(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(s)
+    }
+
+    fn connect(cfg: &PostgresSection) -> Result<Postgres, StorageError> {
+        let pc = connection_config(cfg)?;
+        let at = describe(&pc);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .map_err(|source| StorageError::File {
+                path: "postgres runtime".into(),
+                source,
+            })?;
+        let mc = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &cfg.ca {
+            Some(ca) => {
+                let mut pc = pc;
+                pc.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(ca)?);
+                Manager::from_config(pc, tls, mc)
+            }
+            None => Manager::from_config(pc, tokio_postgres::NoTls, mc),
+        };
+        let timeout = Some(Duration::from_secs(cfg.connect_timeout_secs));
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .build()
+            .map_err(|e| StorageError::Backend {
+                context: format!("{at}: pool"),
+                source: Box::new(e),
+            })?;
+        Ok(Postgres {
+            rt: Some(rt),
+            pool,
+            at,
+            partitions_until: 0,
+        })
+    }
+
+    /// Runs `f` to completion on this store's runtime. Called from the
+    /// writer thread, `spawn_blocking` or a command's main thread, never
+    /// from an async worker.
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match &self.rt {
+            Some(rt) => rt.block_on(f),
+            // Invariant: `rt` is only taken in `drop`.
+            None => unreachable!("postgres runtime used after drop"),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        client(&self.pool, &self.at).await
+    }
+
+    /// Day partitions from yesterday to [`DAYS_AHEAD`] days ahead of `t`.
+    fn ensure_partitions(&mut self, t: i64) -> Result<(), StorageError> {
+        let at = self.at.clone();
+        self.block_on(async {
+            let mut c = client(&self.pool, &at).await?;
+            let tx = c
+                .transaction()
+                .await
+                .map_err(pg(format!("{at}: partitions")))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])
+                .await
+                .map_err(pg(format!("{at}: partitions")))?;
+            let today = t.div_euclid(DAY);
+            for day in today - 1..=today + DAYS_AHEAD {
+                let sql = format!(
+                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ({}) TO ({})",
+                    partition_name(day),
+                    day * DAY,
+                    (day + 1) * DAY
+                );
+                tx.batch_execute(&sql)
+                    .await
+                    .map_err(pg(format!("{at}: creating {}", partition_name(day))))?;
+            }
+            tx.commit()
+                .await
+                .map_err(pg(format!("{at}: partitions")))?;
+            Ok::<_, StorageError>(())
+        })?;
+        self.partitions_until = (t.div_euclid(DAY) + DAYS_AHEAD + 1) * DAY;
+        Ok(())
+    }
+
+    /// `SELECT host, max(seq)` over events to be deleted, for `pruned_seq`.
+    fn prune_now(&mut self, cutoff: i64) -> Result<u64, StorageError> {
+        let at = self.at.clone();
+        self.block_on(async {
+            let fail = |doing: &str| pg(format!("{at}: retention: {doing}"));
+            let mut c = client(&self.pool, &at).await?;
+            let tx = c.transaction().await.map_err(fail("begin"))?;
+            let mine: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK_PRUNE])
+                .await
+                .map_err(fail("lock"))?
+                .get(0);
+            if !mine {
+                tracing::debug!("retention: another collector is pruning");
+                return Ok(0);
+            }
+            let mut deleted = 0u64;
+            // Whole day partitions entirely before the cutoff.
+            let parts = tx
+                .query(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'events'::regclass AND c.relname LIKE 'events\\_p%'
+                     ORDER BY c.relname",
+                    &[],
+                )
+                .await
+                .map_err(fail("listing partitions"))?;
+            for row in parts {
+                let name: String = row.get(0);
+                let Some(day) = partition_day(&name) else {
+                    continue;
+                };
+                if (day + 1) * DAY > cutoff {
+                    continue;
+                }
+                tx.batch_execute(&format!(
+                    "UPDATE hosts h SET pruned_seq = greatest(h.pruned_seq, t.top)
+                       FROM (SELECT host, max(seq) AS top FROM {name} GROUP BY host) t
+                      WHERE h.host = t.host;
+                     CREATE TEMP TABLE plumb_keep ON COMMIT DROP AS
+                       SELECT e.* FROM {name} e JOIN hosts h ON h.host = e.host
+                        WHERE e.kind = 'snapshot' AND e.seq = h.last_snapshot_seq;"
+                ))
+                .await
+                .map_err(fail(&name))?;
+                let n: i64 = tx
+                    .query_one(
+                        &format!("SELECT (SELECT count(*) FROM {name}) - (SELECT count(*) FROM plumb_keep)"),
+                        &[],
+                    )
+                    .await
+                    .map_err(fail(&name))?
+                    .get(0);
+                // The host's latest snapshot stays: it lands in the default
+                // partition once its day is gone.
+                tx.batch_execute(&format!(
+                    "DROP TABLE {name};
+                     INSERT INTO events SELECT * FROM plumb_keep;
+                     DROP TABLE plumb_keep;"
+                ))
+                .await
+                .map_err(fail(&name))?;
+                deleted += u64::try_from(n).unwrap_or(0);
+                tracing::info!(partition = %name, deleted = n, "retention dropped a partition");
+            }
+            // Rows outside any day partition (the default one), row by row.
+            const KEEP: &str = "received_at < $1 AND NOT (kind = 'snapshot' AND seq =
+                (SELECT last_snapshot_seq FROM hosts WHERE hosts.host = events_default.host))";
+            tx.execute(
+                &format!(
+                    "UPDATE hosts h SET pruned_seq = greatest(h.pruned_seq, t.top)
+                       FROM (SELECT host, max(seq) AS top FROM events_default WHERE {KEEP}
+                             GROUP BY host) t
+                      WHERE h.host = t.host"
+                ),
+                &[&cutoff],
+            )
+            .await
+            .map_err(fail("default partition"))?;
+            let n = tx
+                .execute(&format!("DELETE FROM events_default WHERE {KEEP}"), &[&cutoff])
+                .await
+                .map_err(fail("default partition"))?;
+            tx.commit().await.map_err(fail("commit"))?;
+            Ok(deleted + n)
+        })
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `events_pYYYYMMDD` for a day number (unix days).
+fn partition_name(day: i64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp(day * DAY)
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    format!(
+        "events_p{:04}{:02}{:02}",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    )
+}
+
+/// The unix day of a partition name made by [`partition_name`].
+fn partition_day(name: &str) -> Option<i64> {
+    let digits = name.strip_prefix("events_p")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let y: i32 = digits[..4].parse().ok()?;
+    let m: u8 = digits[4..6].parse().ok()?;
+    let d: u8 = digits[6..].parse().ok()?;
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    Some(
+        date.midnight()
+            .assume_utc()
+            .unix_timestamp()
+            .div_euclid(DAY),
+    )
+}
+
+async fn client(pool: &Pool, at: &str) -> Result<deadpool_postgres::Object, StorageError> {
+    pool.get().await.map_err(|e| StorageError::Backend {
+        context: format!("{at}: connecting"),
+        source: Box::new(e),
+    })
+}
+
+async fn version(c: &impl tokio_postgres::GenericClient, at: &str) -> Result<u32, StorageError> {
+    let v: Option<i32> = c
+        .query_one("SELECT max(version) FROM plumb_schema", &[])
+        .await
+        .map_err(pg(format!("{at}: schema version")))?
+        .get(0);
+    Ok(v.unwrap_or(0).max(0) as u32)
+}
+
+/// Applies the missing migrations in one transaction holding the
+/// migration lock: a second collector starting meanwhile waits, then finds
+/// them applied.
+async fn migrate(pool: &Pool, at: &str) -> Result<(), StorageError> {
+    let mut c = client(pool, at).await?;
+    let tx = c
+        .transaction()
+        .await
+        .map_err(pg(format!("{at}: migration")))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])
+        .await
+        .map_err(pg(format!("{at}: migration lock")))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS plumb_schema (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(pg(format!("{at}: migration")))?;
+    let current = version(&*tx, at).await?;
+    if current > SCHEMA_VERSION {
+        return Err(StorageError::NewerSchema {
+            at: at.to_string(),
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let v = (i + 1) as i32;
+        tx.batch_execute(sql)
+            .await
+            .map_err(pg(format!("{at}: migration to version {v}")))?;
+        tx.execute("INSERT INTO plumb_schema (version) VALUES ($1)", &[&v])
+            .await
+            .map_err(pg(format!("{at}: migration to version {v}")))?;
+        tracing::info!("{at}: schema migrated to version {v}");
+    }
+    tx.commit().await.map_err(pg(format!("{at}: migration")))?;
+    Ok(())
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Stores one batch in `tx`; returns the host's acknowledged seq.
+async fn ingest_one(tx: &Transaction<'_>, b: &IngestBatch) -> Result<u64, tokio_postgres::Error> {
+    let host = b.host.to_ascii_lowercase();
+    // Locks the host's row until commit: whoever stores this host next
+    // (this collector or another) sees what this transaction stored.
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO hosts (host, first_seen, last_seen, address) VALUES ($1, $2, $2, $3)
+             ON CONFLICT (host) DO UPDATE SET last_seen = greatest(hosts.last_seen, excluded.last_seen),
+                                              address = coalesce(excluded.address, hosts.address)
+             RETURNING acked_seq, pruned_seq",
+        )
+        .await?;
+    let row = tx
+        .query_one(&st, &[&host, &b.received_at, &b.address])
+        .await?;
+    let (acked, pruned): (i64, i64) = (row.get(0), row.get(1));
+    // Resent seqs at or below the acked one: keep those not stored yet.
+    let resent: Vec<i64> = b
+        .events
+        .iter()
+        .map(|e| i64_of(e.seq))
+        .filter(|&s| s > pruned && s <= acked)
+        .collect();
+    let stored: HashSet<i64> = if resent.is_empty() {
+        HashSet::new()
+    } else {
+        let st = tx
+            .prepare_cached("SELECT seq FROM events WHERE host = $1 AND seq = ANY($2)")
+            .await?;
+        tx.query(&st, &[&host, &resent])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let new: Vec<&Event> = b
+        .events
+        .iter()
+        .filter(|e| {
+            let s = i64_of(e.seq);
+            s > pruned && !stored.contains(&s)
+        })
+        .collect();
+    let top = b.events.iter().map(|e| i64_of(e.seq)).fold(acked, i64::max);
+    if !new.is_empty() {
+        let seqs: Vec<i64> = new.iter().map(|e| i64_of(e.seq)).collect();
+        let kinds: Vec<&str> = new.iter().map(|e| e.body.kind()).collect();
+        let sevs: Vec<&str> = new.iter().map(|e| e.severity.name()).collect();
+        let ranks: Vec<i16> = new
+            .iter()
+            .map(|e| i16::from(severity_rank(e.severity)))
+            .collect();
+        let times: Vec<i64> = new
+            .iter()
+            .map(|e| event_time(e).unwrap_or(b.received_at))
+            .collect();
+        let bodies: Vec<String> = new
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
+            .collect();
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
+                 SELECT $1, s, k, sv, r, t, $2, bd
+                   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::smallint[],
+                               $7::bigint[], $8::text[]) AS u(s, k, sv, r, t, bd)",
+            )
+            .await?;
+        tx.execute(
+            &st,
+            &[
+                &host,
+                &b.received_at,
+                &seqs,
+                &kinds,
+                &sevs,
+                &ranks,
+                &times,
+                &bodies,
+            ],
+        )
+        .await?;
+        for e in new {
+            apply_state(tx, &host, i64_of(e.seq), e, b.received_at).await?;
+        }
+    }
+    if top > acked {
+        let st = tx
+            .prepare_cached("UPDATE hosts SET acked_seq = $2 WHERE host = $1")
+            .await?;
+        tx.execute(&st, &[&host, &top]).await?;
+    }
+    Ok(u64::try_from(top).unwrap_or(0))
+}
+
+/// Host and rule state derived from a newly stored event, guarded by seq as
+/// in the SQLite backend: an older event arriving late never overwrites
+/// newer state.
+async fn apply_state(
+    tx: &Transaction<'_>,
+    host: &str,
+    seq: i64,
+    e: &Event,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    match &e.body {
+        EventBody::Snapshot(s) => {
+            let st = tx
+                .prepare_cached(
+                    "UPDATE hosts SET agent_version = $3, baseline_id = $4, baseline_version = $5,
+                        fim_digest = $6, score = $7, os = $8, kernel = $9, last_snapshot_seq = $2
+                     WHERE host = $1 AND last_snapshot_seq < $2",
+                )
+                .await?;
+            let updated = tx
+                .execute(
+                    &st,
+                    &[
+                        &host,
+                        &seq,
+                        &s.agent_version,
+                        &s.baseline.as_ref().map(|b| b.id.clone()),
+                        &s.baseline.as_ref().map(|b| i64_of(b.version)),
+                        &s.fim_digest,
+                        &s.summary.score,
+                        &s.facts.os,
+                        &s.facts.kernel,
+                    ],
+                )
+                .await?;
+            if updated == 0 {
+                return Ok(());
+            }
+            let st = tx
+                .prepare_cached("DELETE FROM rule_status WHERE host = $1 AND seq < $2")
+                .await?;
+            tx.execute(&st, &[&host, &seq]).await?;
+            // The first of a repeated rule id wins, as in the SQLite backend.
+            let mut seen = HashSet::new();
+            let rules: Vec<_> = s.rules.iter().filter(|r| seen.insert(&r.id)).collect();
+            let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+            let statuses: Vec<&str> = rules.iter().map(|r| r.status.name()).collect();
+            let sevs: Vec<&str> = rules.iter().map(|r| r.severity.name()).collect();
+            let domains: Vec<String> = rules.iter().map(|r| domains_json(&r.domains)).collect();
+            let titles: Vec<&str> = rules.iter().map(|r| r.title.as_str()).collect();
+            let st = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
+                     SELECT $1, r, st, sv, d, ti, $7, $8
+                       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                            AS u(r, st, sv, d, ti)
+                     {UPSERT_RULE}"
+                ))
+                .await?;
+            tx.execute(
+                &st,
+                &[&host, &ids, &statuses, &sevs, &domains, &titles, &seq, &now],
+            )
+            .await?;
+        }
+        EventBody::CheckChanged(c) => {
+            let st = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {UPSERT_RULE}"
+                ))
+                .await?;
+            tx.execute(
+                &st,
+                &[
+                    &host,
+                    &c.rule,
+                    &c.status.name(),
+                    &e.severity.name(),
+                    &domains_json(&c.domains),
+                    &c.title,
+                    &seq,
+                    &now,
+                ],
+            )
+            .await?;
+        }
+        EventBody::Agent(a) => {
+            if !a.agent_version.is_empty() {
+                tx.execute(
+                    "UPDATE hosts SET agent_version = $2 WHERE host = $1",
+                    &[&host, &a.agent_version],
+                )
+                .await?;
+            }
+            if let Some(b) = &a.baseline {
+                tx.execute(
+                    "UPDATE hosts SET baseline_id = $2, baseline_version = $3 WHERE host = $1",
+                    &[&host, &b.id, &i64_of(b.version)],
+                )
+                .await?;
+            }
+        }
+        EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => {}
+    }
+    Ok(())
+}
+
+const UPSERT_RULE: &str = "ON CONFLICT (host, rule) DO UPDATE SET status = excluded.status,
+    severity = excluded.severity, domains = excluded.domains, title = excluded.title,
+    seq = excluded.seq, updated_at = excluded.updated_at
+    WHERE excluded.seq > rule_status.seq";
+
+fn domains_json(d: &[u8]) -> String {
+    serde_json::to_string(d).unwrap_or_else(|_| "[]".into())
+}
+
+impl Storage for Postgres {
+    fn ingest(&mut self, batches: &[IngestBatch]) -> Result<Vec<u64>, StorageError> {
+        if let Some(latest) = batches.iter().map(|b| b.received_at).max() {
+            if latest + DAY >= self.partitions_until {
+                if let Err(e) = self.ensure_partitions(latest) {
+                    // Events still land (in the default partition).
+                    tracing::warn!("creating day partitions: {e}");
+                }
+            }
+        }
+        // Hosts locked in name order: two collectors' group commits then
+        // never wait on each other in a cycle.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by_cached_key(|&i| batches[i].host.to_ascii_lowercase());
+        let at = &self.at;
+        self.block_on(async {
+            let mut c = client(&self.pool, at).await?;
+            let tx = c.transaction().await.map_err(pg(format!("{at}: begin")))?;
+            let mut out = vec![0u64; batches.len()];
+            for i in order {
+                let b = &batches[i];
+                out[i] = ingest_one(&tx, b)
+                    .await
+                    .map_err(pg(format!("{at}: storing a batch from {}", b.host)))?;
+            }
+            tx.commit().await.map_err(pg(format!("{at}: commit")))?;
+            Ok(out)
+        })
+    }
+
+    fn prune(&mut self, cutoff: i64) -> Result<u64, StorageError> {
+        // Also the hourly chance to create the coming days' partitions.
+        self.ensure_partitions(now())?;
+        self.prune_now(cutoff)
+    }
+
+    fn publish_baseline(&mut self, b: &NewBaseline) -> Result<PublishOutcome, StorageError> {
+        let version = i64::try_from(b.version).map_err(|_| StorageError::OutOfRange {
+            what: "baseline version",
+            value: b.version,
+        })?;
+        let fail = pg(format!("{}: publishing {} v{}", self.at, b.id, b.version));
+        self.block_on(async {
+            let c = self.client().await?;
+            let publish = async {
+                let n = c
+                    .execute(
+                        "INSERT INTO baselines (id, version, key_id, hosts, bytes, sha256, published_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id, version) DO NOTHING",
+                        &[&b.id, &version, &b.key_id, &b.hosts, &b.bytes, &b.sha256, &b.published_at],
+                    )
+                    .await?;
+                if n == 1 {
+                    return Ok(PublishOutcome::Published);
+                }
+                let row = c
+                    .query_one(
+                        "SELECT sha256, hosts FROM baselines WHERE id = $1 AND version = $2",
+                        &[&b.id, &version],
+                    )
+                    .await?;
+                Ok(publish_conflict(b, row.get(0), row.get(1)))
+            };
+            publish.await.map_err(fail)
+        })
+    }
+
+    fn record_revocation(&mut self, r: &Revocation) -> Result<bool, StorageError> {
+        let fail = pg(format!(
+            "{}: recording the revocation of {}",
+            self.at, r.serial
+        ));
+        self.block_on(async {
+            let c = self.client().await?;
+            c.execute(
+                "INSERT INTO revocations (serial, subject, revoked_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (serial) DO NOTHING",
+                &[&r.serial, &r.subject, &r.revoked_at],
+            )
+            .await
+            .map(|n| n == 1)
+            .map_err(fail)
+        })
+    }
+}
+
+fn parse_status(s: &str) -> Option<Status> {
+    [Status::Pass, Status::Fail, Status::Error, Status::Skipped]
+        .into_iter()
+        .find(|st| st.name() == s)
+}
+
+fn parse_severity(s: &str) -> Severity {
+    [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ]
+    .into_iter()
+    .find(|sev| sev.name() == s)
+    .unwrap_or(Severity::Info)
+}
+
+fn count(r: &tokio_postgres::Row, i: usize) -> u32 {
+    u32::try_from(r.get::<_, i64>(i)).unwrap_or(u32::MAX)
+}
+
+impl Queries for Postgres {
+    fn hosts(&self, drift_since: i64) -> Result<Vec<HostRow>, StorageError> {
+        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
+        let sql = format!(
+            "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
+                    h.baseline_version, h.fim_digest, h.acked_seq,
+                    coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
+                    coalesce(r.skipped, 0), coalesce(d.n, 0)
+               FROM hosts h
+               LEFT JOIN (SELECT host,
+                                 count(*) FILTER (WHERE status = 'pass') AS pass,
+                                 count(*) FILTER (WHERE status = 'fail') AS fail,
+                                 count(*) FILTER (WHERE status = 'error') AS error,
+                                 count(*) FILTER (WHERE status = 'skipped') AS skipped
+                            FROM rule_status GROUP BY host) r ON r.host = h.host
+               LEFT JOIN (SELECT host, count(*) AS n FROM events
+                           WHERE kind IN ({kinds}) AND time >= $1 GROUP BY host) d
+                      ON d.host = h.host
+              ORDER BY h.host"
+        );
+        let fail = pg(format!("{}: hosts", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c.query(&sql, &[&drift_since]).await.map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| HostRow {
+                    host: r.get(0),
+                    first_seen: r.get(1),
+                    last_seen: r.get(2),
+                    address: r.get(3),
+                    agent_version: r.get(4),
+                    baseline_id: r.get(5),
+                    baseline_version: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
+                    fim_digest: r.get(7),
+                    acked_seq: r.get::<_, i64>(8).max(0) as u64,
+                    pass: count(r, 9),
+                    fail: count(r, 10),
+                    error: count(r, 11),
+                    skipped: count(r, 12),
+                    drift_recent: count(r, 13),
+                })
+                .collect())
+        })
+    }
+
+    fn drift(&self, f: &DriftFilter) -> Result<Vec<EventRow>, StorageError> {
+        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
+        let sql = format!(
+            "SELECT host, seq, kind, severity, time, received_at, body FROM events
+             WHERE kind IN ({kinds})
+               AND ($1::text IS NULL OR host = lower($1::text))
+               AND ($2::bigint IS NULL OR time >= $2::bigint)
+               AND ($3::smallint IS NULL OR sev_rank >= $3::smallint)
+             ORDER BY time DESC, received_at DESC, seq DESC
+             LIMIT $4"
+        );
+        let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+        let sev = f.min_severity.map(i16::from);
+        let fail = pg(format!("{}: drift", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(&sql, &[&f.host, &f.since, &sev, &limit])
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| EventRow {
+                    host: r.get(0),
+                    seq: r.get::<_, i64>(1).max(0) as u64,
+                    kind: r.get(2),
+                    severity: r.get(3),
+                    time: r.get(4),
+                    received_at: r.get(5),
+                    body: serde_json::from_str(r.get::<_, &str>(6))
+                        .unwrap_or(serde_json::Value::Null),
+                })
+                .collect())
+        })
+    }
+
+    fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
+        let fail = pg(format!("{}: rule statuses", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT host, rule, status, severity, domains, title FROM rule_status
+                     ORDER BY host, rule",
+                    &[],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    Some(RuleStatusRow {
+                        host: r.get(0),
+                        rule: r.get(1),
+                        status: parse_status(r.get(2))?,
+                        severity: parse_severity(r.get(3)),
+                        domains: serde_json::from_str(r.get(4)).unwrap_or_default(),
+                        title: r.get(5),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {
+        let fail = pg(format!("{}: baselines", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, version, key_id, hosts, sha256, published_at FROM baselines
+                     ORDER BY version DESC, published_at DESC, id",
+                    &[],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| BaselineRow {
+                    id: r.get(0),
+                    version: r.get::<_, i64>(1).max(0) as u64,
+                    key_id: r.get(2),
+                    hosts: r.get(3),
+                    sha256: r.get(4),
+                    published_at: r.get(5),
+                })
+                .collect())
+        })
+    }
+
+    fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let version = i64_of(version);
+        let fail = pg(format!("{}: baseline bytes", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT bytes FROM baselines WHERE id = $1 AND version = $2",
+                    &[&id, &version],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn revoked_serials(&self) -> Result<Option<HashSet<String>>, StorageError> {
+        let fail = pg(format!("{}: revocations", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c
+                .query("SELECT serial FROM revocations", &[])
+                .await
+                .map_err(fail)?;
+            Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip() {
+        let day = 1_796_000_000i64.div_euclid(DAY);
+        let name = partition_name(day);
+        assert_eq!(name.len(), "events_p20261201".len());
+        assert_eq!(partition_day(&name), Some(day));
+        assert_eq!(partition_day("events_default"), None);
+        assert_eq!(partition_day("events_p2026x201"), None);
+    }
+}

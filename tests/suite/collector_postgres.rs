@@ -1,0 +1,399 @@
+//! The collector on PostgreSQL: a real throwaway server (common::postgres),
+//! the real `plumb-collector` binaries, several of them on one database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common::collector::*;
+use crate::common::postgres::Postgres;
+use plumb_core::bundle::{Bundle, SigningKey};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+fn now_rfc3339(offset_secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_secs);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// One event set: snapshots, a check change, FIM changes (one with a path
+/// that is not UTF-8), on three hosts.
+fn event_set() -> Vec<(&'static str, Value)> {
+    let rule = |id: &str, status: &str, domains: Value| json!({"id": id, "status": status, "severity": "high", "domains": domains, "title": format!("title of {id}")});
+    let snapshot = |seq: u64, rules: Vec<Value>| {
+        json!({"seq": seq, "time": now_rfc3339(-600), "severity": "info", "kind": "snapshot",
+               "agent_version": "0.1.0", "baseline": {"id": "issp-linux-server", "version": 7},
+               "facts": {"hostname": "x", "os": "Debian 12", "kernel": "6.1", "uptime_s": 1, "cpus": 2, "memory_bytes": 1},
+               "fim_digest": "f00d", "summary": {"pass": 0, "fail": 0, "error": 0, "skipped": 0, "score": 0.0},
+               "rules": rules})
+    };
+    let web = json!({"schema": 1, "host": "web-12", "events": [
+        snapshot(1, vec![rule("ssh.permit-root-login", "pass", json!([13])), rule("sysctl.ip-forward", "pass", json!([20, 21]))]),
+        {"seq": 2, "time": now_rfc3339(-300), "severity": "high", "kind": "check_changed",
+         "rule": "ssh.permit-root-login", "title": "SSH does not allow root to log in", "previous": "pass", "status": "fail",
+         "domains": [13], "criteria": ["C", "T"], "evidence": ["PermitRootLogin yes (/etc/ssh/sshd_config:32)"],
+         "baseline": {"id": "issp-linux-server", "version": 7}},
+        {"seq": 3, "time": now_rfc3339(-200), "severity": "medium", "kind": "fim_change",
+         "path": "/etc/passwd", "change": "modified", "fields": ["sha256", "size"],
+         "old": {"sha256": "3f2a".repeat(16), "size": 1200}, "new": {"sha256": "8c1d".repeat(16), "size": 1234},
+         "domains": [20, 25]},
+        {"seq": 4, "time": now_rfc3339(-100), "severity": "medium", "kind": "fim_change",
+         "path": {"hex": "2f6574632f62ff", "lossy": "/etc/b\u{fffd}"}, "change": "added",
+         "domains": [25]},
+    ]});
+    let db = json!({"schema": 1, "host": "db-01", "events": [
+        snapshot(1, vec![rule("ssh.permit-root-login", "pass", json!([13])), rule("sysctl.ip-forward", "fail", json!([20, 21]))]),
+        {"seq": 2, "time": now_rfc3339(-50), "severity": "critical", "kind": "fim_tamper",
+         "detail": ["database seal mismatch"]},
+    ]});
+    let mail = json!({"schema": 1, "host": "mail-3", "events": [
+        snapshot(5, vec![rule("ssh.permit-root-login", "fail", json!([13]))]),
+        snapshot(9, vec![rule("ssh.permit-root-login", "pass", json!([13])), rule("pkg.telnet", "error", json!([17]))]),
+    ]});
+    vec![("web-12", web), ("db-01", db), ("mail-3", mail)]
+}
+
+fn post(f: &Fleet, addr: SocketAddr, host: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+    rt().block_on(one_request(
+        f.client_config(Some(host)),
+        addr,
+        "POST",
+        "/v1/events",
+        body,
+    ))
+}
+
+fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
+    let o: Output = collector()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The JSON of a query with the reception times (which differ between the
+/// two stores by the time it took to load them) taken out.
+fn query_json(args: &[&str], config: &std::path::Path) -> (i32, Value) {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let (code, out, err) = run(&all, config);
+    assert!(code == 0 || code == 1, "{args:?}: {err}");
+    let mut v: Value = serde_json::from_str(&out).unwrap();
+    strip(&mut v);
+    (code, v)
+}
+
+fn strip(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for k in [
+                "received_at",
+                "first_seen",
+                "last_seen",
+                "age_secs",
+                "generated_at",
+            ] {
+                m.remove(k);
+            }
+            m.values_mut().for_each(strip);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip),
+        _ => {}
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn hosts_drift_and_report_answer_the_same_on_both_backends() {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let storage = pg.storage_toml("plumb");
+    let f = Fleet::new();
+    let lite_cfg = f.config("127.0.0.1:0", "", "");
+    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+    let lite = Collector::start(&lite_cfg);
+    let pgc = Collector::start(&pg_cfg);
+    for (host, b) in event_set() {
+        let body = serde_json::to_vec(&b).unwrap();
+        for addr in [lite.addr, pgc.addr] {
+            let r = post(&f, addr, host, &body).unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            // Resent as an agent does after a lost answer: same ack, no copy.
+            let again = post(&f, addr, host, &body).unwrap();
+            assert_eq!(again.body, r.body);
+        }
+    }
+    for args in [
+        &["hosts"][..],
+        &["drift"],
+        &["drift", "--host", "web-12"],
+        &["drift", "--severity", "high"],
+        &["drift", "--since", "4m", "--limit", "2"],
+        &["report"],
+        &["baseline", "list"],
+    ] {
+        let (lc, lv) = query_json(args, &lite_cfg);
+        let (pc, pv) = query_json(args, &pg_cfg);
+        assert_eq!(lv, pv, "{args:?} differs between SQLite and PostgreSQL");
+        assert_eq!(lc, pc, "{args:?} exit codes");
+    }
+    let (_, hosts) = query_json(&["hosts"], &pg_cfg);
+    assert_eq!(hosts["hosts"].as_array().unwrap().len(), 3, "{hosts}");
+    let (_, drift) = query_json(&["drift"], &pg_cfg);
+    assert_eq!(drift["events"].as_array().unwrap().len(), 4, "{drift}");
+    // Host names are stored lowercase on PostgreSQL: any case finds them.
+    let (_, drift) = query_json(&["drift", "--host", "WEB-12"], &pg_cfg);
+    assert_eq!(drift["events"].as_array().unwrap().len(), 3, "{drift}");
+    // Nothing stored twice, in today's partition.
+    assert_eq!(
+        pg.psql(
+            "plumb",
+            "SELECT count(*), count(DISTINCT (host, seq)) FROM events"
+        ),
+        "8|8"
+    );
+    let today = time::OffsetDateTime::now_utc().date();
+    let part = format!(
+        "events_p{:04}{:02}{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
+    assert_eq!(
+        pg.psql("plumb", &format!("SELECT count(*) FROM {part}")),
+        "8"
+    );
+}
+
+/// Sends `n` batches of `per` events for `host`, from seq 1, to whichever
+/// collector of `addrs` answers (the preferred one first; the next on a
+/// failure), resending from the acknowledged seq as the agent does.
+fn stream(f: &Fleet, addrs: &[SocketAddr], host: &str, n: u64, per: u64) -> Vec<u16> {
+    let rt = rt();
+    let cfg = f.client_config(Some(host));
+    let mut next = 1u64;
+    let mut which = 0usize;
+    let mut statuses = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while next <= n * per {
+        assert!(Instant::now() < deadline, "{host}: stuck at seq {next}");
+        let body = batch(host, next..(next + per).min(n * per + 1));
+        let r = rt.block_on(one_request(
+            cfg.clone(),
+            addrs[which],
+            "POST",
+            "/v1/events",
+            &body,
+        ));
+        match r {
+            Ok(r) if r.status == 200 => {
+                let ack: Value = serde_json::from_slice(&r.body).unwrap();
+                next = ack["acked_seq"].as_u64().unwrap() + 1;
+                statuses.push(200);
+            }
+            Ok(r) => {
+                statuses.push(r.status);
+                assert!(r.status == 503 || r.status == 429, "{host}: {}", r.status);
+                assert!(r.header("retry-after").is_some());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(_) => {
+                which = (which + 1) % addrs.len();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    statuses
+}
+
+fn key(dir: &std::path::Path) -> (SigningKey, std::path::PathBuf) {
+    let g = SigningKey::generate("team").unwrap();
+    let pub_path = dir.join("team.pub");
+    std::fs::write(&pub_path, g.public.to_text()).unwrap();
+    (
+        SigningKey::from_pem(&g.private_pem, "team").unwrap(),
+        pub_path,
+    )
+}
+
+fn get_baseline(f: &Fleet, addr: SocketAddr, host: &str) -> HttpResponse {
+    rt().block_on(async {
+        let mut c = connect(f.client_config(Some(host)), addr).await.unwrap();
+        c.write_raw(b"GET /v1/baseline HTTP/1.1\r\nhost: collector\r\n\r\n")
+            .await
+            .unwrap();
+        c.read_response().await.unwrap()
+    })
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn two_collectors_one_database_kill_9_revocation_and_baselines() {
+    let pg = Postgres::start();
+    let url = pg.database("fleet");
+    let f = Fleet::new();
+    let (k, kp) = key(f.tmp.path());
+    let storage = format!(
+        "{}\n[baselines]\ntrusted_keys = [\"{}\"]\n",
+        pg.storage_toml("fleet").trim_end(),
+        kp.display()
+    );
+    assert!(storage.contains(&url));
+    let cfg_a = f.config_named("a.toml", "127.0.0.1:0", "", &storage);
+    let cfg_b = f.config_named("b.toml", "127.0.0.1:0", "", &storage);
+    // Started together: the migration lock lets one migrate.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Collector::start(&cfg_a));
+        let b = s.spawn(|| Collector::start(&cfg_b));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut a = a;
+    assert_eq!(pg.psql("fleet", "SELECT count(*) FROM plumb_schema"), "1");
+
+    // Three agents preferring A, B, A; A killed with kill -9 mid-stream.
+    let hosts = ["web-1", "web-2", "web-3"];
+    let (n, per) = (40u64, 25u64);
+    std::thread::scope(|s| {
+        let f = &f;
+        let (aa, ba) = (a.addr, b.addr);
+        let t: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let order = if i == 1 { vec![ba, aa] } else { vec![aa, ba] };
+                s.spawn(move || stream(f, &order, h, n, per))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        a.child.kill().unwrap(); // SIGKILL
+        a.child.wait().unwrap();
+        for t in t {
+            t.join().unwrap();
+        }
+    });
+    for h in hosts {
+        let row = pg.psql(
+            "fleet",
+            &format!(
+                "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events WHERE host = '{h}'"
+            ),
+        );
+        let total = n * per;
+        assert_eq!(row, format!("{total}|{total}|1|{total}"), "{h}");
+        assert_eq!(
+            pg.psql(
+                "fleet",
+                &format!("SELECT acked_seq FROM hosts WHERE host = '{h}'")
+            ),
+            total.to_string()
+        );
+    }
+    let a = Collector::start(&cfg_a);
+
+    // A baseline published through A's config is served by B, same ETag.
+    let bundle = f.path("v1.bundle");
+    let text = "schema = 1\nid = \"fleet\"\nversion = 1\ntitle = \"fleet\"\n\
+         [[rule]]\nid = \"flag\"\ntitle = \"flag exists\"\nseverity = \"high\"\ndomains = [20]\ncriteria = [\"I\"]\n\
+         check = { kind = \"file\", path = \"/etc/flag\", exists = true }\n";
+    std::fs::write(
+        &bundle,
+        Bundle::sign(text.as_bytes(), "b.toml", &k)
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["baseline", "publish", bundle.to_str().unwrap()], &cfg_a);
+    assert_eq!(code, 0, "{out}{err}");
+    let ra = get_baseline(&f, a.addr, "web-1");
+    let rb = get_baseline(&f, b.addr, "web-1");
+    assert_eq!((ra.status, rb.status), (200, 200));
+    assert_eq!(rb.body, std::fs::read(&bundle).unwrap());
+    assert_eq!(ra.header("etag"), rb.header("etag"));
+
+    // web-2 revoked through A's config: B refuses it within the poll
+    // interval (1 s here; bounded, no SIGHUP), web-1 still gets in.
+    let (cert, _) = f.agent("web-2");
+    let o = collector()
+        .args(["pki", "revoke", "--dir"])
+        .arg(f.path("pki"))
+        .arg("--config")
+        .arg(&cfg_a)
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("recorded in the database"));
+    // Each collector refuses it within the bound, on a new connection
+    // (403 on the request, or the connection closed).
+    for addr in [b.addr, a.addr] {
+        let start = Instant::now();
+        let mut seq = n * per;
+        loop {
+            seq += 1;
+            match post(&f, addr, "web-2", &batch("web-2", [seq])) {
+                Ok(r) if r.status == 200 => {}
+                Ok(r) => {
+                    assert_eq!(r.status, 403);
+                    break;
+                }
+                Err(_) => break,
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{addr} still accepts a revoked agent"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let r = post(&f, addr, "web-1", &batch("web-1", [n * per + 1])).unwrap();
+        assert_eq!(r.status, 200, "{addr}: web-1 is not revoked");
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn database_restart_mid_stream_503_then_recovery_nothing_acked_lost() {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let f = Fleet::new();
+    let cfg = f.config_named(
+        "pg.toml",
+        "127.0.0.1:0",
+        "",
+        &format!(
+            "retry_after_secs = 1\n{}connect_timeout_secs = 2\n",
+            pg.storage_toml("plumb")
+        ),
+    );
+    let c = Collector::start(&cfg);
+    let r = post(&f, c.addr, "web-1", &batch("web-1", 1..=10)).unwrap();
+    assert_eq!(r.status, 200);
+    pg.stop();
+    let r = post(&f, c.addr, "web-1", &batch("web-1", 11..=20)).unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let restarter = std::thread::spawn({
+        move || {
+            std::thread::sleep(Duration::from_secs(2));
+            pg.restart();
+            pg
+        }
+    });
+    // The agent keeps sending; the collector recovers by itself.
+    let statuses = stream(&f, &[c.addr], "web-1", 8, 10);
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&200));
+    let pg = restarter.join().unwrap();
+    assert_eq!(
+        pg.psql(
+            "plumb",
+            "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events"
+        ),
+        "80|80|1|80"
+    );
+}
