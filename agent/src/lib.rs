@@ -11,6 +11,11 @@ pub mod cli;
 pub mod commands;
 mod daemon;
 mod fim;
+/// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
+/// only with the `fuzzing` feature, which no shipped build enables.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod host;
 mod key_value;
 mod output;

@@ -5,6 +5,10 @@ mod api;
 mod baseline;
 mod events;
 
+/// The batch checks, for the fuzz entry points (`crate::fuzz`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use events::validate_batch;
+
 use crate::config::Config;
 use crate::storage::writer::{self, Job};
 use crate::storage::{self, Queries};
