@@ -14,7 +14,7 @@
 //! an invariant the agent relies on.
 
 use crate::checks::{self, Ctx, Outcome};
-use crate::daemon::config::{Config, CollectorUrl, parse_duration};
+use crate::daemon::config::{CollectorUrl, Config, parse_duration};
 use crate::fim::db::{self, Key};
 use crate::fim::diff;
 use crate::fim::rules::{Attrs, Plan as FimPlan};
@@ -389,7 +389,10 @@ pub fn proc_mounts(data: &[u8]) {
     points.extend(["/", "/tmp", "/dev/shm", "/var/tmp/"].map(String::from));
     for path in points {
         for (separate, options) in [
-            (true, vec!["nodev".to_string(), "nosuid".into(), "noexec".into()]),
+            (
+                true,
+                vec!["nodev".to_string(), "nosuid".into(), "noexec".into()],
+            ),
             (false, Vec::new()),
         ] {
             let spec = CheckSpec::Mount(MountCheck {
@@ -410,9 +413,14 @@ pub fn proc_mounts(data: &[u8]) {
 pub fn accounts(data: &[u8]) {
     let parts = files(data, 4);
     let root = Fixture::new();
-    for (name, part) in ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/login.defs"]
-        .iter()
-        .zip(&parts)
+    for (name, part) in [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/group",
+        "/etc/login.defs",
+    ]
+    .iter()
+    .zip(&parts)
     {
         if let Some(bytes) = part {
             root.write(name, bytes);
@@ -573,7 +581,10 @@ pub fn fim_row(data: &[u8]) {
     if let Some(mac) = key.seal_mac_of([a, b, c, d, e, f]) {
         let f = Value::Blob(mac.to_vec());
         assert!(
-            matches!(db::seal_of(&key, [a, b, c, d, e, &f]), db::Seal::Valid { .. }),
+            matches!(
+                db::seal_of(&key, [a, b, c, d, e, &f]),
+                db::Seal::Valid { .. }
+            ),
             "a seal row sealed with the key verifies"
         );
     }

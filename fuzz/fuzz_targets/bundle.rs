@@ -31,7 +31,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     match Bundle::parse(data) {
         Ok(b) => {
             // The encoding is canonical: what parses is what is written.
-            assert_eq!(b.to_bytes(), data, "a parsed bundle re-encodes to its input");
+            assert_eq!(
+                b.to_bytes(),
+                data,
+                "a parsed bundle re-encodes to its input"
+            );
             // The fuzzer cannot forge the signature: verification must fail
             // unless the input is a bundle this key signed.
             if let Ok(v) = b.verify(&trusted) {
