@@ -151,7 +151,7 @@ title = "AllowUsers"
 severity = "low"
 domains = [20]
 criteria = ["A"]
-check = { kind = "sshd", key = "AllowUsers", excludes = "root" }
+check = { kind = "sshd", key = "AllowUsers", excludes = ["root"] }
 
 [[rule]]
 id = "sshd-ciphers"
@@ -159,7 +159,7 @@ title = "Ciphers"
 severity = "low"
 domains = [20]
 criteria = ["C"]
-check = { kind = "sshd", key = "Ciphers", excludes = "3des-cbc" }
+check = { kind = "sshd", key = "Ciphers", excludes = ["3des-cbc"] }
 
 [[rule]]
 id = "sshd-alive"
