@@ -33,5 +33,5 @@ for t in "${targets[@]}"; do
     echo "fuzz target $t failed (input in fuzz/artifacts/$t/)" >&2
     exit 1
   fi
-  grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ +DONE' "$tmp/$t.log" || true
+  grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+[[:space:]]+DONE' "$tmp/$t.log" || true
 done
