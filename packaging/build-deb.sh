@@ -56,11 +56,13 @@ docs() { # docs STAGE PACKAGE
 
 # --- plumb (the agent) ---
 s=$work/plumb
-install -d -m 0755 "$s/DEBIAN" "$s/usr/bin" "$s/etc/plumb" "$s/usr/share/plumb/baselines" "$s/lib/systemd/system"
+install -d -m 0755 "$s/DEBIAN" "$s/usr/bin" "$s/etc/plumb" "$s/usr/share/plumb/baselines" "$s/usr/share/plumb/systemd" "$s/lib/systemd/system"
 install -m 0755 "$bin/plumb" "$s/usr/bin/plumb"
 install -m 0644 "$top"/baselines/*.toml "$s/usr/share/plumb/baselines/"
 install -m 0640 "${PLUMB_AGENT_CONF:-$top/agent/agent.example.toml}" "$s/etc/plumb/agent.toml"
 install -m 0644 "$top/systemd/plumb-agent.service" "$s/lib/systemd/system/"
+# The remediation drop-in ships disabled: not under /etc/systemd (docs/remediation.md).
+install -m 0644 "$top/systemd/remediation.conf" "$s/usr/share/plumb/systemd/"
 man "$top/docs/man/plumb.8.md" 8 "$s"
 man "$top/docs/man/plumb.toml.5.md" 5 "$s"
 completions "$bin/plumb" "$s"

@@ -52,7 +52,8 @@ for f in /usr/bin/plumb /usr/bin/plumb-collector /etc/plumb/agent.toml /etc/plum
          /lib/systemd/system/plumb-collector.service /usr/share/man/man8/plumb.8.gz \
          /usr/share/man/man8/plumb-collector.8.gz /usr/share/man/man5/plumb.toml.5.gz \
          /usr/share/bash-completion/completions/plumb /usr/share/zsh/vendor-completions/_plumb \
-         /usr/share/fish/vendor_completions.d/plumb-collector.fish; do
+         /usr/share/fish/vendor_completions.d/plumb-collector.fish \
+         /usr/share/plumb/systemd/remediation.conf; do
   check "installed $f" test -e "$root$f"
 done
 check "agent binary 755 root:root" test "$(mode_of /usr/bin/plumb)" = "755 root:root"
@@ -63,6 +64,7 @@ check "collector state dir 700 plumb-collector" test "$(mode_of /var/lib/plumb-c
 check "collector system user has no login shell" sh -c "grep -q '^plumb-collector:.*:/usr/sbin/nologin\$' '$root/etc/passwd'"
 conffiles=$(chroot "$root" dpkg-query -W -f='${Conffiles}\n' plumb plumb-collector)
 check "conffiles registered" sh -c "echo '$conffiles' | grep -q '^ /etc/plumb/agent.toml ' && echo '$conffiles' | grep -q '^ /etc/plumb/collector.toml '"
+check "remediation drop-in installed disabled" sh -c "! test -e '$root/etc/systemd/system/plumb-agent.service.d/remediation.conf'"
 check "units enabled" sh -c "test -L '$root/etc/systemd/system/multi-user.target.wants/plumb-agent.service' && test -L '$root/etc/systemd/system/multi-user.target.wants/plumb-collector.service'"
 check "man page renders" sh -c "zcat '$root/usr/share/man/man8/plumb.8.gz' | grep -q 'plumb check'"
 
@@ -74,10 +76,21 @@ check "installed baseline lints clean" in_root /usr/bin/plumb baseline lint /usr
 check "agent config validates" in_root /usr/bin/plumb agent --config /etc/plumb/agent.toml --validate
 check "systemd-analyze verify plumb-agent.service" in_root systemd-analyze verify --man=no /lib/systemd/system/plumb-agent.service
 check "systemd-analyze verify plumb-collector.service" in_root systemd-analyze verify --man=no /lib/systemd/system/plumb-collector.service
+check "the default agent unit cannot chown or override permissions" sh -c "chroot '$root' systemd-analyze security --offline=true /lib/systemd/system/plumb-agent.service 2>/dev/null | grep -q 'Service cannot change file ownership'"
 for u in plumb-agent plumb-collector; do
   score=$(in_root systemd-analyze security --offline=true "/lib/systemd/system/$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
   echo "     exposure $u: ${score:-?}"
 done
+# The remediation drop-in, enabled as docs/remediation.md says, then disabled again.
+mkdir -p "$root/etc/systemd/system/plumb-agent.service.d"
+ln -s /usr/share/plumb/systemd/remediation.conf "$root/etc/systemd/system/plumb-agent.service.d/remediation.conf"
+verify=$(in_root systemd-analyze verify --man=no /lib/systemd/system/plumb-agent.service 2>&1)
+check "systemd-analyze verify plumb-agent.service + remediation.conf, no warning" sh -c 'test -z "$1" || { echo "$1"; false; }' _ "$verify"
+security=$(in_root systemd-analyze security --offline=true /lib/systemd/system/plumb-agent.service 2>/dev/null)
+check "remediation.conf grants the write capabilities" grep -q 'CAP_(CHOWN|FSETID|SETFCAP).*unrestricted' <<<"$security"
+score=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p' <<<"$security")
+echo "     exposure plumb-agent + remediation.conf: ${score:-?}"
+rm -r "$root/etc/systemd/system/plumb-agent.service.d"
 
 echo "== upgrade keeps a modified conffile"
 echo "# local change" >> "$root/etc/plumb/agent.toml"

@@ -4,7 +4,8 @@
 #   commands → daemon → policy/coverage/checks/fim/remediate → rootfs/host → plumb-core
 # A module may use its own layer and the ones below it. Every `crate::X`
 # path in agent/src is looked at, grouped ones (`crate::{a, b::c}`) too,
-# comments excepted; X must be listed below. lib.rs, the crate root, sees all.
+# comments excepted; X must be listed below. lib.rs, the crate root, sees all,
+# and so does fuzz.rs (entry points for fuzz/, built with `--features fuzzing`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ declare -A LAYER=(
     [daemon]=4
     [policy]=3 [coverage]=3 [checks]=3 [fim]=3 [remediate]=3 [trust]=3 [output]=3
     [rootfs]=2 [host]=2 [dpkg]=2 [userdb]=2 [sshd_config]=2 [sysctl_d]=2 [systemd_units]=2 [key_value]=2
-    [lib]=6
+    [lib]=6 [fuzz]=6
 )
 
 top_module() { # agent/src/a/b.rs → a ; agent/src/a.rs → a

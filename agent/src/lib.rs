@@ -13,6 +13,11 @@ mod coverage;
 mod daemon;
 mod dpkg;
 mod fim;
+/// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
+/// only with the `fuzzing` feature, which no shipped build enables.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod host;
 mod key_value;
 mod output;

@@ -4,6 +4,11 @@
 
 pub mod baselines;
 pub mod config;
+/// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
+/// only with the `fuzzing` feature, which no shipped build enables.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod pki;
 pub mod queries;
 pub mod revocation;

@@ -15,6 +15,10 @@ mod counters;
 mod deadlines;
 mod events;
 
+/// The batch checks, for the fuzz entry points (`crate::fuzz`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use events::validate_batch;
+
 use crate::config::Config;
 use crate::revocation::{DATABASE, Revocations, RevokedSet};
 use crate::storage::writer::{self, Job};

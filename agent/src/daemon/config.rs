@@ -548,7 +548,7 @@ impl Config {
 
     /// Parses and validates config text (reads no file); `origin` names it
     /// in messages.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn from_str(text: &str, origin: &str) -> Result<Config, Diagnostics> {
         let file = Config::parse(text.to_string(), origin)?;
         if file.problems.is_empty() {

@@ -224,6 +224,20 @@ impl Key {
     }
 }
 
+#[cfg(feature = "fuzzing")]
+impl Key {
+    /// A key from raw bytes, for the fuzz targets (`crate::fuzz`).
+    pub(crate) fn from_raw(raw: &[u8]) -> Key {
+        Key(hmac::Key::new(hmac::HMAC_SHA256, raw))
+    }
+
+    /// The MAC this key would give the seal row `vals`, when it decodes:
+    /// lets a fuzz target reach the code behind a verifying seal.
+    pub(crate) fn seal_mac_of(&self, vals: [&Value; 6]) -> Option<Mac> {
+        seal_values(vals).ok().map(|(data, _)| self.seal_mac(&data))
+    }
+}
+
 /// The watch roots are bound to the seal's digest, so an older list cannot
 /// be replayed beside newer rows.
 fn watches_bytes(roots: &[u8], digest: &Digest) -> Vec<u8> {
@@ -482,6 +496,69 @@ fn decode(vals: &[Value]) -> Result<Entry, RowError> {
     })
 }
 
+/// Decodes and verifies the values of one row of `SELECT {COLUMNS}`,
+/// whatever they hold: a row edited without the key is `intact: false`
+/// (and its entry an error when it does not even decode), never a panic.
+pub(crate) fn stored(key: &Key, vals: &[Value]) -> Stored {
+    let path = match vals.first() {
+        Some(Value::Blob(b)) => b.clone(),
+        Some(Value::Text(t)) => t.as_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    let stored_mac: Option<Mac> = match vals.get(17) {
+        Some(Value::Blob(b)) => b.as_slice().try_into().ok(),
+        _ => None,
+    };
+    let entry = decode(vals);
+    let intact = match (&entry, stored_mac) {
+        (Ok(e), Some(m)) => key.verify_row(&path, e, &m),
+        _ => false,
+    };
+    Stored {
+        key: path,
+        entry,
+        mac: stored_mac.unwrap_or([0; 32]),
+        intact,
+    }
+}
+
+/// The seal row's values (`format, rows, digest, root, updated_at, mac`)
+/// decoded, not yet verified.
+fn seal_values(vals: [&Value; 6]) -> Result<(SealData, Vec<u8>), RowError> {
+    let [format, rows, digest, root, updated_at, mac] = vals;
+    let sum = opt_blob(digest, "digest")?.ok_or(RowError::Null("digest"))?;
+    let sum: [u8; 32] = sum.try_into().map_err(|_| RowError::DigestLength)?;
+    Ok((
+        SealData {
+            format: int(format, "format")?,
+            digest: Digest {
+                rows: int(rows, "rows")? as u64,
+                sum,
+            },
+            root: opt_blob(root, "root")?.ok_or(RowError::Null("root"))?,
+            updated_at: text(updated_at, "updated_at")?,
+        },
+        opt_blob(mac, "mac")?.ok_or(RowError::Null("mac"))?,
+    ))
+}
+
+/// [`seal_values`], then the seal's MAC: what [`Db::seal`] concludes from
+/// a seal row.
+pub(crate) fn seal_of(key: &Key, vals: [&Value; 6]) -> Seal {
+    let (data, mac) = match seal_values(vals) {
+        Ok(x) => x,
+        Err(m) => return Seal::Broken(format!("the seal row is malformed: {m}")),
+    };
+    if !key.verify_seal(&data, &mac) {
+        return Seal::Broken(
+            "the seal does not verify with this key (edited, or sealed with another key)".into(),
+        );
+    }
+    Seal::Valid {
+        digest: data.digest,
+    }
+}
+
 /// An open FIM database and its key.
 pub struct Db {
     conn: Connection,
@@ -721,35 +798,10 @@ impl Db {
         if n != 1 {
             return Ok(Seal::Broken(format!("{n} seal rows instead of one")));
         }
-        let parsed = (|| -> Result<(SealData, Vec<u8>), RowError> {
-            let sum = opt_blob(&digest, "digest")?.ok_or(RowError::Null("digest"))?;
-            let sum: [u8; 32] = sum.try_into().map_err(|_| RowError::DigestLength)?;
-            Ok((
-                SealData {
-                    format: int(&format, "format")?,
-                    digest: Digest {
-                        rows: int(&rows, "rows")? as u64,
-                        sum,
-                    },
-                    root: opt_blob(&root, "root")?.ok_or(RowError::Null("root"))?,
-                    updated_at: text(&updated_at, "updated_at")?,
-                },
-                opt_blob(&mac, "mac")?.ok_or(RowError::Null("mac"))?,
-            ))
-        })();
-        let (data, mac) = match parsed {
-            Ok(x) => x,
-            Err(m) => return Ok(Seal::Broken(format!("the seal row is malformed: {m}"))),
-        };
-        if !self.key.verify_seal(&data, &mac) {
-            return Ok(Seal::Broken(
-                "the seal does not verify with this key (edited, or sealed with another key)"
-                    .into(),
-            ));
-        }
-        Ok(Seal::Valid {
-            digest: data.digest,
-        })
+        Ok(seal_of(
+            &self.key,
+            [&format, &rows, &digest, &root, &updated_at, &mac],
+        ))
     }
 
     /// Decodes and verifies one row of `SELECT {COLUMNS}`.
@@ -758,26 +810,7 @@ impl Db {
         for i in 0..18 {
             vals.push(row.get::<_, Value>(i)?);
         }
-        let key = match &vals[0] {
-            Value::Blob(b) => b.clone(),
-            Value::Text(t) => t.as_bytes().to_vec(),
-            _ => Vec::new(),
-        };
-        let stored_mac: Option<Mac> = match &vals[17] {
-            Value::Blob(b) => b.as_slice().try_into().ok(),
-            _ => None,
-        };
-        let entry = decode(&vals);
-        let intact = match (&entry, stored_mac) {
-            (Ok(e), Some(m)) => self.key.verify_row(&key, e, &m),
-            _ => false,
-        };
-        Ok(Stored {
-            key,
-            entry,
-            mac: stored_mac.unwrap_or([0; 32]),
-            intact,
-        })
+        Ok(stored(&self.key, &vals))
     }
 
     /// Looks up one row (verified) by in-root path.
