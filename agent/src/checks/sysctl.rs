@@ -252,7 +252,7 @@ mod tests {
         // Not set anywhere.
         let o = f.sysctl("net.ipv4.tcp_syncookies", "1", true, false);
         assert_status(&o, Status::Fail);
-        assert!(o.evidence[1].contains("not set in sysctl.d"));
+        assert!(o.evidence[0].contains("not set in sysctl.d"));
     }
 
     #[test]
@@ -275,7 +275,7 @@ mod tests {
         let o = f.sysctl("kernel.kptr_restrict", "2", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
-            o.evidence[1],
+            o.evidence[0],
             "kernel.kptr_restrict = 2 (/etc/sysctl.d/50-default.conf:1)"
         );
         // A /dev/null symlink masks the name entirely.
@@ -287,7 +287,7 @@ mod tests {
         .unwrap();
         let o = f.sysctl("kernel.kptr_restrict", "1", true, false);
         assert_status(&o, Status::Fail);
-        assert!(o.evidence[1].contains("not set"), "{:?}", o.evidence);
+        assert!(o.evidence[0].contains("not set"), "{:?}", o.evidence);
     }
 
     #[test]
@@ -298,14 +298,14 @@ mod tests {
         std::os::unix::fs::symlink("/srv/sysctl", f.root.path().join("etc/sysctl.d")).unwrap();
         let o = f.sysctl("kernel.x", "1", true, false);
         assert_status(&o, Status::Pass);
-        assert_eq!(o.evidence[1], "kernel.x = 1 (/etc/sysctl.d/10-a.conf:1)");
+        assert_eq!(o.evidence[0], "kernel.x = 1 (/etc/sysctl.d/10-a.conf:1)");
         // A mask inside the symlinked directory is seen inside the root too.
         f.write("/usr/lib/sysctl.d/50-y.conf", "kernel.y = 1\n");
         std::os::unix::fs::symlink("/dev/null", f.root.path().join("srv/sysctl/50-y.conf"))
             .unwrap();
         let o = f.sysctl("kernel.y", "1", true, false);
         assert_status(&o, Status::Fail);
-        assert!(o.evidence[1].contains("not set"), "{:?}", o.evidence);
+        assert!(o.evidence[0].contains("not set"), "{:?}", o.evidence);
     }
 
     #[test]
@@ -331,7 +331,7 @@ mod tests {
         let o = f.sysctl("net.ipv4.conf.all.rp_filter", "2", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
-            o.evidence[1],
+            o.evidence[0],
             "net.ipv4.conf.all.rp_filter = 2 (/usr/lib/sysctl.d/90-z.conf:1)"
         );
     }
@@ -353,14 +353,14 @@ mod tests {
         let o = f.sysctl("kernel.x", "2", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
-            o.evidence[1],
+            o.evidence[0],
             "-kernel/x = 2 (/etc/sysctl.conf:2 via /etc/sysctl.d/99-sysctl.conf)"
         );
         // It applies at that name's place: a later name still wins.
         f.write("/run/sysctl.d/zz-late.conf", "kernel.x = 3\n");
         let o = f.sysctl("kernel.x", "3", true, false);
         assert_status(&o, Status::Pass);
-        assert_eq!(o.evidence[1], "kernel.x = 3 (/run/sysctl.d/zz-late.conf:1)");
+        assert_eq!(o.evidence[0], "kernel.x = 3 (/run/sysctl.d/zz-late.conf:1)");
     }
 
     #[test]
@@ -378,7 +378,7 @@ mod tests {
         for key in ["kernel.x", "kernel.y"] {
             let o = f.sysctl(key, "1", true, false);
             assert_status(&o, Status::Fail);
-            assert_eq!(o.evidence[1], format!("{key} not set in sysctl.d"));
+            assert_eq!(o.evidence[0], format!("{key} not set in sysctl.d"));
         }
     }
 
@@ -393,7 +393,7 @@ mod tests {
         let o = f.sysctl("net.ipv4.conf.all.rp_filter", "2", true, false);
         assert_status(&o, Status::Fail);
         assert_eq!(
-            o.evidence[1],
+            o.evidence[0],
             "net.ipv4.conf.all.rp_filter not set at boot: -net.ipv4.conf.all.rp_filter (/usr/lib/sysctl.d/50-default.conf:3) keeps the glob net.ipv4.conf.*.rp_filter (/usr/lib/sysctl.d/50-default.conf:2) from applying to it"
         );
         let o = f.sysctl("net.ipv4.conf.eth0.rp_filter", "2", true, false);
@@ -406,7 +406,7 @@ mod tests {
         let o = f.sysctl("net.ipv4.conf.all.rp_filter", "1", true, false);
         assert_status(&o, Status::Pass);
         assert_eq!(
-            o.evidence[1],
+            o.evidence[0],
             "net.ipv4..conf.all.rp_filter = 1 (/etc/sysctl.d/60-x.conf:1)"
         );
     }
@@ -428,7 +428,7 @@ mod tests {
         );
         let o = f.sysctl("net.ipv4.conf.eth0.accept_redirects", "0", true, false);
         assert_status(&o, Status::Fail);
-        assert!(o.evidence[1].contains("net.ipv4.conf.*.accept_redirects = 1"));
+        assert!(o.evidence[0].contains("net.ipv4.conf.*.accept_redirects = 1"));
     }
 
     #[test]
