@@ -263,7 +263,7 @@ fn every_baseline_id_that_applies_is_listed_and_served_on_its_own() {
     );
     assert_eq!(publish(&f, &v5, "*", &[&kp]).status.code(), Some(0));
 
-    let b = list("HOST-B");
+    let b = list("host-b");
     let ids: Vec<(&str, u64)> = b.iter().map(|(i, v, _)| (i.as_str(), *v)).collect();
     assert_eq!(ids, [("fleet", 5), ("secret-b", 1)]);
     let a = list("host-a");
