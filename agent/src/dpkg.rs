@@ -91,13 +91,19 @@ pub struct Record {
     pub source: String,
 }
 
+/// A conffile as `status` records it: `(path, md5 or None, obsolete, index
+/// of its package in Status::packages)`.
+type ConffileEntry = (Vec<u8>, Option<[u8; 16]>, bool, usize);
+
+/// A conffile of a chosen package: `(package index, path, md5, obsolete)`.
+pub type Conffile = (usize, Vec<u8>, Option<[u8; 16]>, bool);
+
 /// The packages of `status`, with the conffiles of each.
 #[derive(Debug, Default)]
 pub struct Status {
     /// Packages whose files are (or may be) on disk, in `status` order.
     pub packages: Vec<Arc<Package>>,
-    /// `(path, md5 or None, obsolete, index in packages)`.
-    conffiles: Vec<(Vec<u8>, Option<[u8; 16]>, bool, usize)>,
+    conffiles: Vec<ConffileEntry>,
 }
 
 /// Parses 32 hex digits.
@@ -370,10 +376,7 @@ impl Database {
     }
 
     /// Conffiles of the packages `keep` accepts: `(index, path, md5, obsolete)`.
-    pub fn conffiles<F>(
-        &self,
-        keep: F,
-    ) -> impl Iterator<Item = (usize, Vec<u8>, Option<[u8; 16]>, bool)> + use<'_, F>
+    pub fn conffiles<F>(&self, keep: F) -> impl Iterator<Item = Conffile> + use<'_, F>
     where
         F: Fn(&Package) -> bool,
     {

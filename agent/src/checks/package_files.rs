@@ -65,8 +65,7 @@ pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
     }
     // Conffiles of the chosen packages (also listed in some md5sums lists:
     // the Conffiles entry is what dpkg compares against).
-    let conffiles: Vec<(usize, Vec<u8>, Option<[u8; 16]>, bool)> =
-        db.conffiles(|p| selected(p)).collect();
+    let conffiles: Vec<crate::dpkg::Conffile> = db.conffiles(|p| selected(p)).collect();
     let conffile_paths: HashSet<(usize, Vec<u8>)> = conffiles
         .iter()
         .map(|(i, p, _, _)| (*i, p.clone()))
