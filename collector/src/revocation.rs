@@ -205,6 +205,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn database_serials_revoke_whatever_the_issuer_and_bad_hex_is_refused() {
+        // As `pki issue` prints them: a leading 00 byte keeps DER positive.
+        let set = RevokedSet::from_serials_hex(["008102", "0a"]).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(&CertId::new(b"fleet CA", &[0x81, 2])));
+        assert!(set.contains(&CertId::new(b"other", &[0, 0x0a])));
+        assert!(!set.contains(&CertId::new(b"fleet CA", &[0x81, 3])));
+        let e = RevokedSet::from_serials_hex(["81z2"]).unwrap_err();
+        assert!(e.contains("81z2"), "{e}");
+        assert!(RevokedSet::from_serials_hex(["abc"]).is_err());
+        assert!(RevokedSet::from_serials_hex([""]).is_err());
+        let v = Revocations::new();
+        v.replace(DATABASE, set);
+        assert!(v.is_revoked(&CertId::new(b"x", &[0x81, 2])));
+        v.replace(DATABASE, RevokedSet::new());
+        assert!(!v.is_revoked(&CertId::new(b"x", &[0x81, 2])));
+    }
+
+    #[test]
     fn serials_compare_by_value_and_sources_are_replaced_whole() {
         let a = CertId::new(b"issuer", &[0, 0x81, 2]);
         assert_eq!(a, CertId::new(b"issuer", &[0x81, 2]));
