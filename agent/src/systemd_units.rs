@@ -1146,18 +1146,20 @@ pub(crate) fn resolve<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
     use std::path::Path;
 
-    fn write(root: &Path, p: &str, content: &str) {
+    /// Writes `content` at in-root path `p`, making its parents.
+    pub(crate) fn write(root: &Path, p: &str, content: &str) {
         let p = root.join(p.trim_start_matches('/'));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
     }
 
-    fn link(root: &Path, target: &str, p: &str) {
+    /// Makes in-root path `p` a symlink to `target`, making its parents.
+    pub(crate) fn link(root: &Path, target: &str, p: &str) {
         let p = root.join(p.trim_start_matches('/'));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         symlink(target, p).unwrap();

@@ -100,21 +100,9 @@ pub fn evaluate(spec: &ServiceCheck, ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::systemd_units::tests::{link, write};
     use plumb_core::report::Status;
-    use std::os::unix::fs::symlink;
     use std::path::Path;
-
-    fn write(root: &Path, p: &str, content: &str) {
-        let p = root.join(p.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-
-    fn link(root: &Path, target: &str, p: &str) {
-        let p = root.join(p.trim_start_matches('/'));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        symlink(target, p).unwrap();
-    }
 
     fn run(root: &Path, unit: &str, state: UnitState) -> Outcome {
         let c = Ctx::new(root.to_path_buf(), None);
