@@ -455,6 +455,9 @@ pub fn accounts(data: &[u8]) {
         no_duplicate_uids: true,
         no_duplicate_names: true,
         system_shell_nologin: true,
+        primary_groups_exist: true,
+        no_duplicate_gids: true,
+        no_login_shell_locked: true,
         pass_max_days_max: Some(90),
     };
     let _ = show(&checks::evaluate(&CheckSpec::Accounts(all), &ctx));

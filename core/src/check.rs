@@ -283,6 +283,9 @@ impl AccountsCheck {
             || self.no_duplicate_uids
             || self.no_duplicate_names
             || self.system_shell_nologin
+            || self.primary_groups_exist
+            || self.no_duplicate_gids
+            || self.no_login_shell_locked
             || self.pass_max_days_max.is_some();
         if !any {
             out.push("asserts nothing: set at least one invariant".into());
@@ -585,6 +588,18 @@ pub struct AccountsCheck {
     /// have a non-login shell.
     #[serde(default)]
     pub system_shell_nologin: bool,
+    /// Every account's primary GID (passwd's fourth field) is a group of
+    /// /etc/group.
+    #[serde(default)]
+    pub primary_groups_exist: bool,
+    /// No two groups of /etc/group share a GID.
+    #[serde(default)]
+    pub no_duplicate_gids: bool,
+    /// Every account other than root whose shell is not a login shell
+    /// (listed in /etc/shells and not nologin) has a locked password
+    /// (`!` or `*` in shadow, as `passwd -S` reports `L`).
+    #[serde(default)]
+    pub no_login_shell_locked: bool,
     /// PASS_MAX_DAYS in login.defs and each password account's max age in
     /// shadow is at most this.
     pub pass_max_days_max: Option<u32>,

@@ -19,6 +19,10 @@ const PASSWD: &str = "/etc/passwd";
 const SHADOW: &str = "/etc/shadow";
 const GROUP: &str = "/etc/group";
 const LOGIN_DEFS: &str = "/etc/login.defs";
+const SHELLS: &str = "/etc/shells";
+
+/// What glibc's getusershell() answers when /etc/shells does not exist.
+const DEFAULT_SHELLS: [&str; 2] = ["/bin/sh", "/bin/csh"];
 
 /// UID_MIN when login.defs does not set it (shadow-utils' default).
 const DEFAULT_UID_MIN: u32 = 1000;
@@ -161,8 +165,19 @@ pub fn evaluate(spec: &AccountsCheck, ctx: &Ctx) -> Outcome {
     if spec.no_duplicate_uids {
         duplicate_uids(&users, &mut f);
     }
+    let groups = if spec.no_duplicate_names || spec.primary_groups_exist || spec.no_duplicate_gids {
+        load_groups(ctx, &mut f)
+    } else {
+        Groups::Unread
+    };
     if spec.no_duplicate_names {
-        duplicate_names(ctx, &users, &mut f);
+        duplicate_names(&users, &groups, &mut f);
+    }
+    if spec.primary_groups_exist {
+        primary_groups(&users, &groups, &mut f);
+    }
+    if spec.no_duplicate_gids {
+        duplicate_gids(&groups, &mut f);
     }
     let defs = if spec.system_shell_nologin || spec.pass_max_days_max.is_some() {
         match LoginDefs::load(ctx, &mut f) {
@@ -183,13 +198,21 @@ pub fn evaluate(spec: &AccountsCheck, ctx: &Ctx) -> Outcome {
                 .push("system_shell_nologin: UID_MIN unknown, not evaluated".into()),
         }
     }
-    if spec.no_empty_passwords || spec.pass_max_days_max.is_some() {
+    if spec.no_empty_passwords || spec.pass_max_days_max.is_some() || spec.no_login_shell_locked {
         let shadow = load_shadow(ctx, &users, &mut f);
         if spec.no_empty_passwords {
             empty_passwords(&users, shadow.as_deref(), &mut f);
         }
         if let Some(max) = spec.pass_max_days_max {
             pass_max_days(max, defs.as_ref(), &users, shadow.as_deref(), &mut f);
+        }
+        if spec.no_login_shell_locked {
+            match shadow.as_deref() {
+                Some(shadow) => nologin_locked(ctx, &users, shadow, &mut f),
+                None => f
+                    .errors
+                    .push("no_login_shell_locked: shadow unknown, not evaluated".into()),
+            }
         }
     }
     f.outcome()
@@ -273,7 +296,35 @@ fn duplicate_uids(users: &[PasswdEntry], f: &mut Findings) {
     }
 }
 
-fn duplicate_names(ctx: &Ctx, users: &[PasswdEntry], f: &mut Findings) {
+/// /etc/group as read for the invariants that need it.
+enum Groups {
+    /// No invariant asked for it.
+    Unread,
+    Read(Vec<GroupEntry>),
+    Missing,
+    /// Unreadable; the reason is already in the findings' errors.
+    Failed,
+}
+
+fn load_groups(ctx: &Ctx, f: &mut Findings) -> Groups {
+    match load(ctx, GROUP, check_group, f) {
+        Ok(Some(groups)) => Groups::Read(groups),
+        Ok(None) => Groups::Missing,
+        Err(e) => {
+            f.errors.push(format!("cannot read {e}"));
+            Groups::Failed
+        }
+    }
+}
+
+fn list_groups(v: &[&GroupEntry]) -> String {
+    v.iter()
+        .map(|g| format!("{} ({GROUP}:{})", escape(&g.name), g.line))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn duplicate_names(users: &[PasswdEntry], groups: &Groups, f: &mut Findings) {
     let mut n = duplicates(
         users.iter(),
         |u| u.name.clone(),
@@ -287,8 +338,8 @@ fn duplicate_names(ctx: &Ctx, users: &[PasswdEntry], f: &mut Findings) {
         },
         f,
     );
-    match load(ctx, GROUP, check_group, f) {
-        Ok(Some(groups)) => {
+    match groups {
+        Groups::Read(groups) => {
             n += duplicates(
                 groups.iter(),
                 |g: &GroupEntry| g.name.clone(),
@@ -304,14 +355,133 @@ fn duplicate_names(ctx: &Ctx, users: &[PasswdEntry], f: &mut Findings) {
                 f,
             );
         }
-        Ok(None) => f
+        Groups::Missing => f
             .notes
             .push(format!("{GROUP}: not found, no group names to compare")),
-        Err(e) => f.errors.push(format!("cannot read {e}")),
+        Groups::Unread | Groups::Failed => return,
     }
     if n == 0 {
         f.notes
             .push("no_duplicate_names: user and group names are unique".into());
+    }
+}
+
+fn primary_groups(users: &[PasswdEntry], groups: &Groups, f: &mut Findings) {
+    let known: std::collections::HashSet<u32> = match groups {
+        Groups::Read(groups) => groups.iter().map(|g| g.gid).collect(),
+        Groups::Missing => std::collections::HashSet::new(),
+        Groups::Unread | Groups::Failed => {
+            f.errors
+                .push("primary_groups_exist: groups unknown, not evaluated".into());
+            return;
+        }
+    };
+    let mut bad = 0;
+    for u in users.iter().filter(|u| !known.contains(&u.gid)) {
+        bad += 1;
+        f.violations.push(format!(
+            "{} has primary GID {}, which is no group of {GROUP} ({PASSWD}:{})",
+            escape(&u.name),
+            u.gid,
+            u.line
+        ));
+    }
+    if bad == 0 {
+        f.notes.push(format!(
+            "primary_groups_exist: every primary GID is a group of {GROUP}"
+        ));
+    }
+}
+
+fn duplicate_gids(groups: &Groups, f: &mut Findings) {
+    let groups = match groups {
+        Groups::Read(groups) => groups,
+        Groups::Missing => {
+            f.notes
+                .push(format!("{GROUP}: not found, no GIDs to compare"));
+            return;
+        }
+        Groups::Unread | Groups::Failed => return,
+    };
+    let n = duplicates(
+        groups.iter(),
+        |g: &GroupEntry| g.gid,
+        |gid, v| format!("GID {gid} is shared by {}", list_groups(v)),
+        f,
+    );
+    if n == 0 {
+        f.notes
+            .push("no_duplicate_gids: every GID belongs to one group".into());
+    }
+}
+
+/// The login shells of /etc/shells: absolute paths whose last component is
+/// not `nologin` (the list CIS builds); glibc's default list when the file
+/// does not exist.
+fn login_shells(ctx: &Ctx, f: &mut Findings) -> Option<Vec<String>> {
+    let text = match ctx.fs.read_text(SHELLS) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => {
+            f.notes.push(format!(
+                "{SHELLS}: not found, the login shells are glibc's default: {}",
+                DEFAULT_SHELLS.join(", ")
+            ));
+            return Some(DEFAULT_SHELLS.iter().map(|s| s.to_string()).collect());
+        }
+        Err(e) => {
+            f.errors.push(format!("cannot read {e}"));
+            return None;
+        }
+    };
+    Some(
+        text.numbered()
+            .map(|(_, l)| l.trim())
+            .filter(|l| l.starts_with('/') && l.rsplit('/').next() != Some("nologin"))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn nologin_locked(ctx: &Ctx, users: &[PasswdEntry], shadow: &[ShadowEntry], f: &mut Findings) {
+    let Some(login) = login_shells(ctx, f) else {
+        f.errors
+            .push("no_login_shell_locked: login shells unknown, not evaluated".into());
+        return;
+    };
+    let by_name: HashMap<&str, &ShadowEntry> =
+        shadow.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut bad = 0;
+    for u in users.iter().filter(|u| u.name != "root") {
+        // An empty shell field means /bin/sh to login(1).
+        let shell = match u.shell.trim() {
+            "" => "/bin/sh",
+            s => s,
+        };
+        if login.iter().any(|l| l == shell) {
+            continue;
+        }
+        let (password, at) = if shadowed(u) {
+            match by_name.get(u.name.as_str()) {
+                Some(s) => (s.password.as_str(), format!("{SHADOW}:{}", s.line)),
+                // pam_unix refuses an account shadow does not know.
+                None => continue,
+            }
+        } else {
+            (u.password.as_str(), format!("{PASSWD}:{}", u.line))
+        };
+        if password.starts_with('!') || password.starts_with('*') {
+            continue;
+        }
+        bad += 1;
+        f.violations.push(format!(
+            "{} has shell {} (not a login shell) but its password is not locked ({at})",
+            escape(&u.name),
+            escape(shell)
+        ));
+    }
+    if bad == 0 {
+        f.notes
+            .push("no_login_shell_locked: every account without a login shell is locked".into());
     }
 }
 
@@ -484,7 +654,8 @@ mod tests {
         daemon:*:19000:0:99999:7:::\n\
         sync:*:19000:0:99999:7:::\n\
         alice:$6$salt$hash:19000:0:90:7:::\n";
-    const GROUP_OK: &str = "root:x:0:\ndaemon:x:1:\nalice:x:1000:\n";
+    const GROUP_OK: &str = "root:x:0:\ndaemon:x:1:\nalice:x:1000:\nnogroup:x:65534:\n";
+    const SHELLS_OK: &str = "# /etc/shells\n/bin/sh\n/bin/bash\n/usr/bin/bash\n";
     const DEFS_OK: &str =
         "# login.defs\nPASS_MAX_DAYS\t90\n  # PASS_MAX_DAYS 99999\nUID_MIN 1000\n";
 
@@ -504,6 +675,7 @@ mod tests {
             (SHADOW, SHADOW_OK.as_bytes()),
             (GROUP, GROUP_OK.as_bytes()),
             (LOGIN_DEFS, DEFS_OK.as_bytes()),
+            (SHELLS, SHELLS_OK.as_bytes()),
         ];
         for (p, c) in over {
             files.retain(|(q, _)| q != p);
@@ -519,6 +691,9 @@ mod tests {
             no_duplicate_uids: true,
             no_duplicate_names: true,
             system_shell_nologin: true,
+            primary_groups_exist: true,
+            no_duplicate_gids: true,
+            no_login_shell_locked: true,
             pass_max_days_max: Some(90),
         }
     }
@@ -530,6 +705,9 @@ mod tests {
             no_duplicate_uids: false,
             no_duplicate_names: false,
             system_shell_nologin: false,
+            primary_groups_exist: false,
+            no_duplicate_gids: false,
+            no_login_shell_locked: false,
             pass_max_days_max: None,
         }
     }
@@ -829,5 +1007,97 @@ mod tests {
         );
         assert_eq!(o.status, Status::Fail);
         assert_eq!(o.evidence[0], "toor has UID 0 (/etc/passwd:1)");
+    }
+
+    #[test]
+    fn primary_groups_and_duplicate_gids() {
+        let t = good(&[
+            (
+                PASSWD,
+                b"root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/:/bin/sh\nbob:x:1001:4242::/:/bin/sh\n",
+            ),
+            (GROUP, b"root:x:0:\nalice:x:1000:\nstaff:x:50:\nwheel:x:50:\n"),
+        ]);
+        let groups = AccountsCheck {
+            primary_groups_exist: true,
+            ..none()
+        };
+        let o = eval(t.path(), &groups);
+        assert_eq!(o.status, Status::Fail, "{o:?}");
+        assert_eq!(
+            o.evidence[0],
+            "bob has primary GID 4242, which is no group of /etc/group (/etc/passwd:3)"
+        );
+        assert_eq!(o.evidence.len(), 2, "{o:?}");
+        let gids = AccountsCheck {
+            no_duplicate_gids: true,
+            ..none()
+        };
+        let o = eval(t.path(), &gids);
+        assert_eq!(o.status, Status::Fail);
+        assert_eq!(
+            o.evidence[0],
+            "GID 50 is shared by staff (/etc/group:3), wheel (/etc/group:4)"
+        );
+        // No /etc/group: every primary group is missing, no GID is shared.
+        let t = root(&[(PASSWD, PASSWD_OK.as_bytes())]);
+        let o = eval(t.path(), &groups);
+        assert_eq!(o.status, Status::Fail);
+        assert_eq!(o.evidence.len(), 5, "{o:?}");
+        assert_eq!(eval(t.path(), &gids).status, Status::Pass);
+        // An unreadable /etc/group is an error, not a pass.
+        let t = good(&[]);
+        std::fs::remove_file(t.path().join("etc/group")).unwrap();
+        std::fs::create_dir(t.path().join("etc/group")).unwrap();
+        for spec in [&groups, &gids] {
+            assert_eq!(eval(t.path(), spec).status, Status::Error);
+        }
+        let ok = good(&[]);
+        assert_eq!(eval(ok.path(), &groups).status, Status::Pass);
+        assert_eq!(eval(ok.path(), &gids).status, Status::Pass);
+    }
+
+    #[test]
+    fn accounts_without_a_login_shell_are_locked() {
+        let spec = AccountsCheck {
+            no_login_shell_locked: true,
+            ..none()
+        };
+        let t = good(&[
+            (
+                PASSWD,
+                b"root:x:0:0::/root:/usr/sbin/nologin\n\
+                  daemon:x:1:1::/:/usr/sbin/nologin\n\
+                  svc:x:2:2::/:/usr/sbin/nologin\n\
+                  old:$6$inpasswd:3:3::/:/bin/false\n\
+                  ghost:x:4:4::/:/bin/false\n\
+                  alice:x:1000:1000::/:/bin/bash\n\
+                  empty:x:1001:1001::/:\n",
+            ),
+            (
+                SHADOW,
+                b"root:$6$r:1::::::\ndaemon:*:1::::::\nsvc:$6$h:1::::::\nalice:$6$a:1::::::\nempty:$6$e:1::::::\n",
+            ),
+        ]);
+        let o = eval(t.path(), &spec);
+        assert_eq!(o.status, Status::Fail, "{o:?}");
+        assert_eq!(
+            o.evidence[..2],
+            [
+                "svc has shell /usr/sbin/nologin (not a login shell) but its password is not locked (/etc/shadow:3)",
+                "old has shell /bin/false (not a login shell) but its password is not locked (/etc/passwd:4)",
+            ],
+            "root is exempt, ghost has no shadow entry, an empty shell is /bin/sh"
+        );
+        // Without /etc/shells the login shells are glibc's: /bin/bash is not one.
+        std::fs::remove_file(t.path().join("etc/shells")).unwrap();
+        let o = eval(t.path(), &spec);
+        assert!(
+            has(&o, "alice has shell /bin/bash (not a login shell)"),
+            "{o:?}"
+        );
+        assert!(!has(&o, "empty has shell"), "{o:?}");
+        assert!(has(&o, "glibc's default"), "{o:?}");
+        assert_eq!(eval(good(&[]).path(), &spec).status, Status::Pass);
     }
 }
