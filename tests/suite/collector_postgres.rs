@@ -18,7 +18,7 @@ fn now_rfc3339(offset_secs: i64) -> String {
 
 /// One event set: snapshots, a check change, FIM changes (one with a path
 /// that is not UTF-8), on three hosts.
-fn event_set() -> Vec<(&'static str, Value)> {
+pub(super) fn event_set() -> Vec<(&'static str, Value)> {
     let rule = |id: &str, status: &str, domains: Value| json!({"id": id, "status": status, "severity": "high", "domains": domains, "title": format!("title of {id}")});
     let snapshot = |seq: u64, rules: Vec<Value>| {
         json!({"seq": seq, "time": now_rfc3339(-600), "severity": "info", "kind": "snapshot",
@@ -53,7 +53,12 @@ fn event_set() -> Vec<(&'static str, Value)> {
     vec![("web-12", web), ("db-01", db), ("mail-3", mail)]
 }
 
-fn post(f: &Fleet, addr: SocketAddr, host: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+pub(super) fn post(
+    f: &Fleet,
+    addr: SocketAddr,
+    host: &str,
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     rt().block_on(one_request(
         f.client_config(Some(host)),
         addr,
@@ -63,7 +68,7 @@ fn post(f: &Fleet, addr: SocketAddr, host: &str, body: &[u8]) -> std::io::Result
     ))
 }
 
-fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
+pub(super) fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let o: Output = collector()
         .args(args)
         .arg("--config")
@@ -79,7 +84,7 @@ fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
 
 /// The JSON of a query with the reception times (which differ between the
 /// two stores by the time it took to load them) taken out.
-fn query_json(args: &[&str], config: &std::path::Path) -> (i32, Value) {
+pub(super) fn query_json(args: &[&str], config: &std::path::Path) -> (i32, Value) {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let (code, out, err) = run(&all, config);
@@ -212,7 +217,7 @@ fn stream(f: &Fleet, addrs: &[SocketAddr], host: &str, n: u64, per: u64) -> Vec<
     statuses
 }
 
-fn key(dir: &std::path::Path) -> (SigningKey, std::path::PathBuf) {
+pub(super) fn key(dir: &std::path::Path) -> (SigningKey, std::path::PathBuf) {
     let g = SigningKey::generate("team").unwrap();
     let pub_path = dir.join("team.pub");
     std::fs::write(&pub_path, g.public.to_text()).unwrap();
