@@ -32,5 +32,6 @@ mod suite {
     mod shipped_baseline;
     mod signing;
     mod sshd_oracle;
+    mod storage_migrate;
     mod systemd_oracle;
 }

@@ -79,6 +79,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BaselineCmd,
     },
+    /// Moving a store between backends.
+    Storage {
+        #[command(subcommand)]
+        cmd: StorageCmd,
+    },
     /// Print a shell completion script (packages install them).
     #[command(hide = true)]
     Completions {
@@ -152,6 +157,35 @@ enum BaselineCmd {
     List {
         #[command(flatten)]
         src: Source,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Fmt,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageCmd {
+    /// Copy a SQLite store into PostgreSQL: baselines, events (seqs kept),
+    /// rule states, hosts. Idempotent: re-run it after an interruption.
+    /// Stop the SQLite collector first; start collectors on PostgreSQL after.
+    Migrate {
+        /// The SQLite store: `sqlite:PATH`.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: a URL (`postgres://plumb@db/plumb`) or
+        /// libpq keywords (`host=/run/postgresql dbname=plumb`), no password.
+        #[arg(long)]
+        to: String,
+        /// File holding the database password (first line, mode 0600);
+        /// else `PGPASSWORD`, if set.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// CA certificate(s) the database server must chain to (TLS,
+        /// verify-full), as `[storage.postgres] ca`.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Rows per transaction: what a re-run after an interruption redoes at most.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_rows: u32,
         #[arg(long, value_enum, default_value = "text")]
         format: Fmt,
     },
@@ -260,6 +294,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Pki { cmd } => pki_cmd(cmd),
         Cmd::Baseline { cmd } => baseline_cmd(cmd),
+        Cmd::Storage { cmd } => storage_cmd(cmd),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed stdout.
@@ -312,6 +347,63 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(u8::from(failing))
         }
     }
+}
+
+fn storage_cmd(cmd: StorageCmd) -> Result<u8> {
+    use plumb_collector::config::PostgresSection;
+    use plumb_collector::storage::bulk::{self, TableCount, Target};
+    let StorageCmd::Migrate {
+        from,
+        to,
+        password_file,
+        ca,
+        batch_rows,
+        format,
+    } = cmd;
+    let Some(path) = from.strip_prefix("sqlite:") else {
+        anyhow::bail!("--from {from:?}: give the SQLite store as sqlite:PATH");
+    };
+    if to.starts_with("sqlite:") {
+        anyhow::bail!("--to {to:?}: the target is a PostgreSQL database (URL or libpq keywords)");
+    }
+    let target = Target::Postgres(PostgresSection {
+        url: to,
+        password_file,
+        ca,
+        // One connection: the loads run one after the other.
+        pool_size: 1,
+        ..PostgresSection::default()
+    });
+    let mut last = std::time::Instant::now();
+    let mut progress = |table: &str, c: &TableCount| {
+        if last.elapsed() >= std::time::Duration::from_secs(5) {
+            last = std::time::Instant::now();
+            tracing::info!(table, read = c.source, copied = c.copied, "migrating");
+        }
+    };
+    let report = bulk::migrate_sqlite(Path::new(path), &target, batch_rows as usize, &mut progress)
+        .with_context(|| format!("migrating {from}"))?;
+    match format {
+        Fmt::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Fmt::Text => {
+            println!(
+                "{:<12} {:>12} {:>12} {:>12}",
+                "table", "source", "copied", "unchanged"
+            );
+            for (name, c) in [
+                ("baselines", &report.baselines),
+                ("events", &report.events),
+                ("rule_status", &report.rule_status),
+                ("hosts", &report.hosts),
+            ] {
+                println!(
+                    "{name:<12} {:>12} {:>12} {:>12}",
+                    c.source, c.copied, c.unchanged
+                );
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {

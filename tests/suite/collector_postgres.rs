@@ -18,7 +18,7 @@ fn now_rfc3339(offset_secs: i64) -> String {
 
 /// One event set: snapshots, a check change, FIM changes (one with a path
 /// that is not UTF-8), on three hosts.
-fn event_set() -> Vec<(&'static str, Value)> {
+pub(super) fn event_set() -> Vec<(&'static str, Value)> {
     let rule = |id: &str, status: &str, domains: Value| json!({"id": id, "status": status, "severity": "high", "domains": domains, "title": format!("title of {id}")});
     let snapshot = |seq: u64, rules: Vec<Value>| {
         json!({"seq": seq, "time": now_rfc3339(-600), "severity": "info", "kind": "snapshot",
@@ -53,7 +53,12 @@ fn event_set() -> Vec<(&'static str, Value)> {
     vec![("web-12", web), ("db-01", db), ("mail-3", mail)]
 }
 
-fn post(f: &Fleet, addr: SocketAddr, host: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+pub(super) fn post(
+    f: &Fleet,
+    addr: SocketAddr,
+    host: &str,
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     rt().block_on(one_request(
         f.client_config(Some(host)),
         addr,
@@ -63,7 +68,7 @@ fn post(f: &Fleet, addr: SocketAddr, host: &str, body: &[u8]) -> std::io::Result
     ))
 }
 
-fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
+pub(super) fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let o: Output = collector()
         .args(args)
         .arg("--config")
@@ -79,7 +84,7 @@ fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
 
 /// The JSON of a query with the reception times (which differ between the
 /// two stores by the time it took to load them) taken out.
-fn query_json(args: &[&str], config: &std::path::Path) -> (i32, Value) {
+pub(super) fn query_json(args: &[&str], config: &std::path::Path) -> (i32, Value) {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let (code, out, err) = run(&all, config);
@@ -212,7 +217,7 @@ fn stream(f: &Fleet, addrs: &[SocketAddr], host: &str, n: u64, per: u64) -> Vec<
     statuses
 }
 
-fn key(dir: &std::path::Path) -> (SigningKey, std::path::PathBuf) {
+pub(super) fn key(dir: &std::path::Path) -> (SigningKey, std::path::PathBuf) {
     let g = SigningKey::generate("team").unwrap();
     let pub_path = dir.join("team.pub");
     std::fs::write(&pub_path, g.public.to_text()).unwrap();
@@ -395,5 +400,130 @@ fn database_restart_mid_stream_503_then_recovery_nothing_acked_lost() {
             "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events"
         ),
         "80|80|1|80"
+    );
+}
+
+/// `events_pYYYYMMDD` of the day `days_ago` days before today (UTC), and
+/// a unix time at noon that day.
+fn day_partition(days_ago: i64) -> (String, i64) {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days_ago);
+    let d = t.date();
+    let noon = d.midnight().assume_utc().unix_timestamp() + 43_200;
+    (
+        format!(
+            "events_p{:04}{:02}{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        ),
+        noon,
+    )
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn retention_drops_whole_day_partitions_older_than_retention_and_nothing_else() {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let f = Fleet::new();
+    let storage = pg.storage_toml("plumb");
+    let keep_cfg = f.config_named("keep.toml", "127.0.0.1:0", "", &storage);
+    let prune_cfg = f.config_named(
+        "prune.toml",
+        "127.0.0.1:0",
+        "",
+        &format!("retention_days = 30\n{storage}"),
+    );
+    // Today's events through a collector that keeps everything.
+    let c = Collector::start(&keep_cfg);
+    for host in ["web-1", "db-01"] {
+        let r = post(&f, c.addr, host, &batch(host, 100..=109)).unwrap();
+        assert_eq!(r.status, 200);
+    }
+    drop(c);
+    // Older days, as a collector would have stored them: 60 days ago (web-1
+    // 1..=5, its latest snapshot being seq 3; db-01 1..=2), 10 days ago
+    // (web-1 6..=8), and 50 days ago outside any day partition (db-01 3).
+    let (old, old_t) = day_partition(60);
+    let (recent, recent_t) = day_partition(10);
+    let (_, default_t) = day_partition(50);
+    let row = |host: &str, seq: u64, kind: &str, t: i64| {
+        format!("('{host}', {seq}, '{kind}', 'high', 3, {t}, {t}, '{{}}')")
+    };
+    let mut old_rows: Vec<String> = (1..=5)
+        .map(|s| {
+            let kind = if s == 3 { "snapshot" } else { "fim_change" };
+            row("web-1", s, kind, old_t)
+        })
+        .collect();
+    old_rows.extend((1..=2).map(|s| row("db-01", s, "fim_change", old_t)));
+    let recent_rows: Vec<String> = (6..=8)
+        .map(|s| row("web-1", s, "fim_change", recent_t))
+        .collect();
+    let cols = "(host, seq, kind, severity, sev_rank, time, received_at, body)";
+    pg.psql(
+        "plumb",
+        &format!(
+            "CREATE TABLE {old} PARTITION OF events FOR VALUES FROM ({a}) TO ({b});
+             CREATE TABLE {recent} PARTITION OF events FOR VALUES FROM ({c}) TO ({d});
+             INSERT INTO events {cols} VALUES {};
+             INSERT INTO events {cols} VALUES {};
+             INSERT INTO events_default {cols} VALUES {};
+             UPDATE hosts SET last_snapshot_seq = 3 WHERE host = 'web-1';
+             INSERT INTO rule_status VALUES ('web-1', 'r1', 'fail', 'high', '[13]', 't', 3, {old_t});",
+            old_rows.join(","),
+            recent_rows.join(","),
+            row("db-01", 3, "fim_change", default_t),
+            a = old_t - 43_200,
+            b = old_t + 43_200,
+            c = recent_t - 43_200,
+            d = recent_t + 43_200,
+        ),
+    );
+    let count = |sql: &str| pg.psql("plumb", sql);
+    assert_eq!(count("SELECT count(*) FROM events"), "31");
+
+    // Retention runs when the collector starts (then hourly).
+    let c = Collector::start(&prune_cfg);
+    let end = Instant::now() + Duration::from_secs(30);
+    while count(&format!("SELECT to_regclass('{old}') IS NULL")) != "t" {
+        assert!(Instant::now() < end, "{old} not dropped:\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    while count("SELECT count(*) FROM events_default WHERE kind <> 'snapshot'") != "0" {
+        assert!(Instant::now() < end, "the default partition is not pruned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old day is gone but web-1's latest snapshot, kept in the default
+    // partition; the 10-day-old partition and today's are whole.
+    assert_eq!(
+        count(
+            "SELECT string_agg(host || ':' || seq, ',' ORDER BY host, seq) FROM events WHERE seq < 100"
+        ),
+        "web-1:3,web-1:6,web-1:7,web-1:8"
+    );
+    assert_eq!(count("SELECT count(*) FROM events_default"), "1");
+    assert_eq!(count(&format!("SELECT count(*) FROM {recent}")), "3");
+    assert_eq!(count("SELECT count(*) FROM events WHERE seq >= 100"), "20");
+    // Hosts and rule states untouched but for the pruned seqs.
+    assert_eq!(
+        count(
+            "SELECT string_agg(host || ':' || acked_seq || ':' || pruned_seq || ':' || last_snapshot_seq, ',' ORDER BY host) FROM hosts"
+        ),
+        "db-01:109:3:0,web-1:109:5:3"
+    );
+    assert_eq!(count("SELECT count(*) FROM rule_status"), "1");
+    // A resend of a pruned event is acknowledged, not stored again.
+    let r = post(&f, c.addr, "db-01", &batch("db-01", 1..=2)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE host = 'db-01' AND seq < 100"),
+        "0"
+    );
+    assert!(
+        c.log().contains("retention dropped a partition"),
+        "{}",
+        c.log()
     );
 }

@@ -18,15 +18,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod seed;
+
 #[derive(Parser)]
 #[command(
     name = "plumb-loadgen",
-    about = "Load generator for plumb-collector (loopback only)"
+    about = "Load generator for plumb-collector (loopback only)",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
     /// Collector address (must be a loopback address).
-    #[arg(long)]
-    addr: SocketAddr,
+    #[arg(long, required = true)]
+    addr: Option<SocketAddr>,
     /// Name in the collector's certificate. The agents are configured with
     /// `url = "https://NAME:PORT"` (PORT from --addr), as real ones are, so
     /// NAME must resolve to loopback addresses only.
@@ -34,8 +40,8 @@ struct Cli {
     server_name: String,
     /// PKI directory made by `plumb-collector pki init`; agent certificates
     /// load-0 .. load-(N-1) are issued there when missing.
-    #[arg(long)]
-    pki: PathBuf,
+    #[arg(long, required = true)]
+    pki: Option<PathBuf>,
     /// Concurrent agents (one connection each, all held open).
     #[arg(long, default_value_t = 100)]
     agents: usize,
@@ -45,6 +51,17 @@ struct Cli {
     /// Events per batch.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Number of the first agent (`load-FIRST` ..): several load
+    /// generators, one per collector, then send as distinct hosts.
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Fill a store with a synthetic fleet (hosts, rule states, events over
+    /// weeks) through the collector's schema, for the query benchmarks.
+    Seed(seed::SeedArgs),
 }
 
 /// A mix of what agents send: mostly FIM changes and rule changes.
@@ -198,14 +215,18 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if !cli.addr.ip().is_loopback() {
-        bail!(
-            "{}: plumb-loadgen only targets loopback addresses",
-            cli.addr
-        );
+    if let Some(Cmd::Seed(a)) = &cli.cmd {
+        return seed::run(a);
     }
-    let url = format!("https://{}:{}", cli.server_name, cli.addr.port());
-    let resolved: Vec<SocketAddr> = (cli.server_name.as_str(), cli.addr.port())
+    // clap requires --addr and --pki when no subcommand is given.
+    let (Some(addr), Some(pki_dir)) = (cli.addr, cli.pki.clone()) else {
+        bail!("--addr and --pki are required");
+    };
+    if !addr.ip().is_loopback() {
+        bail!("{addr}: plumb-loadgen only targets loopback addresses");
+    }
+    let url = format!("https://{}:{}", cli.server_name, addr.port());
+    let resolved: Vec<SocketAddr> = (cli.server_name.as_str(), addr.port())
         .to_socket_addrs()
         .with_context(|| format!("resolving {}", cli.server_name))?
         .collect();
@@ -215,15 +236,15 @@ fn main() -> Result<()> {
             cli.server_name
         );
     }
-    let ca = cli.pki.join("ca.pem");
+    let ca = pki_dir.join("ca.pem");
     let t = Instant::now();
     let mut clients = Vec::with_capacity(cli.agents);
-    for i in 0..cli.agents {
+    for i in cli.first..cli.first + cli.agents {
         let host = format!("load-{i}");
-        let cert = cli.pki.join("agents").join(format!("{host}.pem"));
-        let key = cli.pki.join("agents").join(format!("{host}.key"));
+        let cert = pki_dir.join("agents").join(format!("{host}.pem"));
+        let key = pki_dir.join("agents").join(format!("{host}.key"));
         if !cert.exists() {
-            pki::issue(&cli.pki, Role::Agent, &host, 2)
+            pki::issue(&pki_dir, Role::Agent, &host, 2)
                 .with_context(|| format!("issuing {host}"))?;
         }
         let client = Client::new(&collector(&url, &ca, &cert, &key)?)

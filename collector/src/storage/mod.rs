@@ -10,6 +10,7 @@
 //! commands. A backend with an async driver implements them by blocking on
 //! its own futures there (`tokio::runtime::Handle::block_on`).
 
+pub mod bulk;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;

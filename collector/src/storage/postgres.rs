@@ -103,14 +103,14 @@ const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// Advisory lock keys (one namespace per purpose; "plumb" in ASCII, then
 /// a purpose number).
 const LOCK_MIGRATE: i64 = 0x706c_756d_0001;
-const LOCK_PARTITIONS: i64 = 0x706c_756d_0002;
+pub(super) const LOCK_PARTITIONS: i64 = 0x706c_756d_0002;
 const LOCK_PRUNE: i64 = 0x706c_756d_0003;
 
 /// Days of partitions created ahead of the current one.
 const DAYS_AHEAD: i64 = 3;
-const DAY: i64 = 86_400;
+pub(super) const DAY: i64 = 86_400;
 
-fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
+pub(super) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
     let context = context.into();
     move |source| StorageError::Backend {
         context,
@@ -123,9 +123,9 @@ pub(crate) struct Postgres {
     /// `Some` until drop (shut down without blocking, since a store may be
     /// dropped on an async worker).
     rt: Option<tokio::runtime::Runtime>,
-    pool: Pool,
+    pub(super) pool: Pool,
     /// The database, for messages (never the password).
-    at: String,
+    pub(super) at: String,
     /// Unix time up to which day partitions exist (writer only).
     partitions_until: i64,
 }
@@ -296,7 +296,7 @@ impl Postgres {
     /// Runs `f` to completion on this store's runtime. Called from the
     /// writer thread, `spawn_blocking` or a command's main thread, never
     /// from an async worker.
-    fn block_on<F: Future>(&self, f: F) -> F::Output {
+    pub(super) fn block_on<F: Future>(&self, f: F) -> F::Output {
         match &self.rt {
             Some(rt) => rt.block_on(f),
             // Invariant: `rt` is only taken in `drop`.
@@ -435,7 +435,7 @@ fn now() -> i64 {
 }
 
 /// `events_pYYYYMMDD` for a day number (unix days).
-fn partition_name(day: i64) -> String {
+pub(super) fn partition_name(day: i64) -> String {
     let d = time::OffsetDateTime::from_unix_timestamp(day * DAY)
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
@@ -465,7 +465,10 @@ fn partition_day(name: &str) -> Option<i64> {
     )
 }
 
-async fn client(pool: &Pool, at: &str) -> Result<deadpool_postgres::Object, StorageError> {
+pub(super) async fn client(
+    pool: &Pool,
+    at: &str,
+) -> Result<deadpool_postgres::Object, StorageError> {
     pool.get().await.map_err(|e| StorageError::Backend {
         context: format!("{at}: connecting"),
         source: Box::new(e),

@@ -109,7 +109,7 @@ const MIGRATIONS: &[&str] = &[
 /// Schema version this build writes.
 const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StorageError {
+pub(super) fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StorageError {
     let context = context.into();
     move |source| StorageError::Backend {
         context,
@@ -122,7 +122,7 @@ fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StorageErro
 pub(crate) struct Sqlite {
     conn: Mutex<Connection>,
     /// The file, for messages.
-    at: String,
+    pub(super) at: String,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -203,13 +203,13 @@ impl Sqlite {
     }
 
     /// The connection, for a write (`&mut`: nobody else holds it).
-    fn conn_mut(&mut self) -> &mut Connection {
+    pub(super) fn conn_mut(&mut self) -> &mut Connection {
         self.conn.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The connection, for a read. A poisoned lock only means a reader
     /// panicked; the connection holds no state between statements.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
