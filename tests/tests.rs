@@ -28,6 +28,7 @@ mod suite {
     mod failover;
     mod fim_cli;
     mod fim_packages;
+    pub(crate) mod metrics;
     mod remediate;
     mod shipped_baseline;
     mod signing;

@@ -27,6 +27,77 @@ pub struct Config {
     /// Signed baselines this collector publishes.
     #[serde(default)]
     pub baselines: BaselinesSection,
+    /// Prometheus metrics (`/metrics`).
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: who may scrape `/metrics` on the agents' mTLS listener,
+/// and an optional plain-HTTP listener for a local Prometheus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Client certificate identities (CN, as `pki issue --agent NAME`
+    /// makes them) allowed to scrape `/metrics` over mTLS. They may do
+    /// nothing else (no events, no baselines). Empty: nobody.
+    #[serde(default)]
+    pub scrapers: Vec<String>,
+    /// Plain HTTP listener serving `/metrics` only (no TLS, no
+    /// authentication). Unset: none.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Lets `listen` be a non-loopback address (anyone reaching it reads
+    /// the fleet's figures).
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// The fleet figures (hosts, stale, failing, score, baselines) are read
+    /// from the database at most once per this many seconds, however many
+    /// scrapes arrive. 0: at every scrape (still one read at a time).
+    #[serde(default = "default_fleet_cache")]
+    pub fleet_cache_secs: u64,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            scrapers: Vec::new(),
+            listen: None,
+            allow_non_loopback: false,
+            fleet_cache_secs: default_fleet_cache(),
+        }
+    }
+}
+
+fn default_fleet_cache() -> u64 {
+    15
+}
+
+impl MetricsSection {
+    fn check(&self, doc: &Document, out: &mut Vec<Diagnostic>) {
+        if let Some(addr) = self.listen {
+            if !addr.ip().is_loopback() && !self.allow_non_loopback {
+                out.push(doc.at(
+                    "metrics.listen",
+                    format!(
+                        "{addr} is not a loopback address: this listener has no TLS and no \
+                         authentication; bind 127.0.0.1 or ::1, or set allow_non_loopback = true"
+                    ),
+                ));
+            }
+        }
+        for (i, name) in self.scrapers.iter().enumerate() {
+            if name.trim().is_empty() {
+                out.push(doc.at(&format!("metrics.scrapers[{i}]"), "must not be empty"));
+            }
+        }
+    }
+
+    /// Whether the certificate identity `identity` (canonical) may scrape.
+    pub fn is_scraper(&self, identity: &str) -> bool {
+        self.scrapers
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(identity))
+    }
 }
 
 /// `[baselines]`.
@@ -401,6 +472,7 @@ impl Config {
         config.server.check(&doc, &mut problems);
         config.storage.check(&doc, &mut problems);
         config.hosts.check(&doc, &mut problems);
+        config.metrics.check(&doc, &mut problems);
         config.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(Parsed {
             config,
@@ -729,6 +801,24 @@ mod tests {
              c.toml:8:11: storage.backend: must be \"sqlite\" or \"postgres\"\n\
              c.toml:9:17: storage.queue_batches: must be at least 1"
         );
+    }
+
+    #[test]
+    fn metrics_listener_is_loopback_unless_allowed() {
+        let text = format!("{MIN}[metrics]\nlisten = \"0.0.0.0:9464\"\n");
+        let e = Config::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:6:10: metrics.listen: 0.0.0.0:9464 is not a loopback address"),
+            "{e}"
+        );
+        let text = format!("{text}allow_non_loopback = true\nscrapers = [\"Prometheus\"]\n");
+        let c = Config::parse(Path::new("c.toml"), &text).unwrap();
+        assert!(c.metrics.is_scraper("prometheus"));
+        assert!(!c.metrics.is_scraper("web-12"));
+        let d = Config::parse(Path::new("c.toml"), MIN).unwrap();
+        assert_eq!((d.metrics.listen, d.metrics.fleet_cache_secs), (None, 15));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;
+pub mod metrics;
 pub mod pki;
 pub mod queries;
 pub mod revocation;

@@ -226,13 +226,10 @@ impl From<Fmt> for Format {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    plumb_os::log::init(plumb_os::log::Setup {
+        default_filter: "info",
+        show_target: true,
+    });
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

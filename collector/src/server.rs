@@ -14,12 +14,14 @@ mod connection;
 mod counters;
 mod deadlines;
 mod events;
+mod metrics_listener;
 
 /// The batch checks, for the fuzz entry points (`crate::fuzz`).
 #[cfg(feature = "fuzzing")]
 pub(crate) use events::validate_batch;
 
 use crate::config::Config;
+use crate::metrics;
 use crate::revocation::{DATABASE, Revocations, RevokedSet};
 use crate::storage::writer::{self, Job};
 use crate::storage::{self, Queries};
@@ -97,11 +99,28 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let baselines: Arc<dyn Queries> = Arc::from(baselines);
     // +1: room for a retention job beside a full set of admitted batches.
     let (queue, rx) = mpsc::channel(cfg.storage.queue_batches + 1);
-    let writer = writer::spawn(store, rx, cfg.storage.max_group_events).map_err(|source| {
-        ServeError::Io {
-            context: "starting the writer".into(),
-            source,
-        }
+    // Metrics: each module registers its own families.
+    let counters = Arc::new(ConnectionCounters::default());
+    let mut registry = metrics::registry();
+    let ingest = metrics::Ingest::register(&mut registry);
+    counters::register(&mut registry, counters.clone());
+    metrics::register_queue(&mut registry, &queue);
+    let fleet = metrics::Fleet::register(
+        &mut registry,
+        baselines.clone(),
+        cfg.hosts.stale_after_secs(),
+        Duration::from_secs(cfg.metrics.fleet_cache_secs),
+    );
+    let exporter = Arc::new(metrics::Exporter::new(registry, Some(fleet)));
+    let writer = writer::spawn(
+        store,
+        rx,
+        cfg.storage.max_group_events,
+        ingest.commit_seconds.clone(),
+    )
+    .map_err(|source| ServeError::Io {
+        context: "starting the writer".into(),
+        source,
     })?;
     let listener = bind(cfg.server.listen)?;
     let local = listener.local_addr().map_err(|source| ServeError::Io {
@@ -109,9 +128,21 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         source,
     })?;
     tracing::info!("listening on {local}");
+    let plain_metrics = match cfg.metrics.listen {
+        Some(addr) => {
+            let (at, task) = metrics_listener::spawn(addr, exporter.clone())
+                .await
+                .map_err(|source| ServeError::Io {
+                    context: format!("metrics listener on {addr}"),
+                    source,
+                })?;
+            tracing::info!("metrics served on http://{at}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
 
-    let state = Arc::new(State::new(&cfg, queue.clone(), baselines));
-    let counters = Arc::new(ConnectionCounters::default());
+    let state = Arc::new(State::new(&cfg, queue.clone(), baselines, ingest, exporter));
     let s = &cfg.server;
     let shared = Arc::new(Shared {
         state,
@@ -145,6 +176,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
             shared.revocations.clone(),
             Duration::from_secs(cfg.storage.postgres.revocation_poll_secs),
         )),
+        plain_metrics,
     ];
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();

@@ -8,7 +8,9 @@
 //! - [`atomic`]: replacing a file so a reader or a crash never sees half of it;
 //! - [`notify`]: systemd readiness and watchdog;
 //! - [`signals`] (feature `tokio`): SIGHUP/SIGTERM/SIGINT as one stream;
-//! - [`pem`] (feature `pem`): certificates, keys and CRLs via `rustls-pki-types`.
+//! - [`pem`] (feature `pem`): certificates, keys and CRLs via `rustls-pki-types`;
+//! - [`log`] (feature `log`): journald with structured fields under systemd,
+//!   stderr otherwise.
 //!
 //! Layering: this crate is the lowest one in the workspace and depends on no
 //! other Plumbline crate. `plumb-core` uses it too, without features, so
@@ -18,6 +20,8 @@
 //! whoever can rewrite it decides what the agent enforces.
 
 pub mod atomic;
+#[cfg(feature = "log")]
+pub mod log;
 pub mod notify;
 #[cfg(feature = "pem")]
 pub mod pem;

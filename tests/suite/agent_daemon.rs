@@ -683,3 +683,202 @@ fn under_umask_022_the_state_stays_private() {
         "a refused directory is left for the operator to inspect"
     );
 }
+
+/// The metrics file (`metrics_file`) for node_exporter's textfile
+/// collector: rewritten after every job, 0644, with the figures of the
+/// running agent.
+fn metrics_setup() -> (Setup, PathBuf) {
+    let s = Setup::new("");
+    let file = s.path("textfile/plumb.prom");
+    s.write_config(&format!("metrics_file = \"{}\"\n", file.display()));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // flag.present (high) fails.
+    std::fs::remove_file(s.root().join("etc/flag")).unwrap();
+    (s, file)
+}
+
+/// Waits until the metrics file has every series of `want`.
+fn wait_metrics(file: &Path, want: &[&str]) -> String {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if want
+            .iter()
+            .all(|w| super::metrics::sample(&text, w).is_some())
+        {
+            return text;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {want:?} in:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_metrics_file_shows_the_agent_after_each_job() {
+    let (s, file) = metrics_setup();
+    let _a = s.start();
+    s.wait_snapshots(1);
+    let text = wait_metrics(
+        &file,
+        &[
+            "plumb_agent_last_check_run_timestamp_seconds",
+            "plumb_agent_last_fim_scan_duration_seconds",
+            "plumb_agent_last_delivery_timestamp_seconds",
+        ],
+    );
+    let v = |s: &str| super::metrics::value(&text, s);
+    assert_eq!(v("plumb_agent_failing_rules{severity=\"high\"}"), 1.0);
+    assert_eq!(v("plumb_agent_failing_rules{severity=\"low\"}"), 0.0);
+    assert_eq!(
+        v("plumb_agent_baseline_info{baseline=\"test-agent\",version=\"1\"}"),
+        1.0
+    );
+    assert_eq!(v("plumb_agent_fim_watch_rules"), 1.0);
+    // /etc is watched in real time, /etc/skip is excluded.
+    assert_eq!(v("plumb_agent_fim_realtime_watched_directories"), 1.0);
+    assert_eq!(v("plumb_agent_events_dropped_total"), 0.0);
+    assert!(v("plumb_agent_outbox_events") >= 0.0);
+    assert!(v("plumb_agent_outbox_oldest_event_age_seconds") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let ran = v("plumb_agent_last_check_run_timestamp_seconds");
+    assert!((now - ran).abs() < 60.0, "{ran} vs {now}");
+    assert!(v("plumb_agent_last_check_run_duration_seconds") < 30.0);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "node_exporter runs as another user");
+    // No temporary file left where node_exporter would read it.
+    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("plumb.prom")]);
+
+    // Fixed: the next check run (every second here) says so.
+    std::fs::write(s.root().join("etc/flag"), "1").unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if super::metrics::sample(&text, "plumb_agent_failing_rules{severity=\"high\"}")
+            == Some(0.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "still failing:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_metrics_file_not_ending_in_prom_is_refused() {
+    let s = Setup::new("metrics_file = \"/var/lib/node-exporter/plumb.txt\"\n");
+    let cfg = s.config();
+    let (code, _, err) = plumb(&["agent", "--config", cfg.to_str().unwrap(), "--validate"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("metrics_file: /var/lib/node-exporter/plumb.txt must end in .prom"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs promtool (Debian's prometheus package)"]
+fn promtool_accepts_the_agents_metrics_file() {
+    let (s, file) = metrics_setup();
+    let _a = s.start();
+    let text = wait_metrics(&file, &["plumb_agent_last_check_run_timestamp_seconds"]);
+    super::metrics::promtool_check(&text);
+}
+
+/// One journald native-protocol datagram as (field, value) pairs: `KEY=value`
+/// lines, or `KEY\n`, a little-endian u64 length, the value and `\n`.
+fn journal_fields(mut d: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while !d.is_empty() {
+        let nl = d.iter().position(|&b| b == b'\n').unwrap_or(d.len());
+        let line = &d[..nl];
+        if let Some(eq) = line.iter().position(|&b| b == b'=') {
+            out.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            d = &d[(nl + 1).min(d.len())..];
+        } else {
+            let key = String::from_utf8_lossy(line).into_owned();
+            let len = u64::from_le_bytes(d[nl + 1..nl + 9].try_into().unwrap()) as usize;
+            let value = &d[nl + 9..nl + 9 + len];
+            out.push((key, String::from_utf8_lossy(value).into_owned()));
+            d = &d[(nl + 10 + len).min(d.len())..];
+        }
+    }
+    out
+}
+
+/// Under systemd (`JOURNAL_STREAM` naming its stderr), the agent logs to
+/// journald's native socket with structured fields. The socket is the
+/// test's own, bind-mounted over `/run` in a private mount namespace of the
+/// agent, so the host's journal is never touched.
+#[test]
+#[ignore = "needs root and unshare(1): a private mount namespace"]
+fn under_systemd_logs_go_to_the_journal_with_structured_fields() {
+    common::require_root("bind mounts in a private mount namespace");
+    let s = Setup::new("");
+    std::fs::remove_file(s.root().join("etc/flag")).unwrap();
+    let run = s.path("run");
+    std::fs::create_dir_all(run.join("systemd/journal")).unwrap();
+    let sock = std::os::unix::net::UnixDatagram::bind(run.join("systemd/journal/socket")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(concat!(
+            r#"mount --bind "$1" /run && "#,
+            r#"JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) && export JOURNAL_STREAM && "#,
+            r#"exec "$2" agent --config "$3""#
+        ))
+        .arg("sh")
+        .arg(&run)
+        .arg(env!("CARGO_BIN_EXE_plumb"))
+        .arg(s.config())
+        .env("PLUMB_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _a = Agent(cmd.spawn().unwrap());
+    let mut seen: Vec<Vec<(String, String)>> = Vec::new();
+    let has = |seen: &[Vec<(String, String)>], want: &[(&str, &str)]| {
+        seen.iter().any(|m| {
+            want.iter()
+                .all(|(k, v)| m.iter().any(|(mk, mv)| mk == k && mv.contains(v)))
+        })
+    };
+    let rule = [
+        ("PLUMB_EVENT_KIND", "check_changed"),
+        ("PLUMB_RULE", "flag.present"),
+        ("PLUMB_HOST", "test-host"),
+        ("PRIORITY", "4"),
+        ("MESSAGE", "rule flag.present: new -> fail"),
+    ];
+    let started = [
+        ("PLUMB_EVENT_KIND", "agent"),
+        ("PLUMB_WHAT", "started"),
+        ("SYSLOG_IDENTIFIER", "plumb"),
+    ];
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut buf = vec![0u8; 1 << 16];
+    while !(has(&seen, &rule) && has(&seen, &started)) {
+        assert!(
+            Instant::now() < end,
+            "journal fields missing; got {seen:#?}"
+        );
+        if let Ok(n) = sock.recv(&mut buf) {
+            if n > 0 {
+                seen.push(journal_fields(&buf[..n]));
+            }
+        }
+    }
+}

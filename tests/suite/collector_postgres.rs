@@ -525,5 +525,68 @@ fn retention_drops_whole_day_partitions_older_than_retention_and_nothing_else() 
         c.log().contains("retention dropped a partition"),
         "{}",
         c.log()
+
+/// The fleet figures of `/metrics` (hosts, stale, failing, rule statuses,
+/// score, hosts per baseline) come from the store: the same on both.
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn metrics_fleet_figures_are_the_same_on_both_backends() {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let metrics = "\n[metrics]\nscrapers = [\"prometheus\"]\nfleet_cache_secs = 0\n";
+    let f = Fleet::new();
+    let lite_cfg = f.config("127.0.0.1:0", "", metrics);
+    let pg_cfg = f.config_named(
+        "pg.toml",
+        "127.0.0.1:0",
+        "",
+        &format!("{}{metrics}", pg.storage_toml("plumb")),
+    );
+    let lite = Collector::start(&lite_cfg);
+    let pgc = Collector::start(&pg_cfg);
+    for (host, b) in event_set() {
+        let body = serde_json::to_vec(&b).unwrap();
+        for addr in [lite.addr, pgc.addr] {
+            assert_eq!(post(&f, addr, host, &body).unwrap().status, 200);
+        }
+    }
+    let fleet = |addr| {
+        let r = rt()
+            .block_on(one_request(
+                f.client_config(Some("prometheus")),
+                addr,
+                "GET",
+                "/metrics",
+                b"",
+            ))
+            .unwrap();
+        assert_eq!(r.status, 200);
+        let text = String::from_utf8(r.body).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                ["hosts", "rules", "fleet_score_ratio"]
+                    .iter()
+                    .any(|p| l.starts_with(&format!("plumb_collector_{p}")))
+            })
+            .map(str::to_string)
+            .collect();
+        lines
+    };
+    let (l, p) = (fleet(lite.addr), fleet(pgc.addr));
+    assert_eq!(l, p, "SQLite and PostgreSQL disagree");
+    let text = l.join("\n");
+    use crate::suite::metrics::value;
+    assert_eq!(value(&text, "plumb_collector_hosts"), 3.0);
+    assert_eq!(value(&text, "plumb_collector_hosts_stale"), 0.0);
+    // db-01 fails sysctl.ip-forward, web-12 ssh.permit-root-login.
+    assert_eq!(value(&text, "plumb_collector_hosts_failing"), 2.0);
+    assert_eq!(value(&text, "plumb_collector_rules{status=\"error\"}"), 1.0);
+    assert_eq!(
+        value(
+            &text,
+            "plumb_collector_hosts_by_baseline{baseline=\"issp-linux-server\",version=\"7\"}"
+        ),
+        3.0
     );
 }

@@ -36,6 +36,10 @@ pub struct Config {
     /// JSON-lines file events go to when no collector is configured.
     #[serde(default = "default_events_file")]
     pub events_file: PathBuf,
+    /// Prometheus metrics for node_exporter's textfile collector, rewritten
+    /// after every job (`*.prom`); absent: none (docs/integrations.md).
+    #[serde(default)]
+    pub metrics_file: Option<PathBuf>,
     /// Whether remediation may run (used by the remediation engine).
     #[serde(default)]
     pub remediation: RemediationMode,
@@ -602,11 +606,26 @@ impl Config {
             absolute("proc".into(), p);
         }
         absolute("events_file".into(), &self.events_file);
+        if let Some(p) = &self.metrics_file {
+            absolute("metrics_file".into(), p);
+        }
         for (i, p) in self.baselines.iter().enumerate() {
             absolute(format!("baselines[{i}]"), p);
         }
         for (i, p) in self.trusted_keys.iter().enumerate() {
             absolute(format!("trusted_keys[{i}]"), p);
+        }
+        if let Some(p) = &self.metrics_file {
+            // node_exporter reads `*.prom` only and skips a file being written.
+            if p.extension().is_none_or(|e| e != "prom") {
+                out.push(doc.at(
+                    "metrics_file",
+                    format!(
+                        "{} must end in .prom (node_exporter's textfile collector reads only those)",
+                        p.display()
+                    ),
+                ));
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod facts;
 pub mod failover;
 pub mod integrity;
 pub mod limits;
+pub mod metrics;
 pub mod outbox;
 pub mod realtime;
 pub mod remediation;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub poll_now: tokio::sync::Notify,
     /// Dry-run plans already reported, per rule (not repeated every run).
     pub(crate) dry_run_seen: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// What the metrics file shows that only the daemon knows.
+    pub stats: metrics::Stats,
 }
 
 impl std::fmt::Debug for Shared {
@@ -140,19 +143,22 @@ impl Shared {
             id: b.id.clone(),
             version: b.version,
         });
+        let mut file_changes = 0usize;
         for e in &mut events {
             if let EventBody::Agent(a) = &mut e.body {
                 if a.baseline.is_none() {
                     a.baseline.clone_from(&bref);
                 }
-                match a.what {
-                    AgentEventKind::Error => tracing::error!("{}", a.message),
-                    AgentEventKind::Warning
-                    | AgentEventKind::BaselineRefused
-                    | AgentEventKind::EventsDropped => tracing::warn!("{}", a.message),
-                    _ => tracing::info!("{}", a.message),
-                }
             }
+            log_event(&self.host, &e.body, &mut file_changes);
+        }
+        if file_changes > MAX_LOGGED_FILE_CHANGES {
+            tracing::warn!(
+                event_kind = "fim_change",
+                host = %self.host,
+                "and {} more file changes (events in the outbox)",
+                file_changes - MAX_LOGGED_FILE_CHANGES
+            );
         }
         if let Err(e) = self.outbox().push(events) {
             tracing::error!("cannot commit events: {e}");
@@ -162,6 +168,89 @@ impl Shared {
 
     pub(crate) fn agent(&self, what: AgentEventKind, severity: Severity, msg: impl Into<String>) {
         self.emit(vec![NewEvent::agent(what, severity, msg)]);
+    }
+}
+
+/// File changes logged one by one per commit; beyond, one line says how
+/// many more (a package upgrade must not flood the journal).
+const MAX_LOGGED_FILE_CHANGES: usize = 100;
+
+/// Logs an event being committed, with structured fields (journald:
+/// `PLUMB_EVENT_KIND`, `PLUMB_HOST`, `PLUMB_RULE`, `PLUMB_PATH`,
+/// `PLUMB_SEVERITY`). A rule's first evaluation is logged only when it
+/// fails or errs; `file_changes` counts the file changes seen.
+fn log_event(host: &str, body: &EventBody, file_changes: &mut usize) {
+    use plumb_core::report::Status;
+    let kind = body.kind();
+    match body {
+        EventBody::Agent(a) => {
+            let what = serde_json::to_value(a.what)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            match a.what {
+                AgentEventKind::Error => {
+                    tracing::error!(
+                        event_kind = kind,
+                        host,
+                        what = what.as_str(),
+                        "{}",
+                        a.message
+                    );
+                }
+                AgentEventKind::Warning
+                | AgentEventKind::BaselineRefused
+                | AgentEventKind::EventsDropped => {
+                    tracing::warn!(
+                        event_kind = kind,
+                        host,
+                        what = what.as_str(),
+                        "{}",
+                        a.message
+                    );
+                }
+                _ => tracing::info!(
+                    event_kind = kind,
+                    host,
+                    what = what.as_str(),
+                    "{}",
+                    a.message
+                ),
+            }
+        }
+        EventBody::CheckChanged(c) => {
+            let bad = matches!(c.status, Status::Fail | Status::Error);
+            if c.previous.is_none() && !bad {
+                return;
+            }
+            let was = c.previous.map_or("new", |p| p.name());
+            let line = format!(
+                "rule {}: {was} -> {}",
+                plumb_core::printable(&c.rule),
+                c.status.name()
+            );
+            if bad {
+                tracing::warn!(event_kind = kind, host, rule = %c.rule, status = c.status.name(), "{line}");
+            } else {
+                tracing::info!(event_kind = kind, host, rule = %c.rule, status = c.status.name(), "{line}");
+            }
+        }
+        EventBody::FimChange(f) => {
+            *file_changes += 1;
+            if *file_changes <= MAX_LOGGED_FILE_CHANGES {
+                let path = f.path.display();
+                tracing::warn!(event_kind = kind, host, path = %path, change = %f.change, "file {}: {path}", f.change);
+            }
+        }
+        EventBody::FimTamper { detail } => {
+            tracing::error!(
+                event_kind = kind,
+                host,
+                "FIM database failed its seal (tampered?): {}",
+                plumb_core::printable(&detail.join("; "))
+            );
+        }
+        EventBody::Snapshot(_) | EventBody::Remediation(_) => {}
     }
 }
 
@@ -200,7 +289,10 @@ async fn job<F, E>(
     let b = busy.clone();
     let handle = tokio::task::spawn_blocking(move || {
         let _g = Inflight::new(&s);
+        let started = Instant::now();
         let r = f(&s);
+        s.stats.job_done(name, started.elapsed());
+        write_metrics(&s);
         limits::release_free_memory();
         b.store(false, Ordering::SeqCst);
         r
@@ -224,6 +316,15 @@ async fn job<F, E>(
                 "{name}: still running after {limit:?} (a hung file system?); other work carries on"
             ),
         ),
+    }
+}
+
+/// Rewrites the metrics file, when the config names one (after every job).
+fn write_metrics(shared: &Shared) {
+    if let Some(path) = &shared.config().metrics_file {
+        if let Err(e) = metrics::write(shared, path) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -312,10 +413,12 @@ async fn add_watches(shared: &Arc<Shared>, rt: Arc<Mutex<Realtime>>) {
         for root in rt.roots() {
             w.extend(rt.add_tree(&root));
         }
-        w
+        (w, rt.watched_count())
     })
     .await
     .unwrap_or_default();
+    let (warnings, watched) = warnings;
+    shared.stats.set_realtime_watches(watched);
     for w in warnings {
         shared.agent(AgentEventKind::Warning, Severity::Medium, w);
     }
@@ -457,7 +560,12 @@ async fn flusher(
         job(&shared, "realtime", &busy, limit, move |sh| {
             let mut all = roots.clone();
             all.extend(paths.iter().cloned());
-            let warnings = lock(&rt2).refresh(&all);
+            let warnings = {
+                let mut rt = lock(&rt2);
+                let w = rt.refresh(&all);
+                sh.stats.set_realtime_watches(rt.watched_count());
+                w
+            };
             for w in warnings {
                 sh.agent(AgentEventKind::Warning, Severity::Medium, w);
             }
@@ -585,6 +693,7 @@ fn start(cfg: Config) -> anyhow::Result<(Daemon, Inbox)> {
         trust: RwLock::new(trust.map(Arc::new)),
         poll_now: tokio::sync::Notify::new(),
         dry_run_seen: Mutex::new(std::collections::HashMap::new()),
+        stats: metrics::Stats::default(),
     });
     for p in limits::lower_priority(cfg.limits.nice, cfg.limits.io_idle) {
         shared.agent(AgentEventKind::Warning, Severity::Low, p);

@@ -105,6 +105,17 @@ fn sev_rank(s: Severity) -> i64 {
     }
 }
 
+/// [`Outbox::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Events not delivered yet.
+    pub waiting: u64,
+    /// `time` of the oldest of them.
+    pub oldest_time: Option<String>,
+    /// Events dropped over the cap since the state was created.
+    pub dropped: u64,
+}
+
 impl Outbox {
     /// Opens (creating) the database at `path`; `cap` is the most events kept.
     pub fn open(path: &Path, cap: u64) -> Result<Outbox, OutboxError> {
@@ -286,6 +297,39 @@ impl Outbox {
             .map_err(sql("delete delivered events"))
     }
 
+    /// What the metrics file shows of the outbox: events waiting, the
+    /// time (RFC 3339, as the agent wrote it) of the oldest, and the events
+    /// dropped over the cap since the state was created.
+    pub fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        let waiting: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+            .map_err(sql("count outbox"))?;
+        let oldest: Option<String> = self
+            .conn
+            .query_row("SELECT event FROM outbox ORDER BY seq LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("read the oldest event"))?;
+        let oldest_time = oldest
+            .and_then(|e| serde_json::from_str::<Event>(&e).ok())
+            .map(|e| e.time);
+        let dropped: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce((SELECT value FROM meta WHERE key = 'dropped'), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("read the dropped count"))?;
+        Ok(OutboxStats {
+            waiting: u64::try_from(waiting).unwrap_or(0),
+            oldest_time,
+            dropped: u64::try_from(dropped).unwrap_or(0),
+        })
+    }
+
     /// Events waiting.
     #[cfg(test)]
     pub fn len(&self) -> Result<u64, OutboxError> {
@@ -425,6 +469,12 @@ fn insert_all(
             .flatten()
             .is_some()
         });
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('dropped', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+            [i64::try_from(dropped).unwrap_or(i64::MAX)],
+        )
+        .map_err(sql("count dropped events"))?;
         seq += 1;
         let note = NewEvent::agent(
             AgentEventKind::EventsDropped,
@@ -506,6 +556,12 @@ mod tests {
         // The dropped ones are the oldest info events: seqs 2 and 3.
         assert!(all.iter().all(|e| e.seq != 2 && e.seq != 3));
         assert_eq!(o.last_seq().unwrap(), 102);
+        let st = o.stats().unwrap();
+        assert_eq!((st.waiting, st.dropped), (100, 2), "{st:?}");
+        assert_eq!(st.oldest_time.as_deref(), Some(all[0].time.as_str()));
+        o.push((0..5).map(|i| info(&i.to_string())).collect())
+            .unwrap();
+        assert_eq!(o.stats().unwrap().dropped, 8, "the count adds up");
     }
 
     #[test]

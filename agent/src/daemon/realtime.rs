@@ -164,6 +164,11 @@ impl std::fmt::Debug for Realtime {
 }
 
 impl Realtime {
+    /// Directories under inotify watch now.
+    pub fn watched_count(&self) -> usize {
+        self.watched.len()
+    }
+
     /// Starts the watcher for the realtime watches among `watches`. Adds no
     /// watch yet: call [`Realtime::add_tree`] for each root.
     pub fn new(

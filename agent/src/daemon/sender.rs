@@ -299,6 +299,7 @@ impl Client {
             // Never delete past what this batch carried.
             let upto = acked.min(last);
             shared.outbox().ack(upto).map_err(failed)?;
+            shared.stats.delivered();
             sent += batch.iter().filter(|e| e.seq <= upto).count();
         }
     }

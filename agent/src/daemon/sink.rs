@@ -178,6 +178,7 @@ pub fn flush(shared: &Shared, sink: &Mutex<Sink>) -> Result<(), SinkError> {
             error,
         })?;
         shared.outbox().ack(top)?;
+        shared.stats.delivered();
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `/v1` API: what a request handler shares, the routing, and the JSON
 //! answers every endpoint gives.
 
-use crate::config::Config;
+use crate::config::{Config, MetricsSection};
+use crate::metrics::{Exporter, Ingest};
 use crate::storage::Queries;
 use crate::storage::writer::Job;
 use bytes::Bytes;
@@ -27,6 +28,11 @@ pub(super) struct State {
     pub(super) retry_after: u64,
     /// Where `GET /v1/baseline` and `GET /v1/baselines[/{id}]` look.
     pub(super) baselines: Arc<dyn Queries>,
+    /// Ingestion metrics.
+    pub(super) ingest: Ingest,
+    /// `GET /metrics`, for the identities in `[metrics] scrapers`.
+    pub(super) exporter: Arc<Exporter>,
+    pub(super) metrics: MetricsSection,
 }
 
 impl State {
@@ -34,6 +40,8 @@ impl State {
         cfg: &Config,
         queue: mpsc::Sender<Job>,
         baselines: Arc<dyn Queries>,
+        ingest: Ingest,
+        exporter: Arc<Exporter>,
     ) -> State {
         State {
             queue,
@@ -42,6 +50,9 @@ impl State {
             queue_wait: Duration::from_millis(cfg.storage.queue_wait_ms),
             retry_after: cfg.storage.retry_after_secs,
             baselines,
+            ingest,
+            exporter,
+            metrics: cfg.metrics.clone(),
         }
     }
 }
@@ -66,8 +77,39 @@ pub(super) async fn handle(
     deadline: Instant,
 ) -> Resp {
     let path = req.uri().path().to_string();
+    // A scraper's certificate reads the metrics and does nothing else (it
+    // is no host); an agent's may not read them.
+    let scraper = state.metrics.is_scraper(&peer.identity);
     match (req.method(), path.as_str()) {
-        (&Method::POST, "/v1/events") => super::events::post(&state, &peer, req, deadline).await,
+        (&Method::GET, "/metrics") if scraper => {
+            super::metrics_listener::answer(&state.exporter).await
+        }
+        (&Method::GET, "/metrics") => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{:?} may not read /metrics (not in [metrics] scrapers)",
+                peer.identity
+            ),
+        ),
+        (_, "/metrics") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}", req.method()),
+        ),
+        _ if scraper => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{:?} is a metrics scraper: it may only GET /metrics",
+                peer.identity
+            ),
+        ),
+        (&Method::POST, "/v1/events") => {
+            let started = Instant::now();
+            let resp = super::events::post(&state, &peer, req, deadline).await;
+            state
+                .ingest
+                .batch(resp.status().as_u16(), started.elapsed());
+            resp
+        }
         (&Method::GET, "/v1/baseline") => super::baseline::get(&state, &peer, &req).await,
         (&Method::GET, "/v1/baselines") => super::baselines::list(&state, &peer).await,
         (&Method::GET, p) if p.starts_with(super::baselines::PREFIX) => {

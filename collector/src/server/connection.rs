@@ -135,7 +135,7 @@ pub(super) async fn serve(
             Ok(()) = revocation.changed() => {
                 if shared.revocations.is_revoked(&cert.id) {
                     tracing::info!(
-                        %addr, identity, serial = %cert.id.serial_hex(),
+                        %addr, host = identity, serial = %cert.id.serial_hex(),
                         "the client certificate is now revoked: connection closed"
                     );
                     return;

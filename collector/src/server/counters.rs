@@ -94,6 +94,29 @@ impl Refused {
         }
     }
 
+    /// The reason as a metric label value (`reason="unknown_ca"`).
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Refused::Timeout => "timeout",
+            Refused::Closed => "closed_by_peer",
+            Refused::Protocol => "not_tls13",
+            Refused::PeerAlert => "alert_from_peer",
+            Refused::NoCertificate => "no_certificate",
+            Refused::UnknownCa => "unknown_ca",
+            Refused::Expired => "expired",
+            Refused::Revoked => "revoked",
+            Refused::RevocationUnknown => "revocation_unknown",
+            Refused::StaleCrl => "stale_crl",
+            Refused::NotClientAuth => "no_client_auth_eku",
+            Refused::BadCertificate => "bad_certificate",
+            Refused::NoIdentity => "no_host_identity",
+            Refused::Other => "other_tls_error",
+            Refused::AddressCap => "per_address_handshake_cap",
+            Refused::HandshakeCap => "handshake_cap",
+            Refused::ConnectionLimit => "connection_limit",
+        }
+    }
+
     fn index(self) -> usize {
         Refused::ALL.iter().position(|&r| r == self).unwrap_or(0)
     }
@@ -187,6 +210,53 @@ impl ConnectionCounters {
                 .collect(),
         }
     }
+}
+
+/// The counters as metrics, read from [`ConnectionCounters::snapshot`] at
+/// each scrape.
+#[derive(Debug)]
+struct Metrics(Arc<ConnectionCounters>);
+
+impl prometheus_client::collector::Collector for Metrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use crate::metrics::encode_family;
+        use prometheus_client::metrics::MetricType;
+        let s = self.0.snapshot();
+        encode_family(
+            &mut encoder,
+            "connections",
+            "Connections open now: in their TLS handshake, or authenticated",
+            MetricType::Gauge,
+            &[
+                (vec![("state", "handshaking".into())], s.handshaking as f64),
+                (
+                    vec![("state", "authenticated".into())],
+                    s.authenticated as f64,
+                ),
+            ],
+        )?;
+        // `snapshot` lists every reason in the order of `Refused::ALL`.
+        let refused: Vec<_> = Refused::ALL
+            .iter()
+            .zip(&s.refused)
+            .map(|(r, &(_, n))| (vec![("reason", r.key().to_string())], n as f64))
+            .collect();
+        encode_family(
+            &mut encoder,
+            "connections_refused",
+            "Connections that failed their TLS handshake or were turned away by a cap, by reason",
+            MetricType::Counter,
+            &refused,
+        )
+    }
+}
+
+/// Registers the connection gauges and refusals.
+pub(crate) fn register(r: &mut prometheus_client::registry::Registry, c: Arc<ConnectionCounters>) {
+    r.register_collector(Box::new(Metrics(c)));
 }
 
 /// One connection counted in a gauge until dropped.

@@ -222,7 +222,7 @@ pub(super) async fn post(
     drop(bytes);
     if let Err(refusal) = validate_batch(&batch, &peer.identity) {
         if matches!(refusal, Refusal::WrongHost { .. }) {
-            tracing::warn!(identity = %peer.identity, address = %peer.address, "{refusal}");
+            tracing::warn!(host = %peer.identity, address = %peer.address, "{refusal}");
         }
         return error(refusal.status(), refusal.to_string());
     }
@@ -284,6 +284,15 @@ async fn store(state: &State, peer: &Peer, batch: EventBatch) -> Resp {
         Ok(Err(_)) => return shutting_down(state),
         Err(_) => return overloaded(state),
     };
+    // Counted once stored: by kind, from the batch being moved to the writer.
+    let mut kinds: Vec<(&'static str, u64)> = Vec::new();
+    for e in &batch.events {
+        let k = e.body.kind();
+        match kinds.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, c)) => *c += 1,
+            None => kinds.push((k, 1)),
+        }
+    }
     let (tx, rx) = oneshot::channel();
     permit.send(Job::Ingest(
         IngestBatch {
@@ -295,7 +304,12 @@ async fn store(state: &State, peer: &Peer, batch: EventBatch) -> Resp {
         tx,
     ));
     match rx.await {
-        Ok(Ok(acked_seq)) => json_response(StatusCode::OK, &BatchAck { acked_seq }),
+        Ok(Ok(acked_seq)) => {
+            for (kind, n) in kinds {
+                state.ingest.events(kind, n);
+            }
+            json_response(StatusCode::OK, &BatchAck { acked_seq })
+        }
         Ok(Err(e)) => retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("storage failed: {e}"),

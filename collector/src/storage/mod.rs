@@ -273,6 +273,10 @@ pub trait Queries: Send + Sync {
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError>;
     /// The stored bytes of one published baseline.
     fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The fleet in a few numbers, for the metrics endpoint: aggregates
+    /// computed by the database (a handful of rows whatever the fleet's
+    /// size). A host last seen at or before `stale_before` (unix time) is stale.
+    fn fleet_summary(&self, stale_before: i64) -> Result<FleetSummary, StorageError>;
     /// The serials revoked in the store, `None` when the backend keeps no
     /// revocations (SQLite: the CRL files are the record).
     fn revoked_serials(&self) -> Result<Option<std::collections::HashSet<String>>, StorageError> {
@@ -310,6 +314,54 @@ pub trait Queries: Send + Sync {
             }
         }
         Ok(newest.into_values().collect())
+    }
+}
+
+/// The fleet in a few numbers ([`Queries::fleet_summary`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetSummary {
+    /// Hosts that ever reported.
+    pub hosts: u64,
+    /// Hosts not heard from since the `stale_before` asked for.
+    pub stale: u64,
+    /// Hosts with at least one failing rule now.
+    pub failing: u64,
+    /// Rule statuses over every host now: passing, failing, in error.
+    pub pass: u64,
+    /// See `pass`.
+    pub fail: u64,
+    /// See `pass`.
+    pub error: u64,
+    /// Hosts per baseline in force (id, version; `None` before a host
+    /// reported one), by id then version.
+    pub baselines: Vec<(Option<String>, Option<u64>, u64)>,
+}
+
+/// The SQL of [`Queries::fleet_summary`], the same on both backends:
+/// hosts and stale hosts (parameter 1: `stale_before`)…
+pub(crate) const FLEET_HOSTS_SQL: &str =
+    "SELECT count(*), count(*) FILTER (WHERE last_seen <= $1) FROM hosts";
+/// … rule statuses and the hosts having each …
+pub(crate) const FLEET_RULES_SQL: &str =
+    "SELECT status, count(*), count(DISTINCT host) FROM rule_status GROUP BY status";
+/// … and hosts per baseline.
+pub(crate) const FLEET_BASELINES_SQL: &str =
+    "SELECT baseline_id, baseline_version, count(*) FROM hosts
+     GROUP BY baseline_id, baseline_version ORDER BY baseline_id, baseline_version";
+
+impl FleetSummary {
+    /// Adds one row of [`FLEET_RULES_SQL`].
+    pub(crate) fn add_rules(&mut self, status: &str, rules: i64, hosts: i64) {
+        let rules = u64::try_from(rules).unwrap_or(0);
+        match status {
+            "pass" => self.pass += rules,
+            "fail" => {
+                self.fail += rules;
+                self.failing += u64::try_from(hosts).unwrap_or(0);
+            }
+            "error" => self.error += rules,
+            _ => {}
+        }
     }
 }
 

@@ -20,9 +20,9 @@
 //! group commits of two collectors cannot deadlock.
 
 use super::{
-    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
-    PublishOutcome, Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time,
-    publish_conflict, severity_rank,
+    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
+    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries,
+    Revocation, RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
@@ -984,6 +984,37 @@ impl Queries for Postgres {
                     published_at: r.get(5),
                 })
                 .collect())
+        })
+    }
+
+    fn fleet_summary(&self, stale_before: i64) -> Result<FleetSummary, StorageError> {
+        let fail = pg(format!("{}: fleet summary", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let mut s = FleetSummary::default();
+            let hosts = c
+                .query_one(FLEET_HOSTS_SQL, &[&stale_before])
+                .await
+                .map_err(pg(format!("{}: fleet summary", self.at)))?;
+            s.hosts = u64::try_from(hosts.get::<_, i64>(0)).unwrap_or(0);
+            s.stale = u64::try_from(hosts.get::<_, i64>(1)).unwrap_or(0);
+            let rules = c
+                .query(FLEET_RULES_SQL, &[])
+                .await
+                .map_err(pg(format!("{}: fleet summary", self.at)))?;
+            for r in &rules {
+                s.add_rules(r.get(0), r.get(1), r.get(2));
+            }
+            let baselines = c.query(FLEET_BASELINES_SQL, &[]).await.map_err(fail)?;
+            for r in &baselines {
+                let version: Option<i64> = r.get(1);
+                s.baselines.push((
+                    r.get(0),
+                    version.map(|v| u64::try_from(v).unwrap_or(0)),
+                    u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                ));
+            }
+            Ok(s)
         })
     }
 

@@ -3,9 +3,9 @@
 //! leave as [`StorageError::Backend`].
 
 use super::{
-    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
-    PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, event_time, publish_conflict,
-    severity_rank,
+    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
+    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries,
+    RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank,
 };
 use crate::config::Synchronous;
 use plumb_core::Severity;
@@ -609,6 +609,34 @@ impl Queries for Sqlite {
         query().map_err(self.fail("baselines"))
     }
 
+    fn fleet_summary(&self, stale_before: i64) -> Result<FleetSummary, StorageError> {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<FleetSummary> {
+            let mut s = FleetSummary::default();
+            let (hosts, stale): (i64, i64) =
+                conn.query_row(&FLEET_HOSTS_SQL.replace("$1", "?1"), [stale_before], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            s.hosts = hosts.max(0) as u64;
+            s.stale = stale.max(0) as u64;
+            let mut st = conn.prepare(FLEET_RULES_SQL)?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                s.add_rules(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?);
+            }
+            let mut st = conn.prepare(FLEET_BASELINES_SQL)?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let version: Option<i64> = r.get(1)?;
+                let n: i64 = r.get(2)?;
+                s.baselines
+                    .push((r.get(0)?, version.map(|v| v.max(0) as u64), n.max(0) as u64));
+            }
+            Ok(s)
+        };
+        query().map_err(self.fail("fleet summary"))
+    }
+
     fn baseline_bytes(&self, id: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
         let version = i64::try_from(version).unwrap_or(i64::MAX);
         self.conn()
@@ -710,6 +738,37 @@ mod tests {
             received_at: 1_000,
             events,
         }
+    }
+
+    #[test]
+    fn fleet_summary_counts_hosts_rules_and_baselines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Sqlite::open(&tmp.path().join("c.db"), Synchronous::Full).unwrap();
+        assert_eq!(s.fleet_summary(0).unwrap(), FleetSummary::default());
+        let mut old = batch(
+            "a",
+            vec![ev(
+                1,
+                snapshot(&[("r1", Status::Pass), ("r2", Status::Fail)]),
+            )],
+        );
+        old.received_at = 500;
+        let b = batch("b", vec![ev(1, snapshot(&[("r1", Status::Error)]))]);
+        let c = batch("c", vec![ev(1, changed("r1", Status::Pass))]);
+        s.ingest(&[old, b, c]).unwrap();
+        let f = s.fleet_summary(600).unwrap();
+        assert_eq!(
+            f,
+            FleetSummary {
+                hosts: 3,
+                stale: 1,
+                failing: 1,
+                pass: 2,
+                fail: 1,
+                error: 1,
+                baselines: vec![(None, None, 1), (Some("b".into()), Some(7), 2)],
+            }
+        );
     }
 
     #[test]

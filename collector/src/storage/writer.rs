@@ -4,6 +4,7 @@
 //! acknowledgement means "stored".
 
 use super::{IngestBatch, Storage, StorageError};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
 /// Where the writer answers one batch: the host's acknowledged seq, or why
@@ -20,11 +21,14 @@ pub(crate) enum Job {
 }
 
 /// Starts the writer thread. It stops when every sender is dropped and the
-/// queue is empty, so shutdown drains what was accepted.
+/// queue is empty, so shutdown drains what was accepted. `commit_seconds`
+/// observes each group commit's time (the metric
+/// `plumb_collector_storage_commit_duration_seconds`).
 pub(crate) fn spawn(
     mut store: Box<dyn Storage>,
     mut rx: mpsc::Receiver<Job>,
     max_group_events: usize,
+    commit_seconds: Histogram,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("db-writer".into())
@@ -41,7 +45,11 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                commit(store.as_mut(), &mut batches, &mut replies);
+                if !batches.is_empty() {
+                    let started = std::time::Instant::now();
+                    commit(store.as_mut(), &mut batches, &mut replies);
+                    commit_seconds.observe(started.elapsed().as_secs_f64());
+                }
                 for cutoff in prunes.drain(..) {
                     match store.prune(cutoff) {
                         Ok(n) => tracing::info!(deleted = n, "retention applied"),
