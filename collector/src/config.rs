@@ -30,6 +30,9 @@ pub struct Config {
     /// `[[forward]]`: SIEM sinks the stored events are forwarded to.
     #[serde(default)]
     pub forward: Vec<crate::forward::SinkConfig>,
+    /// `[[alert]]`: webhook alerts.
+    #[serde(default)]
+    pub alert: Vec<crate::alert::AlertRule>,
 }
 
 /// `[baselines]`.
@@ -405,6 +408,7 @@ impl Config {
         config.storage.check(&doc, &mut problems);
         config.hosts.check(&doc, &mut problems);
         check_forward(&config.forward, &doc, &mut problems);
+        check_alerts(&config.alert, &doc, &mut problems);
         config.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(Parsed {
             config,
@@ -434,6 +438,12 @@ impl Config {
         for s in &mut self.forward {
             let files = [&mut s.ca, &mut s.client_cert, &mut s.client_key, &mut s.token_file];
             files.into_iter().flatten().for_each(rebase);
+        }
+        for a in &mut self.alert {
+            [&mut a.ca, &mut a.secret_file]
+                .into_iter()
+                .flatten()
+                .for_each(rebase);
         }
     }
 
@@ -493,6 +503,7 @@ impl Config {
             }
         }
         check_forward_files(&self.forward, doc, &mut out);
+        check_alert_files(&self.alert, doc, &mut out);
         (out, warnings)
     }
 
@@ -578,6 +589,34 @@ fn check_forward_files(
             if let Err(e) = crate::tls::read_certs(ca) {
                 out.push(doc.at(&f("ca"), e.to_string()));
             }
+        }
+    }
+}
+
+/// `[[alert]]`: each rule's own checks, and names unique.
+fn check_alerts(rules: &[crate::alert::AlertRule], doc: &Document, out: &mut Vec<Diagnostic>) {
+    for (i, r) in rules.iter().enumerate() {
+        r.check(i, doc, out);
+        if rules[..i].iter().any(|o| o.name == r.name) {
+            out.push(doc.at(&format!("alert[{i}].name"), "another alert has this name"));
+        }
+    }
+}
+
+/// The files `[[alert]]` rules name: present, trusted, parseable.
+fn check_alert_files(rules: &[crate::alert::AlertRule], doc: &Document, out: &mut Vec<Diagnostic>) {
+    use plumb_os::FileKind::{Certificate, PrivateKey};
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(ca) = &r.ca {
+            let field = format!("alert[{i}].ca");
+            if passes(doc, &field, ca, Certificate, out) {
+                if let Err(e) = crate::tls::read_certs(ca) {
+                    out.push(doc.at(&field, e.to_string()));
+                }
+            }
+        }
+        if let Some(s) = &r.secret_file {
+            passes(doc, &format!("alert[{i}].secret_file"), s, PrivateKey, out);
         }
     }
 }

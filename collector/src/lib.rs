@@ -2,6 +2,7 @@
 //! them, and answers the ops team's queries. The binary `plumb-collector`
 //! only parses flags and calls into these modules.
 
+pub mod alert;
 pub mod baselines;
 pub mod config;
 pub mod forward;

@@ -152,7 +152,8 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     // Forwarding and alerts: their metrics go to the registry through
     // `ForwardMetrics::register`.
     let forward_metrics = Arc::new(crate::forward::ForwardMetrics::default());
-    let consumers = crate::forward::spawn(&cfg, forward_metrics.clone()).await?;
+    let mut consumers = crate::forward::spawn(&cfg, forward_metrics.clone()).await?;
+    consumers.extend(crate::alert::spawn(&cfg, forward_metrics.clone()).await?);
     let background = background.into_iter().flatten().chain(consumers);
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();

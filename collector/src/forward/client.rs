@@ -27,10 +27,13 @@ pub(crate) fn tls_config(
     client: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, ForwardError> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in crate::tls::read_certs(ca)? {
-        roots
-            .add(c)
-            .map_err(|e| ForwardError::Config(format!("{}: {e}", ca.display())))?;
+    // Lenient: a system bundle may hold a certificate rustls cannot use.
+    let (added, _) = roots.add_parsable_certificates(crate::tls::read_certs(ca)?);
+    if added == 0 {
+        return Err(ForwardError::Config(format!(
+            "{}: no usable CA certificate",
+            ca.display()
+        )));
     }
     let b = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
