@@ -26,6 +26,7 @@ mod suite {
     mod debian12_root;
     mod distribution;
     mod failover;
+    mod forward;
     mod fim_cli;
     mod fim_packages;
     pub(crate) mod metrics;

@@ -30,6 +30,12 @@ pub struct Config {
     /// Prometheus metrics (`/metrics`).
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `[[forward]]`: SIEM sinks the stored events are forwarded to.
+    #[serde(default)]
+    pub forward: Vec<crate::forward::SinkConfig>,
+    /// `[[alert]]`: webhook alerts.
+    #[serde(default)]
+    pub alert: Vec<crate::alert::AlertRule>,
 }
 
 /// `[metrics]`: who may scrape `/metrics` on the agents' mTLS listener,
@@ -473,6 +479,8 @@ impl Config {
         config.storage.check(&doc, &mut problems);
         config.hosts.check(&doc, &mut problems);
         config.metrics.check(&doc, &mut problems);
+        check_forward(&config.forward, &doc, &mut problems);
+        check_alerts(&config.alert, &doc, &mut problems);
         config.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(Parsed {
             config,
@@ -499,6 +507,16 @@ impl Config {
             rebase(p);
         }
         self.baselines.trusted_keys.iter_mut().for_each(rebase);
+        for s in &mut self.forward {
+            let files = [&mut s.ca, &mut s.client_cert, &mut s.client_key, &mut s.token_file];
+            files.into_iter().flatten().for_each(rebase);
+        }
+        for a in &mut self.alert {
+            [&mut a.ca, &mut a.secret_file]
+                .into_iter()
+                .flatten()
+                .for_each(rebase);
+        }
     }
 
     /// Each file the config names that is missing, untrusted or does not
@@ -556,6 +574,8 @@ impl Config {
                 }
             }
         }
+        check_forward_files(&self.forward, doc, &mut out);
+        check_alert_files(&self.alert, doc, &mut out);
         (out, warnings)
     }
 
@@ -605,6 +625,71 @@ fn passes(
 fn at_least_one(doc: &Document, field: &str, value: u64, out: &mut Vec<Diagnostic>) {
     if value == 0 {
         out.push(doc.at(field, "must be at least 1"));
+    }
+}
+
+/// `[[forward]]`: each sink's own checks, and names unique.
+fn check_forward(sinks: &[crate::forward::SinkConfig], doc: &Document, out: &mut Vec<Diagnostic>) {
+    for (i, s) in sinks.iter().enumerate() {
+        s.check(i, doc, out);
+        if sinks[..i].iter().any(|o| o.name == s.name) {
+            out.push(doc.at(&format!("forward[{i}].name"), "another sink has this name"));
+        }
+    }
+}
+
+/// The files `[[forward]]` sinks name: present, trusted, parseable.
+fn check_forward_files(
+    sinks: &[crate::forward::SinkConfig],
+    doc: &Document,
+    out: &mut Vec<Diagnostic>,
+) {
+    use plumb_os::FileKind::{Certificate, PrivateKey};
+    for (i, s) in sinks.iter().enumerate() {
+        let f = |field: &str| format!("forward[{i}].{field}");
+        for (field, path, kind) in [
+            ("ca", &s.ca, Certificate),
+            ("client_cert", &s.client_cert, Certificate),
+            ("client_key", &s.client_key, PrivateKey),
+            ("token_file", &s.token_file, PrivateKey),
+        ] {
+            if let Some(p) = path {
+                passes(doc, &f(field), p, kind, out);
+            }
+        }
+        if let Some(ca) = &s.ca {
+            if let Err(e) = crate::tls::read_certs(ca) {
+                out.push(doc.at(&f("ca"), e.to_string()));
+            }
+        }
+    }
+}
+
+/// `[[alert]]`: each rule's own checks, and names unique.
+fn check_alerts(rules: &[crate::alert::AlertRule], doc: &Document, out: &mut Vec<Diagnostic>) {
+    for (i, r) in rules.iter().enumerate() {
+        r.check(i, doc, out);
+        if rules[..i].iter().any(|o| o.name == r.name) {
+            out.push(doc.at(&format!("alert[{i}].name"), "another alert has this name"));
+        }
+    }
+}
+
+/// The files `[[alert]]` rules name: present, trusted, parseable.
+fn check_alert_files(rules: &[crate::alert::AlertRule], doc: &Document, out: &mut Vec<Diagnostic>) {
+    use plumb_os::FileKind::{Certificate, PrivateKey};
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(ca) = &r.ca {
+            let field = format!("alert[{i}].ca");
+            if passes(doc, &field, ca, Certificate, out) {
+                if let Err(e) = crate::tls::read_certs(ca) {
+                    out.push(doc.at(&field, e.to_string()));
+                }
+            }
+        }
+        if let Some(s) = &r.secret_file {
+            passes(doc, &format!("alert[{i}].secret_file"), s, PrivateKey, out);
+        }
     }
 }
 

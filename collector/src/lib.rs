@@ -2,8 +2,10 @@
 //! them, and answers the ops team's queries. The binary `plumb-collector`
 //! only parses flags and calls into these modules.
 
+pub mod alert;
 pub mod baselines;
 pub mod config;
+pub mod forward;
 /// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
 /// only with the `fuzzing` feature, which no shipped build enables.
 #[cfg(feature = "fuzzing")]

@@ -56,6 +56,9 @@ pub enum ServeError {
     /// Database.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// A `[[forward]]` sink or `[[alert]]` rule that cannot be set up.
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardError),
 }
 
 /// Binds the listening socket (SO_REUSEADDR, a backlog fit for thousands of agents).
@@ -178,6 +181,12 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         )),
         plain_metrics,
     ];
+    // Forwarding and alerts: their metrics go to the registry through
+    // `ForwardMetrics::register`.
+    let forward_metrics = Arc::new(crate::forward::ForwardMetrics::default());
+    let mut consumers = crate::forward::spawn(&cfg, forward_metrics.clone()).await?;
+    consumers.extend(crate::alert::spawn(&cfg, forward_metrics.clone()).await?);
+    let background = background.into_iter().flatten().chain(consumers);
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
     let watchdog = notifier.spawn_watchdog();
@@ -192,7 +201,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     drop(listener);
     let _ = stop_tx.send(true);
     finish_connections(conns, Duration::from_secs(cfg.server.shutdown_timeout_secs)).await;
-    for task in background.into_iter().flatten() {
+    for task in background {
         task.abort();
         let _ = task.await;
     }

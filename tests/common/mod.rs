@@ -6,6 +6,8 @@ pub mod collector;
 pub mod http;
 pub mod pki;
 pub mod postgres;
+pub mod receiver;
+pub mod rsyslog;
 mod process;
 
 pub use process::{Agent, Port};

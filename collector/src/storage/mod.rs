@@ -119,6 +119,17 @@ pub fn open_read_only(cfg: &StorageSection) -> Result<Box<dyn Queries>, StorageE
     }
 }
 
+/// Opens the configured store for the forwarding and alert cursors
+/// (`crate::forward`): a connection of its own beside the writer's. The
+/// writer opens (and migrates) the store first.
+pub fn open_cursors(cfg: &StorageSection) -> Result<Box<dyn Cursors>, StorageError> {
+    match cfg.backend.as_str() {
+        "sqlite" => Ok(Box::new(sqlite::Sqlite::open(&cfg.path, cfg.synchronous)?)),
+        "postgres" => Ok(Box::new(postgres::Postgres::open(&cfg.postgres)?)),
+        other => Err(StorageError::UnknownBackend(other.to_string())),
+    }
+}
+
 /// The canonical form of a host identity, the one storage keeps and
 /// queries compare with: ASCII lowercase (identities compare ASCII
 /// case-insensitively, so `WEB-12` and `web-12` are one host).
@@ -165,6 +176,43 @@ pub trait Storage: Send {
             what: "revocations (the CRL file is the record)",
         })
     }
+}
+
+/// What a consumer (a forwarding sink, the alerts) has to handle next.
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    /// Events past the consumer's cursor, by host then seq (each host's in
+    /// seq order).
+    pub events: Vec<EventRow>,
+    /// Hosts whose events past the cursor are gone (pruned by retention
+    /// before they were handled), with the seq the cursor may move to.
+    pub gone: Vec<(String, u64)>,
+}
+
+/// The durable cursors of the consumers of the event stream: per consumer
+/// and host, the highest seq handled (acknowledged by the sink). Per host,
+/// since a host's seqs are stored in order on every backend (the agent
+/// sends in order, one batch at a time) while a global id is not commit
+/// ordered across PostgreSQL collectors.
+pub trait Cursors: Send {
+    /// At most about `limit` events past `consumer`'s cursors, taken from
+    /// the hosts advanced least recently first, so that no host's backlog
+    /// starves the others.
+    fn pending(&mut self, consumer: &str, limit: usize) -> Result<Pending, StorageError>;
+    /// Moves `consumer`'s cursor of each host to at least the given seq
+    /// (a cursor never moves back), in one transaction.
+    fn advance(
+        &mut self,
+        consumer: &str,
+        to: &[(String, u64)],
+        now: i64,
+    ) -> Result<(), StorageError>;
+}
+
+/// Events taken per host in one [`Cursors::pending`] call: an even share
+/// of `limit`, at least a few.
+pub(crate) fn per_host_share(limit: usize, hosts: usize) -> usize {
+    (limit / hosts.max(1)).max(16).min(limit.max(1))
 }
 
 /// A revoked agent certificate.

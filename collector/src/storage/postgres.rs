@@ -20,9 +20,7 @@
 //! group commits of two collectors cannot deadlock.
 
 use super::{
-    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
-    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries,
-    Revocation, RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank,
+    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank, Cursors, Pending, per_host_share,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
@@ -94,6 +92,16 @@ const MIGRATIONS: &[&str] = &[
         serial text PRIMARY KEY,
         subject text NOT NULL,
         revoked_at bigint NOT NULL
+     );",
+    // 2: forwarding and alert cursors: per consumer (a `[[forward]]` sink
+    // or the alerts) and host, the highest seq the consumer has had
+    // acknowledged.
+    "CREATE TABLE forward_cursors (
+        consumer text NOT NULL,
+        host text NOT NULL,
+        seq bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (consumer, host)
      );",
 ];
 
@@ -741,6 +749,133 @@ const UPSERT_RULE: &str = "ON CONFLICT (host, rule) DO UPDATE SET status = exclu
 
 fn domains_json(d: &[u8]) -> String {
     serde_json::to_string(d).unwrap_or_else(|_| "[]".into())
+}
+
+/// A connection of its own, outside any pool, driven on the caller's
+/// runtime: what a session advisory lock that must live exactly as long as
+/// its connection needs (`crate::forward::lease`). Returns the client and
+/// the database's description for messages.
+pub(crate) async fn dedicated_connection(
+    cfg: &PostgresSection,
+) -> Result<(tokio_postgres::Client, String), StorageError> {
+    let pc = connection_config(cfg)?;
+    let at = describe(&pc);
+    let fail = pg(format!("{at}: connecting"));
+    let client = match &cfg.ca {
+        Some(ca) => {
+            let mut pc = pc;
+            pc.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(ca)?);
+            let (client, conn) = pc.connect(tls).await.map_err(fail)?;
+            tokio::spawn(conn);
+            client
+        }
+        None => {
+            let (client, conn) = pc.connect(tokio_postgres::NoTls).await.map_err(fail)?;
+            tokio::spawn(conn);
+            client
+        }
+    };
+    Ok((client, at))
+}
+
+impl Cursors for Postgres {
+    fn pending(&mut self, consumer: &str, limit: usize) -> Result<Pending, StorageError> {
+        let at = self.at.clone();
+        self.block_on(async {
+            let fail = || pg(format!("{at}: events to forward"));
+            let mut c = client(&self.pool, &at).await?;
+            // One snapshot: the hosts' acked seqs and their events agree.
+            let tx = c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(fail())?;
+            let hosts = tx
+                .query(
+                    "SELECT h.host, coalesce(c.seq, 0), h.acked_seq FROM hosts h
+                     LEFT JOIN forward_cursors c ON c.consumer = $1 AND c.host = h.host
+                     WHERE h.acked_seq > coalesce(c.seq, 0)
+                     ORDER BY coalesce(c.updated_at, 0), h.host",
+                    &[&consumer],
+                )
+                .await
+                .map_err(fail())?;
+            let share = i64::try_from(per_host_share(limit, hosts.len())).unwrap_or(i64::MAX);
+            let st = tx
+                .prepare(
+                    "SELECT host, seq, kind, severity, time, received_at, body FROM events
+                     WHERE host = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .await
+                .map_err(fail())?;
+            let mut out = Pending::default();
+            for h in &hosts {
+                if out.events.len() >= limit {
+                    break;
+                }
+                let host: &str = h.get(0);
+                let from: i64 = h.get(1);
+                let acked: i64 = h.get(2);
+                let rows = tx
+                    .query(&st, &[&host, &from, &share])
+                    .await
+                    .map_err(fail())?;
+                if rows.is_empty() {
+                    out.gone.push((host.to_string(), acked.max(0) as u64));
+                }
+                out.events.extend(rows.iter().map(event_row));
+            }
+            tx.commit().await.map_err(fail())?;
+            Ok(out)
+        })
+    }
+
+    fn advance(
+        &mut self,
+        consumer: &str,
+        to: &[(String, u64)],
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let at = self.at.clone();
+        self.block_on(async {
+            let fail = || pg(format!("{at}: advancing the cursor of {consumer}"));
+            let mut c = client(&self.pool, &at).await?;
+            let tx = c.transaction().await.map_err(fail())?;
+            let st = tx
+                .prepare(
+                    "INSERT INTO forward_cursors (consumer, host, seq, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (consumer, host) DO UPDATE
+                     SET seq = GREATEST(forward_cursors.seq, excluded.seq),
+                         updated_at = excluded.updated_at",
+                )
+                .await
+                .map_err(fail())?;
+            for (host, seq) in to {
+                tx.execute(&st, &[&consumer, host, &i64_of(*seq), &now])
+                    .await
+                    .map_err(fail())?;
+            }
+            tx.commit().await.map_err(fail())
+        })
+    }
+}
+
+/// An [`EventRow`] from `SELECT host, seq, kind, severity, time,
+/// received_at, body`; a body that is not JSON (edited by hand) reads as null.
+fn event_row(r: &tokio_postgres::Row) -> EventRow {
+    EventRow {
+        host: r.get(0),
+        seq: r.get::<_, i64>(1).max(0) as u64,
+        kind: r.get(2),
+        severity: r.get(3),
+        time: r.get(4),
+        received_at: r.get(5),
+        body: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or(serde_json::Value::Null),
+    }
 }
 
 impl Storage for Postgres {

@@ -3,9 +3,7 @@
 //! leave as [`StorageError::Backend`].
 
 use super::{
-    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
-    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries,
-    RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank,
+    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank, Cursors, Pending, per_host_share,
 };
 use crate::config::Synchronous;
 use plumb_core::Severity;
@@ -104,6 +102,16 @@ const MIGRATIONS: &[&str] = &[
                acked_seq, pruned_seq
         FROM canonical_hosts;
      DROP TABLE canonical_hosts;",
+    // 4: forwarding and alert cursors: per consumer (a `[[forward]]` sink
+    // or the alerts) and host, the highest seq the consumer has had
+    // acknowledged.
+    "CREATE TABLE forward_cursors (
+        consumer TEXT NOT NULL,
+        host TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (consumer, host)
+     ) WITHOUT ROWID;",
 ];
 
 /// Schema version this build writes.
@@ -647,6 +655,73 @@ impl Queries for Sqlite {
             )
             .optional()
             .map_err(self.fail("baseline bytes"))
+    }
+}
+
+impl Cursors for Sqlite {
+    fn pending(&mut self, consumer: &str, limit: usize) -> Result<Pending, StorageError> {
+        // One read transaction: the hosts' acked seqs and their events agree.
+        let query = |conn: &mut Connection| -> rusqlite::Result<Pending> {
+            let tx = conn.transaction()?;
+            let hosts: Vec<(String, i64, i64)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT h.host, coalesce(c.seq, 0), h.acked_seq FROM hosts h
+                     LEFT JOIN forward_cursors c ON c.consumer = ?1 AND c.host = h.host
+                     WHERE h.acked_seq > coalesce(c.seq, 0)
+                     ORDER BY coalesce(c.updated_at, 0), h.host",
+                )?;
+                st.query_map([consumer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let share = i64::try_from(per_host_share(limit, hosts.len())).unwrap_or(i64::MAX);
+            let mut out = Pending::default();
+            let mut st = tx.prepare_cached(
+                "SELECT host, seq, kind, severity, time, received_at, body FROM events
+                 WHERE host = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            for (host, from, acked) in hosts {
+                if out.events.len() >= limit {
+                    break;
+                }
+                let before = out.events.len();
+                for row in st.query_map(params![host, from, share], event_row)? {
+                    out.events.push(row?);
+                }
+                if out.events.len() == before {
+                    out.gone.push((host, acked.max(0) as u64));
+                }
+            }
+            Ok(out)
+        };
+        let at = self.at.clone();
+        query(self.conn_mut()).map_err(db(format!("{at}: events to forward")))
+    }
+
+    fn advance(
+        &mut self,
+        consumer: &str,
+        to: &[(String, u64)],
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let at = self.at.clone();
+        let conn = self.conn_mut();
+        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = write_tx(conn)?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO forward_cursors (consumer, host, seq, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (consumer, host) DO UPDATE
+                     SET seq = max(seq, excluded.seq), updated_at = excluded.updated_at",
+                )?;
+                for (host, seq) in to {
+                    let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+                    st.execute(params![consumer, host, seq, now])?;
+                }
+            }
+            tx.commit()
+        };
+        run(conn).map_err(db(format!("{at}: advancing the cursor of {consumer}")))
     }
 }
 
