@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod console;
+pub use console::ConsoleSection;
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +30,9 @@ pub struct Config {
     /// Signed baselines this collector publishes.
     #[serde(default)]
     pub baselines: BaselinesSection,
+    /// The ops console (`[console]`); absent: none.
+    #[serde(default)]
+    pub console: Option<ConsoleSection>,
 }
 
 /// `[baselines]`.
@@ -401,6 +407,9 @@ impl Config {
         config.server.check(&doc, &mut problems);
         config.storage.check(&doc, &mut problems);
         config.hosts.check(&doc, &mut problems);
+        if let Some(c) = &config.console {
+            c.check(&doc, &mut problems);
+        }
         config.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(Parsed {
             config,

@@ -4,6 +4,7 @@
 
 pub mod baselines;
 pub mod config;
+pub mod console;
 /// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
 /// only with the `fuzzing` feature, which no shipped build enables.
 #[cfg(feature = "fuzzing")]
@@ -11,6 +12,7 @@ pub mod config;
 pub mod fuzz;
 pub mod pki;
 pub mod queries;
+pub mod remote;
 pub mod revocation;
 pub mod server;
 pub mod storage;

@@ -53,6 +53,8 @@ pub(super) struct Peer {
     pub(super) identity: Arc<str>,
     /// IP address.
     pub(super) address: Arc<str>,
+    /// An operator certificate (the console's), which this API refuses.
+    pub(super) operator: bool,
 }
 
 pub(super) type Resp = Response<Full<Bytes>>;
@@ -66,6 +68,13 @@ pub(super) async fn handle(
     deadline: Instant,
 ) -> Resp {
     let path = req.uri().path().to_string();
+    if peer.operator {
+        // Role separation: an operator certificate opens the console only.
+        return error(
+            StatusCode::FORBIDDEN,
+            "an operator certificate cannot use the agent API (it opens the console)",
+        );
+    }
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/events") => super::events::post(&state, &peer, req, deadline).await,
         (&Method::GET, "/v1/baseline") => super::baseline::get(&state, &peer, &req).await,
