@@ -21,6 +21,7 @@ mod suite {
     mod collector_postgres;
     mod collector_server;
     mod config_semantics;
+    mod console;
     mod coverage;
     mod daemon_remediation;
     mod debian12_root;

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod console;
+pub use console::ConsoleSection;
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,9 @@ pub struct Config {
     /// `[[alert]]`: webhook alerts.
     #[serde(default)]
     pub alert: Vec<crate::alert::AlertRule>,
+    /// The ops console (`[console]`); absent: none.
+    #[serde(default)]
+    pub console: Option<ConsoleSection>,
 }
 
 /// `[metrics]`: who may scrape `/metrics` on the agents' mTLS listener,
@@ -481,6 +487,9 @@ impl Config {
         config.metrics.check(&doc, &mut problems);
         check_forward(&config.forward, &doc, &mut problems);
         check_alerts(&config.alert, &doc, &mut problems);
+        if let Some(c) = &config.console {
+            c.check(&doc, &mut problems);
+        }
         config.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(Parsed {
             config,

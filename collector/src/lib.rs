@@ -6,6 +6,7 @@ pub mod alert;
 pub mod baselines;
 pub mod config;
 pub mod forward;
+pub mod console;
 /// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
 /// only with the `fuzzing` feature, which no shipped build enables.
 #[cfg(feature = "fuzzing")]
@@ -14,6 +15,7 @@ pub mod fuzz;
 pub mod metrics;
 pub mod pki;
 pub mod queries;
+pub mod remote;
 pub mod revocation;
 pub mod server;
 pub mod storage;

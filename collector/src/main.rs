@@ -105,16 +105,25 @@ enum PkiCmd {
         #[arg(long, default_value_t = pki::CA_DAYS)]
         days: u32,
     },
-    /// Issue an agent (clientAuth) or server (serverAuth) certificate.
+    /// Issue an agent (clientAuth), server (serverAuth) or console operator certificate.
     Issue {
         #[arg(long)]
         dir: PathBuf,
         /// Agent host name: CN and DNS SAN, the identity the collector sees.
-        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        #[arg(long, conflicts_with_all = ["server", "operator"], required_unless_present_any = ["server", "operator"])]
         agent: Option<String>,
         /// Collector DNS name or IP address (SAN).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "operator")]
         server: Option<String>,
+        /// Console operator name (CN), marked with the operator role: opens
+        /// the console, never the agent API (docs/console.md).
+        #[arg(long)]
+        operator: Option<String>,
+        /// With --operator: also write NAME.p12 for a browser, encrypted
+        /// under the password in this file (first line). The environment
+        /// variable PLUMB_P12_PASSWORD is read when this is not given.
+        #[arg(long, requires = "operator")]
+        p12_password_file: Option<PathBuf>,
         /// Validity in days.
         #[arg(long, default_value_t = pki::LEAF_DAYS)]
         days: u32,
@@ -194,11 +203,73 @@ enum StorageCmd {
 #[derive(Args)]
 struct Source {
     /// The collector's database file.
-    #[arg(long, conflicts_with = "config")]
+    #[arg(long, conflicts_with_all = ["config", "url"])]
     db: Option<PathBuf>,
     /// The collector's config (its storage path and host settings).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "url")]
     config: Option<PathBuf>,
+    /// A remote collector's console (https://HOST:PORT), queried with an
+    /// operator certificate: the same output as on the collector host.
+    #[arg(long, requires_all = ["cert", "key"])]
+    url: Option<String>,
+    /// With --url: the operator certificate (PEM).
+    #[arg(long, requires = "url")]
+    cert: Option<PathBuf>,
+    /// With --url: its key (PEM, mode 0600).
+    #[arg(long, requires = "url")]
+    key: Option<PathBuf>,
+    /// With --url: the CA of the console's certificate (default: ca.pem of
+    /// the PKI directory the certificate was issued in).
+    #[arg(long, requires = "url")]
+    ca: Option<PathBuf>,
+}
+
+impl Source {
+    /// The remote console, with --url.
+    fn remote(&self) -> Option<plumb_collector::remote::Remote> {
+        let url = self.url.clone()?;
+        let cert = self.cert.clone()?;
+        let key = self.key.clone()?;
+        let ca = self
+            .ca
+            .clone()
+            .unwrap_or_else(|| plumb_collector::remote::default_ca(&cert));
+        Some(plumb_collector::remote::Remote { url, cert, key, ca })
+    }
+}
+
+/// What a remote console answered, printed as the local command prints it.
+fn remote_get(
+    remote: &plumb_collector::remote::Remote,
+    route: &str,
+    pairs: &[(&str, Option<String>)],
+    format: Fmt,
+) -> Result<plumb_collector::remote::Answer> {
+    let mut pairs = pairs.to_vec();
+    pairs.push((
+        "format",
+        Some(match format {
+            Fmt::Text => "text".into(),
+            Fmt::Json => "json".into(),
+        }),
+    ));
+    let answer =
+        plumb_collector::remote::get(remote, &format!("{route}?{}", plumb_collector::remote::query(&pairs)))?;
+    std::io::Write::write_all(&mut std::io::stdout(), &answer.body)?;
+    Ok(answer)
+}
+
+/// A password from the first line of a file (trailing newline dropped).
+fn read_password(path: &Path) -> Result<String> {
+    let bytes = plumb_os::read_trusted(path, plumb_os::FileKind::PrivateKey, 4096)
+        .with_context(|| format!("{}: reading the .p12 password", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: the password is not UTF-8", path.display()))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        anyhow::bail!("{}: the password is empty", path.display());
+    }
+    Ok(line)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -305,6 +376,10 @@ fn run(cli: Cli) -> Result<u8> {
             stale_after,
             format,
         } => {
+            if let Some(remote) = src.remote() {
+                remote_get(&remote, "hosts", &[("stale_after", stale_after)], format)?;
+                return Ok(0);
+            }
             let (db, hosts) = open_source(&src)?;
             let now = now();
             let stale = match stale_after {
@@ -325,6 +400,23 @@ fn run(cli: Cli) -> Result<u8> {
             limit,
             format,
         } => {
+            if let Some(remote) = src.remote() {
+                let sev = severity.map(|s| {
+                    ["info", "low", "medium", "high", "critical"][s as usize].to_string()
+                });
+                let a = remote_get(
+                    &remote,
+                    "drift",
+                    &[
+                        ("host", host),
+                        ("since", since),
+                        ("severity", sev),
+                        ("limit", Some(limit.to_string())),
+                    ],
+                    format,
+                )?;
+                return Ok(u8::from(a.count.unwrap_or(0) > 0));
+            }
             let (db, _) = open_source(&src)?;
             let since = since.map(|s| queries::parse_since(&s, now())).transpose()?;
             let filter = DriftFilter {
@@ -338,6 +430,10 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(u8::from(n > 0))
         }
         Cmd::Report { src, format } => {
+            if let Some(remote) = src.remote() {
+                let a = remote_get(&remote, "report", &[], format)?;
+                return Ok(u8::from(a.failing.unwrap_or(false)));
+            }
             let (db, _) = open_source(&src)?;
             let (out, failing) = queries::report(db.as_ref(), format.into())?;
             print!("{out}");
@@ -452,6 +548,10 @@ fn baseline_cmd(cmd: BaselineCmd) -> Result<u8> {
             Ok(0)
         }
         BaselineCmd::List { src, format } => {
+            if let Some(remote) = src.remote() {
+                remote_get(&remote, "baselines", &[], format)?;
+                return Ok(0);
+            }
             let (db, _) = open_source(&src)?;
             print!("{}", queries::baselines(db.as_ref(), format.into())?);
             Ok(0)
@@ -472,17 +572,41 @@ fn pki_cmd(cmd: PkiCmd) -> Result<u8> {
             dir,
             agent,
             server,
+            operator,
+            p12_password_file,
             days,
         } => {
-            let (role, name) = match (agent, server) {
-                (Some(a), None) => (pki::Role::Agent, a),
-                (None, Some(s)) => (pki::Role::Server, s),
-                _ => anyhow::bail!("give exactly one of --agent HOST or --server NAME"),
+            let (role, name) = match (agent, server, operator) {
+                (Some(a), None, None) => (pki::Role::Agent, a),
+                (None, Some(s), None) => (pki::Role::Server, s),
+                (None, None, Some(o)) => (pki::Role::Operator, o),
+                _ => anyhow::bail!(
+                    "give exactly one of --agent HOST, --server NAME or --operator NAME"
+                ),
+            };
+            // Read before issuing: a bad password file issues nothing.
+            let password = match (role, p12_password_file) {
+                (pki::Role::Operator, Some(f)) => Some(read_password(&f)?),
+                (pki::Role::Operator, None) => std::env::var("PLUMB_P12_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty()),
+                _ => None,
             };
             let issued = pki::issue(&dir, role, &name, days)?;
             println!("certificate: {}", issued.cert.display());
             println!("key: {}", issued.key.display());
             println!("serial: {}", issued.serial);
+            if role == pki::Role::Operator {
+                match password {
+                    Some(p) => {
+                        let p12 = pki::write_p12(&dir, &issued, &p)?;
+                        println!("browser bundle (.p12): {}", p12.display());
+                    }
+                    None => eprintln!(
+                        "no .p12 written (give --p12-password-file FILE or PLUMB_P12_PASSWORD for a browser bundle)"
+                    ),
+                }
+            }
         }
         PkiCmd::Revoke { dir, cert, config } => {
             let r = pki::revoke(&dir, &cert)?;

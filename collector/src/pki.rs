@@ -9,7 +9,13 @@
 //! ca.pem  ca.key (0600)  crl.pem  revoked.tsv
 //! agents/HOST.pem   agents/HOST.key (0600)
 //! servers/NAME.pem  servers/NAME.key (0600)
+//! operators/NAME.pem  operators/NAME.key (0600)  operators/NAME.p12 (0600)
 //! ```
+//!
+//! An operator certificate (the ops console's users, docs/console.md) is an
+//! agent-like clientAuth certificate that also carries the URI
+//! subjectAltName [`OPERATOR_URI`]: the console accepts only certificates
+//! that carry it, the agent listener refuses every one that does.
 //!
 //! Keys are ECDSA P-256 (fast handshakes, supported by every TLS 1.3 stack).
 
@@ -72,6 +78,10 @@ fn cert_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> PkiError {
     move |source| PkiError::Cert { what, source }
 }
 
+/// The URI subjectAltName that marks an operator certificate (the console's
+/// role mark; an agent certificate never carries it).
+pub const OPERATOR_URI: &str = "urn:plumbline:role:operator";
+
 /// What a leaf certificate is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -79,6 +89,9 @@ pub enum Role {
     Agent,
     /// A collector: serverAuth, DNS (or IP) SAN.
     Server,
+    /// An operator of the console: clientAuth, name in CN, the URI SAN
+    /// [`OPERATOR_URI`].
+    Operator,
 }
 
 impl Role {
@@ -86,6 +99,7 @@ impl Role {
         match self {
             Role::Agent => "agents",
             Role::Server => "servers",
+            Role::Operator => "operators",
         }
     }
 }
@@ -291,9 +305,15 @@ pub fn issue_between(
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, name);
-    params.subject_alt_names = vec![match name.parse::<IpAddr>() {
-        Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(
+    params.subject_alt_names = vec![match (role, name.parse::<IpAddr>()) {
+        (Role::Operator, _) => SanType::URI(
+            OPERATOR_URI
+                .to_string()
+                .try_into()
+                .map_err(cert_err("the operator URI"))?,
+        ),
+        (_, Ok(ip)) => SanType::IpAddress(ip),
+        (_, Err(_)) => SanType::DnsName(
             name.to_string()
                 .try_into()
                 .map_err(cert_err(format!("{name}: DNS name")))?,
@@ -302,7 +322,7 @@ pub fn issue_between(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![match role {
-        Role::Agent => ExtendedKeyUsagePurpose::ClientAuth,
+        Role::Agent | Role::Operator => ExtendedKeyUsagePurpose::ClientAuth,
         Role::Server => ExtendedKeyUsagePurpose::ServerAuth,
     }];
     params.use_authority_key_identifier_extension = true;
@@ -341,6 +361,55 @@ fn same_name_other_case(dir: &Path, name: &str) -> Result<Option<String>, PkiErr
         }
     }
     Ok(None)
+}
+
+/// Writes `NAME.p12` beside an issued operator certificate: its key, the
+/// certificate and the CA, encrypted under `password` (PBES2 with AES-256,
+/// HMAC-SHA256 integrity: what current browsers import). 0600, never over
+/// an existing file. Returns its path.
+pub fn write_p12(dir: &Path, issued: &Issued, password: &str) -> Result<PathBuf, PkiError> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    use rustls_pki_types::pem::PemObject as _;
+    if password.is_empty() {
+        return Err(PkiError::Invalid("the .p12 password is empty".into()));
+    }
+    let bad = |what: &str, e: &dyn std::fmt::Display| PkiError::Invalid(format!("{what}: {e}"));
+    let der_cert = |path: &Path| -> Result<Vec<u8>, PkiError> {
+        let pem = read_pem(path, FileKind::Certificate)?;
+        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map(|c| c.to_vec())
+            .map_err(|e| bad(&path.display().to_string(), &e))
+    };
+    let leaf = der_cert(&issued.cert)?;
+    let ca = der_cert(&ca_paths(dir).0)?;
+    let key_pem = read_pem(&issued.key, FileKind::PrivateKey)?;
+    let key = KeyPair::from_pem(&key_pem).map_err(cert_err(format!(
+        "{}: reading the key",
+        issued.key.display()
+    )))?;
+    let certs = [leaf.as_slice(), ca.as_slice()]
+        .into_iter()
+        .map(Certificate::from_der)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate for the .p12", &e))?;
+    let key = PrivateKey::from_der(&key.serialize_der()).map_err(|e| bad("key for the .p12", &e))?;
+    let local_id = ring::digest::digest(&ring::digest::SHA256, &leaf);
+    let chain = PrivateKeyChain::new(local_id.as_ref().to_vec(), key, certs);
+    let mut store = KeyStore::new();
+    let alias = issued
+        .cert
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("operator")
+        .to_string();
+    store.add_entry(&alias, KeyStoreEntry::PrivateKeyChain(chain));
+    let bytes = store
+        .writer(password)
+        .write()
+        .map_err(|e| bad("writing the .p12", &e))?;
+    let path = issued.cert.with_extension("p12");
+    write_private(&path, &bytes)?;
+    Ok(path)
 }
 
 /// One revoked certificate as kept in `revoked.tsv`.

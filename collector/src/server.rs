@@ -148,6 +148,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let state = Arc::new(State::new(&cfg, queue.clone(), baselines, ingest, exporter));
     let s = &cfg.server;
     let shared = Arc::new(Shared {
+        console: None,
         state,
         admission: Admission::new(
             Caps {
@@ -187,10 +188,15 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let mut consumers = crate::forward::spawn(&cfg, forward_metrics.clone()).await?;
     consumers.extend(crate::alert::spawn(&cfg, forward_metrics.clone()).await?);
     let background = background.into_iter().flatten().chain(consumers);
+    let console = console_listener(&cfg, &shared)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
     let watchdog = notifier.spawn_watchdog();
-    let conns = accept_until_stopped(&listener, &certs, &shared, &stop_rx, &notifier).await;
+    let listeners = Listeners {
+        agents: (&listener, &shared),
+        console: console.as_ref().map(|(l, s)| (l, s)),
+    };
+    let conns = accept_until_stopped(listeners, &certs, &stop_rx, &notifier).await;
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -199,6 +205,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     tracing::info!("stopping: finishing requests in flight");
     notifier.stopping();
     drop(listener);
+    drop(console);
     let _ = stop_tx.send(true);
     finish_connections(conns, Duration::from_secs(cfg.server.shutdown_timeout_secs)).await;
     for task in background {
@@ -210,6 +217,53 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The console's listener (`[console]`, docs/console.md), when configured:
+/// the same TLS setup, revocations, deadlines and counters as the agents'
+/// listener, its own connection pool (operators' browsers open several
+/// connections), its requests routed to [`crate::console`].
+fn console_listener(
+    cfg: &Config,
+    agents: &Arc<Shared>,
+) -> Result<Option<(TcpListener, Arc<Shared>)>, ServeError> {
+    let Some(c) = &cfg.console else {
+        return Ok(None);
+    };
+    let listener = bind(c.listen)?;
+    let local = listener.local_addr().map_err(|source| ServeError::Io {
+        context: "console local address".into(),
+        source,
+    })?;
+    tracing::info!("console on {local}");
+    let s = &cfg.server;
+    let shared = Arc::new(Shared {
+        state: agents.state.clone(),
+        console: Some(Arc::new(crate::console::Console::new(
+            c,
+            cfg.hosts.stale_after_secs(),
+            agents.state.baselines.clone(),
+        ))),
+        admission: Admission::new(
+            Caps {
+                handshakes: s.max_handshakes,
+                handshakes_per_address: s.max_handshakes_per_address,
+                connections: c.max_connections,
+                connections_per_agent: c.max_connections_per_operator,
+            },
+            agents.counters.clone(),
+        ),
+        counters: agents.counters.clone(),
+        revocations: agents.revocations.clone(),
+        timeouts: agents.timeouts,
+    });
+    Ok(Some((listener, shared)))
+}
+
+/// The listeners accepted on, each with what its connections share.
+struct Listeners<'a> {
+    agents: (&'a TcpListener, &'a Arc<Shared>),
+    console: Option<(&'a TcpListener, &'a Arc<Shared>)>,
 }
 
 /// How often the CRLs in force are checked for staleness while running.
@@ -274,12 +328,12 @@ fn spawn_database_revocations(
 /// files. A connection gets a handshake slot or is closed at once (see
 /// `admission`). Returns the connections still open.
 async fn accept_until_stopped(
-    listener: &TcpListener,
+    listeners: Listeners<'_>,
     certs: &Certificates,
-    shared: &Arc<Shared>,
     stop_rx: &watch::Receiver<bool>,
     notifier: &Notifier,
 ) -> Result<JoinSet<()>, ServeError> {
+    let (listener, agents) = listeners.agents;
     let mut conns = JoinSet::new();
     let mut signals = plumb_os::signals::stream().map_err(|source| ServeError::Io {
         context: "installing a signal handler".into(),
@@ -289,20 +343,22 @@ async fn accept_until_stopped(
 
     loop {
         while conns.try_join_next().is_some() {}
-        let (tcp, addr) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let (accepted, shared) = tokio::select! {
+            a = listener.accept() => (a, agents),
+            a = accept_console(listeners.console) => a,
             s = signals.recv() => match s {
                 Some(Signal::Reload) => { certs.reload(); continue; }
                 Some(Signal::Stop) | None => break,
             },
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         // Over a handshake cap: closed before any TLS (counted).
         let Ok(slot) = shared.admission.begin_handshake(addr.ip()) else {
@@ -319,6 +375,16 @@ async fn accept_until_stopped(
         ));
     }
     Ok(conns)
+}
+
+/// The next connection on the console's listener; never, without one.
+async fn accept_console<'a>(
+    console: Option<(&TcpListener, &'a Arc<Shared>)>,
+) -> (std::io::Result<(tokio::net::TcpStream, SocketAddr)>, &'a Arc<Shared>) {
+    match console {
+        Some((l, shared)) => (l.accept().await, shared),
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the open connections to finish, at most `deadline`; then

@@ -82,6 +82,9 @@ pub struct PeerCert {
     pub identity: String,
     /// Issuer and serial, for revocation.
     pub id: CertId,
+    /// Whether it carries the operator role mark
+    /// ([`crate::pki::OPERATOR_URI`]): the console's users, never an agent.
+    pub operator: bool,
 }
 
 /// The host identity and revocation name of a client certificate.
@@ -91,6 +94,17 @@ pub fn peer_of(der: &[u8]) -> Result<PeerCert, TlsError> {
     Ok(PeerCert {
         identity: crate::storage::canonical_host(&identity(&x)?),
         id: CertId::of_parsed(&x),
+        operator: is_operator(&x),
+    })
+}
+
+/// Whether a certificate carries the operator URI subjectAltName.
+fn is_operator(x: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    let Ok(Some(san)) = x.subject_alternative_name() else {
+        return false;
+    };
+    san.value.general_names.iter().any(|n| {
+        matches!(n, x509_parser::extensions::GeneralName::URI(u) if *u == crate::pki::OPERATOR_URI)
     })
 }
 

@@ -31,7 +31,7 @@ fn show_value(v: &Value) -> String {
 }
 
 /// The lines under a drift event: evidence, or field diffs.
-fn details(e: &EventRow) -> (String, Vec<String>) {
+pub(crate) fn details(e: &EventRow) -> (String, Vec<String>) {
     let b = &e.body;
     let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
     match e.kind.as_str() {

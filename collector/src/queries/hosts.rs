@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 /// `DRIFT` counts drift events of this last period.
 const DRIFT_WINDOW_SECS: i64 = 86_400;
 
-fn score(h: &HostRow) -> Option<f64> {
+pub(crate) fn score(h: &HostRow) -> Option<f64> {
     let counted = h.pass + h.fail + h.error;
     (counted > 0).then(|| (1000.0 * f64::from(h.pass) / f64::from(counted)).round() / 10.0)
 }

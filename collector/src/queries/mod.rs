@@ -11,6 +11,9 @@ pub use baselines::baselines;
 pub use drift::drift;
 pub use hosts::hosts;
 pub use report::report;
+/// For the console's pages, which show what the commands show.
+pub(crate) use drift::details;
+pub(crate) use hosts::score;
 
 use serde::Serialize;
 
@@ -27,7 +30,7 @@ pub enum Format {
 }
 
 /// RFC 3339 UTC of a unix time.
-fn rfc3339(t: i64) -> String {
+pub(crate) fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {
@@ -37,14 +40,14 @@ fn rfc3339(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-fn short_time(t: i64) -> String {
+pub(crate) fn short_time(t: i64) -> String {
     // "2026-11-27 10:00:03" (UTC): RFC 3339 without the T and Z, for columns.
     let s = rfc3339(t);
     s.get(..19).map(|x| x.replace('T', " ")).unwrap_or(s)
 }
 
 /// "42s", "5m", "3h", "12d".
-fn age(secs: i64) -> String {
+pub(crate) fn age(secs: i64) -> String {
     let s = secs.max(0);
     match s {
         0..=59 => format!("{s}s"),

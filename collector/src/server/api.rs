@@ -64,6 +64,8 @@ pub(super) struct Peer {
     pub(super) identity: Arc<str>,
     /// IP address.
     pub(super) address: Arc<str>,
+    /// An operator certificate (the console's), which this API refuses.
+    pub(super) operator: bool,
 }
 
 pub(super) type Resp = Response<Full<Bytes>>;
@@ -77,6 +79,13 @@ pub(super) async fn handle(
     deadline: Instant,
 ) -> Resp {
     let path = req.uri().path().to_string();
+    if peer.operator {
+        // Role separation: an operator certificate opens the console only.
+        return error(
+            StatusCode::FORBIDDEN,
+            "an operator certificate cannot use the agent API (it opens the console)",
+        );
+    }
     // A scraper's certificate reads the metrics and does nothing else (it
     // is no host); an agent's may not read them.
     let scraper = state.metrics.is_scraper(&peer.identity);

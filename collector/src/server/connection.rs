@@ -36,6 +36,8 @@ pub(super) struct Timeouts {
 /// What every connection shares.
 pub(super) struct Shared {
     pub(super) state: Arc<State>,
+    /// Set on the console's listener: its requests go to the console.
+    pub(super) console: Option<Arc<crate::console::Console>>,
     pub(super) admission: Arc<Admission>,
     pub(super) counters: Arc<ConnectionCounters>,
     pub(super) revocations: Arc<Revocations>,
@@ -83,6 +85,7 @@ pub(super) async fn serve(
     let peer = Peer {
         identity: cert.identity.as_str().into(),
         address: addr.ip().to_string().into(),
+        operator: cert.operator,
     };
 
     let clock = Clock::new(shared.timeouts.idle, shared.timeouts.request);
@@ -94,12 +97,22 @@ pub(super) async fn serve(
             let request = clock.begin_request();
             let revoked = shared.revocations.is_revoked(&id);
             let state = shared.state.clone();
+            let console = shared.console.clone();
             let peer = peer.clone();
             async move {
                 if revoked {
                     return Err(RevokedPeer);
                 }
-                let resp = api::handle(state, peer, req, request.deadline()).await;
+                let resp = match console {
+                    Some(c) => {
+                        let caller = crate::console::Caller {
+                            identity: peer.identity.clone(),
+                            operator: peer.operator,
+                        };
+                        crate::console::handle(c, caller, req).await
+                    }
+                    None => api::handle(state, peer, req, request.deadline()).await,
+                };
                 drop(request);
                 Ok(resp)
             }

@@ -317,6 +317,12 @@ pub trait Queries: Send + Sync {
     fn drift(&self, filter: &DriftFilter) -> Result<Vec<EventRow>, StorageError>;
     /// Every rule status on every host, by host then rule.
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError>;
+    /// One host's (canonical) rule statuses, by rule (the console's host
+    /// page; indexed by host).
+    fn host_rule_statuses(&self, host: &str) -> Result<Vec<RuleStatusRow>, StorageError>;
+    /// One host's (canonical) events of any kind, highest seq first, at
+    /// most `limit` (the console's host page; indexed by host and seq).
+    fn host_events(&self, host: &str, limit: usize) -> Result<Vec<EventRow>, StorageError>;
     /// Every published baseline (without the bytes), newest version first.
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError>;
     /// The stored bytes of one published baseline.

@@ -213,6 +213,46 @@ fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, StorageError
 }
 
 impl Postgres {
+    /// Every rule status, or one host's (the primary key's prefix).
+    fn rule_rows(&self, host: Option<&str>) -> Result<Vec<RuleStatusRow>, StorageError> {
+        let fail = pg(format!("{}: rule statuses", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = match host {
+                None => {
+                    c.query(
+                        "SELECT host, rule, status, severity, domains, title FROM rule_status
+                         ORDER BY host, rule",
+                        &[],
+                    )
+                    .await
+                }
+                Some(h) => {
+                    c.query(
+                        "SELECT host, rule, status, severity, domains, title FROM rule_status
+                         WHERE host = lower($1::text) ORDER BY rule",
+                        &[&h],
+                    )
+                    .await
+                }
+            }
+            .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    Some(RuleStatusRow {
+                        host: r.get(0),
+                        rule: r.get(1),
+                        status: parse_status(r.get(2))?,
+                        severity: parse_severity(r.get(3)),
+                        domains: serde_json::from_str(r.get(4)).unwrap_or_default(),
+                        title: r.get(5),
+                    })
+                })
+                .collect())
+        })
+    }
+
     /// Connects, migrates (under the migration lock) and creates the
     /// current day partitions: what the writer and `baseline publish` use.
     pub(crate) fn open(cfg: &PostgresSection) -> Result<Postgres, StorageError> {
@@ -1068,32 +1108,42 @@ impl Queries for Postgres {
         })
     }
 
-    fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
-        let fail = pg(format!("{}: rule statuses", self.at));
+    fn host_events(&self, host: &str, limit: usize) -> Result<Vec<EventRow>, StorageError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let fail = pg(format!("{}: host events", self.at));
         self.block_on(async {
             let c = self.client().await?;
+            // events_host_seq answers it backwards.
             let rows = c
                 .query(
-                    "SELECT host, rule, status, severity, domains, title FROM rule_status
-                     ORDER BY host, rule",
-                    &[],
+                    "SELECT host, seq, kind, severity, time, received_at, body FROM events
+                     WHERE host = lower($1::text) ORDER BY seq DESC LIMIT $2",
+                    &[&host, &limit],
                 )
                 .await
                 .map_err(fail)?;
             Ok(rows
                 .iter()
-                .filter_map(|r| {
-                    Some(RuleStatusRow {
-                        host: r.get(0),
-                        rule: r.get(1),
-                        status: parse_status(r.get(2))?,
-                        severity: parse_severity(r.get(3)),
-                        domains: serde_json::from_str(r.get(4)).unwrap_or_default(),
-                        title: r.get(5),
-                    })
+                .map(|r| EventRow {
+                    host: r.get(0),
+                    seq: r.get::<_, i64>(1).max(0) as u64,
+                    kind: r.get(2),
+                    severity: r.get(3),
+                    time: r.get(4),
+                    received_at: r.get(5),
+                    body: serde_json::from_str(r.get::<_, &str>(6))
+                        .unwrap_or(serde_json::Value::Null),
                 })
                 .collect())
         })
+    }
+
+    fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
+        self.rule_rows(None)
+    }
+
+    fn host_rule_statuses(&self, host: &str) -> Result<Vec<RuleStatusRow>, StorageError> {
+        self.rule_rows(Some(host))
     }
 
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {

@@ -140,6 +140,41 @@ impl std::fmt::Debug for Sqlite {
 }
 
 impl Sqlite {
+    /// Every rule status, or one host's (the primary key's prefix).
+    fn rule_rows(&self, host: Option<&str>) -> Result<Vec<RuleStatusRow>, StorageError> {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<RuleStatusRow>> {
+            let (sql, args): (&str, Vec<&str>) = match host {
+                None => (
+                    "SELECT host, rule, status, severity, domains, title FROM rule_status
+                     ORDER BY host, rule",
+                    vec![],
+                ),
+                Some(h) => (
+                    "SELECT host, rule, status, severity, domains, title FROM rule_status
+                     WHERE host = ?1 ORDER BY rule",
+                    vec![h],
+                ),
+            };
+            let mut st = conn.prepare_cached(sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+                let Some(status) = parse_status(&r.get::<_, String>(2)?) else {
+                    return Ok(None);
+                };
+                Ok(Some(RuleStatusRow {
+                    host: r.get(0)?,
+                    rule: r.get(1)?,
+                    status,
+                    severity: parse_severity(&r.get::<_, String>(3)?),
+                    domains: parse_domains(&r.get::<_, String>(4)?),
+                    title: r.get(5)?,
+                }))
+            })?;
+            rows.filter_map(Result::transpose).collect()
+        };
+        query().map_err(self.fail("rule statuses"))
+    }
+
     /// Opens (creating if needed) for writing and migrates.
     pub(crate) fn open(path: &Path, sync: Synchronous) -> Result<Sqlite, StorageError> {
         let at = path.display().to_string();
@@ -570,29 +605,27 @@ impl Queries for Sqlite {
         query().map_err(self.fail("drift"))
     }
 
-    fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
+    fn host_events(&self, host: &str, limit: usize) -> Result<Vec<EventRow>, StorageError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.conn();
-        let query = || -> rusqlite::Result<Vec<RuleStatusRow>> {
-            let mut st = conn.prepare(
-                "SELECT host, rule, status, severity, domains, title FROM rule_status
-                 ORDER BY host, rule",
+        let query = || -> rusqlite::Result<Vec<EventRow>> {
+            // The UNIQUE (host, seq) index answers it backwards.
+            let mut st = conn.prepare_cached(
+                "SELECT host, seq, kind, severity, time, received_at, body FROM events
+                 WHERE host = ?1 ORDER BY seq DESC LIMIT ?2",
             )?;
-            let rows = st.query_map([], |r| {
-                let Some(status) = parse_status(&r.get::<_, String>(2)?) else {
-                    return Ok(None);
-                };
-                Ok(Some(RuleStatusRow {
-                    host: r.get(0)?,
-                    rule: r.get(1)?,
-                    status,
-                    severity: parse_severity(&r.get::<_, String>(3)?),
-                    domains: parse_domains(&r.get::<_, String>(4)?),
-                    title: r.get(5)?,
-                }))
-            })?;
-            rows.filter_map(Result::transpose).collect()
+            let rows = st.query_map(params![host, limit], event_row)?;
+            rows.collect()
         };
-        query().map_err(self.fail("rule statuses"))
+        query().map_err(self.fail("host events"))
+    }
+
+    fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
+        self.rule_rows(None)
+    }
+
+    fn host_rule_statuses(&self, host: &str) -> Result<Vec<RuleStatusRow>, StorageError> {
+        self.rule_rows(Some(host))
     }
 
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {

@@ -1,0 +1,510 @@
+//! The ops console (docs/console.md) end to end: the real collector with a
+//! `[console]` listener, operator certificates issued by its own `pki`,
+//! events posted through real agent certificates. Who may look (and every
+//! refusal), the API and the remote CLI against the local commands byte for
+//! byte, and pages and exports fed hostile agent data.
+
+use crate::common::collector::{Collector, Fleet, HttpResponse, connect, one_request, rt};
+use plumb_collector::pki::{self, Role};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A collector with a console listener, and the console's address (its
+/// `console on ADDR` log line).
+fn start(f: &Fleet, console_extra: &str) -> (Collector, SocketAddr) {
+    let cfg = f.config("127.0.0.1:0", "", "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[console]\nlisten = \"127.0.0.1:0\"\n{console_extra}\n"
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let c = Collector::start(&cfg);
+    let start = Instant::now();
+    loop {
+        let log = c.log();
+        if let Some(a) = log
+            .lines()
+            .find_map(|l| l.split("console on ").nth(1))
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        {
+            return (c, a);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no console address in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Operator `name`'s certificate and key, issued by the fleet CA.
+fn operator(f: &Fleet, name: &str) -> (PathBuf, PathBuf) {
+    let i = pki::issue(&f.pki, Role::Operator, name, 30).unwrap();
+    (i.cert, i.key)
+}
+
+fn client(f: &Fleet, id: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    plumb_collector::tls::client_config(&f.pki.ca(), id).unwrap()
+}
+
+/// One request with extra header lines; Err when the TLS session is refused.
+fn request(
+    cfg: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<HttpResponse> {
+    rt().block_on(async {
+        let mut c = connect(cfg, addr).await?;
+        c.write_raw(
+            format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\n{headers}\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        c.read_response().await
+    })
+}
+
+fn body(r: &HttpResponse) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn now_rfc3339(back_secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::seconds(back_secs);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Posts `events` as agent `host` through its own certificate.
+fn post(f: &Fleet, addr: SocketAddr, host: &str, events: Vec<Value>) {
+    let batch = serde_json::to_vec(&json!({"schema": 1, "host": host, "events": events})).unwrap();
+    let r = rt()
+        .block_on(one_request(
+            f.client_config(Some(host)),
+            addr,
+            "POST",
+            "/v1/events",
+            &batch,
+        ))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", body(&r));
+}
+
+#[test]
+fn only_operators_look_only_agents_post_and_the_proxy_alone_names_users() {
+    let f = Fleet::new();
+    let (alice_cert, alice_key) = operator(&f, "alice");
+    let (proxy_cert, proxy_key) = operator(&f, "sso-proxy");
+    let (c, console) = start(&f, "proxy_identity = \"sso-proxy\"\nproxy_user_header = \"X-Remote-User\"");
+    let alice = client(&f, Some((&alice_cert, &alice_key)));
+
+    // An operator reads the fleet page, with the security headers.
+    let r = request(alice.clone(), console, "GET", "/fleet", "").unwrap();
+    assert_eq!(r.status, 200, "{}", body(&r));
+    assert!(body(&r).contains("signed in as alice"), "{}", body(&r));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(r.header("server-timing").unwrap().starts_with("app;dur="));
+
+    // A user header from an operator who is not the proxy is ignored.
+    let r = request(alice.clone(), console, "GET", "/fleet", "X-Remote-User: mallory\r\n").unwrap();
+    assert!(body(&r).contains("signed in as alice<"), "{}", body(&r));
+    assert!(!body(&r).contains("mallory"));
+
+    // The proxy names the user; without a user it is refused.
+    let proxy = client(&f, Some((&proxy_cert, &proxy_key)));
+    let r = request(proxy.clone(), console, "GET", "/fleet", "X-Remote-User: bob\r\n").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(body(&r).contains("signed in as bob (via sso-proxy)"), "{}", body(&r));
+    let r = request(proxy, console, "GET", "/fleet", "").unwrap();
+    assert_eq!(r.status, 403, "{}", body(&r));
+
+    // Read-only: anything but GET and HEAD is 405.
+    for m in ["POST", "PUT", "DELETE"] {
+        let r = request(alice.clone(), console, m, "/api/v1/hosts", "").unwrap();
+        assert_eq!(r.status, 405, "{m}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    }
+
+    // An agent certificate cannot open the console, even with the header.
+    let agent = f.client_config(Some("web-1"));
+    let r = request(agent.clone(), console, "GET", "/fleet", "X-Remote-User: bob\r\n").unwrap();
+    assert_eq!(r.status, 403, "{}", body(&r));
+    let r = request(agent, console, "GET", "/api/v1/hosts", "").unwrap();
+    assert_eq!(r.status, 403);
+    assert!(r.json()["error"].as_str().unwrap().contains("operator"));
+    // No certificate: no session at all.
+    assert!(request(client(&f, None), console, "GET", "/fleet", "").is_err());
+
+    // An operator certificate can neither post events nor fetch baselines.
+    let batch = crate::common::collector::batch("alice", [1]);
+    let r = rt()
+        .block_on(one_request(alice.clone(), c.addr, "POST", "/v1/events", &batch))
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", body(&r));
+    for path in ["/v1/baselines", "/v1/baseline"] {
+        let r = request(alice.clone(), c.addr, "GET", path, "").unwrap();
+        assert_eq!(r.status, 403, "{path}");
+    }
+    assert!(crate::common::collector::stored_seqs(&f.db(), "alice").is_empty());
+
+    // Revoked (CRL, SIGHUP): the operator is refused.
+    pki::revoke(&f.pki, &alice_cert).unwrap();
+    c.signal("HUP");
+    let start = Instant::now();
+    loop {
+        match request(alice.clone(), console, "GET", "/fleet", "") {
+            Err(_) => break,
+            Ok(_) if start.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Ok(r) => panic!("a revoked operator still reads the console: {}", r.status),
+        }
+    }
+}
+
+#[test]
+fn operator_certificates_come_with_a_browser_bundle_and_are_refused_as_agents() {
+    let f = Fleet::new();
+    let pw = f.path("p12.pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = crate::common::collector::collector()
+        .args(["pki", "issue", "--operator", "carol", "--dir"])
+        .arg(&*f.pki)
+        .arg("--p12-password-file")
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p12 = f.pki.join("operators/carol.p12");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&p12.display().to_string()), "{stdout}");
+    let meta = std::fs::metadata(&p12).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    // A DER SEQUENCE (PFX), and not the key in clear.
+    let bytes = std::fs::read(&p12).unwrap();
+    assert_eq!(bytes[0], 0x30);
+    let key = std::fs::read_to_string(f.pki.join("operators/carol.key")).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"));
+    assert!(key.contains("PRIVATE KEY"));
+    // The role mark is in the certificate: the collector's own parser sees it.
+    let der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_file(f.pki.join("operators/carol.pem")).unwrap()
+    };
+    let peer = plumb_collector::tls::peer_of(&der).unwrap();
+    assert!(peer.operator);
+    assert_eq!(peer.identity, "carol");
+    let (agent_cert, _) = f.agent("web-1");
+    let der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_file(agent_cert).unwrap()
+    };
+    assert!(!plumb_collector::tls::peer_of(&der).unwrap().operator);
+    // Two roles at once are refused.
+    let out = crate::common::collector::collector()
+        .args(["pki", "issue", "--operator", "dave", "--agent", "dave", "--dir"])
+        .arg(&*f.pki)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A rule id, title, evidence, path and facts an attacker controlling an
+/// agent would send.
+const RULE: &str = "<script>window.pwned=1</script>\"'";
+const TITLE: &str = "@SUM(A1) <i>t</i>";
+
+fn hostile_events() -> Vec<Value> {
+    let t = now_rfc3339(60);
+    vec![
+        json!({"seq": 1, "time": t, "severity": "info", "kind": "snapshot",
+            "agent_version": "0.1.0", "baseline": {"id": "base", "version": 3},
+            "facts": {"hostname": "<script>window.pwnedFacts=1</script>", "os": "Debian \"12\" <b>",
+                      "kernel": "6.1\u{1b}[31m", "uptime_s": 5, "cpus": 2, "memory_bytes": 1024},
+            "fim_digest": "abcd",
+            "summary": {"pass": 1, "fail": 1, "error": 0, "skipped": 0, "score": 50.0},
+            "rules": [
+                {"id": RULE, "status": "fail", "severity": "high", "domains": [13], "title": TITLE},
+                {"id": "ssh.ok", "status": "pass", "severity": "low", "domains": [13], "title": "fine"}
+            ]}),
+        json!({"seq": 2, "time": t, "severity": "high", "kind": "check_changed",
+            "rule": RULE, "title": TITLE, "previous": "pass", "status": "fail",
+            "domains": [13], "criteria": [],
+            "evidence": ["=cmd|' /C calc'!A0", "javascript:alert(1)",
+                         "\"'><img src=x onerror=alert(1)>", "line\u{1b}[31mred\nforged"],
+            "baseline": {"id": "base", "version": 3}}),
+        json!({"seq": 3, "time": t, "severity": "medium", "kind": "fim_change",
+            "path": "/etc/<script>x</script>\u{7}", "change": "modified", "fields": ["sha256"],
+            "old": {"sha256": "=cmd|' /C calc'!A0"}, "new": {"sha256": "javascript:alert(1)"},
+            "domains": [20]}),
+        json!({"seq": 4, "time": t, "severity": "info", "kind": "remediation",
+            "rollback_id": "rb-<7>", "rule": RULE, "action": "set", "result": "fixed",
+            "changes": ["<b>x</b>"]}),
+    ]
+}
+
+#[test]
+fn pages_and_exports_escape_hostile_agent_data() {
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let (c, console) = start(&f, "");
+    post(&f, c.addr, "evil-1", hostile_events());
+    let op = client(&f, Some((&cert, &key)));
+    let get = |path: &str| {
+        let r = request(op.clone(), console, "GET", path, "").unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", body(&r));
+        r
+    };
+
+    let page = body(&get("/hosts/evil-1"));
+    // Only the console's own script; the agent's markup is text.
+    assert_eq!(page.matches("<script").count(), 1, "{page}");
+    assert!(page.contains("<script src=\"/assets/console.js\" defer></script>"));
+    assert!(!page.contains("<img") && !page.contains("<b>") && !page.contains("<i>"), "{page}");
+    assert!(!page.to_ascii_lowercase().contains("href=\"javascript:"), "{page}");
+    assert!(page.contains(
+        "<a href=\"/rules/%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E%22%27\">\
+         &lt;script&gt;window.pwned=1&lt;/script&gt;&quot;&#39;</a>"
+    ), "{page}");
+    assert!(page.contains("<li>&quot;&#39;&gt;&lt;img src=x onerror=alert(1)&gt;</li>"), "{page}");
+    assert!(page.contains("<li>line\\x1b[31mred\\nforged</li>"), "{page}");
+    assert!(page.contains("<li>javascript:alert(1)</li>"), "{page}");
+    assert!(page.contains("&lt;script&gt;window.pwnedFacts=1&lt;/script&gt;"), "{page}");
+    assert!(page.contains("Debian &quot;12&quot; &lt;b&gt;"), "{page}");
+    assert!(page.contains("/etc/&lt;script&gt;x&lt;/script&gt;\\x07 modified"), "{page}");
+    assert!(page.contains("<code>rb-&lt;7&gt;</code>"), "{page}");
+    assert!(page.contains("<li>&lt;b&gt;x&lt;/b&gt;</li>"), "{page}");
+    // Passing rules are listed too, grouped under their domain.
+    assert!(page.contains("<a href=\"/rules/ssh.ok\">ssh.ok</a></td><td>pass</td>"), "{page}");
+
+    // CSV: no cell a spreadsheet takes for a formula; quotes doubled.
+    let csv = body(&get("/hosts/evil-1?format=csv"));
+    assert!(csv.starts_with("\"rule\",\"status\",\"severity\",\"domains\",\"title\",\"evidence\"\r\n"), "{csv}");
+    assert!(csv.contains(
+        "\"<script>window.pwned=1</script>\"\"'\",\"fail\",\"high\",\"13\",\"'@SUM(A1) <i>t</i>\",\
+         \"'=cmd|' /C calc'!A0\njavascript:alert(1)\n\"\"'><img src=x onerror=alert(1)>\n\
+         line\u{1b}[31mred\nforged\"\r\n"
+    ), "{csv:?}");
+    let r = get("/hosts/evil-1?format=csv");
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(r.header("content-disposition").unwrap().starts_with("attachment"));
+
+    // JSON exports carry the strings as they were sent.
+    let j = get("/hosts/evil-1?format=json").json();
+    assert_eq!(j["rules"][0]["rule"], RULE, "{j}");
+    assert_eq!(j["rules"][0]["evidence"][0], "=cmd|' /C calc'!A0");
+
+    // Every other page escapes as well, and links hosts and rules.
+    for path in ["/fleet", "/drift", "/compliance", "/baselines", "/rules/%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E%22%27"] {
+        let p = body(&get(path));
+        assert_eq!(p.matches("<script").count(), 1, "{path}: {p}");
+        assert!(!p.contains("<img") && !p.contains("<i>"), "{path}: {p}");
+    }
+    let drift = body(&get("/drift?host=evil-*&kind=check_changed"));
+    assert!(drift.contains("<a href=\"/hosts/evil-1\">evil-1</a>"), "{drift}");
+    assert!(!drift.contains("fim_change</td>"), "{drift}");
+    let rule = body(&get("/rules/%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E%22%27"));
+    assert!(rule.contains("failing on 1 hosts"), "{rule}");
+    assert!(rule.contains("<li>=cmd|&#39; /C calc&#39;!A0</li>"), "{rule}");
+    let drift_csv = body(&get("/drift?format=csv"));
+    assert!(drift_csv.contains("\"sha256: =cmd|' /C calc'!A0 → javascript:alert(1)\""), "{drift_csv}");
+    let fleet = get("/fleet?format=json").json();
+    assert_eq!(fleet["hosts"][0]["host"], "evil-1", "{fleet}");
+    let filtered = body(&get("/fleet?q=web-*"));
+    assert!(!filtered.contains("evil-1"), "{filtered}");
+    // The assets, under the same headers.
+    let css = get("/assets/console.css");
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+    assert!(body(&css).contains("@media print"));
+    assert!(body(&get("/assets/console.js")).contains("data-autosubmit"));
+    let r = request(op, console, "GET", "/hosts/nobody", "").unwrap();
+    assert_eq!(r.status, 404);
+}
+
+fn run(args: &[&str], extra: &[&std::ffi::OsStr]) -> Output {
+    crate::common::collector::collector()
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_remote_cli_prints_what_the_local_commands_print() {
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let (c, console) = start(&f, "");
+    post(&f, c.addr, "evil-1", hostile_events());
+    post(&f, c.addr, "web-2", vec![crate::common::collector::fim_event(1)]);
+    let url = format!("https://localhost:{}", console.port());
+    let db = f.db();
+    let local = |args: &[&str]| run(args, &["--db".as_ref(), db.as_os_str()]);
+    let remote = |args: &[&str]| {
+        run(
+            args,
+            &[
+                "--url".as_ref(),
+                url.as_ref(),
+                "--cert".as_ref(),
+                cert.as_os_str(),
+                "--key".as_ref(),
+                key.as_os_str(),
+            ],
+        )
+    };
+    for args in [
+        &["drift", "--format", "json"][..],
+        &["drift", "--format", "text"],
+        &["drift", "--host", "EVIL-1", "--severity", "high", "--since", "1h", "--format", "json"],
+        &["drift", "--host", "nobody", "--format", "json"],
+        &["report", "--format", "json"],
+        &["report", "--format", "text"],
+        &["baseline", "list", "--format", "json"],
+    ] {
+        let (l, r) = (local(args), remote(args));
+        assert!(!l.stdout.is_empty(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&l.stdout),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(r.status.code(), l.status.code(), "{args:?}");
+    }
+    // `hosts` says when it was generated: compare within one second.
+    let mut same = false;
+    for _ in 0..10 {
+        let a = local(&["hosts", "--format", "json", "--stale-after", "1h"]);
+        let r = remote(&["hosts", "--format", "json", "--stale-after", "1h"]);
+        let b = local(&["hosts", "--format", "json", "--stale-after", "1h"]);
+        if a.stdout == b.stdout {
+            assert_eq!(String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&a.stdout));
+            same = true;
+            break;
+        }
+    }
+    assert!(same, "the local output kept changing");
+    // The API answers the same JSON directly.
+    let op = client(&f, Some((&cert, &key)));
+    let r = request(op, console, "GET", "/api/v1/report", "").unwrap();
+    assert_eq!(r.header("plumb-failing"), Some("true"));
+    assert_eq!(String::from_utf8_lossy(&r.body), String::from_utf8_lossy(&local(&["report", "--format", "json"]).stdout));
+    // An agent certificate is refused remotely, with the console's reason.
+    let (acert, akey) = f.agent("web-2");
+    let out = run(
+        &["report"],
+        &[
+            "--url".as_ref(),
+            url.as_ref(),
+            "--cert".as_ref(),
+            acert.as_os_str(),
+            "--key".as_ref(),
+            akey.as_os_str(),
+            "--ca".as_ref(),
+            f.pki.ca().as_os_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The console in Debian's Chromium (tests/browser/console.test.mjs): fed
+/// by a real agent and by hostile events, browsed with the operator's
+/// certificate. Screenshots land in target/console-screenshots/.
+#[test]
+#[ignore = "needs chromium and node_modules (npm ci in tests/browser)"]
+fn the_console_in_a_real_browser() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let browser = repo.join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
+        "needs /usr/bin/chromium and `npm ci --prefix tests/browser`"
+    );
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let (c, console) = start(&f, "");
+    post(&f, c.addr, "evil-1", hostile_events());
+
+    // A real agent reports to the collector.
+    f.agent("web-real");
+    let d = f.tmp.path();
+    let root = d.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(d.join("proc")).unwrap();
+    std::fs::write(root.join("etc/flag"), "1").unwrap();
+    std::fs::write(
+        d.join("baseline.toml"),
+        "schema = 1\nid = \"t\"\nversion = 1\ntitle = \"t\"\n\
+         [[rule]]\nid = \"flag\"\ntitle = \"flag exists\"\nseverity = \"high\"\ndomains = [20]\ncriteria = [\"I\"]\n\
+         check = { kind = \"file\", path = \"/etc/flag\", exists = true }\n\
+         [[rule]]\nid = \"noflag\"\ntitle = \"no other flag\"\nseverity = \"medium\"\ndomains = [20]\ncriteria = [\"I\"]\n\
+         check = { kind = \"file\", path = \"/etc/flag\", exists = false }\n",
+    )
+    .unwrap();
+    let cfg = d.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host_id = \"web-real\"\nroot = \"{root}\"\nproc = \"{d}/proc\"\nstate_dir = \"{d}/state\"\n\
+             baselines = [\"{d}/baseline.toml\"]\nevents_file = \"{d}/events.jsonl\"\n\
+             [intervals]\nchecks = \"1s\"\n\
+             [collector]\nurl = \"https://localhost:{port}\"\nca = \"{d}/pki/ca.pem\"\n\
+             cert = \"{d}/pki/agents/web-real.pem\"\nkey = \"{d}/pki/agents/web-real.key\"\nmax_backoff = \"2s\"\n",
+            root = root.display(),
+            d = d.display(),
+            port = c.addr.port(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let _agent = crate::common::Agent(
+        std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .env("PLUMB_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while crate::common::collector::stored_seqs(&f.db(), "web-real").len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the agent reported nothing; its log:\n{}",
+            std::fs::read_to_string(d.join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let shots = repo.join("target/console-screenshots");
+    let out = std::process::Command::new("node")
+        .arg(browser.join("console.test.mjs"))
+        .env("CONSOLE_URL", format!("https://localhost:{}", console.port()))
+        .env("OPERATOR_CERT", &cert)
+        .env("OPERATOR_KEY", &key)
+        .env("SCREENSHOTS", &shots)
+        .env("USER_DATA_DIR", d.join("chromium-profile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{}\n{}\ncollector log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    assert!(shots.join("fleet.png").exists());
+}
