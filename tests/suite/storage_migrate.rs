@@ -250,6 +250,10 @@ fn a_migration_killed_mid_way_completes_when_run_again() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The schema first (the migration creates it), then the first events.
+    wait_for("the schema in PostgreSQL", || {
+        pg.psql("plumb", "SELECT to_regclass('public.events') IS NOT NULL") == "t"
+    });
     wait_for("the first events in PostgreSQL", || {
         pg.psql("plumb", "SELECT count(*) FROM events") != "0"
     });
