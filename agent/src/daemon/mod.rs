@@ -179,7 +179,7 @@ const MAX_LOGGED_FILE_CHANGES: usize = 100;
 /// `PLUMB_EVENT_KIND`, `PLUMB_HOST`, `PLUMB_RULE`, `PLUMB_PATH`,
 /// `PLUMB_SEVERITY`). A rule's first evaluation is logged only when it
 /// fails or errs; `file_changes` counts the file changes seen.
-fn log_event(host: &str, body: &EventBody, file_changes: &mut usize) {
+pub(crate) fn log_event(host: &str, body: &EventBody, file_changes: &mut usize) {
     use plumb_core::report::Status;
     let kind = body.kind();
     match body {

@@ -60,6 +60,11 @@ pub fn run_checks(shared: &Shared) -> Result<usize, OutboxError> {
         }
     })?;
     drop(outbox);
+    // Committed here, not through `Shared::emit`: logged here.
+    let mut file_changes = 0;
+    for e in &events {
+        crate::daemon::log_event(&shared.host, &e.body, &mut file_changes);
+    }
     if !events.is_empty() {
         shared.delivery.notify_one();
     }
