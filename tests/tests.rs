@@ -26,9 +26,9 @@ mod suite {
     mod debian12_root;
     mod distribution;
     mod failover;
-    mod forward;
     mod fim_cli;
     mod fim_packages;
+    mod forward;
     mod remediate;
     mod shipped_baseline;
     mod signing;

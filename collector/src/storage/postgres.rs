@@ -21,8 +21,8 @@
 
 use super::{
     BaselineRow, Cursors, DRIFT_KINDS, DriftFilter, EventRow, HostRow, IngestBatch, NewBaseline,
-    Pending, PublishOutcome, Queries, Revocation, RuleStatusRow, Storage, StorageError,
-    event_time, per_host_share, publish_conflict, severity_rank,
+    Pending, PublishOutcome, Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time,
+    per_host_share, publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
