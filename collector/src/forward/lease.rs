@@ -20,8 +20,9 @@ pub(crate) enum Lease {
         cfg: Box<crate::config::PostgresSection>,
         key: i64,
         consumer: String,
-        /// The dedicated connection, kept between attempts.
-        client: Option<tokio_postgres::Client>,
+        /// The dedicated connection, kept between attempts (boxed: the
+        /// SQLite variant is empty).
+        client: Option<Box<tokio_postgres::Client>>,
         /// Whether the lock is held on `client`.
         held: bool,
     },
@@ -78,7 +79,7 @@ impl Lease {
             }
             if client.is_none() {
                 match crate::storage::postgres::dedicated_connection(cfg).await {
-                    Ok((c, _)) => *client = Some(c),
+                    Ok((c, _)) => *client = Some(Box::new(c)),
                     Err(e) => tracing::warn!("{consumer}: lock connection: {e}"),
                 }
             }
