@@ -27,10 +27,10 @@ mod suite {
     mod debian12_root;
     mod distribution;
     mod failover;
-    mod forward;
     mod fim_cli;
     mod fim_packages;
     pub(crate) mod metrics;
+    mod forward;
     mod remediate;
     mod shipped_baseline;
     mod signing;

@@ -517,7 +517,12 @@ impl Config {
         }
         self.baselines.trusted_keys.iter_mut().for_each(rebase);
         for s in &mut self.forward {
-            let files = [&mut s.ca, &mut s.client_cert, &mut s.client_key, &mut s.token_file];
+            let files = [
+                &mut s.ca,
+                &mut s.client_cert,
+                &mut s.client_key,
+                &mut s.token_file,
+            ];
             files.into_iter().flatten().for_each(rebase);
         }
         for a in &mut self.alert {

@@ -6,9 +6,9 @@ pub mod collector;
 pub mod http;
 pub mod pki;
 pub mod postgres;
+mod process;
 pub mod receiver;
 pub mod rsyslog;
-mod process;
 
 pub use process::{Agent, Port};
 

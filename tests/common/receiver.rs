@@ -4,7 +4,6 @@
 //! with 503, and leaves requests from `hang_from` on unanswered (what a
 //! receiver dying mid-request looks like to the sender).
 
-
 use rustls::ServerConfig;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

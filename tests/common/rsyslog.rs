@@ -27,8 +27,10 @@ impl Drop for Rsyslog {
 
 impl Rsyslog {
     /// Starts rsyslogd with TLS `driver` (`gtls` or `ossl`) and the server
-    /// certificate `cert`/`key` chaining to `ca`.
-    pub fn start(driver: &str, ca: &Path, cert: &Path, key: &Path) -> Rsyslog {
+    /// certificate `cert`/`key` chaining to `ca`. With `peer`, clients must
+    /// present a certificate chaining to `ca` that names `peer`
+    /// (`x509/name`); without, any client is accepted (`anon`).
+    pub fn start(driver: &str, ca: &Path, cert: &Path, key: &Path, peer: Option<&str>) -> Rsyslog {
         let bin = Path::new("/usr/sbin/rsyslogd");
         assert!(bin.exists(), "no /usr/sbin/rsyslogd: {NEEDS}");
         let module = format!("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_{driver}.so");
@@ -42,7 +44,7 @@ impl Rsyslog {
        defaultNetstreamDriverCAFile="{ca}"
        defaultNetstreamDriverCertFile="{cert}"
        defaultNetstreamDriverKeyFile="{key}")
-module(load="imtcp" streamDriver.name="{driver}" streamDriver.mode="1" streamDriver.authMode="anon")
+module(load="imtcp" streamDriver.name="{driver}" streamDriver.mode="1" {auth})
 template(name="raw" type="string" string="%rawmsg%\n")
 input(type="imtcp" address="127.0.0.1" port="0" listenPortFileName="{portfile}" ruleset="siem")
 ruleset(name="siem") {{
@@ -50,6 +52,10 @@ ruleset(name="siem") {{
 }}
 "#,
             work = d.join("work").display(),
+            auth = match peer {
+                Some(p) => format!("streamDriver.authMode=\"x509/name\" PermittedPeer=[\"{p}\"]"),
+                None => "streamDriver.authMode=\"anon\"".to_string(),
+            },
             ca = ca.display(),
             cert = cert.display(),
             key = key.display(),

@@ -10,8 +10,8 @@
 //! check, de-duplication).
 
 pub mod rule;
-pub mod webhook;
 mod task;
+pub mod webhook;
 
 pub use rule::{AlertOn, AlertRule};
 pub use task::spawn;

@@ -174,15 +174,13 @@ impl AlertRule {
             Ok(_) => {}
         }
         match (self.on, self.stale_after_secs) {
-            (AlertOn::HostStale, None | Some(0)) => out.push(doc.at(
-                &f("on"),
-                "host_stale needs stale_after_secs (at least 1)",
-            )),
+            (AlertOn::HostStale, None | Some(0)) => {
+                out.push(doc.at(&f("on"), "host_stale needs stale_after_secs (at least 1)"))
+            }
             (AlertOn::HostStale, _) | (_, None) => {}
-            (_, Some(_)) => out.push(doc.at(
-                &f("stale_after_secs"),
-                "only for on = \"host_stale\"",
-            )),
+            (_, Some(_)) => {
+                out.push(doc.at(&f("stale_after_secs"), "only for on = \"host_stale\""))
+            }
         }
         if let Some(t) = &self.template {
             if let Err(e) = super::webhook::check_template(t) {

@@ -47,16 +47,24 @@ pub async fn spawn(
     })
     .await
     .map_err(|e| ForwardError::Config(format!("opening the store: {e}")))??;
-    let runner = Runner {
-        rules,
-        cursor: Cursor::new(store, "alerts".into()),
-        lease: Lease::new(&cfg.storage, "alerts"),
-        reads: Arc::from(reads),
-        metrics,
-        fired: HashMap::new(),
-    };
+    let cursor = Cursor::new(store, "alerts".into());
+    let reads: Arc<dyn Queries> = Arc::from(reads);
+    let storage = cfg.storage.clone();
     tracing::info!("alerts: {} rules", cfg.alert.len());
-    Ok(Some(tokio::spawn(runner.run())))
+    Ok(Some(crate::forward::supervised(
+        "alerts".into(),
+        move || {
+            Runner {
+                rules: rules.clone(),
+                cursor: cursor.clone(),
+                lease: Lease::new(&storage, "alerts"),
+                reads: reads.clone(),
+                metrics: metrics.clone(),
+                fired: HashMap::new(),
+            }
+            .run()
+        },
+    )))
 }
 
 struct Runner {
@@ -173,7 +181,11 @@ impl Runner {
             let key = (rule.name.clone(), f.host.clone(), f.rule.clone());
             if let Some(&at) = self.fired.get(&key) {
                 if now - at < rule.dedup_window_secs as i64 {
-                    tracing::debug!("alert {}: {} already sent within its window", rule.name, f.summary);
+                    tracing::debug!(
+                        "alert {}: {} already sent within its window",
+                        rule.name,
+                        f.summary
+                    );
                     self.metrics.alert(&rule.name, "deduplicated");
                     continue;
                 }

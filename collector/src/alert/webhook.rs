@@ -31,7 +31,10 @@ fn values(rule: &AlertRule, f: &Fired) -> [(&'static str, String); 8] {
         ("time", rfc3339(f.time)),
         (
             "seq",
-            f.event.as_ref().map(|e| e.seq.to_string()).unwrap_or_default(),
+            f.event
+                .as_ref()
+                .map(|e| e.seq.to_string())
+                .unwrap_or_default(),
         ),
     ]
 }
@@ -82,7 +85,9 @@ fn substitute(template: &str, value: impl Fn(&str) -> Option<String>) -> Result<
 /// (with values holding every character JSON escapes).
 pub fn check_template(template: &str) -> Result<(), String> {
     let filled = substitute(template, |n| {
-        PLACEHOLDERS.contains(&n).then(|| "a \"b\" \\ c\n".to_string())
+        PLACEHOLDERS
+            .contains(&n)
+            .then(|| "a \"b\" \\ c\n".to_string())
     })?;
     serde_json::from_str::<Value>(&filled)
         .map(|_| ())
@@ -197,8 +202,16 @@ mod tests {
         .unwrap();
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["text"], "rule \"x\" \\ failed\n on web-1");
-        assert!(check_template(r#"{"a": "{{nope}}"}"#).unwrap_err().contains("unknown placeholder {{nope}}"));
-        assert!(check_template(r#"{"a": {{host}}}"#).unwrap_err().contains("not JSON"));
+        assert!(
+            check_template(r#"{"a": "{{nope}}"}"#)
+                .unwrap_err()
+                .contains("unknown placeholder {{nope}}")
+        );
+        assert!(
+            check_template(r#"{"a": {{host}}}"#)
+                .unwrap_err()
+                .contains("not JSON")
+        );
         assert!(check_template(r#"{"a": "{{host"}"#).is_err());
     }
 

@@ -64,7 +64,9 @@ pub(crate) fn summary(e: &EventRow) -> String {
             e.host,
             s(b, "rule"),
             s(b, "status"),
-            b.get("previous").and_then(Value::as_str).unwrap_or("unknown"),
+            b.get("previous")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown"),
             s(b, "title")
         ),
         "fim_change" => format!("{}: {} {}", e.host, path(b), s(b, "change")),
@@ -160,8 +162,8 @@ fn gelf(e: &EventRow) -> Value {
 /// document exists: sent before, its answer lost). `Err` names the first
 /// real failure.
 pub(crate) fn bulk_acknowledged(answer: &[u8]) -> Result<(), String> {
-    let v: Value = serde_json::from_slice(answer)
-        .map_err(|e| format!("the _bulk answer is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(answer).map_err(|e| format!("the _bulk answer is not JSON: {e}"))?;
     if v.get("errors").and_then(Value::as_bool) != Some(true) {
         return match v.get("errors") {
             Some(Value::Bool(false)) => Ok(()),

@@ -2,10 +2,10 @@
 //! format; a 2xx answer acknowledges it (for `elasticsearch`, only when the
 //! `_bulk` answer reports no failed item).
 
+use super::ForwardError;
 use super::client::{self, Endpoint};
 use super::format::{bulk_acknowledged, http_body};
 use super::sink::HttpFormat;
-use super::ForwardError;
 use crate::storage::EventRow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,9 +48,8 @@ impl HttpSink {
             )));
         }
         if self.format == HttpFormat::Elasticsearch {
-            bulk_acknowledged(&answer.body).map_err(|e| {
-                ForwardError::Refused(format!("{}: {e}", self.endpoint.authority))
-            })?;
+            bulk_acknowledged(&answer.body)
+                .map_err(|e| ForwardError::Refused(format!("{}: {e}", self.endpoint.authority)))?;
         }
         Ok(())
     }

@@ -20,7 +20,11 @@ pub(crate) enum Lease {
         cfg: Box<crate::config::PostgresSection>,
         key: i64,
         consumer: String,
-        client: Option<tokio_postgres::Client>,
+        /// The dedicated connection, kept between attempts (boxed: the
+        /// SQLite variant is empty).
+        client: Option<Box<tokio_postgres::Client>>,
+        /// Whether the lock is held on `client`.
+        held: bool,
     },
 }
 
@@ -45,6 +49,7 @@ impl Lease {
                 key: lock_key(consumer),
                 consumer: consumer.to_string(),
                 client: None,
+                held: false,
             }
         } else {
             Lease::Local
@@ -58,24 +63,34 @@ impl Lease {
             key,
             consumer,
             client,
+            held,
         } = self
         else {
             return;
         };
         let mut waiting_logged = false;
         loop {
-            if client.as_ref().is_some_and(|c| !c.is_closed()) {
+            if client.as_ref().is_some_and(|c| c.is_closed()) {
+                *client = None;
+                *held = false;
+            }
+            if *held {
                 return;
             }
-            *client = None;
-            match crate::storage::postgres::dedicated_connection(cfg).await {
-                Ok((c, at)) => match c
+            if client.is_none() {
+                match crate::storage::postgres::dedicated_connection(cfg).await {
+                    Ok((c, _)) => *client = Some(Box::new(c)),
+                    Err(e) => tracing::warn!("{consumer}: lock connection: {e}"),
+                }
+            }
+            if let Some(c) = client.as_ref() {
+                match c
                     .query_one("SELECT pg_try_advisory_lock($1)", &[&*key])
                     .await
                 {
                     Ok(row) if row.get::<_, bool>(0) => {
-                        tracing::info!("{consumer}: this collector runs it ({at}, lock taken)");
-                        *client = Some(c);
+                        tracing::info!("{consumer}: this collector runs it (lock taken)");
+                        *held = true;
                         return;
                     }
                     Ok(_) => {
@@ -86,11 +101,12 @@ impl Lease {
                             waiting_logged = true;
                         }
                     }
-                    Err(e) => tracing::warn!("{consumer}: taking the lock: {e}"),
-                },
-                Err(e) => tracing::warn!("{consumer}: lock connection: {e}"),
+                    Err(e) => {
+                        tracing::warn!("{consumer}: taking the lock: {e}");
+                        *client = None;
+                    }
+                }
             }
-            // Dropping the client closes its connection (no lock held on it).
             tokio::time::sleep(RETRY).await;
         }
     }
@@ -98,18 +114,28 @@ impl Lease {
     /// Whether the lease is still held (PostgreSQL: its connection answers).
     pub(crate) async fn held(&mut self) -> bool {
         let Lease::Postgres {
-            client, consumer, ..
+            client,
+            consumer,
+            held,
+            ..
         } = self
         else {
             return true;
         };
+        if !*held {
+            return false;
+        }
         let alive = match client {
             Some(c) => !c.is_closed() && c.simple_query("SELECT 1").await.is_ok(),
             None => false,
         };
-        if !alive && client.is_some() {
-            tracing::warn!("{consumer}: lost the lock connection; stopping until it is taken again");
+        if !alive {
+            tracing::warn!(
+                "{consumer}: lost the lock connection; stopping until it is taken again"
+            );
+            // Dropping the connection releases whatever it still held.
             *client = None;
+            *held = false;
         }
         alive
     }

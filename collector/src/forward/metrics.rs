@@ -98,16 +98,27 @@ mod tests {
     #[test]
     fn families_follow_the_naming_conventions() {
         let m = ForwardMetrics::default();
-        m.forwarded.get_or_create(&ForwardMetrics::sink("siem")).inc_by(3);
+        m.forwarded
+            .get_or_create(&ForwardMetrics::sink("siem"))
+            .inc_by(3);
         m.lag.get_or_create(&ForwardMetrics::sink("siem")).set(1.5);
         m.alert("tamper", "sent");
         let mut r = Registry::default();
         m.register(&mut r);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
-        assert!(text.contains("plumb_forward_events_total{sink=\"siem\"} 3"), "{text}");
-        assert!(text.contains("# UNIT plumb_forward_lag_seconds seconds"), "{text}");
-        assert!(text.contains("plumb_forward_lag_seconds{sink=\"siem\"} 1.5"), "{text}");
+        assert!(
+            text.contains("plumb_forward_events_total{sink=\"siem\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT plumb_forward_lag_seconds seconds"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plumb_forward_lag_seconds{sink=\"siem\"} 1.5"),
+            "{text}"
+        );
         assert!(
             text.contains("plumb_alerts_total{alert=\"tamper\",outcome=\"sent\"} 1"),
             "{text}"

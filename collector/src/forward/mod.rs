@@ -95,6 +95,36 @@ impl Backoff {
     }
 }
 
+/// Runs the task `make` builds, and builds and runs it again whenever it
+/// panics (a bug here, or a library's debug assertion): forwarding and
+/// alerts must never stop silently. Restarting is safe because their state
+/// is the durable cursor (the batch in flight is handled again). Aborting
+/// the returned handle aborts the task it runs.
+pub(crate) fn supervised<F, Fut>(what: String, make: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            let mut task = AbortOnDrop(tokio::spawn(make()));
+            match (&mut task.0).await {
+                Err(e) if e.is_panic() => {
+                    tracing::error!("{what}: the task panicked; starting it again in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return,
+            }
+        }
+    })
+}
+
 /// The first line of a secret file (token, HMAC key): a private file
 /// (`plumb_os::FileKind::PrivateKey`: owner-only), read through the trust rule.
 pub(crate) fn read_secret(path: &std::path::Path) -> Result<String, ForwardError> {

@@ -194,12 +194,14 @@ mod tests {
             m.starts_with("<107>1 2027-01-15T08:00:00Z web-12 plumbline - check_changed [plumb@32473 host=\"web-12\" seq=\"7\""),
             "{m}"
         );
-        assert!(
-            m.contains(r#"title="a \"quoted\" [x\] \\ y""#),
-            "{m}"
-        );
+        assert!(m.contains(r#"title="a \"quoted\" [x\] \\ y""#), "{m}");
         assert!(m.contains(r#"domains="[13\]""#), "{m}");
         assert!(!m.contains("previous="), "{m}");
-        assert!(m.ends_with("] \u{feff}web-12: rule ssh.x is fail (was unknown): a \"quoted\" [x] \\ y"), "{m}");
+        assert!(
+            m.ends_with(
+                "] \u{feff}web-12: rule ssh.x is fail (was unknown): a \"quoted\" [x] \\ y"
+            ),
+            "{m}"
+        );
     }
 }

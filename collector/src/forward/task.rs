@@ -98,12 +98,11 @@ pub async fn spawn(
             .await
             .map_err(|e| ForwardError::Config(format!("opening the store: {e}")))??;
         let consumer = format!("forward:{}", s.name);
-        let lease = Lease::new(&cfg.storage, &consumer);
-        ready.push((s.clone(), r, Cursor::new(store, consumer), lease));
+        ready.push((s.clone(), Arc::new(r), Cursor::new(store, consumer)));
     }
     Ok(ready
         .into_iter()
-        .map(|(s, r, cursor, lease)| {
+        .map(|(s, r, cursor)| {
             tracing::info!(
                 "forward {}: {} sink started",
                 s.name,
@@ -112,7 +111,11 @@ pub async fn spawn(
                     SinkKind::Http => "http",
                 }
             );
-            tokio::spawn(run(s, r, cursor, lease, metrics.clone()))
+            let (storage, metrics) = (cfg.storage.clone(), metrics.clone());
+            super::supervised(format!("forward {}", s.name), move || {
+                let lease = Lease::new(&storage, &cursor.consumer);
+                run(s.clone(), r.clone(), cursor.clone(), lease, metrics.clone())
+            })
         })
         .collect())
 }
@@ -123,7 +126,7 @@ fn now() -> i64 {
 
 async fn run(
     sink: SinkConfig,
-    receiver: Receiver,
+    receiver: Arc<Receiver>,
     cursor: Cursor,
     mut lease: Lease,
     metrics: Arc<ForwardMetrics>,
@@ -138,7 +141,10 @@ async fn run(
             Ok(p) => p,
             Err(e) => {
                 let wait = backoff.next_wait();
-                tracing::warn!("forward {}: reading events: {e}; again in {wait:?}", sink.name);
+                tracing::warn!(
+                    "forward {}: reading events: {e}; again in {wait:?}",
+                    sink.name
+                );
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -148,9 +154,13 @@ async fn run(
             tokio::time::sleep(poll).await;
             continue;
         }
-        if let Some(oldest) = pending.events.iter().map(|e| e.received_at).min() {
-            lag.set((now() - oldest).max(0) as f64);
-        }
+        let oldest = pending.events.iter().map(|e| e.received_at).min();
+        let show_lag = || {
+            if let Some(t) = oldest {
+                lag.set((now() - t).max(0) as f64);
+            }
+        };
+        show_lag();
         for (host, seq) in &pending.gone {
             tracing::warn!(
                 "forward {}: events of {host} up to seq {seq} were deleted by retention before they were forwarded",
@@ -164,6 +174,7 @@ async fn run(
                 continue 'batches;
             }
             attempt += 1;
+            show_lag();
             match receiver.deliver(&chosen).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -179,10 +190,7 @@ async fn run(
             }
         }
         if attempt > 1 {
-            tracing::info!(
-                "forward {}: delivered after {attempt} attempts",
-                sink.name
-            );
+            tracing::info!("forward {}: delivered after {attempt} attempts", sink.name);
         }
         backoff.reset();
         metrics

@@ -20,7 +20,10 @@
 //! group commits of two collectors cannot deadlock.
 
 use super::{
-    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank, Cursors, Pending, per_host_share,
+    BaselineRow, Cursors, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
+    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending, PublishOutcome,
+    Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time, per_host_share,
+    publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};

@@ -848,6 +848,59 @@ mod tests {
         }
     }
 
+    /// (host, seq) of what `pending` returned.
+    fn pending_of(s: &mut Sqlite, consumer: &str, limit: usize) -> Vec<(String, u64)> {
+        Cursors::pending(s, consumer, limit)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| (e.host, e.seq))
+            .collect()
+    }
+
+    #[test]
+    fn cursors_are_per_consumer_and_host_durable_and_never_move_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.db");
+        let mut s = Sqlite::open(&p, Synchronous::Full).unwrap();
+        let evs = |r: std::ops::RangeInclusive<u64>| {
+            r.map(|q| ev(q, changed("r", Status::Fail)))
+                .collect::<Vec<_>>()
+        };
+        s.ingest(&[batch("a", evs(1..=40)), batch("b", evs(1..=3))])
+            .unwrap();
+        // An even share per host (at least 16): b is not starved by a.
+        let first = pending_of(&mut s, "forward:x", 20);
+        assert_eq!(first.iter().filter(|(h, _)| h == "a").count(), 16);
+        assert_eq!(first.iter().filter(|(h, _)| h == "b").count(), 3);
+        let a: Vec<u64> = first
+            .iter()
+            .filter(|(h, _)| h == "a")
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(a, (1..=16).collect::<Vec<_>>(), "in seq order per host");
+        s.advance("forward:x", &[("a".into(), 16), ("b".into(), 3)], 5)
+            .unwrap();
+        // Another consumer has its own cursor.
+        assert_eq!(pending_of(&mut s, "alerts", 1000).len(), 43);
+        // A cursor never moves back.
+        s.advance("forward:x", &[("a".into(), 2)], 6).unwrap();
+        drop(s);
+        let mut s = Sqlite::open(&p, Synchronous::Full).unwrap();
+        let rest = pending_of(&mut s, "forward:x", 1000);
+        assert_eq!(
+            rest,
+            (17..=40).map(|q| ("a".to_string(), q)).collect::<Vec<_>>()
+        );
+        // Events gone before they were handled (retention): the cursor may skip them.
+        s.prune(2_000).unwrap();
+        let p = Cursors::pending(&mut s, "forward:x", 1000).unwrap();
+        assert!(p.events.is_empty());
+        assert_eq!(p.gone, vec![("a".to_string(), 40)]);
+        s.advance("forward:x", &p.gone, 7).unwrap();
+        assert!(pending_of(&mut s, "forward:x", 1000).is_empty());
+    }
+
     #[test]
     fn fleet_summary_counts_hosts_rules_and_baselines() {
         let tmp = tempfile::tempdir().unwrap();
