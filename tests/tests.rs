@@ -29,8 +29,8 @@ mod suite {
     mod failover;
     mod fim_cli;
     mod fim_packages;
-    pub(crate) mod metrics;
     mod forward;
+    pub(crate) mod metrics;
     mod remediate;
     mod shipped_baseline;
     mod signing;

@@ -5,8 +5,8 @@
 pub mod alert;
 pub mod baselines;
 pub mod config;
-pub mod forward;
 pub mod console;
+pub mod forward;
 /// Entry points for the cargo-fuzz targets in `fuzz/` (docs/fuzzing.md);
 /// only with the `fuzzing` feature, which no shipped build enables.
 #[cfg(feature = "fuzzing")]

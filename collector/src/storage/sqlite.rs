@@ -3,7 +3,10 @@
 //! leave as [`StorageError::Backend`].
 
 use super::{
-    BaselineRow, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, PublishOutcome, Queries, RuleStatusRow, Storage, StorageError, event_time, publish_conflict, severity_rank, Cursors, Pending, per_host_share,
+    BaselineRow, Cursors, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
+    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending, PublishOutcome,
+    Queries, RuleStatusRow, Storage, StorageError, event_time, per_host_share, publish_conflict,
+    severity_rank,
 };
 use crate::config::Synchronous;
 use plumb_core::Severity;
