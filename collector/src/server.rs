@@ -114,6 +114,9 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         cfg.hosts.stale_after_secs(),
         Duration::from_secs(cfg.metrics.fleet_cache_secs),
     );
+    // Forwarding and alerts count into their own families.
+    let forward_metrics = Arc::new(crate::forward::ForwardMetrics::default());
+    forward_metrics.register(&mut registry);
     let exporter = Arc::new(metrics::Exporter::new(registry, Some(fleet)));
     let writer = writer::spawn(
         store,
@@ -182,9 +185,6 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         )),
         plain_metrics,
     ];
-    // Forwarding and alerts: their metrics go to the registry through
-    // `ForwardMetrics::register`.
-    let forward_metrics = Arc::new(crate::forward::ForwardMetrics::default());
     let mut consumers = crate::forward::spawn(&cfg, forward_metrics.clone()).await?;
     consumers.extend(crate::alert::spawn(&cfg, forward_metrics.clone()).await?);
     let background = background.into_iter().flatten().chain(consumers);

@@ -41,34 +41,34 @@ pub struct ForwardMetrics {
 }
 
 impl ForwardMetrics {
-    /// Registers every family in `registry`:
-    /// `plumb_forward_events_total{sink}`, `plumb_forward_filtered_events_total{sink}`,
-    /// `plumb_forward_failures_total{sink}`, `plumb_forward_lag_seconds{sink}`,
-    /// `plumb_alerts_total{alert,outcome}`.
+    /// Registers every family in `registry` (the collector's, prefixed `plumb_collector_`):
+    /// `plumb_collector_forward_events_total{sink}`, `plumb_collector_forward_filtered_events_total{sink}`,
+    /// `plumb_collector_forward_failures_total{sink}`, `plumb_collector_forward_lag_seconds{sink}`,
+    /// `plumb_collector_alerts_total{alert,outcome}`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "plumb_forward_events",
+            "forward_events",
             "Events acknowledged by each forwarding sink",
             self.forwarded.clone(),
         );
         registry.register(
-            "plumb_forward_filtered_events",
+            "forward_filtered_events",
             "Events each forwarding sink's filter passed over",
             self.filtered.clone(),
         );
         registry.register(
-            "plumb_forward_failures",
+            "forward_failures",
             "Failed delivery attempts per forwarding sink (retried with backoff)",
             self.failures.clone(),
         );
         registry.register_with_unit(
-            "plumb_forward_lag",
+            "forward_lag",
             "Age of the oldest event not yet acknowledged by each sink (0 when caught up)",
             Unit::Seconds,
             self.lag.clone(),
         );
         registry.register(
-            "plumb_alerts",
+            "alerts",
             "Alerts by outcome: sent, failed (every retry failed), deduplicated",
             self.alerts.clone(),
         );
@@ -103,24 +103,24 @@ mod tests {
             .inc_by(3);
         m.lag.get_or_create(&ForwardMetrics::sink("siem")).set(1.5);
         m.alert("tamper", "sent");
-        let mut r = Registry::default();
+        let mut r = Registry::with_prefix("plumb_collector");
         m.register(&mut r);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
         assert!(
-            text.contains("plumb_forward_events_total{sink=\"siem\"} 3"),
+            text.contains("plumb_collector_forward_events_total{sink=\"siem\"} 3"),
             "{text}"
         );
         assert!(
-            text.contains("# UNIT plumb_forward_lag_seconds seconds"),
+            text.contains("# UNIT plumb_collector_forward_lag_seconds seconds"),
             "{text}"
         );
         assert!(
-            text.contains("plumb_forward_lag_seconds{sink=\"siem\"} 1.5"),
+            text.contains("plumb_collector_forward_lag_seconds{sink=\"siem\"} 1.5"),
             "{text}"
         );
         assert!(
-            text.contains("plumb_alerts_total{alert=\"tamper\",outcome=\"sent\"} 1"),
+            text.contains("plumb_collector_alerts_total{alert=\"tamper\",outcome=\"sent\"} 1"),
             "{text}"
         );
     }
