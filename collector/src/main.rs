@@ -219,8 +219,10 @@ fn remote_get(
             Fmt::Json => "json".into(),
         }),
     ));
-    let answer =
-        plumb_collector::remote::get(remote, &format!("{route}?{}", plumb_collector::remote::query(&pairs)))?;
+    let answer = plumb_collector::remote::get(
+        remote,
+        &format!("{route}?{}", plumb_collector::remote::query(&pairs)),
+    )?;
     std::io::Write::write_all(&mut std::io::stdout(), &answer.body)?;
     Ok(answer)
 }
@@ -369,9 +371,8 @@ fn run(cli: Cli) -> Result<u8> {
             format,
         } => {
             if let Some(remote) = src.remote() {
-                let sev = severity.map(|s| {
-                    ["info", "low", "medium", "high", "critical"][s as usize].to_string()
-                });
+                let sev = severity
+                    .map(|s| ["info", "low", "medium", "high", "critical"][s as usize].to_string());
                 let a = remote_get(
                     &remote,
                     "drift",

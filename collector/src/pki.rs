@@ -392,7 +392,8 @@ pub fn write_p12(dir: &Path, issued: &Issued, password: &str) -> Result<PathBuf,
         .map(Certificate::from_der)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad("certificate for the .p12", &e))?;
-    let key = PrivateKey::from_der(&key.serialize_der()).map_err(|e| bad("key for the .p12", &e))?;
+    let key =
+        PrivateKey::from_der(&key.serialize_der()).map_err(|e| bad("key for the .p12", &e))?;
     let local_id = ring::digest::digest(&ring::digest::SHA256, &leaf);
     let chain = PrivateKeyChain::new(local_id.as_ref().to_vec(), key, certs);
     let mut store = KeyStore::new();

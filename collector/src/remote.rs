@@ -134,10 +134,11 @@ pub fn get(remote: &Remote, route: &str) -> Result<Answer, RemoteError> {
             .header(hyper::header::HOST, authority.as_str())
             .body(Empty::<Bytes>::new())
             .map_err(|e| io(&e))?;
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| io(&format!("{e} (is the certificate an operator's, and not revoked?)")))?;
+        let resp = send.send_request(req).await.map_err(|e| {
+            io(&format!(
+                "{e} (is the certificate an operator's, and not revoked?)"
+            ))
+        })?;
         let status = resp.status();
         let header = |n: &str| {
             resp.headers()

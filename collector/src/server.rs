@@ -339,7 +339,10 @@ async fn accept_until_stopped(
 /// The next connection on the console's listener; never, without one.
 async fn accept_console<'a>(
     console: Option<(&TcpListener, &'a Arc<Shared>)>,
-) -> (std::io::Result<(tokio::net::TcpStream, SocketAddr)>, &'a Arc<Shared>) {
+) -> (
+    std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    &'a Arc<Shared>,
+) {
     match console {
         Some((l, shared)) => (l.accept().await, shared),
         None => std::future::pending().await,

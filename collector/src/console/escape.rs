@@ -27,7 +27,11 @@ pub fn html(s: &str) -> String {
 }
 
 /// Characters kept as they are in a path segment: letters, digits, `-._~`.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// One path segment of a console link (`/hosts/{segment}`): everything but
 /// letters, digits and `-._~` percent-encoded, so it can neither leave the

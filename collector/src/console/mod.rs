@@ -49,10 +49,7 @@ impl Console {
         Console {
             queries,
             stale_after,
-            proxy_identity: cfg
-                .proxy_identity
-                .as_deref()
-                .map(storage::canonical_host),
+            proxy_identity: cfg.proxy_identity.as_deref().map(storage::canonical_host),
             // Checked at load (`ConsoleSection::check`); a default never fails.
             user_header: HeaderName::from_bytes(cfg.proxy_user_header.as_bytes())
                 .unwrap_or(HeaderName::from_static("x-remote-user")),
@@ -254,8 +251,8 @@ fn finish(r: Reply, started: Instant) -> Resp {
         HeaderName::from_static("cross-origin-opener-policy"),
         HeaderValue::from_static("same-origin"),
     );
-    let static_asset = r.content_type.starts_with("text/css")
-        || r.content_type.starts_with("text/javascript");
+    let static_asset =
+        r.content_type.starts_with("text/css") || r.content_type.starts_with("text/javascript");
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(if static_asset {
@@ -303,7 +300,8 @@ fn api(c: &Console, route: &str, p: &Params) -> Result<Reply, StorageError> {
         Format::Json => "application/json",
         Format::Text => "text/plain; charset=utf-8",
     };
-    let bad = |e: &dyn std::fmt::Display| Reply::error(StatusCode::BAD_REQUEST, true, &e.to_string());
+    let bad =
+        |e: &dyn std::fmt::Display| Reply::error(StatusCode::BAD_REQUEST, true, &e.to_string());
     let q = c.queries.as_ref();
     let now = now();
     Ok(match route {
@@ -325,7 +323,11 @@ fn api(c: &Console, route: &str, p: &Params) -> Result<Reply, StorageError> {
                 None => None,
                 Some(s) => match severity_rank(s) {
                     Some(r) => Some(r),
-                    None => return Ok(bad(&format!("severity {s:?}: expected info, low, medium, high or critical"))),
+                    None => {
+                        return Ok(bad(&format!(
+                            "severity {s:?}: expected info, low, medium, high or critical"
+                        )));
+                    }
                 },
             };
             let limit = match p.get("limit").map(str::parse::<usize>) {
@@ -348,8 +350,10 @@ fn api(c: &Console, route: &str, p: &Params) -> Result<Reply, StorageError> {
         "report" => {
             let (out, failing) = queries::report(q, format)?;
             let mut r = Reply::new(kind, out);
-            r.headers
-                .push((HeaderName::from_static("plumb-failing"), failing.to_string()));
+            r.headers.push((
+                HeaderName::from_static("plumb-failing"),
+                failing.to_string(),
+            ));
             r
         }
         "baselines" => Reply::new(kind, queries::baselines(q, format)?),

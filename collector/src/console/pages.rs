@@ -86,13 +86,23 @@ fn layout(ctx: &Ctx<'_>, title: &str, body: &str) -> Reply {
 }
 
 /// `?format=csv|json` for a list: the rows as CSV, or `json`.
-fn export(ctx: &Ctx<'_>, name: &str, header: &[&str], rows: &[Vec<String>], json: Value) -> Option<Reply> {
+fn export(
+    ctx: &Ctx<'_>,
+    name: &str,
+    header: &[&str],
+    rows: &[Vec<String>],
+    json: Value,
+) -> Option<Reply> {
     let mut r = match ctx.p.get("format")? {
         "csv" => Reply::new("text/csv; charset=utf-8", csv(header, rows)),
         "json" => Reply::json(queries_json(&json)),
         _ => return None,
     };
-    let ext = if r.content_type.starts_with("text/csv") { "csv" } else { "json" };
+    let ext = if r.content_type.starts_with("text/csv") {
+        "csv"
+    } else {
+        "json"
+    };
     r.headers.push((
         header::CONTENT_DISPOSITION,
         format!("attachment; filename=\"{name}.{ext}\""),
@@ -125,19 +135,11 @@ fn query_of(pairs: &[(&str, Option<&str>)]) -> String {
 }
 
 fn host_link(host: &str) -> String {
-    format!(
-        "<a href=\"/hosts/{}\">{}</a>",
-        segment(host),
-        html(host)
-    )
+    format!("<a href=\"/hosts/{}\">{}</a>", segment(host), html(host))
 }
 
 fn rule_link(rule: &str) -> String {
-    format!(
-        "<a href=\"/rules/{}\">{}</a>",
-        segment(rule),
-        html(rule)
-    )
+    format!("<a href=\"/rules/{}\">{}</a>", segment(rule), html(rule))
 }
 
 fn score_text(h: &HostRow) -> String {
@@ -187,7 +189,11 @@ fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
                 .cmp(&b.drift_recent)
                 .then_with(|| a.host.cmp(&b.host))
         }),
-        "seen" => rows.sort_by(|a, b| a.last_seen.cmp(&b.last_seen).then_with(|| a.host.cmp(&b.host))),
+        "seen" => rows.sort_by(|a, b| {
+            a.last_seen
+                .cmp(&b.last_seen)
+                .then_with(|| a.host.cmp(&b.host))
+        }),
         "agent" => rows.sort_by(|a, b| {
             a.agent_version
                 .cmp(&b.agent_version)
@@ -199,7 +205,13 @@ fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         rows.reverse();
     }
     let header = [
-        "host", "score", "failing_rules", "drift_24h", "last_seen", "stale", "agent_version",
+        "host",
+        "score",
+        "failing_rules",
+        "drift_24h",
+        "last_seen",
+        "stale",
+        "agent_version",
         "baseline",
     ];
     let cells: Vec<Vec<String>> = rows
@@ -339,7 +351,14 @@ fn compliance(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     let (out, _) = queries::report(ctx.c.queries.as_ref(), Format::Json)?;
     let report: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     let domains = report["domains"].as_array().cloned().unwrap_or_default();
-    let header = ["domain", "name", "hosts_passing", "hosts_failing", "hosts_error", "worst_rules"];
+    let header = [
+        "domain",
+        "name",
+        "hosts_passing",
+        "hosts_failing",
+        "hosts_error",
+        "worst_rules",
+    ];
     let num = |v: &Value| v.as_u64().unwrap_or(0).to_string();
     let cells: Vec<Vec<String>> = domains
         .iter()
@@ -348,7 +367,13 @@ fn compliance(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
                 .as_array()
                 .map(|w| {
                     w.iter()
-                        .map(|r| format!("{} ({})", r["rule"].as_str().unwrap_or("?"), num(&r["hosts_failing"])))
+                        .map(|r| {
+                            format!(
+                                "{} ({})",
+                                r["rule"].as_str().unwrap_or("?"),
+                                num(&r["hosts_failing"])
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -365,7 +390,10 @@ fn compliance(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     if let Some(r) = export(ctx, "compliance", &header, &cells, report.clone()) {
         return Ok(r);
     }
+    let today = ctx.now.div_euclid(86_400);
+    let history = ctx.c.queries.score_history(today - (HISTORY_DAYS - 1))?;
     let mut b = String::new();
+    b.push_str(&score_chart(&history, today));
     let _ = writeln!(
         b,
         "<p class=\"summary\">{} hosts, {} failing at least one rule.</p>",
@@ -408,6 +436,77 @@ fn compliance(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     Ok(layout(ctx, "Compliance", &b))
 }
 
+/// Days the compliance chart shows.
+const HISTORY_DAYS: i64 = 30;
+
+/// The fleet score of the last [`HISTORY_DAYS`] days (through `today`) as
+/// an inline SVG drawn here: a line through the days that have snapshots, a
+/// dot per day, 0–100 on the vertical axis. Presentation through the
+/// stylesheet's classes (the CSP allows no inline style).
+fn score_chart(history: &[storage::DailyScore], today: i64) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 180.0;
+    const LEFT: f64 = 36.0;
+    const BOTTOM: f64 = 20.0;
+    let first = today - (HISTORY_DAYS - 1);
+    let x = |day: i64| LEFT + (day - first) as f64 * (W - LEFT - 8.0) / (HISTORY_DAYS - 1) as f64;
+    let y = |score: f64| 8.0 + (100.0 - score.clamp(0.0, 100.0)) * (H - BOTTOM - 8.0) / 100.0;
+    let mut s = format!(
+        "<h2>Fleet score, last {HISTORY_DAYS} days</h2>\n<svg class=\"chart\" id=\"score-history\" \
+         viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"fleet score per day\">"
+    );
+    for v in [0.0, 50.0, 100.0] {
+        let _ = write!(
+            s,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text class=\"axis\" x=\"2\" y=\"{:.1}\">{v}</text>",
+            W - 8.0,
+            y(v) + 4.0,
+            y = y(v)
+        );
+    }
+    for (day, label) in [
+        (first, short_time(first * 86_400)),
+        (today, short_time(today * 86_400)),
+    ] {
+        let _ = write!(
+            s,
+            "<text class=\"axis\" x=\"{:.1}\" y=\"{}\">{}</text>",
+            (x(day) - 30.0).max(0.0),
+            H - 4.0,
+            html(label.get(..10).unwrap_or(&label))
+        );
+    }
+    let points: Vec<String> = history
+        .iter()
+        .filter(|d| d.day >= first && d.day <= today)
+        .map(|d| format!("{:.1},{:.1}", x(d.day), y(d.score)))
+        .collect();
+    if points.len() > 1 {
+        let _ = write!(
+            s,
+            "<polyline class=\"line\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    for d in history.iter().filter(|d| d.day >= first && d.day <= today) {
+        let _ = write!(
+            s,
+            "<circle class=\"dot\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"><title>{}: {:.1} ({} snapshots)</title></circle>",
+            x(d.day),
+            y(d.score),
+            html(short_time(d.day * 86_400).get(..10).unwrap_or("")),
+            d.score,
+            d.samples
+        );
+    }
+    s.push_str("</svg>\n");
+    if history.is_empty() {
+        s.push_str("<p class=\"note\">No snapshot stored in the last 30 days.</p>\n");
+    }
+    s
+}
+
 // ------------------------------------------------------------------ host
 
 /// The newest `check_changed` of each rule among `events` (newest first).
@@ -425,7 +524,12 @@ fn evidence_lines(e: &EventRow) -> Vec<String> {
     e.body
         .get("evidence")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -440,11 +544,7 @@ fn show(v: &Value) -> String {
 fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
     let name = storage::canonical_host(name);
     let q = ctx.c.queries.as_ref();
-    let Some(h) = q
-        .hosts(ctx.now - DRIFT_WINDOW_SECS)?
-        .into_iter()
-        .find(|h| h.host == name)
-    else {
+    let Some(h) = q.host(&name, ctx.now - DRIFT_WINDOW_SECS)? else {
         return Ok(Reply::error(StatusCode::NOT_FOUND, false, "no such host"));
     };
     let rules = q.host_rule_statuses(&name)?;
@@ -458,7 +558,11 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
                 r.rule.clone(),
                 r.status.name().to_string(),
                 r.severity.name().to_string(),
-                r.domains.iter().map(u8::to_string).collect::<Vec<_>>().join(" "),
+                r.domains
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 r.title.clone(),
                 evidence
                     .get(&r.rule)
@@ -475,7 +579,13 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
             "evidence": evidence.get(&r.rule).map(|e| evidence_lines(e)).unwrap_or_default(),
         })).collect::<Vec<_>>(),
     });
-    if let Some(r) = export(ctx, &format!("host-{}", segment(&name)), &header, &cells, as_json) {
+    if let Some(r) = export(
+        ctx,
+        &format!("host-{}", segment(&name)),
+        &header,
+        &cells,
+        as_json,
+    ) {
         return Ok(r);
     }
     let snapshot = events.iter().find(|e| e.kind == "snapshot");
@@ -508,7 +618,10 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
 
     // Facts, as the last snapshot gave them.
     b.push_str("<h2>Facts</h2>\n");
-    match snapshot.and_then(|s| s.body.get("facts")).and_then(Value::as_object) {
+    match snapshot
+        .and_then(|s| s.body.get("facts"))
+        .and_then(Value::as_object)
+    {
         Some(facts) => {
             b.push_str("<dl class=\"facts\" id=\"host-facts\">");
             for (k, v) in facts {
@@ -558,8 +671,10 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
                     if lines.is_empty() {
                         "<span class=\"note\">none given</span>".to_string()
                     } else {
-                        let items: Vec<String> =
-                            lines.iter().map(|l| format!("<li>{}</li>", html(l))).collect();
+                        let items: Vec<String> = lines
+                            .iter()
+                            .map(|l| format!("<li>{}</li>", html(l)))
+                            .collect();
                         format!("<ul>{}</ul>", items.concat())
                     }
                 }
@@ -580,7 +695,10 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
     // File integrity, newest first.
     b.push_str("<h2>File integrity changes</h2>\n<ol class=\"timeline\" id=\"fim\">\n");
     let mut any = false;
-    for e in events.iter().filter(|e| e.kind == "fim_change" || e.kind == "fim_tamper") {
+    for e in events
+        .iter()
+        .filter(|e| e.kind == "fim_change" || e.kind == "fim_tamper")
+    {
         any = true;
         let (head, _) = details(e);
         let _ = write!(
@@ -592,7 +710,12 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
             html(&head)
         );
         // The exact bytes of a path that is not UTF-8 (lossless).
-        if let Some(hex) = e.body.get("path").and_then(|p| p.get("hex")).and_then(Value::as_str) {
+        if let Some(hex) = e
+            .body
+            .get("path")
+            .and_then(|p| p.get("hex"))
+            .and_then(Value::as_str)
+        {
             let _ = write!(b, " <span class=\"hex\">bytes {}</span>", html(hex));
         }
         let fields: Vec<&str> = e
@@ -602,10 +725,20 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
             .map(|f| f.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         if !fields.is_empty() {
-            b.push_str("<table class=\"diff\"><tr><th>Field</th><th>Before</th><th>After</th></tr>");
+            b.push_str(
+                "<table class=\"diff\"><tr><th>Field</th><th>Before</th><th>After</th></tr>",
+            );
             for f in fields {
-                let old = e.body.get("old").and_then(|o| o.get(f)).unwrap_or(&Value::Null);
-                let new = e.body.get("new").and_then(|o| o.get(f)).unwrap_or(&Value::Null);
+                let old = e
+                    .body
+                    .get("old")
+                    .and_then(|o| o.get(f))
+                    .unwrap_or(&Value::Null);
+                let new = e
+                    .body
+                    .get("new")
+                    .and_then(|o| o.get(f))
+                    .unwrap_or(&Value::Null);
                 let _ = write!(
                     b,
                     "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
@@ -617,7 +750,13 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
             b.push_str("</table>");
         }
         if e.kind == "fim_tamper" {
-            for l in e.body.get("detail").and_then(Value::as_array).into_iter().flatten() {
+            for l in e
+                .body
+                .get("detail")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let _ = write!(b, "<div>{}</div>", html(&show(l)));
             }
         }
@@ -644,7 +783,11 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
                 .body
                 .get("changes")
                 .and_then(Value::as_array)
-                .map(|c| c.iter().map(|x| format!("<li>{}</li>", html(&show(x)))).collect())
+                .map(|c| {
+                    c.iter()
+                        .map(|x| format!("<li>{}</li>", html(&show(x))))
+                        .collect()
+                })
                 .unwrap_or_default();
             let _ = writeln!(
                 b,
@@ -753,7 +896,10 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     );
     for e in &rows {
         let (head, lines) = details(e);
-        let items: Vec<String> = lines.iter().map(|l| format!("<li>{}</li>", html(l))).collect();
+        let items: Vec<String> = lines
+            .iter()
+            .map(|l| format!("<li>{}</li>", html(l)))
+            .collect();
         let _ = writeln!(
             b,
             "<tr><td>{}</td><td class=\"sev-{s}\">{s}</td><td>{}</td><td>{}</td><td>{}<ul>{}</ul></td></tr>",
@@ -805,7 +951,13 @@ fn rule(ctx: &Ctx<'_>, id: &str) -> Result<Reply, StorageError> {
         "hosts_failing": failing.len(),
         "hosts": rows.iter().map(|(h, s, e)| json!({"host": h, "severity": s, "evidence": e})).collect::<Vec<_>>(),
     });
-    if let Some(r) = export(ctx, &format!("rule-{}", segment(id)), &header, &cells, as_json) {
+    if let Some(r) = export(
+        ctx,
+        &format!("rule-{}", segment(id)),
+        &header,
+        &cells,
+        as_json,
+    ) {
         return Ok(r);
     }
     let mut b = String::new();
@@ -850,7 +1002,15 @@ fn baselines(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         }
     }
     let hosts_on = |id: &str, v: u64| running.get(&(id.to_string(), v)).copied().unwrap_or(0);
-    let header = ["id", "version", "signer_key_id", "hosts_glob", "sha256", "published_at", "hosts_running"];
+    let header = [
+        "id",
+        "version",
+        "signer_key_id",
+        "hosts_glob",
+        "sha256",
+        "published_at",
+        "hosts_running",
+    ];
     let cells: Vec<Vec<String>> = published
         .iter()
         .map(|p| {
@@ -899,6 +1059,23 @@ fn baselines(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         .iter()
         .filter(|((id, v), _)| !published.iter().any(|p| &p.id == id && p.version == *v))
         .collect();
+    let refusals = q.baseline_refusals()?;
+    b.push_str("<h2>Bundles refused by hosts</h2>\n");
+    if refusals.is_empty() {
+        b.push_str("<p class=\"note\">No host stands on a refusal.</p>\n");
+    } else {
+        b.push_str("<table id=\"refusals\"><thead><tr><th>Host</th><th>When</th><th>Reason</th></tr></thead><tbody>\n");
+        for r in &refusals {
+            let _ = writeln!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                host_link(&r.host),
+                html(&short_time(r.time)),
+                html(&r.message)
+            );
+        }
+        b.push_str("</tbody></table>\n");
+    }
     if !others.is_empty() {
         b.push_str("<h2>In force but not published here</h2><ul>\n");
         for ((id, v), n) in others {

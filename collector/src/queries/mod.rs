@@ -8,12 +8,12 @@ mod hosts;
 mod report;
 
 pub use baselines::baselines;
-pub use drift::drift;
-pub use hosts::hosts;
-pub use report::report;
 /// For the console's pages, which show what the commands show.
 pub(crate) use drift::details;
+pub use drift::drift;
+pub use hosts::hosts;
 pub(crate) use hosts::score;
+pub use report::report;
 
 use serde::Serialize;
 
