@@ -639,3 +639,133 @@ fn the_console_in_a_real_browser() {
     );
     assert!(shots.join("fleet.png").exists());
 }
+
+/// What a hostile agent's refusal and a second snapshot add: a standing
+/// refusal on the baselines page, and today's score in the chart.
+fn refusal_events() -> Vec<Value> {
+    let t = now_rfc3339(30);
+    vec![
+        json!({"seq": 5, "time": t, "severity": "high", "kind": "agent",
+        "what": "baseline_refused", "message": "<script>window.pwned=2</script> signed by an unknown key",
+        "agent_version": "0.1.0"}),
+    ]
+}
+
+fn check_history_and_refusals(op: &Arc<rustls::ClientConfig>, console: SocketAddr) {
+    let get = |path: &str| {
+        let r = request(op.clone(), console, "GET", path, "").unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", body(&r));
+        body(&r)
+    };
+    let page = get("/compliance");
+    assert!(
+        page.contains("<svg class=\"chart\" id=\"score-history\""),
+        "{page}"
+    );
+    // One day with snapshots: one dot, its mean score (50.0) in its title.
+    assert_eq!(page.matches("<circle class=\"dot\"").count(), 1, "{page}");
+    assert!(page.contains(": 50.0 (1 snapshots)</title>"), "{page}");
+    let page = get("/baselines");
+    assert!(
+        page.contains(
+            "<td>&lt;script&gt;window.pwned=2&lt;/script&gt; signed by an unknown key</td>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("<a href=\"/hosts/evil-1\">evil-1</a>"),
+        "{page}"
+    );
+    assert_eq!(page.matches("<script").count(), 1, "{page}");
+}
+
+#[test]
+fn the_compliance_chart_and_refused_bundles() {
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let (c, console) = start(&f, "");
+    post(&f, c.addr, "evil-1", hostile_events());
+    post(&f, c.addr, "evil-1", refusal_events());
+    let op = client(&f, Some((&cert, &key)));
+    check_history_and_refusals(&op, console);
+    // Applying a bundle ends the refusal.
+    post(
+        &f,
+        c.addr,
+        "evil-1",
+        vec![
+            json!({"seq": 6, "time": now_rfc3339(20), "severity": "info", "kind": "agent",
+            "what": "baseline_applied", "message": "base v4", "agent_version": "0.1.0",
+            "baseline": {"id": "base", "version": 4}}),
+        ],
+    );
+    let r = request(op, console, "GET", "/baselines", "").unwrap();
+    assert!(
+        body(&r).contains("No host stands on a refusal."),
+        "{}",
+        body(&r)
+    );
+}
+
+/// The same pages and exports from a collector on PostgreSQL as from one on
+/// SQLite, fed the same events.
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn the_console_answers_the_same_on_postgresql() {
+    let pg = crate::common::postgres::Postgres::start();
+    pg.database("plumb");
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let op = client(&f, Some((&cert, &key)));
+    let (lite, lite_console) = start(&f, "");
+    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &pg.storage_toml("plumb"));
+    let mut text = std::fs::read_to_string(&pg_cfg).unwrap();
+    text.push_str("\n[console]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&pg_cfg, text).unwrap();
+    let pgc = Collector::start(&pg_cfg);
+    let start = Instant::now();
+    let pg_console = loop {
+        if let Some(a) = pgc
+            .log()
+            .lines()
+            .find_map(|l| l.split("console on ").nth(1))
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+        {
+            break a;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", pgc.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for addr in [lite.addr, pgc.addr] {
+        post(&f, addr, "evil-1", hostile_events());
+        post(&f, addr, "evil-1", refusal_events());
+        post(
+            &f,
+            addr,
+            "web-2",
+            vec![crate::common::collector::fim_event(1)],
+        );
+    }
+    for path in [
+        "/hosts/evil-1?format=csv",
+        "/hosts/evil-1?format=json",
+        "/drift?format=csv",
+        "/drift?host=evil-*&kind=fim_change&format=csv",
+        "/compliance?format=json",
+        "/rules/%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E%22%27?format=csv",
+        "/baselines?format=csv",
+        "/api/v1/report",
+    ] {
+        let a = request(op.clone(), lite_console, "GET", path, "").unwrap();
+        let b = request(op.clone(), pg_console, "GET", path, "").unwrap();
+        assert_eq!(a.status, 200, "{path}");
+        assert_eq!(body(&b), body(&a), "{path}");
+    }
+    check_history_and_refusals(&op, pg_console);
+    let page = body(&request(op.clone(), pg_console, "GET", "/hosts/evil-1", "").unwrap());
+    assert!(
+        page.contains("<li>line\\x1b[31mred\\nforged</li>"),
+        "{page}"
+    );
+    assert_eq!(page.matches("<script").count(), 1, "{page}");
+}

@@ -390,7 +390,10 @@ fn compliance(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     if let Some(r) = export(ctx, "compliance", &header, &cells, report.clone()) {
         return Ok(r);
     }
+    let today = ctx.now.div_euclid(86_400);
+    let history = ctx.c.queries.score_history(today - (HISTORY_DAYS - 1))?;
     let mut b = String::new();
+    b.push_str(&score_chart(&history, today));
     let _ = writeln!(
         b,
         "<p class=\"summary\">{} hosts, {} failing at least one rule.</p>",
@@ -433,6 +436,77 @@ fn compliance(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     Ok(layout(ctx, "Compliance", &b))
 }
 
+/// Days the compliance chart shows.
+const HISTORY_DAYS: i64 = 30;
+
+/// The fleet score of the last [`HISTORY_DAYS`] days (through `today`) as
+/// an inline SVG drawn here: a line through the days that have snapshots, a
+/// dot per day, 0–100 on the vertical axis. Presentation through the
+/// stylesheet's classes (the CSP allows no inline style).
+fn score_chart(history: &[storage::DailyScore], today: i64) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 180.0;
+    const LEFT: f64 = 36.0;
+    const BOTTOM: f64 = 20.0;
+    let first = today - (HISTORY_DAYS - 1);
+    let x = |day: i64| LEFT + (day - first) as f64 * (W - LEFT - 8.0) / (HISTORY_DAYS - 1) as f64;
+    let y = |score: f64| 8.0 + (100.0 - score.clamp(0.0, 100.0)) * (H - BOTTOM - 8.0) / 100.0;
+    let mut s = format!(
+        "<h2>Fleet score, last {HISTORY_DAYS} days</h2>\n<svg class=\"chart\" id=\"score-history\" \
+         viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"fleet score per day\">"
+    );
+    for v in [0.0, 50.0, 100.0] {
+        let _ = write!(
+            s,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text class=\"axis\" x=\"2\" y=\"{:.1}\">{v}</text>",
+            W - 8.0,
+            y(v) + 4.0,
+            y = y(v)
+        );
+    }
+    for (day, label) in [
+        (first, short_time(first * 86_400)),
+        (today, short_time(today * 86_400)),
+    ] {
+        let _ = write!(
+            s,
+            "<text class=\"axis\" x=\"{:.1}\" y=\"{}\">{}</text>",
+            (x(day) - 30.0).max(0.0),
+            H - 4.0,
+            html(label.get(..10).unwrap_or(&label))
+        );
+    }
+    let points: Vec<String> = history
+        .iter()
+        .filter(|d| d.day >= first && d.day <= today)
+        .map(|d| format!("{:.1},{:.1}", x(d.day), y(d.score)))
+        .collect();
+    if points.len() > 1 {
+        let _ = write!(
+            s,
+            "<polyline class=\"line\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    for d in history.iter().filter(|d| d.day >= first && d.day <= today) {
+        let _ = write!(
+            s,
+            "<circle class=\"dot\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"><title>{}: {:.1} ({} snapshots)</title></circle>",
+            x(d.day),
+            y(d.score),
+            html(short_time(d.day * 86_400).get(..10).unwrap_or("")),
+            d.score,
+            d.samples
+        );
+    }
+    s.push_str("</svg>\n");
+    if history.is_empty() {
+        s.push_str("<p class=\"note\">No snapshot stored in the last 30 days.</p>\n");
+    }
+    s
+}
+
 // ------------------------------------------------------------------ host
 
 /// The newest `check_changed` of each rule among `events` (newest first).
@@ -470,11 +544,7 @@ fn show(v: &Value) -> String {
 fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
     let name = storage::canonical_host(name);
     let q = ctx.c.queries.as_ref();
-    let Some(h) = q
-        .hosts(ctx.now - DRIFT_WINDOW_SECS)?
-        .into_iter()
-        .find(|h| h.host == name)
-    else {
+    let Some(h) = q.host(&name, ctx.now - DRIFT_WINDOW_SECS)? else {
         return Ok(Reply::error(StatusCode::NOT_FOUND, false, "no such host"));
     };
     let rules = q.host_rule_statuses(&name)?;
@@ -989,6 +1059,23 @@ fn baselines(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         .iter()
         .filter(|((id, v), _)| !published.iter().any(|p| &p.id == id && p.version == *v))
         .collect();
+    let refusals = q.baseline_refusals()?;
+    b.push_str("<h2>Bundles refused by hosts</h2>\n");
+    if refusals.is_empty() {
+        b.push_str("<p class=\"note\">No host stands on a refusal.</p>\n");
+    } else {
+        b.push_str("<table id=\"refusals\"><thead><tr><th>Host</th><th>When</th><th>Reason</th></tr></thead><tbody>\n");
+        for r in &refusals {
+            let _ = writeln!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                host_link(&r.host),
+                html(&short_time(r.time)),
+                html(&r.message)
+            );
+        }
+        b.push_str("</tbody></table>\n");
+    }
     if !others.is_empty() {
         b.push_str("<h2>In force but not published here</h2><ul>\n");
         for ((id, v), n) in others {

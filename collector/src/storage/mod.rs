@@ -313,10 +313,25 @@ pub struct RuleStatusRow {
 pub trait Queries: Send + Sync {
     /// Every host; `drift_recent` counts drift events produced since `drift_since`.
     fn hosts(&self, drift_since: i64) -> Result<Vec<HostRow>, StorageError>;
+    /// One host (canonical), as [`Queries::hosts`] shows it (the console's
+    /// host page: one row, not the fleet).
+    fn host(&self, host: &str, drift_since: i64) -> Result<Option<HostRow>, StorageError> {
+        Ok(self
+            .hosts(drift_since)?
+            .into_iter()
+            .find(|h| h.host == host))
+    }
     /// Drift events, newest first.
     fn drift(&self, filter: &DriftFilter) -> Result<Vec<EventRow>, StorageError>;
     /// Every rule status on every host, by host then rule.
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError>;
+    /// The fleet score per day (UTC day number: unix time / 86400) from
+    /// `since_day` on, oldest first: the mean of the scores of the
+    /// snapshots stored that day (the console's compliance chart).
+    fn score_history(&self, since_day: i64) -> Result<Vec<DailyScore>, StorageError>;
+    /// Each host's standing baseline refusal (its last `baseline_refused`
+    /// not followed by a `baseline_applied`), newest first.
+    fn baseline_refusals(&self) -> Result<Vec<RefusalRow>, StorageError>;
     /// One host's (canonical) rule statuses, by rule (the console's host
     /// page; indexed by host).
     fn host_rule_statuses(&self, host: &str) -> Result<Vec<RuleStatusRow>, StorageError>;
@@ -417,6 +432,28 @@ impl FleetSummary {
             _ => {}
         }
     }
+}
+
+/// A host's standing baseline refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRow {
+    /// Host identity.
+    pub host: String,
+    /// Unix time of the refusal (the agent's).
+    pub time: i64,
+    /// The agent's reason.
+    pub message: String,
+}
+
+/// One day of the fleet score history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DailyScore {
+    /// UTC day number (unix time / 86400).
+    pub day: i64,
+    /// Mean score of the snapshots stored that day.
+    pub score: f64,
+    /// How many snapshots.
+    pub samples: i64,
 }
 
 /// Severity rank for filtering and sorting (info 0 .. critical 4).

@@ -20,15 +20,15 @@
 //! group commits of two collectors cannot deadlock.
 
 use super::{
-    BaselineRow, Cursors, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
-    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending, PublishOutcome,
-    Queries, Revocation, RuleStatusRow, Storage, StorageError, event_time, per_host_share,
-    publish_conflict, severity_rank,
+    BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
+    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending,
+    PublishOutcome, Queries, RefusalRow, Revocation, RuleStatusRow, Storage, StorageError,
+    event_time, per_host_share, publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use plumb_core::Severity;
-use plumb_core::event::{Event, EventBody};
+use plumb_core::event::{AgentEventKind, Event, EventBody};
 use plumb_core::report::Status;
 use std::collections::HashSet;
 use std::future::Future;
@@ -105,6 +105,18 @@ const MIGRATIONS: &[&str] = &[
         seq bigint NOT NULL,
         updated_at bigint NOT NULL,
         PRIMARY KEY (consumer, host)
+     );",
+    // 3: the fleet score per day (the console's compliance chart): each
+    // stored snapshot adds its score to its day; one row a day, kept.
+    "CREATE TABLE score_daily (
+        day bigint PRIMARY KEY,
+        score_sum double precision NOT NULL,
+        samples bigint NOT NULL
+     );
+     CREATE TABLE baseline_refusals (
+        host text PRIMARY KEY,
+        time bigint NOT NULL,
+        message text NOT NULL
      );",
 ];
 
@@ -216,6 +228,58 @@ fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, StorageError
 }
 
 impl Postgres {
+    /// Every host, or one (`host`: the planner pushes it into the
+    /// aggregates, grouped by host).
+    fn host_rows(
+        &self,
+        drift_since: i64,
+        host: Option<&str>,
+    ) -> Result<Vec<HostRow>, StorageError> {
+        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
+        let sql = format!(
+            "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
+                    h.baseline_version, h.fim_digest, h.acked_seq,
+                    coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
+                    coalesce(r.skipped, 0), coalesce(d.n, 0)
+               FROM hosts h
+               LEFT JOIN (SELECT host,
+                                 count(*) FILTER (WHERE status = 'pass') AS pass,
+                                 count(*) FILTER (WHERE status = 'fail') AS fail,
+                                 count(*) FILTER (WHERE status = 'error') AS error,
+                                 count(*) FILTER (WHERE status = 'skipped') AS skipped
+                            FROM rule_status GROUP BY host) r ON r.host = h.host
+               LEFT JOIN (SELECT host, count(*) AS n FROM events
+                           WHERE kind IN ({kinds}) AND time >= $1 GROUP BY host) d
+                      ON d.host = h.host
+              WHERE ($2::text IS NULL OR h.host = lower($2::text))
+              ORDER BY h.host"
+        );
+        let fail = pg(format!("{}: hosts", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c.query(&sql, &[&drift_since, &host]).await.map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| HostRow {
+                    host: r.get(0),
+                    first_seen: r.get(1),
+                    last_seen: r.get(2),
+                    address: r.get(3),
+                    agent_version: r.get(4),
+                    baseline_id: r.get(5),
+                    baseline_version: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
+                    fim_digest: r.get(7),
+                    acked_seq: r.get::<_, i64>(8).max(0) as u64,
+                    pass: count(r, 9),
+                    fail: count(r, 10),
+                    error: count(r, 11),
+                    skipped: count(r, 12),
+                    drift_recent: count(r, 13),
+                })
+                .collect())
+        })
+    }
+
     /// Every rule status, or one host's (the primary key's prefix).
     fn rule_rows(&self, host: Option<&str>) -> Result<Vec<RuleStatusRow>, StorageError> {
         let fail = pg(format!("{}: rule statuses", self.at));
@@ -715,6 +779,17 @@ async fn apply_state(
             if updated == 0 {
                 return Ok(());
             }
+            let day = crate::storage::event_time(e)
+                .unwrap_or(now)
+                .div_euclid(86_400);
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO score_daily (day, score_sum, samples) VALUES ($1, $2, 1)
+                     ON CONFLICT (day) DO UPDATE SET score_sum = score_daily.score_sum + excluded.score_sum,
+                        samples = score_daily.samples + 1",
+                )
+                .await?;
+            tx.execute(&st, &[&day, &s.summary.score]).await?;
             let st = tx
                 .prepare_cached("DELETE FROM rule_status WHERE host = $1 AND seq < $2")
                 .await?;
@@ -778,6 +853,22 @@ async fn apply_state(
                     &[&host, &b.id, &i64_of(b.version)],
                 )
                 .await?;
+            }
+            // A host's last refusal stands until it applies a bundle.
+            match a.what {
+                AgentEventKind::BaselineRefused => {
+                    tx.execute(
+                        "INSERT INTO baseline_refusals (host, time, message) VALUES ($1, $2, $3)
+                         ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message",
+                        &[&host, &event_time(e).unwrap_or(now), &a.message],
+                    )
+                    .await?;
+                }
+                AgentEventKind::BaselineApplied => {
+                    tx.execute("DELETE FROM baseline_refusals WHERE host = $1", &[&host])
+                        .await?;
+                }
+                _ => {}
             }
         }
         EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => {}
@@ -1031,48 +1122,11 @@ fn count(r: &tokio_postgres::Row, i: usize) -> u32 {
 
 impl Queries for Postgres {
     fn hosts(&self, drift_since: i64) -> Result<Vec<HostRow>, StorageError> {
-        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
-        let sql = format!(
-            "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
-                    h.baseline_version, h.fim_digest, h.acked_seq,
-                    coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
-                    coalesce(r.skipped, 0), coalesce(d.n, 0)
-               FROM hosts h
-               LEFT JOIN (SELECT host,
-                                 count(*) FILTER (WHERE status = 'pass') AS pass,
-                                 count(*) FILTER (WHERE status = 'fail') AS fail,
-                                 count(*) FILTER (WHERE status = 'error') AS error,
-                                 count(*) FILTER (WHERE status = 'skipped') AS skipped
-                            FROM rule_status GROUP BY host) r ON r.host = h.host
-               LEFT JOIN (SELECT host, count(*) AS n FROM events
-                           WHERE kind IN ({kinds}) AND time >= $1 GROUP BY host) d
-                      ON d.host = h.host
-              ORDER BY h.host"
-        );
-        let fail = pg(format!("{}: hosts", self.at));
-        self.block_on(async {
-            let c = self.client().await?;
-            let rows = c.query(&sql, &[&drift_since]).await.map_err(fail)?;
-            Ok(rows
-                .iter()
-                .map(|r| HostRow {
-                    host: r.get(0),
-                    first_seen: r.get(1),
-                    last_seen: r.get(2),
-                    address: r.get(3),
-                    agent_version: r.get(4),
-                    baseline_id: r.get(5),
-                    baseline_version: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
-                    fim_digest: r.get(7),
-                    acked_seq: r.get::<_, i64>(8).max(0) as u64,
-                    pass: count(r, 9),
-                    fail: count(r, 10),
-                    error: count(r, 11),
-                    skipped: count(r, 12),
-                    drift_recent: count(r, 13),
-                })
-                .collect())
-        })
+        self.host_rows(drift_since, None)
+    }
+
+    fn host(&self, host: &str, drift_since: i64) -> Result<Option<HostRow>, StorageError> {
+        Ok(self.host_rows(drift_since, Some(host))?.pop())
     }
 
     fn drift(&self, f: &DriftFilter) -> Result<Vec<EventRow>, StorageError> {
@@ -1106,6 +1160,51 @@ impl Queries for Postgres {
                     received_at: r.get(5),
                     body: serde_json::from_str(r.get::<_, &str>(6))
                         .unwrap_or(serde_json::Value::Null),
+                })
+                .collect())
+        })
+    }
+
+    fn baseline_refusals(&self) -> Result<Vec<RefusalRow>, StorageError> {
+        let fail = pg(format!("{}: baseline refusals", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT host, time, message FROM baseline_refusals ORDER BY time DESC, host",
+                    &[],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| RefusalRow {
+                    host: r.get(0),
+                    time: r.get(1),
+                    message: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn score_history(&self, since_day: i64) -> Result<Vec<DailyScore>, StorageError> {
+        let fail = pg(format!("{}: score history", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT day, score_sum / samples, samples FROM score_daily
+                     WHERE day >= $1 AND samples > 0 ORDER BY day",
+                    &[&since_day],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| DailyScore {
+                    day: r.get(0),
+                    score: r.get(1),
+                    samples: r.get(2),
                 })
                 .collect())
         })

@@ -3,14 +3,14 @@
 //! leave as [`StorageError::Backend`].
 
 use super::{
-    BaselineRow, Cursors, DRIFT_KINDS, DriftFilter, EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL,
-    FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending, PublishOutcome,
-    Queries, RuleStatusRow, Storage, StorageError, event_time, per_host_share, publish_conflict,
-    severity_rank,
+    BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
+    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending,
+    PublishOutcome, Queries, RefusalRow, RuleStatusRow, Storage, StorageError, event_time,
+    per_host_share, publish_conflict, severity_rank,
 };
 use crate::config::Synchronous;
 use plumb_core::Severity;
-use plumb_core::event::{Event, EventBody};
+use plumb_core::event::{AgentEventKind, Event, EventBody};
 use plumb_core::report::Status;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::Path;
@@ -115,6 +115,18 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (consumer, host)
      ) WITHOUT ROWID;",
+    // 5: the fleet score per day (the console's compliance chart): each
+    // stored snapshot adds its score to its day; one row a day, kept.
+    "CREATE TABLE score_daily (
+        day INTEGER PRIMARY KEY,
+        score_sum REAL NOT NULL,
+        samples INTEGER NOT NULL
+     );
+     CREATE TABLE baseline_refusals (
+        host TEXT PRIMARY KEY,
+        time INTEGER NOT NULL,
+        message TEXT NOT NULL
+     );",
 ];
 
 /// Schema version this build writes.
@@ -143,6 +155,50 @@ impl std::fmt::Debug for Sqlite {
 }
 
 impl Sqlite {
+    /// Every host, or one (the subqueries run for the rows kept only).
+    fn host_rows(
+        &self,
+        drift_since: i64,
+        host: Option<&str>,
+    ) -> Result<Vec<HostRow>, StorageError> {
+        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
+        let sql = format!(
+            "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
+                    h.baseline_version, h.fim_digest, h.acked_seq,
+                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'pass'),
+                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'fail'),
+                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'error'),
+                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'skipped'),
+                    (SELECT count(*) FROM events e WHERE e.host = h.host AND e.kind IN ({kinds})
+                        AND e.time >= ?1)
+             FROM hosts h WHERE (?2 IS NULL OR h.host = ?2) ORDER BY h.host"
+        );
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<HostRow>> {
+            let mut st = conn.prepare(&sql)?;
+            let rows = st.query_map(params![drift_since, host], |r| {
+                Ok(HostRow {
+                    host: r.get(0)?,
+                    first_seen: r.get(1)?,
+                    last_seen: r.get(2)?,
+                    address: r.get(3)?,
+                    agent_version: r.get(4)?,
+                    baseline_id: r.get(5)?,
+                    baseline_version: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
+                    fim_digest: r.get(7)?,
+                    acked_seq: r.get::<_, i64>(8)?.max(0) as u64,
+                    pass: r.get(9)?,
+                    fail: r.get(10)?,
+                    error: r.get(11)?,
+                    skipped: r.get(12)?,
+                    drift_recent: r.get(13)?,
+                })
+            })?;
+            rows.collect()
+        };
+        query().map_err(self.fail("hosts"))
+    }
+
     /// Every rule status, or one host's (the primary key's prefix).
     fn rule_rows(&self, host: Option<&str>) -> Result<Vec<RuleStatusRow>, StorageError> {
         let conn = self.conn();
@@ -371,6 +427,15 @@ fn apply_state(
             if updated == 0 {
                 return Ok(());
             }
+            let day = crate::storage::event_time(e)
+                .unwrap_or(now)
+                .div_euclid(86_400);
+            tx.prepare_cached(
+                "INSERT INTO score_daily (day, score_sum, samples) VALUES (?1, ?2, 1)
+                 ON CONFLICT (day) DO UPDATE SET score_sum = score_sum + excluded.score_sum,
+                    samples = samples + 1",
+            )?
+            .execute(params![day, s.summary.score])?;
             // The snapshot is the full list: rules it no longer has are gone,
             // unless a newer check_changed already spoke for them.
             tx.prepare_cached("DELETE FROM rule_status WHERE host = ?1 AND seq < ?2")?
@@ -415,6 +480,21 @@ fn apply_state(
                     b.id,
                     i64::try_from(b.version).unwrap_or(i64::MAX)
                 ])?;
+            }
+            // A host's last refusal stands until it applies a bundle.
+            match a.what {
+                AgentEventKind::BaselineRefused => {
+                    tx.prepare_cached(
+                        "INSERT INTO baseline_refusals (host, time, message) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message",
+                    )?
+                    .execute(params![host, event_time(e).unwrap_or(now), a.message])?;
+                }
+                AgentEventKind::BaselineApplied => {
+                    tx.prepare_cached("DELETE FROM baseline_refusals WHERE host = ?1")?
+                        .execute(params![host])?;
+                }
+                _ => {}
             }
         }
         EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => {}
@@ -549,42 +629,11 @@ fn parse_severity(s: &str) -> Severity {
 
 impl Queries for Sqlite {
     fn hosts(&self, drift_since: i64) -> Result<Vec<HostRow>, StorageError> {
-        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
-        let sql = format!(
-            "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
-                    h.baseline_version, h.fim_digest, h.acked_seq,
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'pass'),
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'fail'),
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'error'),
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'skipped'),
-                    (SELECT count(*) FROM events e WHERE e.host = h.host AND e.kind IN ({kinds})
-                        AND e.time >= ?1)
-             FROM hosts h ORDER BY h.host"
-        );
-        let conn = self.conn();
-        let query = || -> rusqlite::Result<Vec<HostRow>> {
-            let mut st = conn.prepare(&sql)?;
-            let rows = st.query_map([drift_since], |r| {
-                Ok(HostRow {
-                    host: r.get(0)?,
-                    first_seen: r.get(1)?,
-                    last_seen: r.get(2)?,
-                    address: r.get(3)?,
-                    agent_version: r.get(4)?,
-                    baseline_id: r.get(5)?,
-                    baseline_version: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
-                    fim_digest: r.get(7)?,
-                    acked_seq: r.get::<_, i64>(8)?.max(0) as u64,
-                    pass: r.get(9)?,
-                    fail: r.get(10)?,
-                    error: r.get(11)?,
-                    skipped: r.get(12)?,
-                    drift_recent: r.get(13)?,
-                })
-            })?;
-            rows.collect()
-        };
-        query().map_err(self.fail("hosts"))
+        self.host_rows(drift_since, None)
+    }
+
+    fn host(&self, host: &str, drift_since: i64) -> Result<Option<HostRow>, StorageError> {
+        Ok(self.host_rows(drift_since, Some(host))?.pop())
     }
 
     fn drift(&self, f: &DriftFilter) -> Result<Vec<EventRow>, StorageError> {
@@ -606,6 +655,43 @@ impl Queries for Sqlite {
             rows.collect()
         };
         query().map_err(self.fail("drift"))
+    }
+
+    fn baseline_refusals(&self) -> Result<Vec<RefusalRow>, StorageError> {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<RefusalRow>> {
+            let mut st = conn.prepare_cached(
+                "SELECT host, time, message FROM baseline_refusals ORDER BY time DESC, host",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(RefusalRow {
+                    host: r.get(0)?,
+                    time: r.get(1)?,
+                    message: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        };
+        query().map_err(self.fail("baseline refusals"))
+    }
+
+    fn score_history(&self, since_day: i64) -> Result<Vec<DailyScore>, StorageError> {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<DailyScore>> {
+            let mut st = conn.prepare_cached(
+                "SELECT day, score_sum / samples, samples FROM score_daily
+                 WHERE day >= ?1 AND samples > 0 ORDER BY day",
+            )?;
+            let rows = st.query_map(params![since_day], |r| {
+                Ok(DailyScore {
+                    day: r.get(0)?,
+                    score: r.get(1)?,
+                    samples: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        };
+        query().map_err(self.fail("score history"))
     }
 
     fn host_events(&self, host: &str, limit: usize) -> Result<Vec<EventRow>, StorageError> {
