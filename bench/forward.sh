@@ -155,8 +155,9 @@ load() {
 }
 received() {
     case $1 in
-        rsyslog) wc -l < "$TMP/rs/messages.log" 2>/dev/null || echo 0 ;;
-        http) cat "$TMP/http.count" 2>/dev/null || echo 0 ;;
+        rsyslog) v=$(wc -l < "$TMP/rs/messages.log" 2>/dev/null || true); echo "${v:-0}" ;;
+        # The receiver rewrites the file: an empty read is "not yet".
+        http) v=$(cat "$TMP/http.count" 2>/dev/null || true); echo "${v:-0}" ;;
     esac
 }
 # Waits until sink $1 has $2 events; prints the seconds it took from $3 (epoch ns).
