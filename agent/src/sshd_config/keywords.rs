@@ -555,148 +555,18 @@ fn parse_args(
                 None => return Err(Refusal(format!("Invalid {kw} algorithm \"{a}\""))),
             }
         }
-        Path => {
-            let a = it.required()?;
-            let special = match k.name {
-                "hostkeyagent" => a == "SSH_AUTH_SOCK",
-                "securitykeyprovider" => a.eq_ignore_ascii_case("internal"),
-                _ => false,
-            };
-            Parsed::One(if special {
-                a.to_string()
-            } else {
-                derelativise(a)?
-            })
-        }
+        Path => path(k, it)?,
         TildePath => Parsed::One(tilde(it.required()?)?),
         Word => Parsed::One(it.required()?.to_string()),
-        Rest | Command => {
-            let text = rest.trim_start_matches([' ', '\t', '\r', '\n']);
-            if text.is_empty() {
-                return Err(Refusal(format!("{kw} missing argument")));
-            }
-            it.consume();
-            if k.syntax == Command && !text.starts_with('/') && !text.eq_ignore_ascii_case("none") {
-                return Err(Refusal(format!("{kw} must be an absolute path")));
-            }
-            if k.name == "versionaddendum" {
-                if text.contains('\r') {
-                    return Err(Refusal(format!("Invalid {kw} argument")));
-                }
-                // The addendum ends at a `#`, trailing white space dropped.
-                let text = text.split('#').next().unwrap_or("").trim_end();
-                let text = if text.eq_ignore_ascii_case("none") || text.is_empty() {
-                    "none"
-                } else {
-                    text
-                };
-                return Ok(Parsed::One(text.to_string()));
-            }
-            Parsed::One(text.to_string())
-        }
-        Ciphers | Macs | Kex => {
-            let a = it.required()?;
-            if !a.starts_with('-') {
-                let names = a.strip_prefix(['+', '^']).unwrap_or(a);
-                let ok = match k.syntax {
-                    Ciphers => names_valid(names, |n| has(builds::CIPHERS_ALL, n)),
-                    Macs => names_valid(names, |n| has(builds::MACS_ALL, n)),
-                    _ => names_valid(names, |n| {
-                        has(build.kex_all, n)
-                            || builds::GSS_KEX_PREFIXES.iter().any(|p| n.starts_with(p))
-                    }),
-                };
-                if !ok {
-                    return Err(Refusal(match k.syntax {
-                        Ciphers => format!("Bad SSH2 cipher spec '{a}'"),
-                        Macs => format!("Bad SSH2 mac spec '{a}'"),
-                        _ => format!("Bad SSH2 KexAlgorithms '{a}'"),
-                    }));
-                }
-            }
-            Parsed::One(a.to_string())
-        }
-        KeyAlgorithms { .. } => {
-            let a = it.required()?;
-            if !a.starts_with('-') {
-                let names = a.strip_prefix(['+', '^']).unwrap_or(a);
-                let ok = names_valid(names, |n| {
-                    key_type_known(n)
-                        || builds::KEYS_ALL.split(',').any(|t| pattern_list(t, n) != 0)
-                });
-                if !ok {
-                    return Err(Refusal(format!("Bad key types '{a}'")));
-                }
-            }
-            Parsed::One(a.to_string())
-        }
-        GssKex => {
-            let a = it.required()?;
-            let ok = a.split(',').all(|n| {
-                n.starts_with("gss-") && builds::GSS_KEX_PREFIXES.iter().any(|p| n.starts_with(p))
-            });
-            if !ok {
-                return Err(Refusal(format!("Bad GSSAPI KexAlgorithms '{a}'")));
-            }
-            Parsed::One(a.to_string())
-        }
-        UserPatterns => {
-            let mut items = Vec::new();
-            while let Some(a) = it.next() {
-                let bad = a.is_empty()
-                    || a.split_once('@')
-                        .is_some_and(|(_, host)| address_list_invalid(host));
-                if bad {
-                    return Err(Refusal(format!("invalid {kw} pattern: \"{a}\"")));
-                }
-                items.push(a.to_string());
-            }
-            Parsed::Items(items)
-        }
-        Groups => {
-            let mut items = Vec::new();
-            while let Some(a) = it.next() {
-                if a.is_empty() {
-                    return Err(Refusal(format!("empty {kw} pattern")));
-                }
-                items.push(a.to_string());
-            }
-            Parsed::Items(items)
-        }
-        EnvNames => {
-            let mut items = Vec::new();
-            while let Some(a) = it.next() {
-                if a.is_empty() || a.contains('=') {
-                    return Err("Invalid environment name.".into());
-                }
-                items.push(a.to_string());
-            }
-            Parsed::Items(items)
-        }
-        SetEnv => {
-            let mut items: Vec<String> = Vec::new();
-            while let Some(a) = it.next() {
-                if a.is_empty() || !a.contains('=') {
-                    return Err("Invalid environment.".into());
-                }
-                // A name given twice keeps its first value.
-                let name = a.split('=').next().unwrap_or("");
-                if !items.iter().any(|i| i.split('=').next() == Some(name)) {
-                    items.push(a.to_string());
-                }
-            }
-            Parsed::Items(items)
-        }
-        KeyFiles => {
-            let mut items = Vec::new();
-            while let Some(a) = it.next() {
-                if a.is_empty() {
-                    return Err(Refusal(format!("keyword {kw} empty argument")));
-                }
-                items.push(tilde(a)?);
-            }
-            Parsed::Items(items)
-        }
+        Rest | Command => rest_of_line(k, it, rest)?,
+        Ciphers | Macs | Kex => algorithms(k, it, build)?,
+        KeyAlgorithms { .. } => key_algorithms(it)?,
+        GssKex => gss_kex(it)?,
+        UserPatterns => user_patterns(it)?,
+        Groups => groups(it)?,
+        EnvNames => env_names(it)?,
+        SetEnv => set_env(it)?,
+        KeyFiles => key_files(it)?,
         Port => {
             let a = it.required()?;
             match port(a, names) {
@@ -704,63 +574,10 @@ fn parse_args(
                 _ => return Err("Badly formatted port number.".into()),
             }
         }
-        ListenAddress => {
-            let a = it.required()?.to_string();
-            listen_address(&a, names)?;
-            if let Some(r) = it.next() {
-                // Routing domains are not supported on Linux.
-                return Err(if r == "rdomain" && it.next().is_some() {
-                    "bad routing domain".into()
-                } else {
-                    "bad ListenAddress syntax".into()
-                });
-            }
-            Parsed::Items(vec![a])
-        }
-        MaxStartups => {
-            let a = it.required()?;
-            let invalid = || format!("Invalid {kw} spec.");
-            let (begin, rate, full) = match scan_ints(a) {
-                (3, [b, r, f]) => {
-                    if b > f || !(1..=100).contains(&r) {
-                        return Err(invalid().into());
-                    }
-                    (b, Some(r), f)
-                }
-                (1, [b, _, _]) => (b, None, b),
-                _ => return Err(invalid().into()),
-            };
-            if full <= 0 || begin <= 0 {
-                return Err(invalid().into());
-            }
-            Parsed::Startups(begin, rate, full)
-        }
-        PerSourceMaxStartups => {
-            let a = it.required()?;
-            if a == "none" {
-                Parsed::One("none".into())
-            } else {
-                match atoi(a) {
-                    Ok(n) => Parsed::One(n.to_string()),
-                    Err(e) => return Err(Refusal(format!("{kw} integer value {e}"))),
-                }
-            }
-        }
-        NetBlockSize => {
-            let a = it.required()?;
-            let invalid = || format!("Invalid {kw} spec.");
-            match scan_ints(a) {
-                (1, [v4, _, _]) if (0..=32).contains(&v4) => {
-                    // sshd then takes the IPv6 length from an uninitialised
-                    // variable: it cannot be known.
-                    Parsed::One(format!("{v4}:?"))
-                }
-                (n, [v4, v6, _]) if n >= 2 && (0..=32).contains(&v4) && (0..=128).contains(&v6) => {
-                    Parsed::One(format!("{v4}:{v6}"))
-                }
-                _ => return Err(invalid().into()),
-            }
-        }
+        ListenAddress => listen(it, names)?,
+        MaxStartups => max_startups(it)?,
+        PerSourceMaxStartups => per_source_max_startups(it)?,
+        NetBlockSize => net_block_size(it)?,
         PermitUserEnvironment => {
             let a = it.required()?;
             Parsed::One(a.to_string())
@@ -772,167 +589,15 @@ fn parse_args(
             }
             Parsed::One(a.to_string())
         }
-        PubkeyAuthOptions => {
-            let (mut touch, mut verify) = (false, false);
-            while let Some(a) = it.next() {
-                if a.eq_ignore_ascii_case("none") {
-                    continue;
-                } else if a.eq_ignore_ascii_case("touch-required") {
-                    touch = true;
-                } else if a.eq_ignore_ascii_case("verify-required") {
-                    verify = true;
-                } else {
-                    return Err(Refusal(format!("unsupported {kw} option {a}")));
-                }
-            }
-            let mut out = Vec::new();
-            if touch {
-                out.push("touch-required");
-            }
-            if verify {
-                out.push("verify-required");
-            }
-            if out.is_empty() {
-                out.push("none");
-            }
-            Parsed::One(out.join(" "))
-        }
-        RekeyLimit => {
-            let a = it.required()?;
-            let limit = if a == "default" {
-                0
-            } else {
-                match scan_scaled(a) {
-                    Some(v) if v == 0 || v >= 16 => v,
-                    Some(_) => return Err(Refusal(format!("{kw} too small"))),
-                    None => return Err(Refusal(format!("Bad {kw} number '{a}'"))),
-                }
-            };
-            let interval = match it.next() {
-                None | Some("none") => None,
-                Some(t) => Some(time(t)?),
-            };
-            Parsed::Rekey(limit, interval)
-        }
-        IpQos => {
-            let a = it.required()?;
-            let first = ipqos(a).ok_or_else(|| format!("Bad {kw} value: {a}"))?;
-            let second = match it.next() {
-                None => first,
-                Some(b) => ipqos(b).ok_or_else(|| format!("Bad {kw} value: {b}"))?,
-            };
-            Parsed::One(format!("{} {}", iptos_name(first), iptos_name(second)))
-        }
-        AuthenticationMethods => {
-            let mut items: Vec<String> = Vec::new();
-            let mut any = false;
-            while let Some(a) = it.next() {
-                if a == "any" {
-                    if !items.is_empty() {
-                        return Err(Refusal(format!("\"any\" must appear alone in {kw}")));
-                    }
-                    any = true;
-                } else if any {
-                    return Err(Refusal(format!("\"any\" must appear alone in {kw}")));
-                } else if !methods_valid(a) {
-                    return Err(Refusal(format!("invalid {kw} method list.")));
-                }
-                items.push(a.to_string());
-            }
-            if items.is_empty() {
-                return Err(Refusal(format!("no {kw} specified")));
-            }
-            Parsed::Items(items)
-        }
-        Mask => {
-            let a = it.required()?;
-            let (v, rest) = strtol(a, 8);
-            match v {
-                Some(v) if rest.len() < a.len() && (0..=0o777).contains(&v) => {
-                    Parsed::One(format!("0{v:o}"))
-                }
-                _ => return Err(Refusal(format!("Invalid {kw}."))),
-            }
-        }
-        PermitOpen { listen } => {
-            let first = it.required()?.to_string();
-            if first == "any" || first == "none" {
-                return Ok(Parsed::Items(vec![first]));
-            }
-            let mut items = Vec::new();
-            let mut arg = Some(first);
-            while let Some(a) = arg.filter(|a| !a.is_empty()) {
-                let entry = if listen && !a.contains(':') {
-                    if permitopen_port(&a, names).is_none() {
-                        return Err(Refusal(format!("{kw} bad port number")));
-                    }
-                    format!("*:{a}")
-                } else {
-                    match hpdelim(&a) {
-                        None => return Err(Refusal(format!("{kw} missing host"))),
-                        Some((_, None)) => return Err(Refusal(format!("{kw} bad port number"))),
-                        Some((_, Some(p))) => {
-                            if permitopen_port(p, names).is_none() {
-                                return Err(Refusal(format!("{kw} bad port number")));
-                            }
-                        }
-                    }
-                    a.clone()
-                };
-                items.push(entry);
-                arg = it.next().map(str::to_string);
-            }
-            Parsed::Items(items)
-        }
-        ChannelTimeout => {
-            let mut items = Vec::new();
-            let n = it.args.len() - it.next;
-            for i in 0..n {
-                let a = it.next().unwrap_or("");
-                if a.eq_ignore_ascii_case("none") {
-                    if i > 0 || n > 1 {
-                        return Err(Refusal(format!(
-                            "keyword {kw} \"none\" argument must appear alone."
-                        )));
-                    }
-                } else {
-                    let ok = a
-                        .split_once('=')
-                        .is_some_and(|(t, v)| !t.is_empty() && time(v).is_ok());
-                    if !ok {
-                        return Err(Refusal(format!("invalid channel timeout {a}")));
-                    }
-                }
-                items.push(a.to_string());
-            }
-            Parsed::Items(items)
-        }
-        LogVerbose => {
-            let mut items = Vec::new();
-            let n = it.args.len() - it.next;
-            for i in 0..n {
-                let a = it.next().unwrap_or("");
-                if a.is_empty() {
-                    return Err(Refusal(format!("keyword {kw} empty argument")));
-                }
-                if a.eq_ignore_ascii_case("none") && (i > 0 || n > 1) {
-                    return Err(Refusal(format!(
-                        "keyword {kw} \"none\" argument must appear alone."
-                    )));
-                }
-                items.push(a.to_string());
-            }
-            Parsed::Items(items)
-        }
-        Subsystem => {
-            let name = it.required()?.to_string();
-            let command = it.required()?.to_string();
-            let mut args = vec![command];
-            while let Some(a) = it.next() {
-                args.push(a.to_string());
-            }
-            Parsed::Items(vec![format!("{name} {}", args.join(" "))])
-        }
+        PubkeyAuthOptions => pubkey_auth_options(it)?,
+        RekeyLimit => rekey_limit(it)?,
+        IpQos => ip_qos(it)?,
+        AuthenticationMethods => authentication_methods(it)?,
+        Mask => umask(it)?,
+        PermitOpen { listen } => permit_open(it, listen, names)?,
+        ChannelTimeout => channel_timeout(it)?,
+        LogVerbose => log_verbose(it)?,
+        Subsystem => subsystem(it)?,
         Unsupported => {
             return Err(Refusal(format!(
                 "setting {} not supported on this platform.",
@@ -944,6 +609,427 @@ fn parse_args(
             Parsed::Nothing
         }
     })
+}
+
+/// `Path` arguments.
+fn path(k: &Keyword, it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let a = it.required()?;
+    let special = match k.name {
+        "hostkeyagent" => a == "SSH_AUTH_SOCK",
+        "securitykeyprovider" => a.eq_ignore_ascii_case("internal"),
+        _ => false,
+    };
+    Ok(Parsed::One(if special {
+        a.to_string()
+    } else {
+        derelativise(a)?
+    }))
+}
+
+/// `Rest` and `Command`: the rest of the line, as one value.
+fn rest_of_line(k: &Keyword, it: &mut Args<'_>, rest: &str) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let text = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+    if text.is_empty() {
+        return Err(Refusal(format!("{kw} missing argument")));
+    }
+    it.consume();
+    if k.syntax == Command && !text.starts_with('/') && !text.eq_ignore_ascii_case("none") {
+        return Err(Refusal(format!("{kw} must be an absolute path")));
+    }
+    if k.name == "versionaddendum" {
+        if text.contains('\r') {
+            return Err(Refusal(format!("Invalid {kw} argument")));
+        }
+        // The addendum ends at a `#`, trailing white space dropped.
+        let text = text.split('#').next().unwrap_or("").trim_end();
+        let text = if text.eq_ignore_ascii_case("none") || text.is_empty() {
+            "none"
+        } else {
+            text
+        };
+        return Ok(Parsed::One(text.to_string()));
+    }
+    Ok(Parsed::One(text.to_string()))
+}
+
+/// `Ciphers`, `MACs`, `KexAlgorithms`: a list checked against the build.
+fn algorithms(k: &Keyword, it: &mut Args<'_>, build: &Build) -> Result<Parsed, Refusal> {
+    let a = it.required()?;
+    if !a.starts_with('-') {
+        let names = a.strip_prefix(['+', '^']).unwrap_or(a);
+        let ok = match k.syntax {
+            Ciphers => names_valid(names, |n| has(builds::CIPHERS_ALL, n)),
+            Macs => names_valid(names, |n| has(builds::MACS_ALL, n)),
+            _ => names_valid(names, |n| {
+                has(build.kex_all, n) || builds::GSS_KEX_PREFIXES.iter().any(|p| n.starts_with(p))
+            }),
+        };
+        if !ok {
+            return Err(Refusal(match k.syntax {
+                Ciphers => format!("Bad SSH2 cipher spec '{a}'"),
+                Macs => format!("Bad SSH2 mac spec '{a}'"),
+                _ => format!("Bad SSH2 KexAlgorithms '{a}'"),
+            }));
+        }
+    }
+    Ok(Parsed::One(a.to_string()))
+}
+
+/// `KeyAlgorithms`: a list of key types.
+fn key_algorithms(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let a = it.required()?;
+    if !a.starts_with('-') {
+        let names = a.strip_prefix(['+', '^']).unwrap_or(a);
+        let ok = names_valid(names, |n| {
+            key_type_known(n) || builds::KEYS_ALL.split(',').any(|t| pattern_list(t, n) != 0)
+        });
+        if !ok {
+            return Err(Refusal(format!("Bad key types '{a}'")));
+        }
+    }
+    Ok(Parsed::One(a.to_string()))
+}
+
+/// `GssKex` arguments.
+fn gss_kex(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let a = it.required()?;
+    let ok = a.split(',').all(|n| {
+        n.starts_with("gss-") && builds::GSS_KEX_PREFIXES.iter().any(|p| n.starts_with(p))
+    });
+    if !ok {
+        return Err(Refusal(format!("Bad GSSAPI KexAlgorithms '{a}'")));
+    }
+    Ok(Parsed::One(a.to_string()))
+}
+
+/// `UserPatterns` arguments.
+fn user_patterns(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let mut items = Vec::new();
+    while let Some(a) = it.next() {
+        let bad = a.is_empty()
+            || a.split_once('@')
+                .is_some_and(|(_, host)| address_list_invalid(host));
+        if bad {
+            return Err(Refusal(format!("invalid {kw} pattern: \"{a}\"")));
+        }
+        items.push(a.to_string());
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `Groups` arguments.
+fn groups(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let mut items = Vec::new();
+    while let Some(a) = it.next() {
+        if a.is_empty() {
+            return Err(Refusal(format!("empty {kw} pattern")));
+        }
+        items.push(a.to_string());
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `EnvNames` arguments.
+fn env_names(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let mut items = Vec::new();
+    while let Some(a) = it.next() {
+        if a.is_empty() || a.contains('=') {
+            return Err("Invalid environment name.".into());
+        }
+        items.push(a.to_string());
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `SetEnv` arguments.
+fn set_env(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let mut items: Vec<String> = Vec::new();
+    while let Some(a) = it.next() {
+        if a.is_empty() || !a.contains('=') {
+            return Err("Invalid environment.".into());
+        }
+        // A name given twice keeps its first value.
+        let name = a.split('=').next().unwrap_or("");
+        if !items.iter().any(|i| i.split('=').next() == Some(name)) {
+            items.push(a.to_string());
+        }
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `KeyFiles` arguments.
+fn key_files(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let mut items = Vec::new();
+    while let Some(a) = it.next() {
+        if a.is_empty() {
+            return Err(Refusal(format!("keyword {kw} empty argument")));
+        }
+        items.push(tilde(a)?);
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `ListenAddress` arguments.
+fn listen(it: &mut Args<'_>, names: &dyn Names) -> Result<Parsed, Refusal> {
+    let a = it.required()?.to_string();
+    listen_address(&a, names)?;
+    if let Some(r) = it.next() {
+        // Routing domains are not supported on Linux.
+        return Err(if r == "rdomain" && it.next().is_some() {
+            "bad routing domain".into()
+        } else {
+            "bad ListenAddress syntax".into()
+        });
+    }
+    Ok(Parsed::Items(vec![a]))
+}
+
+/// `MaxStartups` arguments.
+fn max_startups(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    let invalid = || format!("Invalid {kw} spec.");
+    let (begin, rate, full) = match scan_ints(a) {
+        (3, [b, r, f]) => {
+            if b > f || !(1..=100).contains(&r) {
+                return Err(invalid().into());
+            }
+            (b, Some(r), f)
+        }
+        (1, [b, _, _]) => (b, None, b),
+        _ => return Err(invalid().into()),
+    };
+    if full <= 0 || begin <= 0 {
+        return Err(invalid().into());
+    }
+    Ok(Parsed::Startups(begin, rate, full))
+}
+
+/// `PerSourceMaxStartups` arguments.
+fn per_source_max_startups(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    Ok(if a == "none" {
+        Parsed::One("none".into())
+    } else {
+        match atoi(a) {
+            Ok(n) => Parsed::One(n.to_string()),
+            Err(e) => return Err(Refusal(format!("{kw} integer value {e}"))),
+        }
+    })
+}
+
+/// `NetBlockSize` arguments.
+fn net_block_size(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    let invalid = || format!("Invalid {kw} spec.");
+    Ok(match scan_ints(a) {
+        (1, [v4, _, _]) if (0..=32).contains(&v4) => {
+            // sshd then takes the IPv6 length from an uninitialised
+            // variable: it cannot be known.
+            Parsed::One(format!("{v4}:?"))
+        }
+        (n, [v4, v6, _]) if n >= 2 && (0..=32).contains(&v4) && (0..=128).contains(&v6) => {
+            Parsed::One(format!("{v4}:{v6}"))
+        }
+        _ => return Err(invalid().into()),
+    })
+}
+
+/// `PubkeyAuthOptions` arguments.
+fn pubkey_auth_options(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let (mut touch, mut verify) = (false, false);
+    while let Some(a) = it.next() {
+        if a.eq_ignore_ascii_case("none") {
+            continue;
+        } else if a.eq_ignore_ascii_case("touch-required") {
+            touch = true;
+        } else if a.eq_ignore_ascii_case("verify-required") {
+            verify = true;
+        } else {
+            return Err(Refusal(format!("unsupported {kw} option {a}")));
+        }
+    }
+    let mut out = Vec::new();
+    if touch {
+        out.push("touch-required");
+    }
+    if verify {
+        out.push("verify-required");
+    }
+    if out.is_empty() {
+        out.push("none");
+    }
+    Ok(Parsed::One(out.join(" ")))
+}
+
+/// `RekeyLimit` arguments.
+fn rekey_limit(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    let limit = if a == "default" {
+        0
+    } else {
+        match scan_scaled(a) {
+            Some(v) if v == 0 || v >= 16 => v,
+            Some(_) => return Err(Refusal(format!("{kw} too small"))),
+            None => return Err(Refusal(format!("Bad {kw} number '{a}'"))),
+        }
+    };
+    let interval = match it.next() {
+        None | Some("none") => None,
+        Some(t) => Some(time(t)?),
+    };
+    Ok(Parsed::Rekey(limit, interval))
+}
+
+/// `IpQos` arguments.
+fn ip_qos(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    let first = ipqos(a).ok_or_else(|| format!("Bad {kw} value: {a}"))?;
+    let second = match it.next() {
+        None => first,
+        Some(b) => ipqos(b).ok_or_else(|| format!("Bad {kw} value: {b}"))?,
+    };
+    Ok(Parsed::One(format!(
+        "{} {}",
+        iptos_name(first),
+        iptos_name(second)
+    )))
+}
+
+/// `AuthenticationMethods` arguments.
+fn authentication_methods(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let mut items: Vec<String> = Vec::new();
+    let mut any = false;
+    while let Some(a) = it.next() {
+        if a == "any" {
+            if !items.is_empty() {
+                return Err(Refusal(format!("\"any\" must appear alone in {kw}")));
+            }
+            any = true;
+        } else if any {
+            return Err(Refusal(format!("\"any\" must appear alone in {kw}")));
+        } else if !methods_valid(a) {
+            return Err(Refusal(format!("invalid {kw} method list.")));
+        }
+        items.push(a.to_string());
+    }
+    if items.is_empty() {
+        return Err(Refusal(format!("no {kw} specified")));
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `Mask` arguments.
+fn umask(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    let (v, rest) = strtol(a, 8);
+    Ok(match v {
+        Some(v) if rest.len() < a.len() && (0..=0o777).contains(&v) => {
+            Parsed::One(format!("0{v:o}"))
+        }
+        _ => return Err(Refusal(format!("Invalid {kw}."))),
+    })
+}
+
+/// `PermitOpen`/`PermitListen`: host:port entries.
+fn permit_open(it: &mut Args<'_>, listen: bool, names: &dyn Names) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let first = it.required()?.to_string();
+    if first == "any" || first == "none" {
+        return Ok(Parsed::Items(vec![first]));
+    }
+    let mut items = Vec::new();
+    let mut arg = Some(first);
+    while let Some(a) = arg.filter(|a| !a.is_empty()) {
+        let entry = if listen && !a.contains(':') {
+            if permitopen_port(&a, names).is_none() {
+                return Err(Refusal(format!("{kw} bad port number")));
+            }
+            format!("*:{a}")
+        } else {
+            match hpdelim(&a) {
+                None => return Err(Refusal(format!("{kw} missing host"))),
+                Some((_, None)) => return Err(Refusal(format!("{kw} bad port number"))),
+                Some((_, Some(p))) => {
+                    if permitopen_port(p, names).is_none() {
+                        return Err(Refusal(format!("{kw} bad port number")));
+                    }
+                }
+            }
+            a.clone()
+        };
+        items.push(entry);
+        arg = it.next().map(str::to_string);
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `ChannelTimeout` arguments.
+fn channel_timeout(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let mut items = Vec::new();
+    let n = it.args.len() - it.next;
+    for i in 0..n {
+        let a = it.next().unwrap_or("");
+        if a.eq_ignore_ascii_case("none") {
+            if i > 0 || n > 1 {
+                return Err(Refusal(format!(
+                    "keyword {kw} \"none\" argument must appear alone."
+                )));
+            }
+        } else {
+            let ok = a
+                .split_once('=')
+                .is_some_and(|(t, v)| !t.is_empty() && time(v).is_ok());
+            if !ok {
+                return Err(Refusal(format!("invalid channel timeout {a}")));
+            }
+        }
+        items.push(a.to_string());
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `LogVerbose` arguments.
+fn log_verbose(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let mut items = Vec::new();
+    let n = it.args.len() - it.next;
+    for i in 0..n {
+        let a = it.next().unwrap_or("");
+        if a.is_empty() {
+            return Err(Refusal(format!("keyword {kw} empty argument")));
+        }
+        if a.eq_ignore_ascii_case("none") && (i > 0 || n > 1) {
+            return Err(Refusal(format!(
+                "keyword {kw} \"none\" argument must appear alone."
+            )));
+        }
+        items.push(a.to_string());
+    }
+    Ok(Parsed::Items(items))
+}
+
+/// `Subsystem` arguments.
+fn subsystem(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let name = it.required()?.to_string();
+    let command = it.required()?.to_string();
+    let mut args = vec![command];
+    while let Some(a) = it.next() {
+        args.push(a.to_string());
+    }
+    Ok(Parsed::Items(vec![format!("{name} {}", args.join(" "))]))
 }
 
 /// A word of `table`, any case, in the spelling `sshd -T` prints.
