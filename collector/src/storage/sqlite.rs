@@ -126,7 +126,11 @@ const MIGRATIONS: &[&str] = &[
         host TEXT PRIMARY KEY,
         time INTEGER NOT NULL,
         message TEXT NOT NULL
-     );",
+     );
+     -- Each host's recent drift counted from an index range (the fleet
+     -- page, `hosts`), not from all of the host's events; as PostgreSQL's.
+     CREATE INDEX events_drift_host ON events (host, time)
+        WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper');",
 ];
 
 /// Schema version this build writes.
