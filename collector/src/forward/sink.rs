@@ -150,7 +150,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
 impl SinkConfig {
     /// Whether this sink forwards `e`.
     pub fn accepts(&self, e: &EventRow) -> bool {
-        (self.kinds.is_empty() || self.kinds.iter().any(|k| *k == e.kind))
+        (self.kinds.is_empty() || self.kinds.contains(&e.kind))
             && severity_of(&e.severity) >= self.min_severity
             && host_matches(&self.hosts, &e.host)
     }
