@@ -176,6 +176,61 @@ fn hosts_drift_and_report_answer_the_same_on_both_backends() {
     );
 }
 
+/// Migration 3 (per-host rule counts) on a store made by schema 2: it
+/// counts the rule states already stored, `hosts` answers as SQLite does,
+/// and its trigger keeps the counts true through later changes.
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let storage = pg.storage_toml("plumb");
+    let f = Fleet::new();
+    let lite_cfg = f.config("127.0.0.1:0", "", "");
+    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+    {
+        let lite = Collector::start(&lite_cfg);
+        let pgc = Collector::start(&pg_cfg);
+        for (host, b) in event_set() {
+            let body = serde_json::to_vec(&b).unwrap();
+            for addr in [lite.addr, pgc.addr] {
+                let r = post(&f, addr, host, &body).unwrap();
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            }
+        }
+    }
+    // Back to schema 3, rule states kept.
+    pg.psql(
+        "plumb",
+        "DROP TRIGGER rule_counts_sync ON rule_status; DROP FUNCTION rule_counts_apply();
+         DROP TABLE rule_counts; DELETE FROM plumb_schema WHERE version = 4",
+    );
+    assert_eq!(
+        pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
+        "3"
+    );
+    // The collector migrates at start; the CLI only reads.
+    drop(Collector::start(&pg_cfg));
+    let states = pg.psql("plumb", "SELECT count(*) FROM rule_status");
+    assert_ne!(states, "0", "the event set stores rule states");
+    let (lc, lv) = query_json(&["hosts"], &lite_cfg);
+    let (pc, pv) = query_json(&["hosts"], &pg_cfg);
+    assert_eq!((lc, &lv), (pc, &pv), "hosts after migration 4");
+    assert_eq!(
+        pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
+        "4"
+    );
+    let counted = "SELECT sum(pass + fail + error + skipped) FROM rule_counts";
+    assert_eq!(pg.psql("plumb", counted), states);
+    pg.psql("plumb", "UPDATE rule_status SET status = 'fail'");
+    assert_eq!(
+        pg.psql("plumb", "SELECT sum(fail) FROM rule_counts"),
+        states
+    );
+    pg.psql("plumb", "DELETE FROM rule_status");
+    assert_eq!(pg.psql("plumb", counted), "0");
+}
+
 /// Sends `n` batches of `per` events for `host`, from seq 1, to whichever
 /// collector of `addrs` answers (the preferred one first; the next on a
 /// failure), resending from the acknowledged seq as the agent does.

@@ -327,7 +327,8 @@ fn migrate_refuses_what_it_cannot_copy_naming_it() {
     let empty = tmp.path().join("empty.db");
     rusqlite::Connection::open(&empty)
         .unwrap()
-        .pragma_update(None, "user_version", 3)
+        // The SQLite schema version this build writes: an empty, current store.
+        .pragma_update(None, "user_version", 6)
         .unwrap();
     let (code, _, err) = migrate(
         &empty,

@@ -118,6 +118,46 @@ const MIGRATIONS: &[&str] = &[
         time bigint NOT NULL,
         message text NOT NULL
      );",
+    // 4: each host's rule statuses counted, so `hosts` reads one row per
+    // host instead of recounting every rule state. Kept by a trigger in
+    // the same transaction as `rule_status` (the writer, `storage
+    // migrate` and any repair by hand keep it true).
+    "CREATE TABLE rule_counts (
+        host text PRIMARY KEY,
+        pass bigint NOT NULL DEFAULT 0,
+        fail bigint NOT NULL DEFAULT 0,
+        error bigint NOT NULL DEFAULT 0,
+        skipped bigint NOT NULL DEFAULT 0
+     );
+     INSERT INTO rule_counts (host, pass, fail, error, skipped)
+        SELECT host, count(*) FILTER (WHERE status = 'pass'),
+               count(*) FILTER (WHERE status = 'fail'),
+               count(*) FILTER (WHERE status = 'error'),
+               count(*) FILTER (WHERE status = 'skipped')
+        FROM rule_status GROUP BY host;
+     CREATE FUNCTION rule_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE rule_counts SET
+                pass = pass - (OLD.status = 'pass')::int,
+                fail = fail - (OLD.status = 'fail')::int,
+                error = error - (OLD.status = 'error')::int,
+                skipped = skipped - (OLD.status = 'skipped')::int
+            WHERE host = OLD.host;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO rule_counts AS c (host, pass, fail, error, skipped)
+            VALUES (NEW.host, (NEW.status = 'pass')::int, (NEW.status = 'fail')::int,
+                    (NEW.status = 'error')::int, (NEW.status = 'skipped')::int)
+            ON CONFLICT (host) DO UPDATE SET
+                pass = c.pass + excluded.pass, fail = c.fail + excluded.fail,
+                error = c.error + excluded.error, skipped = c.skipped + excluded.skipped;
+        END IF;
+        RETURN NULL;
+     END
+     $$;
+     CREATE TRIGGER rule_counts_sync AFTER INSERT OR DELETE OR UPDATE OF host, status
+        ON rule_status FOR EACH ROW EXECUTE FUNCTION rule_counts_apply();",
 ];
 
 /// Schema version this build writes.
@@ -242,12 +282,7 @@ impl Postgres {
                     coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
                     coalesce(r.skipped, 0), coalesce(d.n, 0)
                FROM hosts h
-               LEFT JOIN (SELECT host,
-                                 count(*) FILTER (WHERE status = 'pass') AS pass,
-                                 count(*) FILTER (WHERE status = 'fail') AS fail,
-                                 count(*) FILTER (WHERE status = 'error') AS error,
-                                 count(*) FILTER (WHERE status = 'skipped') AS skipped
-                            FROM rule_status GROUP BY host) r ON r.host = h.host
+               LEFT JOIN rule_counts r ON r.host = h.host
                LEFT JOIN (SELECT host, count(*) AS n FROM events
                            WHERE kind IN ({kinds}) AND time >= $1 GROUP BY host) d
                       ON d.host = h.host

@@ -131,6 +131,47 @@ const MIGRATIONS: &[&str] = &[
      -- page, `hosts`), not from all of the host's events; as PostgreSQL's.
      CREATE INDEX events_drift_host ON events (host, time)
         WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper');",
+    // 6: fleet queries that stay fast on 10,000 hosts. `rule_counts` holds
+    // each host's rule statuses counted, kept by triggers in the same
+    // transaction as `rule_status` (so the writer, `storage migrate` and
+    // any repair by hand keep it true).
+    "CREATE TABLE rule_counts (
+        host TEXT PRIMARY KEY,
+        pass INTEGER NOT NULL DEFAULT 0,
+        fail INTEGER NOT NULL DEFAULT 0,
+        error INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0
+     ) WITHOUT ROWID;
+     INSERT INTO rule_counts (host, pass, fail, error, skipped)
+        SELECT host, sum(status = 'pass'), sum(status = 'fail'), sum(status = 'error'),
+               sum(status = 'skipped')
+        FROM rule_status GROUP BY host;
+     CREATE TRIGGER rule_counts_insert AFTER INSERT ON rule_status BEGIN
+        INSERT INTO rule_counts (host, pass, fail, error, skipped)
+        VALUES (new.host, new.status = 'pass', new.status = 'fail', new.status = 'error',
+                new.status = 'skipped')
+        ON CONFLICT (host) DO UPDATE SET
+            pass = pass + excluded.pass, fail = fail + excluded.fail,
+            error = error + excluded.error, skipped = skipped + excluded.skipped;
+     END;
+     CREATE TRIGGER rule_counts_delete AFTER DELETE ON rule_status BEGIN
+        UPDATE rule_counts SET
+            pass = pass - (old.status = 'pass'), fail = fail - (old.status = 'fail'),
+            error = error - (old.status = 'error'), skipped = skipped - (old.status = 'skipped')
+        WHERE host = old.host;
+     END;
+     CREATE TRIGGER rule_counts_update AFTER UPDATE OF host, status ON rule_status BEGIN
+        UPDATE rule_counts SET
+            pass = pass - (old.status = 'pass'), fail = fail - (old.status = 'fail'),
+            error = error - (old.status = 'error'), skipped = skipped - (old.status = 'skipped')
+        WHERE host = old.host;
+        INSERT INTO rule_counts (host, pass, fail, error, skipped)
+        VALUES (new.host, new.status = 'pass', new.status = 'fail', new.status = 'error',
+                new.status = 'skipped')
+        ON CONFLICT (host) DO UPDATE SET
+            pass = pass + excluded.pass, fail = fail + excluded.fail,
+            error = error + excluded.error, skipped = skipped + excluded.skipped;
+     END;",
 ];
 
 /// Schema version this build writes.
@@ -169,13 +210,12 @@ impl Sqlite {
         let sql = format!(
             "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
                     h.baseline_version, h.fim_digest, h.acked_seq,
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'pass'),
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'fail'),
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'error'),
-                    (SELECT count(*) FROM rule_status r WHERE r.host = h.host AND r.status = 'skipped'),
+                    coalesce(c.pass, 0), coalesce(c.fail, 0), coalesce(c.error, 0),
+                    coalesce(c.skipped, 0),
                     (SELECT count(*) FROM events e WHERE e.host = h.host AND e.kind IN ({kinds})
                         AND e.time >= ?1)
-             FROM hosts h WHERE (?2 IS NULL OR h.host = ?2) ORDER BY h.host"
+             FROM hosts h LEFT JOIN rule_counts c ON c.host = h.host
+             WHERE (?2 IS NULL OR h.host = ?2) ORDER BY h.host"
         );
         let conn = self.conn();
         let query = || -> rusqlite::Result<Vec<HostRow>> {
@@ -641,21 +681,35 @@ impl Queries for Sqlite {
     }
 
     fn drift(&self, f: &DriftFilter) -> Result<Vec<EventRow>, StorageError> {
+        // The WHERE clause holds only the filters given: `(?1 IS NULL OR
+        // host = ?1)` would keep SQLite's planner off the host index.
         let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
-        let sql = format!(
+        let mut sql = format!(
             "SELECT host, seq, kind, severity, time, received_at, body FROM events
-             WHERE kind IN ({kinds})
-               AND (?1 IS NULL OR host = ?1)
-               AND (?2 IS NULL OR time >= ?2)
-               AND (?3 IS NULL OR sev_rank >= ?3)
-             ORDER BY time DESC, received_at DESC, seq DESC
-             LIMIT ?4"
+             WHERE kind IN ({kinds})"
         );
-        let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(host) = &f.host {
+            args.push(host.clone().into());
+            sql.push_str(&format!(" AND host = ?{}", args.len()));
+        }
+        if let Some(since) = f.since {
+            args.push(since.into());
+            sql.push_str(&format!(" AND time >= ?{}", args.len()));
+        }
+        if let Some(sev) = f.min_severity {
+            args.push(i64::from(sev).into());
+            sql.push_str(&format!(" AND sev_rank >= ?{}", args.len()));
+        }
+        args.push(i64::try_from(f.limit).unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(
+            " ORDER BY time DESC, received_at DESC, seq DESC LIMIT ?{}",
+            args.len()
+        ));
         let conn = self.conn();
         let query = || -> rusqlite::Result<Vec<EventRow>> {
             let mut st = conn.prepare(&sql)?;
-            let rows = st.query_map(params![f.host, f.since, f.min_severity, limit], event_row)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), event_row)?;
             rows.collect()
         };
         query().map_err(self.fail("drift"))
@@ -1146,6 +1200,64 @@ mod tests {
             )
             .unwrap();
         assert_eq!(first, "first", "the copy stored first is kept");
+    }
+
+    #[test]
+    fn migration_6_counts_existing_rule_states_and_triggers_keep_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.db");
+        {
+            // A database as schema 5 left it, with rule states already stored.
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..5] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 5).unwrap();
+            c.execute_batch(
+                "INSERT INTO hosts (host, first_seen, last_seen) VALUES ('a', 1, 1), ('b', 1, 1);
+                 INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
+                    VALUES ('a', 1, 'fim_change', 'high', 3, 100, 100, '{}'),
+                           ('a', 2, 'fim_change', 'high', 3, 10, 10, '{}'),
+                           ('a', 3, 'heartbeat', 'info', 0, 100, 100, '{}');
+                 INSERT INTO rule_status VALUES ('a', 'r1', 'fail', 'high', '[]', '', 1, 1),
+                                                ('a', 'r2', 'fail', 'high', '[]', '', 1, 1),
+                                                ('a', 'r3', 'pass', 'high', '[]', '', 1, 1),
+                                                ('a', 'r4', 'error', 'high', '[]', '', 1, 1),
+                                                ('a', 'r5', 'skipped', 'high', '[]', '', 1, 1);",
+            )
+            .unwrap();
+        }
+        let s = Sqlite::open(&p, Synchronous::Full).unwrap();
+        let counts = |s: &Sqlite| -> Vec<(String, u32, u32, u32, u32, u32)> {
+            s.hosts(50)
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.host, h.pass, h.fail, h.error, h.skipped, h.drift_recent))
+                .collect()
+        };
+        assert_eq!(
+            counts(&s),
+            [("a".into(), 1, 2, 1, 1, 1), ("b".into(), 0, 0, 0, 0, 0)]
+        );
+        // The writer's upsert (a newer status), a new rule, a deletion.
+        s.conn()
+            .execute_batch(
+                "INSERT INTO rule_status VALUES ('a', 'r1', 'pass', 'high', '[]', '', 2, 2),
+                                                ('a', 'r2', 'fail', 'high', '[]', '', 2, 2),
+                                                ('b', 'r1', 'fail', 'high', '[]', '', 2, 2)
+                    ON CONFLICT (host, rule) DO UPDATE SET status = excluded.status,
+                        seq = excluded.seq WHERE excluded.seq > rule_status.seq;
+                 INSERT INTO rule_status VALUES ('a', 'r3', 'fail', 'high', '[]', '', 1, 1)
+                    ON CONFLICT (host, rule) DO UPDATE SET status = excluded.status,
+                        seq = excluded.seq WHERE excluded.seq > rule_status.seq;
+                 DELETE FROM rule_status WHERE host = 'a' AND rule = 'r4';",
+            )
+            .unwrap();
+        assert_eq!(
+            counts(&s),
+            [("a".into(), 2, 1, 0, 1, 1), ("b".into(), 0, 1, 0, 0, 0)],
+            "r1 fail->pass, r3's older status ignored, r4 deleted, b's r1 added"
+        );
     }
 
     fn nb(version: u64, hosts: &str, sha: &str) -> crate::storage::NewBaseline {
