@@ -1184,19 +1184,7 @@ impl Queries for Postgres {
                 .query(&sql, &[&f.host, &f.since, &sev, &limit])
                 .await
                 .map_err(fail)?;
-            Ok(rows
-                .iter()
-                .map(|r| EventRow {
-                    host: r.get(0),
-                    seq: r.get::<_, i64>(1).max(0) as u64,
-                    kind: r.get(2),
-                    severity: r.get(3),
-                    time: r.get(4),
-                    received_at: r.get(5),
-                    body: serde_json::from_str(r.get::<_, &str>(6))
-                        .unwrap_or(serde_json::Value::Null),
-                })
-                .collect())
+            Ok(rows.iter().map(event_row).collect())
         })
     }
 
@@ -1259,19 +1247,7 @@ impl Queries for Postgres {
                 )
                 .await
                 .map_err(fail)?;
-            Ok(rows
-                .iter()
-                .map(|r| EventRow {
-                    host: r.get(0),
-                    seq: r.get::<_, i64>(1).max(0) as u64,
-                    kind: r.get(2),
-                    severity: r.get(3),
-                    time: r.get(4),
-                    received_at: r.get(5),
-                    body: serde_json::from_str(r.get::<_, &str>(6))
-                        .unwrap_or(serde_json::Value::Null),
-                })
-                .collect())
+            Ok(rows.iter().map(event_row).collect())
         })
     }
 
