@@ -113,6 +113,17 @@ fn strip(v: &mut Value) {
     }
 }
 
+/// Posts [`event_set`] to each collector, every batch answered 200.
+fn post_event_set(f: &Fleet, addrs: &[SocketAddr]) {
+    for (host, b) in event_set() {
+        let body = serde_json::to_vec(&b).unwrap();
+        for &addr in addrs {
+            let r = post(f, addr, host, &body).unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn hosts_drift_and_report_answer_the_same_on_both_backends() {
@@ -176,7 +187,7 @@ fn hosts_drift_and_report_answer_the_same_on_both_backends() {
     );
 }
 
-/// Migration 3 (per-host rule counts) on a store made by schema 2: it
+/// Migration 4 (per-host rule counts) on a store made by schema 3: it
 /// counts the rule states already stored, `hosts` answers as SQLite does,
 /// and its trigger keeps the counts true through later changes.
 #[test]
@@ -191,13 +202,7 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
     {
         let lite = Collector::start(&lite_cfg);
         let pgc = Collector::start(&pg_cfg);
-        for (host, b) in event_set() {
-            let body = serde_json::to_vec(&b).unwrap();
-            for addr in [lite.addr, pgc.addr] {
-                let r = post(&f, addr, host, &body).unwrap();
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-            }
-        }
+        post_event_set(&f, &[lite.addr, pgc.addr]);
     }
     // Back to schema 3, rule states kept.
     pg.psql(
@@ -608,12 +613,7 @@ fn metrics_fleet_figures_are_the_same_on_both_backends() {
     );
     let lite = Collector::start(&lite_cfg);
     let pgc = Collector::start(&pg_cfg);
-    for (host, b) in event_set() {
-        let body = serde_json::to_vec(&b).unwrap();
-        for addr in [lite.addr, pgc.addr] {
-            assert_eq!(post(&f, addr, host, &body).unwrap().status, 200);
-        }
-    }
+    post_event_set(&f, &[lite.addr, pgc.addr]);
     let fleet = |addr| {
         let r = rt()
             .block_on(one_request(
