@@ -3,7 +3,7 @@
 //! baseline from the message alone.
 
 use crate::check::CheckSpec;
-use crate::diagnostic::{Diagnostic, Source, display_all};
+use crate::diagnostic::{Diagnostic, LineIndex, Source, display_all};
 use crate::issp::{Criterion, DOMAIN_COUNT};
 use crate::remediation::RemediationSpec;
 use serde::{Deserialize, Serialize};
@@ -429,6 +429,7 @@ fn check_header(
 /// Every rule, each validated, and their ids unique within the file.
 fn check_rules(src: &Source<'_>, raw: Vec<RawRule>, diags: &mut Vec<Diagnostic>) -> Vec<Rule> {
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.len());
+    let lines = src.line_index();
     for (i, r) in raw.into_iter().enumerate() {
         let id = r.id.get_ref().clone();
         if !valid_id(&id) {
@@ -445,13 +446,19 @@ fn check_rules(src: &Source<'_>, raw: Vec<RawRule>, diags: &mut Vec<Diagnostic>)
                 format!("duplicate rule id, first defined at line {}", first.line),
             ));
         }
-        rules.push(check_rule(src, i, r, diags));
+        rules.push(check_rule(src, &lines, i, r, diags));
     }
     rules
 }
 
 /// One rule's fields, its check and its remediation.
-fn check_rule(src: &Source<'_>, i: usize, r: RawRule, diags: &mut Vec<Diagnostic>) -> Rule {
+fn check_rule(
+    src: &Source<'_>,
+    lines: &LineIndex,
+    i: usize,
+    r: RawRule,
+    diags: &mut Vec<Diagnostic>,
+) -> Rule {
     let at = |f: &str| format!("rule[{i}] ({}).{f}", r.id.get_ref());
     if r.title.get_ref().trim().is_empty() {
         diags.push(src.at(r.title.span(), at("title"), "title is empty"));
@@ -499,7 +506,7 @@ fn check_rule(src: &Source<'_>, i: usize, r: RawRule, diags: &mut Vec<Diagnostic
         }
     }
     Rule {
-        line: src.position(r.id.span().start).0,
+        line: lines.line(r.id.span().start),
         id: r.id.into_inner(),
         title: r.title.into_inner(),
         severity: r.severity,

@@ -74,6 +74,17 @@ pub fn display_all(d: &[Diagnostic]) -> String {
         .join("\n")
 }
 
+/// Where the lines of a [`Source`] start ([`Source::line_index`]).
+#[derive(Debug, Clone)]
+pub struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    /// The 1-based line of a byte offset, as [`Source::position`] gives it.
+    pub fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
+}
+
 /// The text of an input file and its name, to place spans in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -102,6 +113,17 @@ impl<'a> Source<'a> {
         let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |p| p + 1);
         (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// The line starts of the text, to number many offsets: one pass over
+    /// the text instead of one per offset (a baseline has hundreds of
+    /// rules, each numbered by its line).
+    pub fn line_index(&self) -> LineIndex {
+        LineIndex(
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
     }
 
     /// A problem at `span` (its start).
@@ -351,5 +373,9 @@ mod tests {
         assert_eq!(s.position(8), (1, 8)); // the newline after "é" (2 bytes)
         assert_eq!(s.position(9), (2, 1));
         assert_eq!(s.position(1000), (3, 1));
+        let lines = s.line_index();
+        for offset in [0, 1, 7, 8, 9, 10, 11, 12, 1000] {
+            assert_eq!(lines.line(offset), s.position(offset).0, "offset {offset}");
+        }
     }
 }
