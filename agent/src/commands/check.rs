@@ -56,7 +56,9 @@ pub fn run(args: &CheckArgs, show_pass: bool) -> anyhow::Result<u8> {
         summary: Summary::of(&results),
         results,
     };
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a JSON report of hundreds of
+    // rules would otherwise cost one write(2) per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         CheckFormat::Text => {
             output::text::write_check(&mut out, &report, output::use_colour(), show_pass)?
@@ -64,6 +66,7 @@ pub fn run(args: &CheckArgs, show_pass: bool) -> anyhow::Result<u8> {
         CheckFormat::Json => output::json::write(&mut out, &report)?,
         CheckFormat::Junit => output::junit::write_check(&mut out, &report)?,
     }
+    std::io::Write::flush(&mut out)?;
     let holds = report
         .results
         .iter()
