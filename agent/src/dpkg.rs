@@ -312,6 +312,9 @@ pub struct Database {
     /// What `status` says.
     pub status: Status,
     merged: Vec<&'static str>,
+    /// The file names in `info/`, listed once: every md5sums lookup needs
+    /// them and a Debian root has thousands.
+    info: std::sync::OnceLock<HashSet<String>>,
 }
 
 impl Database {
@@ -321,19 +324,25 @@ impl Database {
             status: read_status(fs)?,
             merged: merged_dirs(fs),
             fs: fs.clone(),
+            info: std::sync::OnceLock::new(),
         })
     }
 
-    /// The file names in `info/`.
-    fn info_names(&self) -> Result<HashSet<String>, DpkgError> {
-        match self.fs.list_dir(&format!("{ADMINDIR}/info")) {
-            Ok(v) => Ok(v
+    /// The file names in `info/`, listed on first use (a failed listing
+    /// is not kept: the next use tries again and reports it).
+    fn info_names(&self) -> Result<&HashSet<String>, DpkgError> {
+        if let Some(names) = self.info.get() {
+            return Ok(names);
+        }
+        let names = match self.fs.list_dir(&format!("{ADMINDIR}/info")) {
+            Ok(v) => v
                 .into_iter()
                 .map(|p| p.rsplit('/').next().unwrap_or_default().to_string())
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashSet::new()),
-            Err(e) => Err(DpkgError::List(e)),
-        }
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(DpkgError::List(e)),
+        };
+        Ok(self.info.get_or_init(|| names))
     }
 
     /// Streams the md5sums list of each package `keep` accepts (index and

@@ -29,11 +29,10 @@
 //! Paths are in-root paths, resolved inside the root ([`RootFs`]).
 
 use crate::rootfs::{ReadError, RootFs};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The system unit search path, highest precedence first, as
 /// `lookup_paths_init` builds it on Debian (where `/lib/systemd/system` is
@@ -363,18 +362,45 @@ struct Entry {
     link: Option<String>,
 }
 
-/// Reading the root; each directory is listed once per [`UnitFiles`] (the
+/// Listings of the directories of the search path, by in-root path.
+/// One per [`UnitFiles`], or one shared by every lookup of a check run
+/// ([`UnitFiles::shared`]): a baseline has dozens of service rules, and
+/// each lists the same hundreds of entries.
+#[derive(Debug, Default)]
+pub(crate) struct UnitDirs(Mutex<HashMap<String, Arc<Vec<Entry>>>>);
+
+impl UnitDirs {
+    /// Forgets every listing (the unit files changed).
+    pub(crate) fn forget(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+/// The listings a [`Fs`] keeps: its own, or a shared set.
+enum Dirs<'a> {
+    Own(UnitDirs),
+    Shared(&'a UnitDirs),
+}
+
+/// Reading the root; each directory is listed once per [`UnitDirs`] (the
 /// search path is scanned several times for one unit).
 struct Fs<'a> {
     fs: &'a RootFs,
-    dirs: RefCell<HashMap<String, Rc<Vec<Entry>>>>,
+    dirs: Dirs<'a>,
 }
 
 impl<'a> Fs<'a> {
     fn new(fs: &'a RootFs) -> Fs<'a> {
         Fs {
             fs,
-            dirs: RefCell::new(HashMap::new()),
+            dirs: Dirs::Own(UnitDirs::default()),
+        }
+    }
+
+    fn dirs(&self) -> &UnitDirs {
+        match &self.dirs {
+            Dirs::Own(d) => d,
+            Dirs::Shared(d) => d,
         }
     }
 
@@ -399,14 +425,18 @@ impl<'a> Fs<'a> {
     /// Entries of a directory, sorted by name; none when it does not
     /// exist. The directory's own path is resolved inside the root;
     /// entries are not followed.
-    fn list(&self, dir: &str) -> Result<Rc<Vec<Entry>>, LookupError> {
-        if let Some(l) = self.dirs.borrow().get(dir) {
-            return Ok(Rc::clone(l));
+    fn list(&self, dir: &str) -> Result<Arc<Vec<Entry>>, LookupError> {
+        let cache = &self.dirs().0;
+        if let Some(l) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(dir) {
+            return Ok(Arc::clone(l));
         }
-        let list = Rc::new(self.read_dir(dir)?);
-        self.dirs
-            .borrow_mut()
-            .insert(dir.to_string(), Rc::clone(&list));
+        // Listed without the lock held: two rules may list the same
+        // directory at once, and both get the same entries.
+        let list = Arc::new(self.read_dir(dir)?);
+        cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dir.to_string(), Arc::clone(&list));
         Ok(list)
     }
 
@@ -575,7 +605,8 @@ fn parse_install(install: &mut Install, unit: &str, path: &str, bytes: &[u8]) {
 }
 
 /// Unit-file lookups on one root, as install.c does them. Directory
-/// listings are kept while the value lives: make one per evaluation.
+/// listings are kept while the value lives (or while the shared
+/// [`UnitDirs`] keeps them): make one per evaluation.
 pub(crate) struct UnitFiles<'a> {
     fs: Fs<'a>,
 }
@@ -583,6 +614,16 @@ pub(crate) struct UnitFiles<'a> {
 impl<'a> UnitFiles<'a> {
     pub(crate) fn new(fs: &'a RootFs) -> UnitFiles<'a> {
         UnitFiles { fs: Fs::new(fs) }
+    }
+
+    /// Lookups that keep their listings in `dirs`, shared with others.
+    pub(crate) fn shared(fs: &'a RootFs, dirs: &'a UnitDirs) -> UnitFiles<'a> {
+        UnitFiles {
+            fs: Fs {
+                fs,
+                dirs: Dirs::Shared(dirs),
+            },
+        }
     }
 
     /// `unit_file_load` for a main unit file: what is at `path`.

@@ -94,7 +94,8 @@ fn parse_row(line: &str) -> Option<(SocketAddr, u8, u64)> {
 }
 
 /// What reading the tables found.
-struct Tables {
+#[derive(Debug)]
+pub(crate) struct Tables {
     sockets: Vec<Socket>,
     /// Tables that do not exist (IPv6 disabled, say).
     missing: Vec<&'static str>,
@@ -220,9 +221,11 @@ pub fn evaluate(spec: &ListeningCheck, ctx: &Ctx) -> Outcome {
         Ok(p) => p,
         Err(skip) => return skip,
     };
-    let tables = match read_tables(proc) {
+    // Read once per run: reading a socket table walks the kernel's whole
+    // connection hash, which costs milliseconds on a large machine.
+    let tables = match ctx.sockets.get_or_init(|| read_tables(proc)) {
         Ok(t) => t,
-        Err(e) => return e,
+        Err(e) => return e.clone(),
     };
     let mut bad: Vec<(&Socket, String)> = Vec::new();
     for s in &tables.sockets {

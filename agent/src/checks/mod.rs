@@ -52,8 +52,23 @@ pub struct Ctx {
     pub walks: Mutex<HashMap<String, Arc<find::Walk>>>,
     /// The root's dpkg database, read once for all package rules.
     dpkg: OnceLock<Result<package::Db, Outcome>>,
+    /// The dpkg database as `package_files` rules read it (conffiles,
+    /// md5sums lists), read once for all of them.
+    dpkg_files: OnceLock<Result<crate::dpkg::Database, crate::dpkg::DpkgError>>,
     /// Unit names declared with `Alias=`, read once for all service rules.
     unit_aliases: OnceLock<Result<crate::systemd_units::DeclaredAliases, String>>,
+    /// sysctl.d as systemd-sysctl reads it, loaded once for all sysctl
+    /// rules; [`Ctx::forget_files`] drops it when a remediation changes
+    /// files.
+    sysctl_d: Mutex<Option<Arc<Result<crate::sysctl_d::Config, String>>>>,
+    /// The listening sockets of `proc`, read once for all listening rules.
+    sockets: OnceLock<Result<listening::Tables, Outcome>>,
+    /// Listings of the unit search path, shared by all service rules;
+    /// [`Ctx::forget_files`] drops them.
+    unit_dirs: crate::systemd_units::UnitDirs,
+    /// The kernel's nftables ruleset (`nft list ruleset`), run once for
+    /// all nftables rules; `None` when not a live host with nft.
+    nft_kernel: OnceLock<Option<Result<nftables::Ruleset, String>>>,
     /// Module names (normalized) the root's kernels ship, read once for all
     /// kernel_module rules; `None` when some kernel lacks a modules.dep.
     modules: OnceLock<Option<std::collections::HashSet<String>>>,
@@ -68,8 +83,13 @@ impl Ctx {
             users: OnceLock::new(),
             walks: Mutex::new(HashMap::new()),
             dpkg: OnceLock::new(),
+            dpkg_files: OnceLock::new(),
             unit_aliases: OnceLock::new(),
             modules: OnceLock::new(),
+            nft_kernel: OnceLock::new(),
+            sysctl_d: Mutex::new(None),
+            sockets: OnceLock::new(),
+            unit_dirs: Default::default(),
         }
     }
 
@@ -81,6 +101,36 @@ impl Ctx {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The root's dpkg database for `package_files` rules, read once.
+    pub(crate) fn dpkg_database(&self) -> Result<&crate::dpkg::Database, &crate::dpkg::DpkgError> {
+        self.dpkg_files
+            .get_or_init(|| crate::dpkg::Database::open(&self.fs))
+            .as_ref()
+    }
+
+    /// The root's sysctl.d configuration, loaded on first use and kept
+    /// until [`Ctx::forget_files`].
+    pub(crate) fn sysctl_d(&self) -> Arc<Result<crate::sysctl_d::Config, String>> {
+        let mut slot = self
+            .sysctl_d
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert_with(|| {
+            Arc::new(crate::sysctl_d::Config::load(&self.fs, &[]).map_err(|e| e.to_string()))
+        })
+        .clone()
+    }
+
+    /// Drops what was read from configuration files a remediation can
+    /// change, so that rules evaluated after a change see it.
+    pub(crate) fn forget_files(&self) {
+        *self
+            .sysctl_d
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.unit_dirs.forget();
     }
 
     /// The root's users and groups, read once.

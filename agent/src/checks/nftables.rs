@@ -38,7 +38,7 @@ struct Chain {
 }
 
 #[derive(Debug, Default)]
-struct Ruleset {
+pub(crate) struct Ruleset {
     tables: Vec<(String, String, String)>,
     chains: Vec<Chain>,
 }
@@ -382,8 +382,17 @@ fn judge(spec: &NftablesCheck, rs: &Ruleset, source: &str, ev: &mut Vec<String>)
     ok
 }
 
-/// The kernel's ruleset, when it can be read on this host.
-fn kernel(ctx: &Ctx) -> Option<Result<Ruleset, String>> {
+/// The kernel's ruleset, when it can be read on this host: `nft` runs
+/// once per check run, whatever the number of rules.
+fn kernel(ctx: &Ctx) -> Option<Result<&Ruleset, String>> {
+    ctx.nft_kernel
+        .get_or_init(|| read_kernel(ctx))
+        .as_ref()
+        .map(|r| r.as_ref().map_err(Clone::clone))
+}
+
+/// `nft list ruleset`, parsed.
+fn read_kernel(ctx: &Ctx) -> Option<Result<Ruleset, String>> {
     if ctx.fs.root() != std::path::Path::new("/") || ctx.proc.is_none() {
         return None;
     }
@@ -446,7 +455,7 @@ pub fn evaluate(spec: &NftablesCheck, ctx: &Ctx) -> Outcome {
     if spec.source != NftSource::Config {
         match kernel(ctx) {
             Some(Ok(rs)) => {
-                ok &= judge(spec, &rs, "kernel", &mut ev);
+                ok &= judge(spec, rs, "kernel", &mut ev);
                 judged = true;
             }
             Some(Err(e)) => return Outcome::error(e),

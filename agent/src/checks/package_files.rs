@@ -5,7 +5,7 @@
 //! `/usr/sbin/sshd` is not. What MD5 can and cannot prove: docs/fim.md.
 
 use super::{Ctx, Outcome};
-use crate::dpkg::{self, Database, DpkgError, Package};
+use crate::dpkg::{self, DpkgError, Package};
 use plumb_core::check::{ConffilePolicy, PackageFilesCheck};
 use plumb_core::report::Status;
 use std::collections::{BTreeSet, HashSet};
@@ -19,7 +19,7 @@ fn shown(p: &[u8]) -> String {
 
 /// Evaluates a `package_files` check.
 pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
-    let db = match Database::open(&ctx.fs) {
+    let db = match ctx.dpkg_database() {
         Ok(db) => db,
         Err(DpkgError::Missing) => {
             return Outcome::skipped("no dpkg database in this root; rpm is not supported yet");

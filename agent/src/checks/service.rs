@@ -45,7 +45,7 @@ fn link_kind(link: &str) -> &'static str {
 }
 
 fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, String> {
-    let units = systemd_units::UnitFiles::new(&ctx.fs);
+    let units = systemd_units::UnitFiles::shared(&ctx.fs, &ctx.unit_dirs);
     let Some((name, state)) = systemd_units::resolve(&units, || ctx.unit_aliases(), unit, ev)?
     else {
         return Ok(Verdict::Disabled);

@@ -129,9 +129,10 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
     }
 
     if spec.persistent {
-        let config = match Config::load(&ctx.fs, &[]) {
+        let loaded = ctx.sysctl_d();
+        let config = match loaded.as_ref() {
             Ok(c) => c,
-            Err(e) => return Outcome::error(e.to_string()),
+            Err(e) => return Outcome::error(e.clone()),
         };
         // A glob rule judges every parameter it names in this kernel.
         let keys = if sysctl_d::is_glob(&key) && !runtime_keys.is_empty() {
@@ -140,7 +141,7 @@ pub fn evaluate(spec: &SysctlCheck, ctx: &Ctx) -> Outcome {
             vec![key.clone()]
         };
         for k in keys {
-            let (value, line) = boot(&config, &k);
+            let (value, line) = boot(config, &k);
             evidence.push(line);
             ok &= cmp.holds(value.as_deref(), false);
         }

@@ -330,6 +330,8 @@ impl<'a> Run<'a> {
             }
             self.done_ops += 1;
         }
+        // Rules evaluated from now on must see the files as changed.
+        self.ctx.forget_files();
         j.entry.rules.push(rule.id.clone());
         j.entry.changes.extend(
             o.changes
