@@ -333,7 +333,13 @@ impl RootFs {
             base.push('/');
         }
         let mut out = Vec::new();
-        self.walk_glob(&base, &matcher, depth, 0, &mut out)?;
+        let walk = Walk {
+            matcher,
+            depth,
+            prune: Prune::new(&comps[i..]),
+            base_len: base.trim_end_matches('/').len(),
+        };
+        self.walk_glob(&base, &walk, 0, &mut out)?;
         out.sort();
         Ok(out)
     }
@@ -341,11 +347,11 @@ impl RootFs {
     fn walk_glob(
         &self,
         dir: &str,
-        m: &globset::GlobMatcher,
-        depth: Option<usize>,
+        walk: &Walk,
         level: usize,
         out: &mut Vec<String>,
     ) -> io::Result<()> {
+        let (m, depth) = (&walk.matcher, walk.depth);
         const MAX_DEPTH: usize = 64;
         if depth.is_some_and(|d| level >= d) || level > MAX_DEPTH {
             return Ok(());
@@ -363,16 +369,116 @@ impl RootFs {
             if m.is_match(&entry) {
                 out.push(entry.clone());
             }
-            if depth.is_none_or(|d| level + 1 < d) {
+            if depth.is_none_or(|d| level + 1 < d)
+                && walk.may_hold_matches(&entry[walk.base_len..])
+            {
                 let is_dir =
                     std::fs::symlink_metadata(self.host(&entry)).is_ok_and(|md| md.is_dir());
                 if is_dir {
-                    self.walk_glob(&entry, m, depth, level + 1, out)?;
+                    self.walk_glob(&entry, walk, level + 1, out)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// One glob expansion: the matcher of the whole pattern, how deep to
+/// walk, and which directories can hold a match.
+struct Walk {
+    matcher: globset::GlobMatcher,
+    depth: Option<usize>,
+    prune: Option<Prune>,
+    /// Length of the walk's starting directory (without a trailing `/`):
+    /// what follows it in an entry is the part the pattern matches.
+    base_len: usize,
+}
+
+impl Walk {
+    /// Whether the directory `rel` (`/c1/c2...` under the starting one)
+    /// can hold a path the pattern matches: without this, a pattern such
+    /// as `/{root,home/*}/.netrc` lists every directory two levels under
+    /// `/` (and `/proc/*`), where only `/root` and `/home/*` can matter.
+    fn may_hold_matches(&self, rel: &str) -> bool {
+        self.prune.as_ref().is_none_or(|p| p.may_hold_matches(rel))
+    }
+}
+
+/// The pattern's alternatives (`{a,b}` expanded) split into components,
+/// each component a matcher. The pattern matches a path only when one
+/// alternative matches it component by component (`*` and `?` never match
+/// `/`), so a directory is worth walking only when its components match
+/// the first ones of some longer alternative. An alternative with `**`
+/// matches at any depth from there on.
+struct Prune(Vec<Vec<Option<globset::GlobMatcher>>>);
+
+impl Prune {
+    /// Most alternatives tried; a pattern with more is walked whole.
+    const MAX_ALTERNATIVES: usize = 64;
+
+    /// `None` (walk everything, as before) for patterns this reading
+    /// cannot follow exactly: classes (`[...]`, which may hold `{`, `,`
+    /// or `/`), escapes and nested braces.
+    fn new(comps: &[&str]) -> Option<Prune> {
+        let rest = comps.join("/");
+        if rest.contains(['[', '\\']) {
+            return None;
+        }
+        let mut alts = Vec::new();
+        for alt in expand_braces(&rest, Self::MAX_ALTERNATIVES)? {
+            let mut matchers = Vec::new();
+            for c in alt.split('/') {
+                if c.contains("**") {
+                    matchers.push(None);
+                    break;
+                }
+                matchers.push(Some(plumb_core::glob(c).ok()?));
+            }
+            alts.push(matchers);
+        }
+        Some(Prune(alts))
+    }
+
+    fn may_hold_matches(&self, rel: &str) -> bool {
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        self.0.iter().any(|alt| {
+            for (k, c) in comps.iter().enumerate() {
+                match alt.get(k) {
+                    // A `**` from here on: anything below may match.
+                    Some(None) => return true,
+                    Some(Some(m)) if m.is_match(c) => {}
+                    _ => return false,
+                }
+            }
+            // Something must remain to be matched below the directory.
+            alt.len() > comps.len()
+        })
+    }
+}
+
+/// The alternatives of a pattern with `{a,b}` groups (not nested), in
+/// order; `None` when the braces nest or do not balance, or there would
+/// be more than `max`.
+fn expand_braces(pattern: &str, max: usize) -> Option<Vec<String>> {
+    let Some(open) = pattern.find('{') else {
+        return (!pattern.contains('}')).then(|| vec![pattern.to_string()]);
+    };
+    let close = open + pattern[open..].find('}')?;
+    let inner = &pattern[open + 1..close];
+    if inner.contains('{') || pattern[..open].contains('}') {
+        return None;
+    }
+    let tails = expand_braces(&pattern[close + 1..], max)?;
+    let mut out = Vec::new();
+    for choice in inner.split(',') {
+        for tail in &tails {
+            out.push(format!("{}{choice}{tail}", &pattern[..open]));
+            if out.len() > max {
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Whether a path holds glob metacharacters.
@@ -468,5 +574,69 @@ mod tests {
         );
         assert_eq!(fs.glob("/etc/d/c.txt").unwrap(), vec!["/etc/d/c.txt"]);
         assert!(fs.glob("/etc/nope/*").unwrap().is_empty());
+    }
+
+    /// Alternatives walk only the directories that can hold a match, and
+    /// find exactly what the whole walk finds.
+    #[test]
+    fn globs_with_alternatives() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for d in [
+            "root",
+            "home/alice",
+            "home/bob/sub",
+            "usr/lib/x",
+            "etc/profile.d/deep",
+            "etc/other",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in [
+            "root/.netrc",
+            "home/alice/.forward",
+            "home/bob/.netrc",
+            "home/bob/sub/.netrc",
+            "usr/lib/.netrc",
+            "usr/lib/x/.netrc",
+            "etc/profile",
+            "etc/profile.d/a.sh",
+            "etc/profile.d/b.txt",
+            "etc/profile.d/deep/c.sh",
+            "etc/other/profile",
+        ] {
+            std::fs::write(r.join(f), "").unwrap();
+        }
+        // A symlinked directory is not walked into, pruned or not.
+        std::os::unix::fs::symlink("alice", r.join("home/carol")).unwrap();
+        let fs = RootFs::new(r);
+        assert_eq!(
+            fs.glob("/{root,home/*}/.{netrc,rhosts,forward}").unwrap(),
+            vec!["/home/alice/.forward", "/home/bob/.netrc", "/root/.netrc"]
+        );
+        assert_eq!(
+            fs.glob("/etc/{profile,bash.bashrc,profile.d/*.sh}").unwrap(),
+            vec!["/etc/profile", "/etc/profile.d/a.sh"]
+        );
+        assert_eq!(
+            fs.glob("/{etc,usr}/**/.netrc").unwrap(),
+            vec!["/usr/lib/.netrc", "/usr/lib/x/.netrc"]
+        );
+        assert_eq!(
+            fs.glob("/etc/{profile.d/**/*.sh,other/*}").unwrap(),
+            vec!["/etc/other/profile", "/etc/profile.d/a.sh", "/etc/profile.d/deep/c.sh"]
+        );
+        // Classes are walked whole, as before.
+        assert_eq!(
+            fs.glob("/[hr]*/*/.netrc").unwrap(),
+            vec!["/home/bob/.netrc"]
+        );
+        assert_eq!(
+            expand_braces("/a{b,}c{d,e}", 64).unwrap(),
+            vec!["/abcd", "/abce", "/acd", "/ace"]
+        );
+        assert!(expand_braces("/a{b{c}}", 64).is_none());
+        assert!(expand_braces("/a}{b", 64).is_none());
+        assert!(expand_braces("/{a,b}{c,d}", 3).is_none());
     }
 }
