@@ -66,6 +66,9 @@ pub struct Ctx {
     /// Listings of the unit search path, shared by all service rules;
     /// [`Ctx::forget_files`] drops them.
     unit_dirs: crate::systemd_units::UnitDirs,
+    /// The processes of `proc` (pid and comm), read once for all process
+    /// rules.
+    processes: OnceLock<Result<process::Processes, Outcome>>,
     /// The kernel's nftables ruleset (`nft list ruleset`), run once for
     /// all nftables rules; `None` when not a live host with nft.
     nft_kernel: OnceLock<Option<Result<nftables::Ruleset, String>>>,
@@ -90,6 +93,7 @@ impl Ctx {
             sysctl_d: Mutex::new(None),
             sockets: OnceLock::new(),
             unit_dirs: Default::default(),
+            processes: OnceLock::new(),
         }
     }
 

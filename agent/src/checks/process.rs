@@ -98,24 +98,34 @@ fn comm_form(name: &str) -> &[u8] {
     &b[..b.len().min(COMM_LEN)]
 }
 
-/// Evaluates a `process` check.
-pub fn evaluate(spec: &ProcessCheck, ctx: &Ctx) -> Outcome {
-    let proc = match ctx.proc_dir() {
-        Ok(p) => p,
-        Err(skip) => return skip,
-    };
-    let want = comm_form(&spec.name);
+/// The processes of a proc directory: each pid's `comm`.
+#[derive(Debug)]
+pub(crate) struct Processes {
+    /// `(pid, comm)` without the newline, in directory order.
+    comms: Vec<(u32, Vec<u8>)>,
+    /// Processes whose `comm` was read.
+    scanned: usize,
+    /// `comm` files that could not be read, with why.
+    unreadable: Vec<String>,
+}
+
+/// Reads the `comm` of every process in `proc`.
+fn scan(proc: &std::path::Path) -> Result<Processes, Outcome> {
     let entries = match std::fs::read_dir(proc) {
         Ok(e) => e,
-        Err(e) => return Outcome::error(format!("cannot list {}: {e}", proc.display())),
+        Err(e) => return Err(Outcome::error(format!("cannot list {}: {e}", proc.display()))),
     };
-    let mut pids: Vec<u32> = Vec::new();
-    let mut scanned = 0usize;
-    let mut unreadable: Vec<String> = Vec::new();
+    let mut out = Processes {
+        comms: Vec::new(),
+        scanned: 0,
+        unreadable: Vec::new(),
+    };
     for entry in entries {
         let entry = match entry {
             Ok(e) => e,
-            Err(e) => return Outcome::error(format!("cannot list {}: {e}", proc.display())),
+            Err(e) => {
+                return Err(Outcome::error(format!("cannot list {}: {e}", proc.display())));
+            }
         };
         let Some(pid) = pid_of(&entry.file_name()) else {
             continue;
@@ -123,16 +133,36 @@ pub fn evaluate(spec: &ProcessCheck, ctx: &Ctx) -> Outcome {
         let comm_path = entry.path().join("comm");
         match read_proc_small(&comm_path, 64) {
             Ok(bytes) => {
-                scanned += 1;
+                out.scanned += 1;
                 let comm = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                if comm == want {
-                    pids.push(pid);
-                }
+                out.comms.push((pid, comm.to_vec()));
             }
             Err(e) if vanished(&e) => {}
-            Err(e) => unreadable.push(format!("{}: {e}", comm_path.display())),
+            Err(e) => out.unreadable.push(format!("{}: {e}", comm_path.display())),
         }
     }
+    Ok(out)
+}
+
+/// Evaluates a `process` check.
+pub fn evaluate(spec: &ProcessCheck, ctx: &Ctx) -> Outcome {
+    let proc = match ctx.proc_dir() {
+        Ok(p) => p,
+        Err(skip) => return skip,
+    };
+    let want = comm_form(&spec.name);
+    // One scan of /proc for all process rules of the run.
+    let procs = match ctx.processes.get_or_init(|| scan(proc)) {
+        Ok(p) => p,
+        Err(e) => return e.clone(),
+    };
+    let (scanned, unreadable) = (procs.scanned, &procs.unreadable);
+    let mut pids: Vec<u32> = procs
+        .comms
+        .iter()
+        .filter(|(_, comm)| comm.as_slice() == want)
+        .map(|(pid, _)| *pid)
+        .collect();
     pids.sort_unstable();
     let name = &spec.name;
     let cut = if want.len() < name.len() {
@@ -166,7 +196,7 @@ pub fn evaluate(spec: &ProcessCheck, ctx: &Ctx) -> Outcome {
             "no readable process named {name}{cut}, but {} process name(s) could not be read",
             unreadable.len()
         )];
-        ev.extend(unreadable.into_iter().take(MAX_PIDS_SHOWN));
+        ev.extend(unreadable.iter().take(MAX_PIDS_SHOWN).cloned());
         return Outcome {
             status: plumb_core::report::Status::Error,
             evidence: ev,
