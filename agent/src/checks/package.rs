@@ -2,7 +2,6 @@
 //! of the checked root (rpm is not supported yet).
 
 use super::{Ctx, Outcome};
-use crate::rootfs::TextFile;
 use plumb_core::check::PackageCheck;
 use plumb_core::report::Status;
 use std::collections::HashMap;
@@ -89,16 +88,25 @@ fn installed_state(state: &str) -> Result<Option<&'static str>, ()> {
 /// baseline has many package rules and the status file is large.
 #[derive(Debug)]
 pub struct Db {
-    file: TextFile,
+    /// In-root path of the status file, for evidence. Its text is not
+    /// kept: a Debian server's is 30,000 lines, megabytes as `String`s.
+    path: String,
     /// Stanzas by lower-case bare package name.
     by_name: HashMap<String, Vec<Stanza>>,
+}
+
+impl Db {
+    /// `path:line` of a line of the status file.
+    fn at(&self, line: usize) -> String {
+        format!("{}:{line}", self.path)
+    }
 }
 
 fn db(ctx: &Ctx) -> Result<&Db, Outcome> {
     ctx.dpkg
         .get_or_init(|| {
-            let file = match ctx.fs.read_text(DPKG_STATUS) {
-                Ok(f) => f,
+            let bytes = match ctx.fs.read(DPKG_STATUS) {
+                Ok(b) => b,
                 Err(e) if e.is_not_found() => {
                     return Err(Outcome::skipped(
                         "no dpkg database in this root; rpm is not supported yet",
@@ -106,8 +114,12 @@ fn db(ctx: &Ctx) -> Result<&Db, Outcome> {
                 }
                 Err(e) => return Err(Outcome::read_error(&e)),
             };
+            // Lines are walked in the text as read (as `read_text` splits
+            // them), not copied one `String` each: only a few fields of each
+            // stanza are kept.
+            let text = String::from_utf8_lossy(&bytes);
             let mut by_name: HashMap<String, Vec<Stanza>> = HashMap::new();
-            for s in stanzas(file.numbered()) {
+            for s in stanzas(text.lines().enumerate().map(|(i, l)| (i + 1, l))) {
                 if let Some(p) = &s.package {
                     by_name
                         .entry(bare(p).to_ascii_lowercase())
@@ -115,7 +127,10 @@ fn db(ctx: &Ctx) -> Result<&Db, Outcome> {
                         .push(s);
                 }
             }
-            Ok(Db { file, by_name })
+            Ok(Db {
+                path: DPKG_STATUS.to_string(),
+                by_name,
+            })
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -133,7 +148,7 @@ pub(crate) fn installed_version(
     Ok(found.into_iter().flatten().find_map(|s| {
         let state = s.status.as_deref()?.split_whitespace().nth(2)?;
         match installed_state(state) {
-            Ok(None) => Some((s.version.clone()?, db.file.at(s.line))),
+            Ok(None) => Some((s.version.clone()?, db.at(s.line))),
             _ => None,
         }
     }))
@@ -145,7 +160,6 @@ pub fn evaluate(spec: &PackageCheck, ctx: &Ctx) -> Outcome {
         Ok(db) => db,
         Err(out) => return out,
     };
-    let file = &db.file;
     let name = bare(spec.name.trim());
     let found: Vec<Stanza> = db
         .by_name
@@ -172,7 +186,7 @@ pub fn evaluate(spec: &PackageCheck, ctx: &Ctx) -> Outcome {
             .as_deref()
             .map(|v| format!(" {v}"))
             .unwrap_or_default();
-        let at = file.at(s.line);
+        let at = db.at(s.line);
         let Some(status) = s.status.as_deref() else {
             broken = true;
             ev.push(format!("{shown}{version}: no Status field ({at})"));
