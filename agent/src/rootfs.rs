@@ -369,8 +369,7 @@ impl RootFs {
             if m.is_match(&entry) {
                 out.push(entry.clone());
             }
-            if depth.is_none_or(|d| level + 1 < d)
-                && walk.may_hold_matches(&entry[walk.base_len..])
+            if depth.is_none_or(|d| level + 1 < d) && walk.may_hold_matches(&entry[walk.base_len..])
             {
                 let is_dir =
                     std::fs::symlink_metadata(self.host(&entry)).is_ok_and(|md| md.is_dir());
@@ -615,7 +614,8 @@ mod tests {
             vec!["/home/alice/.forward", "/home/bob/.netrc", "/root/.netrc"]
         );
         assert_eq!(
-            fs.glob("/etc/{profile,bash.bashrc,profile.d/*.sh}").unwrap(),
+            fs.glob("/etc/{profile,bash.bashrc,profile.d/*.sh}")
+                .unwrap(),
             vec!["/etc/profile", "/etc/profile.d/a.sh"]
         );
         assert_eq!(
@@ -624,7 +624,11 @@ mod tests {
         );
         assert_eq!(
             fs.glob("/etc/{profile.d/**/*.sh,other/*}").unwrap(),
-            vec!["/etc/other/profile", "/etc/profile.d/a.sh", "/etc/profile.d/deep/c.sh"]
+            vec![
+                "/etc/other/profile",
+                "/etc/profile.d/a.sh",
+                "/etc/profile.d/deep/c.sh"
+            ]
         );
         // Classes are walked whole, as before.
         assert_eq!(

@@ -372,7 +372,10 @@ pub(crate) struct UnitDirs(Mutex<HashMap<String, Arc<Vec<Entry>>>>);
 impl UnitDirs {
     /// Forgets every listing (the unit files changed).
     pub(crate) fn forget(&self) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -427,7 +430,11 @@ impl<'a> Fs<'a> {
     /// entries are not followed.
     fn list(&self, dir: &str) -> Result<Arc<Vec<Entry>>, LookupError> {
         let cache = &self.dirs().0;
-        if let Some(l) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(dir) {
+        if let Some(l) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(dir)
+        {
             return Ok(Arc::clone(l));
         }
         // Listed without the lock held: two rules may list the same

@@ -113,7 +113,12 @@ pub(crate) struct Processes {
 fn scan(proc: &std::path::Path) -> Result<Processes, Outcome> {
     let entries = match std::fs::read_dir(proc) {
         Ok(e) => e,
-        Err(e) => return Err(Outcome::error(format!("cannot list {}: {e}", proc.display()))),
+        Err(e) => {
+            return Err(Outcome::error(format!(
+                "cannot list {}: {e}",
+                proc.display()
+            )));
+        }
     };
     let mut out = Processes {
         comms: Vec::new(),
@@ -124,7 +129,10 @@ fn scan(proc: &std::path::Path) -> Result<Processes, Outcome> {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                return Err(Outcome::error(format!("cannot list {}: {e}", proc.display())));
+                return Err(Outcome::error(format!(
+                    "cannot list {}: {e}",
+                    proc.display()
+                )));
             }
         };
         let Some(pid) = pid_of(&entry.file_name()) else {
