@@ -246,4 +246,17 @@ mod tests {
         assert_eq!(v["seq"], 7);
         assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
     }
+
+    /// Found by the `event_batch` fuzz target: a number serde_json's default
+    /// (best-effort) float parser read 1 ULP off, so the stored event no
+    /// longer read back as the one the agent sent. Parsing is exact now
+    /// (`float_roundtrip`).
+    #[test]
+    fn a_number_in_an_event_reads_back_exactly_as_sent() {
+        let sent = r#"{"seq":42,"time":"2026-11-27T10:00:04Z","severity":"medium","kind":"fim_change","path":"/etc/passwd","change":"modified","fields":["mtime"],"old":{"mtime":0.5},"new":{"mtime":100000000000700000000000000000000000000000000000000.0}}"#;
+        let e: Event = serde_json::from_str(sent).unwrap();
+        let stored = serde_json::to_string(&e).unwrap();
+        let back: Event = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, e, "stored as {stored}");
+    }
 }
