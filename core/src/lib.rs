@@ -25,11 +25,28 @@ pub use issp::Criterion;
 pub use printable::printable;
 
 /// Compiles a path glob the way every Plumbline glob is matched: against an
-/// absolute in-root path, `*` not crossing `/`, `**` crossing any depth.
+/// absolute in-root path, `*` not crossing `/`, `**` crossing any depth,
+/// and an empty alternative matching nothing, as in the shell
+/// (`opasswd{,.old}` is `opasswd` or `opasswd.old`; globset drops empty
+/// alternatives unless told).
 pub fn glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
     Ok(globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
+        .empty_alternates(true)
         .build()?
         .compile_matcher())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_empty_alternative_matches_as_in_the_shell() {
+        let m = super::glob("/etc/security/opasswd{,.old}").unwrap();
+        assert!(m.is_match("/etc/security/opasswd"));
+        assert!(m.is_match("/etc/security/opasswd.old"));
+        assert!(!m.is_match("/etc/security/opasswd.new"));
+        let m = super::glob("/etc/{a,b}/*.conf").unwrap();
+        assert!(m.is_match("/etc/a/x.conf") && !m.is_match("/etc/a/b/x.conf"));
+    }
 }
