@@ -481,18 +481,27 @@ fn storage_cmd(cmd: StorageCmd) -> Result<u8> {
         Fmt::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Fmt::Text => {
             println!(
-                "{:<12} {:>12} {:>12} {:>12}",
+                "{:<17} {:>12} {:>12} {:>12}",
                 "table", "source", "copied", "unchanged"
             );
             for (name, c) in [
                 ("baselines", &report.baselines),
                 ("events", &report.events),
                 ("rule_status", &report.rule_status),
+                ("score_daily", &report.score_daily),
+                ("baseline_refusals", &report.baseline_refusals),
+                ("forward_cursors", &report.forward_cursors),
                 ("hosts", &report.hosts),
             ] {
                 println!(
-                    "{name:<12} {:>12} {:>12} {:>12}",
+                    "{name:<17} {:>12} {:>12} {:>12}",
                     c.source, c.copied, c.unchanged
+                );
+            }
+            if report.forward_cursors.source > 0 {
+                println!(
+                    "forwarding: each [[forward]] sink (same name) and the alerts resume at the \
+                     host and seq they had reached on SQLite"
                 );
             }
         }

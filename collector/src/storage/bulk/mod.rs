@@ -8,8 +8,10 @@
 //!
 //! Every load is idempotent: a row already stored is left as it is (events:
 //! same host and seq; rule states: same host and rule unless newer; hosts:
-//! merged; baselines: same id and version), so an interrupted migration
-//! re-run completes without duplicates.
+//! merged; baselines: same id and version; daily scores: the day counted
+//! from more snapshots; refusals: the newer; forwarding cursors: the
+//! further), so an interrupted migration re-run completes without
+//! duplicates.
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -113,6 +115,43 @@ pub struct BaselineRecord {
     pub published_at: i64,
 }
 
+/// One `score_daily` row: the fleet score of one UTC day (the console's
+/// compliance chart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreDayRecord {
+    /// UTC day number (unix time / 86,400).
+    pub day: i64,
+    /// Sum of the scores of the snapshots stored that day.
+    pub score_sum: f64,
+    /// Snapshots stored that day.
+    pub samples: i64,
+}
+
+/// One `baseline_refusals` row: a host's standing refusal of a bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusalRecord {
+    /// Host identity.
+    pub host: String,
+    /// Unix time of the refusal.
+    pub time: i64,
+    /// The agent's reason.
+    pub message: String,
+}
+
+/// One `forward_cursors` row: how far a consumer (`forward:NAME`, a
+/// `[[forward]]` sink, or `alerts`) got in one host's events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CursorRecord {
+    /// The consumer's key.
+    pub consumer: String,
+    /// Host identity.
+    pub host: String,
+    /// Highest seq of the host the consumer had acknowledged.
+    pub seq: i64,
+    /// Unix time the cursor last moved.
+    pub updated_at: i64,
+}
+
 /// Whole-row loads, each call one transaction: what it commits stays even
 /// if the process is killed before the next.
 pub trait BulkLoad {
@@ -129,6 +168,17 @@ pub trait BulkLoad {
     /// Inserts published baselines not stored yet (same id and version:
     /// left as is). Returns the rows inserted.
     fn load_baselines(&mut self, rows: &[BaselineRecord]) -> Result<u64, StorageError>;
+    /// Inserts daily fleet scores; a day already stored is replaced only
+    /// by one counted from more snapshots (the two cannot be added: a
+    /// re-run would count the same snapshots twice). Returns the rows
+    /// inserted or changed.
+    fn load_score_days(&mut self, rows: &[ScoreDayRecord]) -> Result<u64, StorageError>;
+    /// Inserts standing refusals; one already stored is replaced only by a
+    /// newer one. Returns the rows inserted or changed.
+    fn load_refusals(&mut self, rows: &[RefusalRecord]) -> Result<u64, StorageError>;
+    /// Inserts forwarding cursors; one already stored only moves forward.
+    /// Returns the rows inserted or changed.
+    fn load_cursors(&mut self, rows: &[CursorRecord]) -> Result<u64, StorageError>;
 }
 
 /// A store to bulk-load: `sqlite:PATH` or a PostgreSQL connection string.
@@ -171,6 +221,15 @@ pub struct MigrateReport {
     pub rule_status: TableCount,
     /// Events (seqs preserved).
     pub events: TableCount,
+    /// Fleet score per day (the console's compliance chart).
+    pub score_daily: TableCount,
+    /// Standing baseline refusals (the console's baselines page).
+    pub baseline_refusals: TableCount,
+    /// Forwarding and alert cursors: per consumer and host, the seq
+    /// reached. Seqs are kept, so each sink resumes exactly where it
+    /// stopped on SQLite (same `[[forward]] name`): nothing resent, nothing
+    /// skipped.
+    pub forward_cursors: TableCount,
 }
 
 impl TableCount {
@@ -188,7 +247,8 @@ impl TableCount {
 /// transaction (a consistent copy, even if its collector still runs; stop
 /// it first, or events it stores meanwhile are not copied).
 ///
-/// Order: baselines, events by (host, seq), rule states, then hosts last:
+/// Order: baselines, events by (host, seq), rule states, daily scores,
+/// refusals, forwarding cursors, then hosts last:
 /// a host's row (and its `acked_seq`, the promise that everything up to it
 /// is stored) appears only once its events are in. An interrupted run
 /// leaves a prefix of that order; a re-run skips what is there.

@@ -2,7 +2,10 @@
 //! partitions they need exist, and without those already stored), the
 //! other tables through one `INSERT … SELECT unnest(…)` per call.
 
-use super::{BaselineRecord, BulkLoad, EventRecord, HostRecord, RuleRecord};
+use super::{
+    BaselineRecord, BulkLoad, CursorRecord, EventRecord, HostRecord, RefusalRecord, RuleRecord,
+    ScoreDayRecord,
+};
 use crate::storage::StorageError;
 use crate::storage::postgres::{DAY, LOCK_PARTITIONS, Postgres, client, partition_name, pg};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -245,6 +248,51 @@ impl BulkLoad for Postgres {
             tx.commit().await.map_err(fail())?;
             Ok(n)
         })
+    }
+
+    fn load_score_days(&mut self, rows: &[ScoreDayRecord]) -> Result<u64, StorageError> {
+        let days: Vec<i64> = rows.iter().map(|d| d.day).collect();
+        let sums: Vec<f64> = rows.iter().map(|d| d.score_sum).collect();
+        let samples: Vec<i64> = rows.iter().map(|d| d.samples).collect();
+        self.execute(
+            "daily scores",
+            "INSERT INTO score_daily (day, score_sum, samples)
+             SELECT * FROM unnest($1::bigint[], $2::float8[], $3::bigint[])
+             ON CONFLICT (day) DO UPDATE SET score_sum = excluded.score_sum,
+                samples = excluded.samples
+             WHERE excluded.samples > score_daily.samples",
+            &[&days, &sums, &samples],
+        )
+    }
+
+    fn load_refusals(&mut self, rows: &[RefusalRecord]) -> Result<u64, StorageError> {
+        let hosts: Vec<&str> = rows.iter().map(|r| r.host.as_str()).collect();
+        let times: Vec<i64> = rows.iter().map(|r| r.time).collect();
+        let messages: Vec<&str> = rows.iter().map(|r| r.message.as_str()).collect();
+        self.execute(
+            "baseline refusals",
+            "INSERT INTO baseline_refusals (host, time, message)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+             ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message
+             WHERE excluded.time > baseline_refusals.time",
+            &[&hosts, &times, &messages],
+        )
+    }
+
+    fn load_cursors(&mut self, rows: &[CursorRecord]) -> Result<u64, StorageError> {
+        let consumers: Vec<&str> = rows.iter().map(|c| c.consumer.as_str()).collect();
+        let hosts: Vec<&str> = rows.iter().map(|c| c.host.as_str()).collect();
+        let seqs: Vec<i64> = rows.iter().map(|c| c.seq).collect();
+        let updated: Vec<i64> = rows.iter().map(|c| c.updated_at).collect();
+        self.execute(
+            "forwarding cursors",
+            "INSERT INTO forward_cursors (consumer, host, seq, updated_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (consumer, host) DO UPDATE SET seq = excluded.seq,
+                updated_at = excluded.updated_at
+             WHERE excluded.seq > forward_cursors.seq",
+            &[&consumers, &hosts, &seqs, &updated],
+        )
     }
 }
 

@@ -2,7 +2,8 @@
 //! and the read of a whole SQLite store for `storage migrate`.
 
 use super::{
-    BaselineRecord, BulkLoad, EventRecord, HostRecord, MigrateReport, RuleRecord, TableCount,
+    BaselineRecord, BulkLoad, CursorRecord, EventRecord, HostRecord, MigrateReport, RefusalRecord,
+    RuleRecord, ScoreDayRecord, TableCount,
 };
 use crate::storage::StorageError;
 use crate::storage::sqlite::{Sqlite, db};
@@ -24,6 +25,25 @@ impl Sqlite {
             Ok(out)
         };
         run().map_err(db(context))
+    }
+
+    /// Runs one prepared statement per row in one write transaction; the
+    /// rows it wrote.
+    fn bulk_each<R>(
+        &mut self,
+        what: &str,
+        sql: &str,
+        rows: &[R],
+        bind: impl Fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<u64, StorageError> {
+        self.bulk(what, |tx| {
+            let mut st = tx.prepare_cached(sql)?;
+            let mut n = 0u64;
+            for r in rows {
+                n += bind(&mut st, r)? as u64;
+            }
+            Ok(n)
+        })
     }
 }
 
@@ -147,6 +167,41 @@ impl BulkLoad for Sqlite {
             Ok(n)
         })
     }
+
+    fn load_score_days(&mut self, rows: &[ScoreDayRecord]) -> Result<u64, StorageError> {
+        self.bulk_each(
+            "daily scores",
+            "INSERT INTO score_daily (day, score_sum, samples) VALUES (?1, ?2, ?3)
+             ON CONFLICT (day) DO UPDATE SET score_sum = excluded.score_sum,
+                samples = excluded.samples
+             WHERE excluded.samples > score_daily.samples",
+            rows,
+            |st, d| st.execute(params![d.day, d.score_sum, d.samples]),
+        )
+    }
+
+    fn load_refusals(&mut self, rows: &[RefusalRecord]) -> Result<u64, StorageError> {
+        self.bulk_each(
+            "baseline refusals",
+            "INSERT INTO baseline_refusals (host, time, message) VALUES (?1, ?2, ?3)
+             ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message
+             WHERE excluded.time > baseline_refusals.time",
+            rows,
+            |st, r| st.execute(params![r.host, r.time, r.message]),
+        )
+    }
+
+    fn load_cursors(&mut self, rows: &[CursorRecord]) -> Result<u64, StorageError> {
+        self.bulk_each(
+            "forwarding cursors",
+            "INSERT INTO forward_cursors (consumer, host, seq, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (consumer, host) DO UPDATE SET seq = excluded.seq,
+                updated_at = excluded.updated_at
+             WHERE excluded.seq > forward_cursors.seq",
+            rows,
+            |st, c| st.execute(params![c.consumer, c.host, c.seq, c.updated_at]),
+        )
+    }
 }
 
 /// Reads every table of `source` (one read transaction) and loads it into
@@ -269,6 +324,9 @@ fn copy_tables(
         progress("rule_status", &report.rule_status);
     }
 
+    // What the console and the forwarders read, before the hosts' rows.
+    copy_scores_refusals_cursors(conn, at, target, limit, &mut report, progress)?;
+
     let mut st = conn
         .prepare(
             "SELECT host, first_seen, last_seen, address, agent_version, baseline_id,
@@ -308,4 +366,94 @@ fn copy_tables(
     }
 
     Ok(report)
+}
+
+/// Copies `score_daily`, `baseline_refusals` and `forward_cursors`, `limit`
+/// rows per load, in key order (a re-run pages the same way).
+fn copy_scores_refusals_cursors(
+    conn: &Connection,
+    at: &str,
+    target: &mut dyn BulkLoad,
+    limit: i64,
+    report: &mut MigrateReport,
+    progress: &mut dyn FnMut(&str, &TableCount),
+) -> Result<(), StorageError> {
+    let read = |what: &str| db(format!("{at}: reading {what}"));
+    let mut st = conn
+        .prepare(
+            "SELECT day, score_sum, samples FROM score_daily WHERE day > ?1 ORDER BY day LIMIT ?2",
+        )
+        .map_err(read("daily scores"))?;
+    let mut key = i64::MIN;
+    loop {
+        let rows: Vec<ScoreDayRecord> = st
+            .query_map(params![key, limit], |r| {
+                Ok(ScoreDayRecord {
+                    day: r.get(0)?,
+                    score_sum: r.get(1)?,
+                    samples: r.get(2)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(read("daily scores"))?;
+        let Some(last) = rows.last() else { break };
+        key = last.day;
+        let n = target.load_score_days(&rows)?;
+        report.score_daily.add(rows.len(), n);
+        progress("score_daily", &report.score_daily);
+    }
+
+    let mut st = conn
+        .prepare(
+            "SELECT host, time, message FROM baseline_refusals WHERE host > ?1 ORDER BY host
+             LIMIT ?2",
+        )
+        .map_err(read("baseline refusals"))?;
+    let mut key = String::new();
+    loop {
+        let rows: Vec<RefusalRecord> = st
+            .query_map(params![key, limit], |r| {
+                Ok(RefusalRecord {
+                    host: r.get(0)?,
+                    time: r.get(1)?,
+                    message: r.get(2)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(read("baseline refusals"))?;
+        let Some(last) = rows.last() else { break };
+        key = last.host.clone();
+        let n = target.load_refusals(&rows)?;
+        report.baseline_refusals.add(rows.len(), n);
+        progress("baseline_refusals", &report.baseline_refusals);
+    }
+
+    // Cursors are (consumer, host, seq) and seqs are kept: each translates
+    // to the same position in the target, exactly.
+    let mut st = conn
+        .prepare(
+            "SELECT consumer, host, seq, updated_at FROM forward_cursors
+             WHERE (consumer, host) > (?1, ?2) ORDER BY consumer, host LIMIT ?3",
+        )
+        .map_err(read("forwarding cursors"))?;
+    let mut key = (String::new(), String::new());
+    loop {
+        let rows: Vec<CursorRecord> = st
+            .query_map(params![key.0, key.1, limit], |r| {
+                Ok(CursorRecord {
+                    consumer: r.get(0)?,
+                    host: r.get(1)?,
+                    seq: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(read("forwarding cursors"))?;
+        let Some(last) = rows.last() else { break };
+        key = (last.consumer.clone(), last.host.clone());
+        let n = target.load_cursors(&rows)?;
+        report.forward_cursors.add(rows.len(), n);
+        progress("forward_cursors", &report.forward_cursors);
+    }
+    Ok(())
 }
