@@ -53,7 +53,9 @@ pub struct Ctx {
     /// The root's dpkg database, read once for all package rules.
     dpkg: OnceLock<Result<package::Db, Outcome>>,
     /// Unit names declared with `Alias=`, read once for all service rules.
-    unit_aliases: OnceLock<Result<crate::systemd_units::DeclaredAliases, String>>,
+    unit_aliases: OnceLock<
+        Result<crate::systemd_units::DeclaredAliases, Arc<crate::systemd_units::LookupError>>,
+    >,
     /// Module names (normalized) the root's kernels ship, read once for all
     /// kernel_module rules; `None` when some kernel lacks a modules.dep.
     modules: OnceLock<Option<std::collections::HashSet<String>>>,
@@ -74,11 +76,12 @@ impl Ctx {
     }
 
     /// Names the root's unit files declare with `Alias=`, read once.
-    pub(crate) fn unit_aliases(&self) -> Result<&crate::systemd_units::DeclaredAliases, String> {
+    pub(crate) fn unit_aliases(
+        &self,
+    ) -> Result<&crate::systemd_units::DeclaredAliases, Arc<crate::systemd_units::LookupError>>
+    {
         self.unit_aliases
-            .get_or_init(|| {
-                crate::systemd_units::DeclaredAliases::read(&self.fs).map_err(|e| e.to_string())
-            })
+            .get_or_init(|| crate::systemd_units::DeclaredAliases::read(&self.fs).map_err(Arc::new))
             .as_ref()
             .map_err(Clone::clone)
     }
