@@ -382,8 +382,20 @@ fn judge(spec: &NftablesCheck, rs: &Ruleset, source: &str, ev: &mut Vec<String>)
     ok
 }
 
+/// Why the kernel's ruleset cannot be read (the text is the rule's error).
+#[derive(Debug, thiserror::Error)]
+enum KernelError {
+    #[error("cannot run {nft}: {source}")]
+    Spawn {
+        nft: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{nft} list ruleset failed: {stderr}")]
+    Failed { nft: &'static str, stderr: String },
+}
+
 /// The kernel's ruleset, when it can be read on this host.
-fn kernel(ctx: &Ctx) -> Option<Result<Ruleset, String>> {
+fn kernel(ctx: &Ctx) -> Option<Result<Ruleset, KernelError>> {
     if ctx.fs.root() != std::path::Path::new("/") || ctx.proc.is_none() {
         return None;
     }
@@ -396,13 +408,13 @@ fn kernel(ctx: &Ctx) -> Option<Result<Ruleset, String>> {
         .output()
     {
         Ok(o) => o,
-        Err(e) => return Some(Err(format!("cannot run {nft}: {e}"))),
+        Err(source) => return Some(Err(KernelError::Spawn { nft, source })),
     };
     if !out.status.success() {
-        return Some(Err(format!(
-            "{nft} list ruleset failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Some(Err(KernelError::Failed {
+            nft,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<(String, String)> = text
@@ -449,7 +461,7 @@ pub fn evaluate(spec: &NftablesCheck, ctx: &Ctx) -> Outcome {
                 ok &= judge(spec, &rs, "kernel", &mut ev);
                 judged = true;
             }
-            Some(Err(e)) => return Outcome::error(e),
+            Some(Err(e)) => return Outcome::error(e.to_string()),
             None if spec.source == NftSource::Kernel => {
                 return Outcome::skipped(
                     "the kernel's ruleset is read only on a live host (root /, proc, nft installed)",
