@@ -203,28 +203,42 @@ enum Claim {
     NotApplicable(String),
 }
 
+/// Why a reference to the framework does not follow the grammar; the text is
+/// the `problem` of an [`UnknownReference`] (the coverage JSON).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ReferenceError {
+    #[error("no item after the framework's name")]
+    NoItem,
+    #[error(
+        "unexpected {0:?} after the item (expected \"(partly: why)\" or \"(not applicable: why)\")"
+    )]
+    Unexpected(String),
+    #[error("\"not applicable\" needs a reason")]
+    NoReason,
+    #[error("unknown qualifier ({0}) (expected \"partly\" or \"not applicable: why\")")]
+    UnknownQualifier(String),
+}
+
 /// Splits `PREFIX ITEM [(partly[: why]) | (not applicable: why)]`. `None`:
 /// the reference is not to this framework; `Some(Err(_))`: it starts with the
 /// prefix but does not follow the grammar.
 fn parse_reference<'a>(
     reference: &'a str,
     prefix: &str,
-) -> Option<Result<(&'a str, Claim), String>> {
+) -> Option<Result<(&'a str, Claim), ReferenceError>> {
     let rest = reference.strip_prefix(prefix)?.strip_prefix(' ')?;
     let (item, qualifier) = match rest.split_once(' ') {
         Some((item, q)) => (item, Some(q.trim())),
         None => (rest, None),
     };
     if item.is_empty() {
-        return Some(Err("no item after the framework's name".into()));
+        return Some(Err(ReferenceError::NoItem));
     }
     let Some(q) = qualifier else {
         return Some(Ok((item, Claim::Full)));
     };
     let Some(inner) = q.strip_prefix('(').and_then(|q| q.strip_suffix(')')) else {
-        return Some(Err(format!(
-            "unexpected {q:?} after the item (expected \"(partly: why)\" or \"(not applicable: why)\")"
-        )));
+        return Some(Err(ReferenceError::Unexpected(q.to_owned())));
     };
     let inner = inner.trim();
     let why = |s: &str| s.trim().to_owned();
@@ -240,13 +254,11 @@ fn parse_reference<'a>(
     if let Some(w) = inner.strip_prefix("not applicable:") {
         let w = why(w);
         if w.is_empty() {
-            return Some(Err("\"not applicable\" needs a reason".into()));
+            return Some(Err(ReferenceError::NoReason));
         }
         return Some(Ok((item, Claim::NotApplicable(w))));
     }
-    Some(Err(format!(
-        "unknown qualifier ({inner}) (expected \"partly\" or \"not applicable: why\")"
-    )))
+    Some(Err(ReferenceError::UnknownQualifier(inner.to_owned())))
 }
 
 /// An item's coverage.
@@ -386,6 +398,33 @@ type Claims = BTreeMap<String, Vec<(String, Claim)>>;
 
 /// Measures `baselines` against `list`.
 pub fn measure(list: &FrameworkList, baselines: &[Baseline]) -> CoverageReport {
+    let (claims, unknown) = gather(list, baselines);
+    let (items, other_levels) = assess(list, &claims);
+    CoverageReport {
+        schema: COVERAGE_SCHEMA,
+        framework: FrameworkRef {
+            id: list.id.clone(),
+            title: list.title.clone(),
+            reference: list.reference.clone(),
+            profile: list.profile.clone(),
+        },
+        baselines: baselines
+            .iter()
+            .map(|b| BaselineId {
+                id: b.id.clone(),
+                version: b.version,
+            })
+            .collect(),
+        summary: summarize(&items),
+        items,
+        other_levels,
+        unknown_references: unknown,
+    }
+}
+
+/// The claims of the baselines' rules on the list's items, and the
+/// references to the framework that are malformed or name no item.
+fn gather(list: &FrameworkList, baselines: &[Baseline]) -> (Claims, Vec<UnknownReference>) {
     let mut claims: Claims = BTreeMap::new();
     let mut unknown = Vec::new();
     for rule in baselines.iter().flat_map(|b| &b.rules) {
@@ -395,7 +434,7 @@ pub fn measure(list: &FrameworkList, baselines: &[Baseline]) -> CoverageReport {
                 Some(Err(problem)) => unknown.push(UnknownReference {
                     rule: rule.id.clone(),
                     reference: reference.clone(),
-                    problem,
+                    problem: problem.to_string(),
                 }),
                 Some(Ok((item, claim))) => {
                     if list.items.iter().any(|i| i.id == item) {
@@ -414,6 +453,12 @@ pub fn measure(list: &FrameworkList, baselines: &[Baseline]) -> CoverageReport {
             }
         }
     }
+    (claims, unknown)
+}
+
+/// Each item of the profile judged, and the items of other levels that
+/// rules name.
+fn assess(list: &FrameworkList, claims: &Claims) -> (Vec<ItemCoverage>, Vec<OtherLevel>) {
     let mut items = Vec::new();
     let mut other_levels = Vec::new();
     for item in &list.items {
@@ -445,6 +490,11 @@ pub fn measure(list: &FrameworkList, baselines: &[Baseline]) -> CoverageReport {
             reason,
         });
     }
+    (items, other_levels)
+}
+
+/// The counts and percentages over the automated items.
+fn summarize(items: &[ItemCoverage]) -> CoverageSummary {
     let automated: Vec<&ItemCoverage> = items
         .iter()
         .filter(|i| i.assessment == Assessment::Automated)
@@ -470,35 +520,16 @@ pub fn measure(list: &FrameworkList, baselines: &[Baseline]) -> CoverageReport {
         .iter()
         .filter(|i| i.assessment == Assessment::Manual)
         .collect();
-    CoverageReport {
-        schema: COVERAGE_SCHEMA,
-        framework: FrameworkRef {
-            id: list.id.clone(),
-            title: list.title.clone(),
-            reference: list.reference.clone(),
-            profile: list.profile.clone(),
-        },
-        baselines: baselines
-            .iter()
-            .map(|b| BaselineId {
-                id: b.id.clone(),
-                version: b.version,
-            })
-            .collect(),
-        summary: CoverageSummary {
-            automated: automated.len(),
-            covered,
-            not_applicable,
-            partly,
-            not_covered,
-            percent: percent(covered + not_applicable),
-            percent_with_partly: percent(covered + not_applicable + partly),
-            manual: manual.len(),
-            manual_with_rules: manual.iter().filter(|i| !i.rules.is_empty()).count(),
-        },
-        items,
-        other_levels,
-        unknown_references: unknown,
+    CoverageSummary {
+        automated: automated.len(),
+        covered,
+        not_applicable,
+        partly,
+        not_covered,
+        percent: percent(covered + not_applicable),
+        percent_with_partly: percent(covered + not_applicable + partly),
+        manual: manual.len(),
+        manual_with_rules: manual.iter().filter(|i| !i.rules.is_empty()).count(),
     }
 }
 

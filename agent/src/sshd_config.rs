@@ -807,10 +807,6 @@ fn fold<'a>(
     k: &Keyword,
     lines: &[&'a Setting],
 ) -> Result<(Option<Value>, Vec<&'a Setting>), LoadError> {
-    let refuse = |s: &Setting, reason: String| LoadError::Refused {
-        at: s.at(),
-        reason: Refusal(reason),
-    };
     let mut from: Vec<&Setting> = Vec::new();
     let value = match k.merge {
         Merge::Nothing => None,
@@ -845,28 +841,7 @@ fn fold<'a>(
             }
             v.map(Value::Text)
         }
-        Merge::Append => {
-            let mut items: Vec<String> = Vec::new();
-            for s in lines {
-                if let Parsed::Items(add) = &s.value {
-                    if add.is_empty() {
-                        continue;
-                    }
-                    if k.name == "subsystem" {
-                        let name = add[0].split(' ').next().unwrap_or("");
-                        if items.iter().any(|i| i.split(' ').next() == Some(name)) {
-                            return Err(refuse(s, format!("Subsystem '{name}' already defined.")));
-                        }
-                    }
-                    items.extend(add.iter().cloned());
-                    if items.len() > keywords::MAX_PORTS {
-                        return Err(refuse(s, format!("too many {} entries", k.display)));
-                    }
-                    from.push(s);
-                }
-            }
-            (!items.is_empty()).then_some(Value::Items(items))
-        }
+        Merge::Append => append(k, lines, &mut from)?,
         Merge::FirstLine => lines.iter().find_map(|s| match &s.value {
             Parsed::Items(items) if !items.is_empty() => {
                 from.push(s);
@@ -888,26 +863,62 @@ fn fold<'a>(
             }
             v[0].map(|_| Value::Startups(v))
         }
-        Merge::Rekey => {
-            let (mut limit, mut interval) = (None, None);
-            for s in lines {
-                if let Parsed::Rekey(l, i) = &s.value {
-                    if limit.is_none() {
-                        limit = Some(*l);
-                        from.push(s);
-                    }
-                    if interval.is_none() && i.is_some() {
-                        interval = *i;
-                        if !from.iter().any(|f| std::ptr::eq(*f, *s)) {
-                            from.push(s);
-                        }
-                    }
-                }
-            }
-            limit.map(|_| Value::Rekey(limit, interval))
-        }
+        Merge::Rekey => rekey(lines, &mut from),
     };
     Ok((value, from))
+}
+
+/// `Merge::Append`: the items of every line in order (`Subsystem` names
+/// once each), refused past [`keywords::MAX_PORTS`] entries as sshd does.
+fn append<'a>(
+    k: &Keyword,
+    lines: &[&'a Setting],
+    from: &mut Vec<&'a Setting>,
+) -> Result<Option<Value>, LoadError> {
+    let refuse = |s: &Setting, reason: String| LoadError::Refused {
+        at: s.at(),
+        reason: Refusal(reason),
+    };
+    let mut items: Vec<String> = Vec::new();
+    for s in lines {
+        if let Parsed::Items(add) = &s.value {
+            if add.is_empty() {
+                continue;
+            }
+            if k.name == "subsystem" {
+                let name = add[0].split(' ').next().unwrap_or("");
+                if items.iter().any(|i| i.split(' ').next() == Some(name)) {
+                    return Err(refuse(s, format!("Subsystem '{name}' already defined.")));
+                }
+            }
+            items.extend(add.iter().cloned());
+            if items.len() > keywords::MAX_PORTS {
+                return Err(refuse(s, format!("too many {} entries", k.display)));
+            }
+            from.push(s);
+        }
+    }
+    Ok((!items.is_empty()).then_some(Value::Items(items)))
+}
+
+/// `Merge::Rekey`: the first line's limit, and the first interval given.
+fn rekey<'a>(lines: &[&'a Setting], from: &mut Vec<&'a Setting>) -> Option<Value> {
+    let (mut limit, mut interval) = (None, None);
+    for s in lines {
+        if let Parsed::Rekey(l, i) = &s.value {
+            if limit.is_none() {
+                limit = Some(*l);
+                from.push(s);
+            }
+            if interval.is_none() && i.is_some() {
+                interval = *i;
+                if !from.iter().any(|f| std::ptr::eq(*f, *s)) {
+                    from.push(s);
+                }
+            }
+        }
+    }
+    limit.map(|_| Value::Rekey(limit, interval))
 }
 
 /// Keywords whose `none` sshd turns into "unset" at start-up (so `sshd -T`

@@ -32,6 +32,7 @@ use crate::rootfs::{ReadError, RootFs};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The system unit search path, highest precedence first, as
@@ -1123,14 +1124,44 @@ impl DeclaredAliases {
     }
 }
 
+/// Why a rule's unit cannot be judged or acted on; the text is the check's
+/// evidence or the remediation's refusal.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnitError {
+    /// The rule's name cannot name a unit.
+    #[error("\"{0}\" is not a unit name")]
+    NotAUnitName(String),
+    /// The `Alias=` declarations of the root cannot be read (shared by
+    /// every rule of the run, hence the `Arc`).
+    #[error("{0}")]
+    Aliases(Arc<LookupError>),
+    /// The state of a unit on the alias chain cannot be given.
+    #[error("systemctl is-enabled {name} fails: {source}")]
+    IsEnabled {
+        /// the unit asked about
+        name: String,
+        /// why
+        source: LookupError,
+    },
+    /// The aliases do not end.
+    #[error("{unit}: more than {max} aliases in a row", max = MAX_HOPS)]
+    AliasChain {
+        /// the rule's unit
+        unit: String,
+    },
+    /// Another lookup (the boot links of the unit) fails.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+}
+
 /// The full unit name (`ssh` → `ssh.service`), or why it is not one.
-pub(crate) fn unit_name(unit: &str) -> Result<String, String> {
+pub(crate) fn unit_name(unit: &str) -> Result<String, UnitError> {
     if unit.is_empty()
         || unit.starts_with('.')
         || unit.contains(['/', '\0'])
         || unit.contains(char::is_whitespace)
     {
-        return Err(format!("\"{unit}\" is not a unit name"));
+        return Err(UnitError::NotAUnitName(unit.to_owned()));
     }
     let typed = unit
         .rsplit_once('.')
@@ -1151,10 +1182,10 @@ const MAX_HOPS: usize = 8;
 /// name, starting `systemctl is-enabled NAME: WORD`) are added on the way.
 pub(crate) fn resolve<'a>(
     units: &UnitFiles,
-    aliases: impl Fn() -> Result<&'a DeclaredAliases, String>,
+    aliases: impl Fn() -> Result<&'a DeclaredAliases, Arc<LookupError>>,
     unit: &str,
     ev: &mut Vec<String>,
-) -> Result<Option<(String, State)>, String> {
+) -> Result<Option<(String, State)>, UnitError> {
     let mut name = unit.to_string();
     for hop in 0..MAX_HOPS {
         match units.state(&name) {
@@ -1174,7 +1205,7 @@ pub(crate) fn resolve<'a>(
                     _ => "failed",
                 };
                 if hop == 0
-                    && let Some((owner, at)) = aliases()?.get(&name)
+                    && let Some((owner, at)) = aliases().map_err(UnitError::Aliases)?.get(&name)
                 {
                     ev.push(format!(
                         "systemctl is-enabled {name}: {word}, {at} makes it a name of {owner}"
@@ -1187,10 +1218,12 @@ pub(crate) fn resolve<'a>(
                 ));
                 return Ok(None);
             }
-            Err(e) => return Err(format!("systemctl is-enabled {name} fails: {e}")),
+            Err(source) => return Err(UnitError::IsEnabled { name, source }),
         }
     }
-    Err(format!("{unit}: more than {MAX_HOPS} aliases in a row"))
+    Err(UnitError::AliasChain {
+        unit: unit.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -339,29 +339,7 @@ fn now() -> i64 {
 
 fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
-        Cmd::Serve { config, validate } => {
-            let (cfg, warnings) = match Config::load_checked(&config) {
-                Ok(c) => c,
-                Err(problems) => {
-                    eprintln!("{problems}");
-                    return Ok(2);
-                }
-            };
-            if validate {
-                // `serve` logs the same warnings itself when it starts.
-                for w in &warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!("{}: ok", config.display());
-                return Ok(0);
-            }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            rt.block_on(server::serve(cfg))?;
-            Ok(0)
-        }
+        Cmd::Serve { config, validate } => serve_cmd(&config, validate),
         Cmd::Pki { cmd } => pki_cmd(cmd),
         Cmd::Baseline { cmd } => baseline_cmd(cmd),
         Cmd::Storage { cmd } => storage_cmd(cmd),
@@ -377,23 +355,7 @@ fn run(cli: Cli) -> Result<u8> {
             src,
             stale_after,
             format,
-        } => {
-            if let Some(remote) = src.remote() {
-                remote_get(&remote, "hosts", &[("stale_after", stale_after)], format)?;
-                return Ok(0);
-            }
-            let (db, hosts) = open_source(&src)?;
-            let now = now();
-            let stale = match stale_after {
-                Some(s) => u64::try_from(now - queries::parse_since(&s, now)?).unwrap_or(0),
-                None => hosts.stale_after_secs(),
-            };
-            print!(
-                "{}",
-                queries::hosts(db.as_ref(), now, stale, format.into())?
-            );
-            Ok(0)
-        }
+        } => hosts_cmd(&src, stale_after, format),
         Cmd::Drift {
             src,
             host,
@@ -401,35 +363,7 @@ fn run(cli: Cli) -> Result<u8> {
             severity,
             limit,
             format,
-        } => {
-            if let Some(remote) = src.remote() {
-                let sev = severity
-                    .map(|s| ["info", "low", "medium", "high", "critical"][s as usize].to_string());
-                let a = remote_get(
-                    &remote,
-                    "drift",
-                    &[
-                        ("host", host),
-                        ("since", since),
-                        ("severity", sev),
-                        ("limit", Some(limit.to_string())),
-                    ],
-                    format,
-                )?;
-                return Ok(u8::from(a.count.unwrap_or(0) > 0));
-            }
-            let (db, _) = open_source(&src)?;
-            let since = since.map(|s| queries::parse_since(&s, now())).transpose()?;
-            let filter = DriftFilter {
-                host: host.as_deref().map(storage::canonical_host),
-                since,
-                min_severity: severity.map(|s| s as u8),
-                limit,
-            };
-            let (out, n) = queries::drift(db.as_ref(), &filter, format.into())?;
-            print!("{out}");
-            Ok(u8::from(n > 0))
-        }
+        } => drift_cmd(&src, host, since, severity, limit, format),
         Cmd::Report { src, format } => {
             if let Some(remote) = src.remote() {
                 let a = remote_get(&remote, "report", &[], format)?;
@@ -441,6 +375,89 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(u8::from(failing))
         }
     }
+}
+
+/// `serve [--validate]`: exit 2 on a config problem (every one listed).
+fn serve_cmd(config: &std::path::Path, validate: bool) -> Result<u8> {
+    let (cfg, warnings) = match Config::load_checked(config) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return Ok(2);
+        }
+    };
+    if validate {
+        // `serve` logs the same warnings itself when it starts.
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}: ok", config.display());
+        return Ok(0);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(server::serve(cfg))?;
+    Ok(0)
+}
+
+/// `hosts`, from the store or a remote collector.
+fn hosts_cmd(src: &Source, stale_after: Option<String>, format: Fmt) -> Result<u8> {
+    if let Some(remote) = src.remote() {
+        remote_get(&remote, "hosts", &[("stale_after", stale_after)], format)?;
+        return Ok(0);
+    }
+    let (db, hosts) = open_source(src)?;
+    let now = now();
+    let stale = match stale_after {
+        Some(s) => u64::try_from(now - queries::parse_since(&s, now)?).unwrap_or(0),
+        None => hosts.stale_after_secs(),
+    };
+    print!(
+        "{}",
+        queries::hosts(db.as_ref(), now, stale, format.into())?
+    );
+    Ok(0)
+}
+
+/// `drift`, from the store or a remote collector: exit 1 when any event
+/// is listed.
+fn drift_cmd(
+    src: &Source,
+    host: Option<String>,
+    since: Option<String>,
+    severity: Option<Sev>,
+    limit: usize,
+    format: Fmt,
+) -> Result<u8> {
+    if let Some(remote) = src.remote() {
+        let sev =
+            severity.map(|s| ["info", "low", "medium", "high", "critical"][s as usize].to_string());
+        let a = remote_get(
+            &remote,
+            "drift",
+            &[
+                ("host", host),
+                ("since", since),
+                ("severity", sev),
+                ("limit", Some(limit.to_string())),
+            ],
+            format,
+        )?;
+        return Ok(u8::from(a.count.unwrap_or(0) > 0));
+    }
+    let (db, _) = open_source(src)?;
+    let since = since.map(|s| queries::parse_since(&s, now())).transpose()?;
+    let filter = DriftFilter {
+        host: host.as_deref().map(storage::canonical_host),
+        since,
+        min_severity: severity.map(|s| s as u8),
+        limit,
+    };
+    let (out, n) = queries::drift(db.as_ref(), &filter, format.into())?;
+    print!("{out}");
+    Ok(u8::from(n > 0))
 }
 
 fn storage_cmd(cmd: StorageCmd) -> Result<u8> {

@@ -84,45 +84,15 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let revocations = Revocations::new();
     let certs = Arc::new(Certificates::load(cfg.tls_files(), revocations.clone())?);
-    // The writer's store opens (and migrates) first, so the read-only one
-    // sees the current schema.
-    // Opening may block (SQLite file, PostgreSQL connections on the store's
-    // own runtime): off the async workers.
-    let storage_cfg = cfg.storage.clone();
-    let (store, baselines) = tokio::task::spawn_blocking(move || {
-        let store = storage::open(&storage_cfg)?;
-        let reads = storage::open_read_only(&storage_cfg)?;
-        Ok::<_, storage::StorageError>((store, reads))
-    })
-    .await
-    .map_err(|e| ServeError::Io {
-        context: "opening the store".into(),
-        source: std::io::Error::other(e),
-    })??;
-    let baselines: Arc<dyn Queries> = Arc::from(baselines);
+    let (store, baselines) = open_stores(&cfg).await?;
     // +1: room for a retention job beside a full set of admitted batches.
     let (queue, rx) = mpsc::channel(cfg.storage.queue_batches + 1);
-    // Metrics: each module registers its own families.
-    let counters = Arc::new(ConnectionCounters::default());
-    let mut registry = metrics::registry();
-    let ingest = metrics::Ingest::register(&mut registry);
-    counters::register(&mut registry, counters.clone());
-    metrics::register_queue(&mut registry, &queue);
-    let fleet = metrics::Fleet::register(
-        &mut registry,
-        baselines.clone(),
-        cfg.hosts.stale_after_secs(),
-        Duration::from_secs(cfg.metrics.fleet_cache_secs),
-    );
-    // Forwarding and alerts count into their own families.
-    let forward_metrics = Arc::new(crate::forward::ForwardMetrics::default());
-    forward_metrics.register(&mut registry);
-    let exporter = Arc::new(metrics::Exporter::new(registry, Some(fleet)));
+    let telemetry = Telemetry::register(&cfg, &queue, &baselines);
     let writer = writer::spawn(
         store,
         rx,
         cfg.storage.max_group_events,
-        ingest.commit_seconds.clone(),
+        telemetry.ingest.commit_seconds.clone(),
     )
     .map_err(|source| ServeError::Io {
         context: "starting the writer".into(),
@@ -134,43 +104,17 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         source,
     })?;
     tracing::info!("listening on {local}");
-    let plain_metrics = match cfg.metrics.listen {
-        Some(addr) => {
-            let (at, task) = metrics_listener::spawn(addr, exporter.clone())
-                .await
-                .map_err(|source| ServeError::Io {
-                    context: format!("metrics listener on {addr}"),
-                    source,
-                })?;
-            tracing::info!("metrics served on http://{at}/metrics");
-            Some(task)
-        }
-        None => None,
-    };
+    let plain_metrics = plain_metrics(&cfg, &telemetry.exporter).await?;
 
+    let Telemetry {
+        counters,
+        ingest,
+        exporter,
+        forward: forward_metrics,
+    } = telemetry;
     let state = Arc::new(State::new(&cfg, queue.clone(), baselines, ingest, exporter));
+    let shared = shared(&cfg, state, counters.clone(), revocations);
     let s = &cfg.server;
-    let shared = Arc::new(Shared {
-        console: None,
-        state,
-        admission: Admission::new(
-            Caps {
-                handshakes: s.max_handshakes,
-                handshakes_per_address: s.max_handshakes_per_address,
-                connections: s.max_connections,
-                connections_per_agent: s.max_connections_per_agent,
-            },
-            counters.clone(),
-        ),
-        counters: counters.clone(),
-        revocations,
-        timeouts: Timeouts {
-            handshake: Duration::from_secs(s.handshake_timeout_secs),
-            idle: Duration::from_secs(s.idle_timeout_secs),
-            request: Duration::from_secs(s.request_timeout_secs),
-            lifetime: Duration::from_secs(s.max_connection_lifetime_secs),
-        },
-    });
     let background = [
         spawn_pruner(cfg.storage.retention_days, queue),
         Some(counters::spawn_summary(
@@ -217,6 +161,115 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the writer's store and the read-only one. The writer's opens (and
+/// migrates) first, so the read-only one sees the current schema. Opening
+/// may block (SQLite file, PostgreSQL connections on the store's own
+/// runtime): off the async workers.
+async fn open_stores(
+    cfg: &Config,
+) -> Result<(Box<dyn storage::Storage>, Arc<dyn Queries>), ServeError> {
+    let storage_cfg = cfg.storage.clone();
+    let (store, reads) = tokio::task::spawn_blocking(move || {
+        let store = storage::open(&storage_cfg)?;
+        let reads = storage::open_read_only(&storage_cfg)?;
+        Ok::<_, storage::StorageError>((store, reads))
+    })
+    .await
+    .map_err(|e| ServeError::Io {
+        context: "opening the store".into(),
+        source: std::io::Error::other(e),
+    })??;
+    Ok((store, Arc::from(reads)))
+}
+
+/// The metric families of the server: each module registers its own.
+struct Telemetry {
+    counters: Arc<ConnectionCounters>,
+    ingest: metrics::Ingest,
+    exporter: Arc<metrics::Exporter>,
+    /// Forwarding and alerts count into their own families.
+    forward: Arc<crate::forward::ForwardMetrics>,
+}
+
+impl Telemetry {
+    fn register(
+        cfg: &Config,
+        queue: &mpsc::Sender<Job>,
+        baselines: &Arc<dyn Queries>,
+    ) -> Telemetry {
+        let counters = Arc::new(ConnectionCounters::default());
+        let mut registry = metrics::registry();
+        let ingest = metrics::Ingest::register(&mut registry);
+        counters::register(&mut registry, counters.clone());
+        metrics::register_queue(&mut registry, queue);
+        let fleet = metrics::Fleet::register(
+            &mut registry,
+            baselines.clone(),
+            cfg.hosts.stale_after_secs(),
+            Duration::from_secs(cfg.metrics.fleet_cache_secs),
+        );
+        let forward = Arc::new(crate::forward::ForwardMetrics::default());
+        forward.register(&mut registry);
+        let exporter = Arc::new(metrics::Exporter::new(registry, Some(fleet)));
+        Telemetry {
+            counters,
+            ingest,
+            exporter,
+            forward,
+        }
+    }
+}
+
+/// The plain-HTTP metrics listener (`[metrics] listen`), when configured.
+async fn plain_metrics(
+    cfg: &Config,
+    exporter: &Arc<metrics::Exporter>,
+) -> Result<Option<JoinHandle<()>>, ServeError> {
+    let Some(addr) = cfg.metrics.listen else {
+        return Ok(None);
+    };
+    let (at, task) = metrics_listener::spawn(addr, exporter.clone())
+        .await
+        .map_err(|source| ServeError::Io {
+            context: format!("metrics listener on {addr}"),
+            source,
+        })?;
+    tracing::info!("metrics served on http://{at}/metrics");
+    Ok(Some(task))
+}
+
+/// What every agent connection shares: the API state, admission caps,
+/// counters, revocations and deadlines from `[server]`.
+fn shared(
+    cfg: &Config,
+    state: Arc<State>,
+    counters: Arc<ConnectionCounters>,
+    revocations: Arc<Revocations>,
+) -> Arc<Shared> {
+    let s = &cfg.server;
+    Arc::new(Shared {
+        console: None,
+        state,
+        admission: Admission::new(
+            Caps {
+                handshakes: s.max_handshakes,
+                handshakes_per_address: s.max_handshakes_per_address,
+                connections: s.max_connections,
+                connections_per_agent: s.max_connections_per_agent,
+            },
+            counters.clone(),
+        ),
+        counters,
+        revocations,
+        timeouts: Timeouts {
+            handshake: Duration::from_secs(s.handshake_timeout_secs),
+            idle: Duration::from_secs(s.idle_timeout_secs),
+            request: Duration::from_secs(s.request_timeout_secs),
+            lifetime: Duration::from_secs(s.max_connection_lifetime_secs),
+        },
+    })
 }
 
 /// The console's listener (`[console]`, docs/console.md), when configured:

@@ -35,6 +35,9 @@ pub enum TlsError {
     /// rustls refused the combination.
     #[error("{0}")]
     Config(String),
+    /// The CRLs cannot be read as revocations.
+    #[error(transparent)]
+    Revocation(#[from] crate::revocation::RevocationError),
     /// A client certificate that does not parse.
     #[error("unparsable client certificate: {0}")]
     PeerCertificate(String),
@@ -272,7 +275,7 @@ pub fn load(
             }));
         }
     }
-    let revoked = RevokedSet::from_crls(&crls).map_err(TlsError::Config)?;
+    let revoked = RevokedSet::from_crls(&crls)?;
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !crls.is_empty() {

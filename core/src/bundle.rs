@@ -457,9 +457,9 @@ impl SigningKey {
 
     /// A key from PEM text (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pem(text: &str, origin: &str) -> Result<SigningKey, KeyError> {
-        let der = pem_decode(text).map_err(|reason| KeyError::PrivateKey {
+        let der = pem_decode(text).map_err(|e| KeyError::PrivateKey {
             origin: origin.to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         SigningKey::from_pkcs8(&der, origin, "")
     }
@@ -501,7 +501,23 @@ fn pem_encode(der: &[u8]) -> String {
     s
 }
 
-fn pem_decode(text: &str) -> Result<Vec<u8>, String> {
+/// Why a private key's PEM text cannot be decoded (the `reason` of
+/// [`KeyError::PrivateKey`]).
+#[derive(Debug, thiserror::Error)]
+enum PemDecodeError {
+    #[error("found {0:?}; only unencrypted PKCS#8 keys (as `plumb keygen` writes) are read")]
+    OtherKind(String),
+    #[error("expected a first line {begin:?}", begin = PEM_BEGIN)]
+    NoBegin,
+    #[error("no {end:?} line (file truncated?)", end = PEM_END)]
+    NoEnd,
+    #[error("unexpected text after {end:?}", end = PEM_END)]
+    TrailingText,
+    #[error("bad base64 in the PEM body: {0}")]
+    Base64(base64::DecodeError),
+}
+
+fn pem_decode(text: &str) -> Result<Vec<u8>, PemDecodeError> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -509,24 +525,20 @@ fn pem_decode(text: &str) -> Result<Vec<u8>, String> {
         .collect();
     let first = lines.first().copied().unwrap_or_default();
     if first != PEM_BEGIN {
-        let hint = if first.starts_with("-----BEGIN ") {
-            format!(
-                "found {first:?}; only unencrypted PKCS#8 keys (as `plumb keygen` writes) are read"
-            )
+        return Err(if first.starts_with("-----BEGIN ") {
+            PemDecodeError::OtherKind(first.to_owned())
         } else {
-            format!("expected a first line {PEM_BEGIN:?}")
-        };
-        return Err(hint);
+            PemDecodeError::NoBegin
+        });
     }
     let Some(end) = lines.iter().position(|l| *l == PEM_END) else {
-        return Err(format!("no {PEM_END:?} line (file truncated?)"));
+        return Err(PemDecodeError::NoEnd);
     };
     if end + 1 != lines.len() {
-        return Err(format!("unexpected text after {PEM_END:?}"));
+        return Err(PemDecodeError::TrailingText);
     }
     let body: String = lines[1..end].concat();
-    B64.decode(body.as_bytes())
-        .map_err(|e| format!("bad base64 in the PEM body: {e}"))
+    B64.decode(body.as_bytes()).map_err(PemDecodeError::Base64)
 }
 
 /// A parsed (not yet verified) bundle.

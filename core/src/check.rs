@@ -2,7 +2,7 @@
 //! (`check = { kind = "...", ... }`). Evaluation lives in the agent
 //! (`agent/src/checks/<kind>.rs`); this is only the contract.
 
-use crate::compare::{Comparison, Scalar};
+use crate::compare::{Comparison, ComparisonError, Scalar};
 use serde::{Deserialize, Serialize};
 
 /// One rule's check. The `kind` field selects the variant.
@@ -134,9 +134,9 @@ pub(crate) fn regex(pattern: &str, out: &mut Vec<String>) {
 }
 
 /// A comparison field set that is not exactly one comparison.
-fn one_comparison(c: Result<Comparison, String>, out: &mut Vec<String>) {
+fn one_comparison(c: Result<Comparison, ComparisonError>, out: &mut Vec<String>) {
     if let Err(e) = c {
-        out.push(e);
+        out.push(e.to_string());
     }
 }
 
@@ -673,7 +673,7 @@ macro_rules! comparison_of {
     ($($t:ty),*) => {$(
         impl $t {
             /// The check's single comparison.
-            pub fn comparison(&self) -> Result<Comparison, String> {
+            pub fn comparison(&self) -> Result<Comparison, ComparisonError> {
                 Comparison::from_fields(
                     &self.equals,
                     &self.one_of,

@@ -52,6 +52,32 @@ pub enum Comparison {
     Excludes(Vec<String>),
 }
 
+/// Why a check's comparison fields do not make one comparison (the text is
+/// the baseline diagnostic's, after the field path).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComparisonError {
+    /// No comparison field is set.
+    #[error("needs one comparison: equals, one_of, min, max, absent or excludes")]
+    None,
+    /// Several are (their names, joined with " and ").
+    #[error("takes one comparison, found {0}")]
+    Several(String),
+    /// `min` > `max`.
+    #[error("min ({min}) is greater than max ({max})")]
+    EmptyRange {
+        /// lower bound
+        min: i64,
+        /// upper bound
+        max: i64,
+    },
+    /// `one_of = []`.
+    #[error("one_of is empty")]
+    EmptyOneOf,
+    /// `excludes = []`.
+    #[error("excludes is empty")]
+    EmptyExcludes,
+}
+
 impl Comparison {
     /// Builds the comparison from a check's fields, refusing none or several.
     pub fn from_fields(
@@ -61,7 +87,7 @@ impl Comparison {
         max: &Option<i64>,
         absent: &Option<bool>,
         excludes: &Option<Vec<Scalar>>,
-    ) -> Result<Comparison, String> {
+    ) -> Result<Comparison, ComparisonError> {
         let mut given = Vec::new();
         if equals.is_some() {
             given.push("equals");
@@ -79,34 +105,25 @@ impl Comparison {
             given.push("excludes");
         }
         match given.len() {
-            0 => {
-                return Err(
-                    "needs one comparison: equals, one_of, min, max, absent or excludes".into(),
-                );
-            }
+            0 => return Err(ComparisonError::None),
             1 => {}
-            _ => {
-                return Err(format!(
-                    "takes one comparison, found {}",
-                    given.join(" and ")
-                ));
-            }
+            _ => return Err(ComparisonError::Several(given.join(" and "))),
         }
         if let (Some(lo), Some(hi)) = (min, max) {
             if lo > hi {
-                return Err(format!("min ({lo}) is greater than max ({hi})"));
+                return Err(ComparisonError::EmptyRange { min: *lo, max: *hi });
             }
         }
         Ok(if let Some(v) = equals {
             Comparison::Equals(v.as_text())
         } else if let Some(vs) = one_of {
             if vs.is_empty() {
-                return Err("one_of is empty".into());
+                return Err(ComparisonError::EmptyOneOf);
             }
             Comparison::OneOf(vs.iter().map(Scalar::as_text).collect())
         } else if let Some(xs) = excludes {
             if xs.is_empty() {
-                return Err("excludes is empty".into());
+                return Err(ComparisonError::EmptyExcludes);
             }
             Comparison::Excludes(xs.iter().map(Scalar::as_text).collect())
         } else if let Some(a) = absent {
@@ -199,11 +216,11 @@ mod tests {
     #[test]
     fn one_comparison_only() {
         let e = Comparison::from_fields(&None, &None, &None, &None, &None, &None).unwrap_err();
-        assert!(e.contains("needs one comparison"));
+        assert!(e.to_string().contains("needs one comparison"));
         let e =
             Comparison::from_fields(&Some(Scalar::Int(1)), &None, &Some(1), &None, &None, &None)
                 .unwrap_err();
-        assert!(e.contains("equals and min/max"), "{e}");
+        assert!(e.to_string().contains("equals and min/max"), "{e}");
         assert!(Comparison::from_fields(&None, &None, &Some(5), &Some(1), &None, &None).is_err());
     }
 

@@ -15,7 +15,7 @@ use plumb_core::check::ConfigValueCheck;
 pub fn evaluate(spec: &ConfigValueCheck, ctx: &Ctx) -> Outcome {
     let cmp = match spec.comparison() {
         Ok(c) => c,
-        Err(e) => return Outcome::error(e),
+        Err(e) => return Outcome::error(e.to_string()),
     };
     let paths = match ctx.fs.glob(&spec.path) {
         Ok(p) => p,

@@ -56,7 +56,9 @@ pub struct Ctx {
     /// md5sums lists), read once for all of them.
     dpkg_files: OnceLock<Result<crate::dpkg::Database, crate::dpkg::DpkgError>>,
     /// Unit names declared with `Alias=`, read once for all service rules.
-    unit_aliases: OnceLock<Result<crate::systemd_units::DeclaredAliases, String>>,
+    unit_aliases: OnceLock<
+        Result<crate::systemd_units::DeclaredAliases, Arc<crate::systemd_units::LookupError>>,
+    >,
     /// sysctl.d as systemd-sysctl reads it, loaded once for all sysctl
     /// rules; [`Ctx::forget_files`] drops it when a remediation changes
     /// files.
@@ -98,11 +100,12 @@ impl Ctx {
     }
 
     /// Names the root's unit files declare with `Alias=`, read once.
-    pub(crate) fn unit_aliases(&self) -> Result<&crate::systemd_units::DeclaredAliases, String> {
+    pub(crate) fn unit_aliases(
+        &self,
+    ) -> Result<&crate::systemd_units::DeclaredAliases, Arc<crate::systemd_units::LookupError>>
+    {
         self.unit_aliases
-            .get_or_init(|| {
-                crate::systemd_units::DeclaredAliases::read(&self.fs).map_err(|e| e.to_string())
-            })
+            .get_or_init(|| crate::systemd_units::DeclaredAliases::read(&self.fs).map_err(Arc::new))
             .as_ref()
             .map_err(Clone::clone)
     }

@@ -382,17 +382,30 @@ fn judge(spec: &NftablesCheck, rs: &Ruleset, source: &str, ev: &mut Vec<String>)
     ok
 }
 
+/// Why the kernel's ruleset cannot be read (the text is the rule's error).
+#[derive(Debug, thiserror::Error)]
+enum KernelError {
+    #[error("cannot run {nft}: {source}")]
+    Spawn {
+        nft: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{nft} list ruleset failed: {stderr}")]
+    Failed { nft: &'static str, stderr: String },
+}
+
 /// The kernel's ruleset, when it can be read on this host: `nft` runs
-/// once per check run, whatever the number of rules.
+/// once per check run, whatever the number of rules. The error is kept as
+/// its text, the rule's error, shared by every rule.
 fn kernel(ctx: &Ctx) -> Option<Result<&Ruleset, String>> {
     ctx.nft_kernel
-        .get_or_init(|| read_kernel(ctx))
+        .get_or_init(|| read_kernel(ctx).map(|r| r.map_err(|e| e.to_string())))
         .as_ref()
         .map(|r| r.as_ref().map_err(Clone::clone))
 }
 
 /// `nft list ruleset`, parsed.
-fn read_kernel(ctx: &Ctx) -> Option<Result<Ruleset, String>> {
+fn read_kernel(ctx: &Ctx) -> Option<Result<Ruleset, KernelError>> {
     if ctx.fs.root() != std::path::Path::new("/") || ctx.proc.is_none() {
         return None;
     }
@@ -405,13 +418,13 @@ fn read_kernel(ctx: &Ctx) -> Option<Result<Ruleset, String>> {
         .output()
     {
         Ok(o) => o,
-        Err(e) => return Some(Err(format!("cannot run {nft}: {e}"))),
+        Err(source) => return Some(Err(KernelError::Spawn { nft, source })),
     };
     if !out.status.success() {
-        return Some(Err(format!(
-            "{nft} list ruleset failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Some(Err(KernelError::Failed {
+            nft,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<(String, String)> = text

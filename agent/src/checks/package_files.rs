@@ -17,6 +17,71 @@ fn shown(p: &[u8]) -> String {
     plumb_core::fim::ReportPath::from_bytes(p).display()
 }
 
+/// The packages and paths a rule names.
+struct Selection {
+    /// Globs of package names (architecture qualifier dropped).
+    wanted: Vec<globset::GlobMatcher>,
+    /// Globs of paths left out.
+    excludes: Vec<globset::GlobMatcher>,
+}
+
+impl Selection {
+    /// The rule's globs, or the error outcome naming the bad one.
+    fn of(spec: &PackageFilesCheck) -> Result<Selection, Outcome> {
+        let mut wanted = Vec::new();
+        for p in &spec.packages {
+            let bare = p.split_once(':').map_or(p.as_str(), |(n, _)| n);
+            match plumb_core::glob(bare) {
+                Ok(g) => wanted.push(g),
+                Err(e) => {
+                    return Err(Outcome::error(format!(
+                        "packages: invalid glob \"{p}\": {e}"
+                    )));
+                }
+            }
+        }
+        let mut excludes = Vec::new();
+        for g in &spec.exclude {
+            match plumb_core::glob(g) {
+                Ok(m) => excludes.push(m),
+                Err(e) => {
+                    return Err(Outcome::error(format!(
+                        "exclude: invalid glob \"{g}\": {e}"
+                    )));
+                }
+            }
+        }
+        Ok(Selection { wanted, excludes })
+    }
+
+    /// An installed package the rule names.
+    fn selected(&self, p: &Package) -> bool {
+        p.unpacked() && self.wanted.iter().any(|g| g.is_match(&p.name))
+    }
+
+    /// A path the rule leaves out.
+    fn excluded(&self, path: &[u8]) -> bool {
+        self.excludes
+            .iter()
+            .any(|g| g.is_match(String::from_utf8_lossy(path).as_ref()))
+    }
+}
+
+/// What the comparison with the database found.
+#[derive(Default)]
+struct Findings {
+    /// Files compared.
+    checked: u64,
+    /// Shipped files that differ, are missing or cannot be read.
+    bad: Vec<String>,
+    /// Configuration files changed or removed.
+    changed_conf: Vec<String>,
+    /// Indexes of the packages that have an md5sums list.
+    with_list: BTreeSet<usize>,
+    /// The first read error, if any (the rule is an error, not a pass).
+    error: Option<String>,
+}
+
 /// Evaluates a `package_files` check.
 pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
     let db = match ctx.dpkg_database() {
@@ -29,32 +94,15 @@ pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
     if let Some(why) = dpkg::busy(&ctx.fs) {
         return Outcome::error(format!("{why}: not verified while dpkg changes files"));
     }
-    let mut wanted = Vec::new();
-    for p in &spec.packages {
-        let bare = p.split_once(':').map_or(p.as_str(), |(n, _)| n);
-        match plumb_core::glob(bare) {
-            Ok(g) => wanted.push(g),
-            Err(e) => return Outcome::error(format!("packages: invalid glob \"{p}\": {e}")),
-        }
-    }
-    let mut excludes = Vec::new();
-    for g in &spec.exclude {
-        match plumb_core::glob(g) {
-            Ok(m) => excludes.push(m),
-            Err(e) => return Outcome::error(format!("exclude: invalid glob \"{g}\": {e}")),
-        }
-    }
-    let selected = |p: &Package| p.unpacked() && wanted.iter().any(|g| g.is_match(&p.name));
-    let excluded = |path: &[u8]| {
-        excludes
-            .iter()
-            .any(|g| g.is_match(String::from_utf8_lossy(path).as_ref()))
+    let sel = match Selection::of(spec) {
+        Ok(s) => s,
+        Err(o) => return o,
     };
     let chosen: Vec<String> = db
         .status
         .packages
         .iter()
-        .filter(|p| selected(p))
+        .filter(|p| sel.selected(p))
         .map(|p| p.describe())
         .collect();
     if chosen.is_empty() {
@@ -63,89 +111,127 @@ pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
             spec.packages.join(", ")
         )]);
     }
+    let root = ctx.fs.root();
     // Conffiles of the chosen packages (also listed in some md5sums lists:
     // the Conffiles entry is what dpkg compares against).
-    let conffiles: Vec<crate::dpkg::Conffile> = db.conffiles(|p| selected(p)).collect();
-    let conffile_paths: HashSet<(usize, Vec<u8>)> = conffiles
-        .iter()
-        .map(|(i, p, _, _)| (*i, p.clone()))
-        .collect();
-    let root = ctx.fs.root().to_path_buf();
-    let mut checked = 0u64;
-    let mut bad: Vec<String> = Vec::new();
-    let mut changed_conf: Vec<String> = Vec::new();
-    let mut with_list = BTreeSet::new();
-    let mut error = None;
-    let r = db.each_md5sum(
-        |p| selected(p),
-        |i, path, md5, source| {
-            with_list.insert(i);
-            if excluded(path) || conffile_paths.contains(&(i, path.to_vec())) {
-                return;
-            }
-            checked += 1;
-            let pkg = &db.status.packages[i];
-            match dpkg::file_md5(&root, path) {
-                Ok(m) if m == md5 => {}
-                Ok(m) => bad.push(format!(
-                    "{}: MD5 {}, {} records {} ({source})",
-                    shown(path),
-                    dpkg::hex(&m),
-                    pkg.describe(),
-                    dpkg::hex(&md5)
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bad.push(format!(
-                    "{}: missing, shipped by {} ({source})",
-                    shown(path),
-                    pkg.describe()
-                )),
-                Err(e) => {
-                    if error.is_none() {
-                        error = Some(format!("{}: {e}", shown(path)));
-                    }
-                    bad.push(format!("{}: cannot be read: {e}", shown(path)));
-                }
-            }
-        },
-    );
-    if let Err(e) = r {
+    let conffiles: Vec<crate::dpkg::Conffile> = db.conffiles(|p| sel.selected(p)).collect();
+    let mut found = Findings::default();
+    if let Err(e) = check_shipped(&db, &sel, &conffiles, root, &mut found) {
         return Outcome::error(e.to_string());
     }
     if spec.conffiles != ConffilePolicy::Ignore {
-        for (i, path, md5, obsolete) in &conffiles {
-            let Some(md5) = md5 else { continue };
-            if *obsolete || excluded(path) {
-                continue;
-            }
-            checked += 1;
-            let pkg = &db.status.packages[*i];
-            let line = match dpkg::file_md5(&root, path) {
-                Ok(m) if m == *md5 => continue,
-                Ok(m) => format!(
-                    "{}: configuration file of {} changed: MD5 {}, packaged {}",
-                    shown(path),
-                    pkg.describe(),
-                    dpkg::hex(&m),
-                    dpkg::hex(md5)
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
-                    "{}: configuration file of {} removed",
-                    shown(path),
-                    pkg.describe()
-                ),
-                Err(e) => format!("{}: cannot be read: {e}", shown(path)),
-            };
-            changed_conf.push(line);
-        }
+        check_conffiles(&db, &sel, &conffiles, root, &mut found);
     }
     let no_list: Vec<String> = db
         .status
         .packages
         .iter()
         .enumerate()
-        .filter(|(i, p)| selected(p) && !with_list.contains(i))
+        .filter(|(i, p)| sel.selected(p) && !found.with_list.contains(i))
         .map(|(_, p)| p.describe())
         .collect();
+    verdict(spec, &chosen, &no_list, found)
+}
+
+/// Compares the files of the md5sums lists of the selected packages, except
+/// the conffiles (judged apart) and excluded paths.
+fn check_shipped(
+    db: &Database,
+    sel: &Selection,
+    conffiles: &[crate::dpkg::Conffile],
+    root: &std::path::Path,
+    found: &mut Findings,
+) -> Result<(), DpkgError> {
+    let conffile_paths: HashSet<(usize, &[u8])> = conffiles
+        .iter()
+        .map(|(i, p, _, _)| (*i, p.as_slice()))
+        .collect();
+    db.each_md5sum(
+        |p| sel.selected(p),
+        |i, path, md5, source| {
+            found.with_list.insert(i);
+            if sel.excluded(path) || conffile_paths.contains(&(i, path)) {
+                return;
+            }
+            found.checked += 1;
+            let pkg = &db.status.packages[i];
+            match dpkg::file_md5(root, path) {
+                Ok(m) if m == md5 => {}
+                Ok(m) => found.bad.push(format!(
+                    "{}: MD5 {}, {} records {} ({source})",
+                    shown(path),
+                    dpkg::hex(&m),
+                    pkg.describe(),
+                    dpkg::hex(&md5)
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.bad.push(format!(
+                    "{}: missing, shipped by {} ({source})",
+                    shown(path),
+                    pkg.describe()
+                )),
+                Err(e) => {
+                    if found.error.is_none() {
+                        found.error = Some(format!("{}: {e}", shown(path)));
+                    }
+                    found
+                        .bad
+                        .push(format!("{}: cannot be read: {e}", shown(path)));
+                }
+            }
+        },
+    )
+}
+
+/// Compares the conffiles of the selected packages with what they shipped.
+fn check_conffiles(
+    db: &Database,
+    sel: &Selection,
+    conffiles: &[crate::dpkg::Conffile],
+    root: &std::path::Path,
+    found: &mut Findings,
+) {
+    for (i, path, md5, obsolete) in conffiles {
+        let Some(md5) = md5 else { continue };
+        if *obsolete || sel.excluded(path) {
+            continue;
+        }
+        found.checked += 1;
+        let pkg = &db.status.packages[*i];
+        let line = match dpkg::file_md5(root, path) {
+            Ok(m) if m == *md5 => continue,
+            Ok(m) => format!(
+                "{}: configuration file of {} changed: MD5 {}, packaged {}",
+                shown(path),
+                pkg.describe(),
+                dpkg::hex(&m),
+                dpkg::hex(md5)
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "{}: configuration file of {} removed",
+                shown(path),
+                pkg.describe()
+            ),
+            Err(e) => format!("{}: cannot be read: {e}", shown(path)),
+        };
+        found.changed_conf.push(line);
+    }
+}
+
+/// The outcome and its evidence: a summary line, the failing files, the
+/// changed conffiles under the rule's policy, the packages without a list.
+fn verdict(
+    spec: &PackageFilesCheck,
+    chosen: &[String],
+    no_list: &[String],
+    found: Findings,
+) -> Outcome {
+    let Findings {
+        checked,
+        bad,
+        changed_conf,
+        error,
+        ..
+    } = found;
     let failing = bad.len()
         + if spec.conffiles == ConffilePolicy::Fail {
             changed_conf.len()
@@ -155,7 +241,7 @@ pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
     let mut ev = vec![format!(
         "{} files of {} checked against the dpkg database: {} not matching{}",
         checked,
-        list(&chosen),
+        list(chosen),
         bad.len(),
         if changed_conf.is_empty() {
             String::new()
@@ -175,7 +261,7 @@ pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
     if !no_list.is_empty() {
         ev.push(format!(
             "no md5sums list, nothing verified: {}",
-            list(&no_list)
+            list(no_list)
         ));
     }
     if failing == 0 && error.is_some() {

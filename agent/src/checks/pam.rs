@@ -261,9 +261,32 @@ pub fn evaluate(spec: &PamCheck, ctx: &Ctx) -> Outcome {
         ev.extend(notes);
         return Outcome::fail(ev);
     }
+    ok &= controls_and_order(spec, &entries, &mine, ty, &mut ev);
+    ok &= arguments(spec, &mine, &mut ev);
+    if let Some(name) = &spec.option {
+        ok = match option(spec, ctx, &mine, name, ok, &mut ev) {
+            Ok(ok) => ok,
+            Err(o) => return o,
+        };
+    }
+    ev.extend(notes);
+    Outcome::verdict(ok, ev)
+}
+
+/// `control` and `before`: whether the module's lines have an allowed
+/// control and come before the other module.
+fn controls_and_order(
+    spec: &PamCheck,
+    entries: &[Entry],
+    mine: &[&Entry],
+    ty: &str,
+    ev: &mut Vec<String>,
+) -> bool {
+    let want = module_name(&spec.module);
+    let mut ok = true;
     if let Some(controls) = &spec.control {
         let allowed: Vec<String> = controls.iter().map(|c| norm_control(c)).collect();
-        for e in &mine {
+        for e in mine {
             if !allowed.contains(&norm_control(&e.control)) {
                 ok = false;
                 ev.push(format!(
@@ -287,8 +310,14 @@ pub fn evaluate(spec: &PamCheck, ctx: &Ctx) -> Outcome {
             None => ev.push(format!("{other} is not in the {ty} stack")),
         }
     }
+    ok
+}
+
+/// `args_include` and `args_exclude` on each of the module's lines.
+fn arguments(spec: &PamCheck, mine: &[&Entry], ev: &mut Vec<String>) -> bool {
+    let mut ok = true;
     for a in &spec.args_include {
-        for e in &mine {
+        for e in mine {
             if !e.args.iter().any(|x| x == a) {
                 ok = false;
                 ev.push(format!("{} lacks argument {a}", e.at));
@@ -296,7 +325,7 @@ pub fn evaluate(spec: &PamCheck, ctx: &Ctx) -> Outcome {
         }
     }
     for a in &spec.args_exclude {
-        for e in &mine {
+        for e in mine {
             let bad = e.args.iter().any(|x| {
                 x == a || (!a.contains('=') && x.split_once('=').is_some_and(|(k, _)| k == a))
             });
@@ -306,41 +335,47 @@ pub fn evaluate(spec: &PamCheck, ctx: &Ctx) -> Outcome {
             }
         }
     }
-    if let Some(name) = &spec.option {
-        let cmp = match spec.comparison() {
-            Ok(c) => c,
-            Err(e) => return Outcome::error(format!("invalid check: {e}")),
+    ok
+}
+
+/// `option`: the module option `name` on each line (argument, then the
+/// module's configuration file, then its compiled-in default) compared.
+/// `ok` is the verdict so far: the comparison is shown when it is false.
+fn option(
+    spec: &PamCheck,
+    ctx: &Ctx,
+    mine: &[&Entry],
+    name: &str,
+    mut ok: bool,
+    ev: &mut Vec<String>,
+) -> Result<bool, Outcome> {
+    let want = module_name(&spec.module);
+    let cmp = spec
+        .comparison()
+        .map_err(|e| Outcome::error(format!("invalid check: {e}")))?;
+    let conf = conf_value(ctx, want, name)?;
+    let builtin = MODULE_DEFAULTS
+        .iter()
+        .find(|(m, o, _)| *m == want && *o == name)
+        .map(|(_, _, v)| *v);
+    for e in mine {
+        let (value, from) = match (arg_value(&e.args, name), &conf, builtin) {
+            (Some(v), _, _) => (Some(v.to_string()), format!("argument at {}", e.at)),
+            (None, Some((v, at)), _) => (Some(v.clone()), at.clone()),
+            (None, None, Some(d)) => (Some(d.to_string()), format!("{want}'s compiled-in default")),
+            (None, None, None) => (None, "not set".into()),
         };
-        let conf = match conf_value(ctx, want, name) {
-            Ok(c) => c,
-            Err(o) => return o,
-        };
-        let builtin = MODULE_DEFAULTS
-            .iter()
-            .find(|(m, o, _)| *m == want && o == name)
-            .map(|(_, _, v)| *v);
-        for e in &mine {
-            let (value, from) = match (arg_value(&e.args, name), &conf, builtin) {
-                (Some(v), _, _) => (Some(v.to_string()), format!("argument at {}", e.at)),
-                (None, Some((v, at)), _) => (Some(v.clone()), at.clone()),
-                (None, None, Some(d)) => {
-                    (Some(d.to_string()), format!("{want}'s compiled-in default"))
-                }
-                (None, None, None) => (None, "not set".into()),
-            };
-            let holds = cmp.holds(value.as_deref(), false);
-            ok &= holds;
-            ev.push(match value {
-                Some(v) => format!("{name}={v} for {} ({from})", e.at),
-                None => format!("{name} not set for {}", e.at),
-            });
-        }
-        if !ok {
-            ev.push(cmp.to_string());
-        }
+        let holds = cmp.holds(value.as_deref(), false);
+        ok &= holds;
+        ev.push(match value {
+            Some(v) => format!("{name}={v} for {} ({from})", e.at),
+            None => format!("{name} not set for {}", e.at),
+        });
     }
-    ev.extend(notes);
-    Outcome::verdict(ok, ev)
+    if !ok {
+        ev.push(cmp.to_string());
+    }
+    Ok(ok)
 }
 
 #[cfg(test)]

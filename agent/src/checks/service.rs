@@ -19,7 +19,7 @@
 //! that decided it.
 
 use super::{Ctx, Outcome};
-use crate::systemd_units::{self, Word};
+use crate::systemd_units::{self, UnitError, Word};
 use plumb_core::check::{ServiceCheck, UnitState};
 
 /// Most boot links listed in evidence.
@@ -44,7 +44,7 @@ fn link_kind(link: &str) -> &'static str {
     }
 }
 
-fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, String> {
+fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, UnitError> {
     let units = systemd_units::UnitFiles::shared(&ctx.fs, &ctx.unit_dirs);
     let Some((name, state)) = systemd_units::resolve(&units, || ctx.unit_aliases(), unit, ev)?
     else {
@@ -59,7 +59,7 @@ fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, String>
         Word::Enabled | Word::EnabledRuntime => Verdict::Enabled,
         Word::Masked | Word::MaskedRuntime => Verdict::Masked,
         _ => {
-            let links = units.boot_links(&name).map_err(|e| e.to_string())?;
+            let links = units.boot_links(&name)?;
             for l in links.iter().take(MAX_LINKS_SHOWN) {
                 ev.push(format!("started at boot by {}: {l}", link_kind(l)));
             }
@@ -79,12 +79,12 @@ fn judge(ctx: &Ctx, unit: &str, ev: &mut Vec<String>) -> Result<Verdict, String>
 pub fn evaluate(spec: &ServiceCheck, ctx: &Ctx) -> Outcome {
     let unit = match systemd_units::unit_name(&spec.unit) {
         Ok(u) => u,
-        Err(e) => return Outcome::error(e),
+        Err(e) => return Outcome::error(e.to_string()),
     };
     let mut ev = Vec::new();
     let verdict = match judge(ctx, &unit, &mut ev) {
         Ok(v) => v,
-        Err(e) => return Outcome::error(e),
+        Err(e) => return Outcome::error(e.to_string()),
     };
     if verdict != Verdict::Masked && spec.state == UnitState::Masked {
         ev.insert(0, format!("{unit} is not masked"));

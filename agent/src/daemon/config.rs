@@ -289,6 +289,31 @@ pub fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Why a `[collector] url` is refused (the text is the config diagnostic's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{url:?} is not https://host[:port][/path]: {why}")]
+    Malformed { url: String, why: UrlProblem },
+    #[error("{0:?} must start with https:// (mutual TLS is mandatory)")]
+    NotHttps(String),
+}
+
+/// What is wrong in a URL that does not have the expected shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    /// The URI parser's own message.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("no host")]
+    NoHost,
+    #[error("user information is not allowed")]
+    UserInfo,
+    #[error("the port must be a number in 0..=65535")]
+    Port,
+    #[error("a query is not allowed")]
+    Query,
+}
+
 /// `[collector] url`: `https://host[:port][/prefix]`, parsed once when the
 /// config is read. Mutual TLS is mandatory, so only `https` is accepted;
 /// the port defaults to 443; a path is a prefix put before `/v1/...`.
@@ -306,17 +331,20 @@ pub struct CollectorUrl {
 
 impl CollectorUrl {
     /// Parses `https://host[:port][/prefix]`.
-    pub fn parse(text: &str) -> Result<CollectorUrl, String> {
-        let bad = |why: &str| format!("{text:?} is not https://host[:port][/path]: {why}");
-        let uri: Uri = text.parse().map_err(|e| bad(&format!("{e}")))?;
+    pub fn parse(text: &str) -> Result<CollectorUrl, UrlError> {
+        let bad = |why: UrlProblem| UrlError::Malformed {
+            url: text.to_owned(),
+            why,
+        };
+        let uri: Uri = text
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| bad(UrlProblem::Syntax(e.to_string())))?;
         if uri.scheme_str() != Some("https") {
-            return Err(format!(
-                "{text:?} must start with https:// (mutual TLS is mandatory)"
-            ));
+            return Err(UrlError::NotHttps(text.to_owned()));
         }
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let authority = uri.authority().ok_or_else(|| bad(UrlProblem::NoHost))?;
         if authority.as_str().contains('@') {
-            return Err(bad("user information is not allowed"));
+            return Err(bad(UrlProblem::UserInfo));
         }
         let host = authority.host();
         let host = host
@@ -324,18 +352,18 @@ impl CollectorUrl {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if host.is_empty() {
-            return Err(bad("no host"));
+            return Err(bad(UrlProblem::NoHost));
         }
         let port = match authority.port() {
             Some(p) => p.as_u16(),
             // Something after the host that is not a port number.
             None if authority.as_str() != authority.host() => {
-                return Err(bad("the port must be a number in 0..=65535"));
+                return Err(bad(UrlProblem::Port));
             }
             None => 443,
         };
         if uri.query().is_some() {
-            return Err(bad("a query is not allowed"));
+            return Err(bad(UrlProblem::Query));
         }
         Ok(CollectorUrl {
             text: text.to_string(),
@@ -429,8 +457,8 @@ impl fmt::Display for CollectorUrls {
 }
 
 impl TryFrom<String> for CollectorUrl {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
+    type Error = UrlError;
+    fn try_from(text: String) -> Result<Self, UrlError> {
         CollectorUrl::parse(&text)
     }
 }
@@ -460,29 +488,36 @@ fn read_config(path: &Path) -> Result<String, Diagnostic> {
     String::from_utf8(bytes).map_err(|e| fail(format!("cannot read: {e}")))
 }
 
+/// Why a duration is refused (the text is the config diagnostic's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}: expected e.g. \"30s\", \"5m\", \"1h\"")]
+    Number(String),
+    #[error("invalid duration {0:?}: the unit must be ms, s, m, h or d")]
+    Unit(String),
+    #[error("duration {0:?} is too large")]
+    TooLarge(String),
+}
+
 /// Parses a duration: an integer with a unit `ms`, `s`, `m`, `h` or `d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"30s\", \"5m\", \"1h\""))?;
+        .map_err(|_| DurationError::Number(s.to_owned()))?;
     let mult_ms: u64 = match unit {
         "ms" => 1,
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: the unit must be ms, s, m, h or d"
-            ));
-        }
+        _ => return Err(DurationError::Unit(s.to_owned())),
     };
     n.checked_mul(mult_ms)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {s:?} is too large"))
+        .ok_or_else(|| DurationError::TooLarge(s.to_owned()))
 }
 
 mod dur {

@@ -14,7 +14,8 @@
 //! kept in [`Stats`] as they happen.
 
 use crate::daemon::Shared;
-use crate::daemon::outbox::OutboxError;
+use crate::daemon::outbox::{OutboxError, OutboxStats, StoredCheck};
+use crate::policy::Policy;
 use plumb_core::Severity;
 use plumb_core::report::Status;
 use prometheus_client::collector::Collector;
@@ -112,7 +113,7 @@ type Values = Vec<(Vec<(&'static str, String)>, f64)>;
 
 /// Every figure of one rendering, computed before encoding.
 #[derive(Debug)]
-struct Figures(Vec<(&'static str, &'static str, MetricType, Values)>);
+struct Figures(Vec<Family>);
 
 impl Collector for Figures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -138,6 +139,14 @@ const SEVERITIES: [(Severity, &str); 5] = [
     (Severity::Critical, "critical"),
 ];
 
+/// One family: name, help, type and values.
+type Family = (&'static str, &'static str, MetricType, Values);
+
+/// A family of one unlabelled value.
+fn one(v: f64) -> Values {
+    vec![(Vec::new(), v)]
+}
+
 /// The file's text (Prometheus text format, by `prometheus-client`).
 fn render(shared: &Shared) -> Result<String, MetricsError> {
     let now = unix_now();
@@ -146,8 +155,21 @@ fn render(shared: &Shared) -> Result<String, MetricsError> {
     let stored = shared.outbox().checks()?;
     let policy = shared.policy();
 
-    let one = |v: f64| vec![(Vec::new(), v)];
     let mut f = Vec::new();
+    delivery(&outbox, stats, now, &mut f);
+    runs(stats, &mut f);
+    in_force(&policy, &stored, stats, &mut f);
+
+    let mut registry = Registry::with_prefix("plumb_agent");
+    registry.register_collector(Box::new(Figures(f)));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    Ok(out)
+}
+
+/// The outbox and the last delivery.
+fn delivery(outbox: &OutboxStats, stats: &Stats, now: f64, f: &mut Vec<Family>) {
     f.push((
         "outbox_events",
         "Events in the outbox not yet delivered",
@@ -183,6 +205,10 @@ fn render(shared: &Shared) -> Result<String, MetricsError> {
             one(delivered as f64 / 1000.0),
         ));
     }
+}
+
+/// The last check run and the last periodic FIM scan.
+fn runs(stats: &Stats, f: &mut Vec<Family>) {
     let lock = |m: &Mutex<Option<Run>>| *m.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(r) = lock(&stats.checks) {
         f.push((
@@ -212,6 +238,10 @@ fn render(shared: &Shared) -> Result<String, MetricsError> {
             one(r.took),
         ));
     }
+}
+
+/// The policy in force: failing rules, FIM watches, baselines, version.
+fn in_force(policy: &Policy, stored: &[(String, StoredCheck)], stats: &Stats, f: &mut Vec<Family>) {
     // Failing rules of the policy in force, by the rule's severity.
     let failing: std::collections::HashSet<&str> = stored
         .iter()
@@ -275,11 +305,4 @@ fn render(shared: &Shared) -> Result<String, MetricsError> {
             1.0,
         )],
     ));
-
-    let mut registry = Registry::with_prefix("plumb_agent");
-    registry.register_collector(Box::new(Figures(f)));
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
-    Ok(out)
 }

@@ -49,17 +49,26 @@ fn host(root: &Path, p: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(p.strip_prefix(b"/").unwrap_or(p)))
 }
 
+/// Why a file's content could not be read (the text ends the verdict's
+/// evidence: "content could not be read: ...").
+#[derive(Debug, thiserror::Error)]
+enum DigestError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+}
+
 /// Reads `p` (never following a symlink, never opening anything but a
 /// regular file) and digests it.
-fn digest(root: &Path, p: &[u8], fim_alg: Option<&str>) -> Result<Content, String> {
+fn digest(root: &Path, p: &[u8], fim_alg: Option<&str>) -> Result<Content, DigestError> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(host(root, p))
-        .map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
+        .open(host(root, p))?;
+    let meta = f.metadata()?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(DigestError::NotRegular);
     }
     let mut md5 = md5::Md5::new();
     let mut fim = fim_alg.and_then(|a| match a {
@@ -70,7 +79,7 @@ fn digest(root: &Path, p: &[u8], fim_alg: Option<&str>) -> Result<Content, Strin
     let mut buf = vec![0u8; BUF.min(usize::try_from(meta.size()).unwrap_or(BUF).max(1))];
     let mut r = &f;
     loop {
-        let n = r.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -197,57 +206,83 @@ pub fn judge(
             let content = contents.get(&i);
             file_verdict(&changes[i], recs, content, busy.as_deref())
         } else if let Some(pkgs) = listed.get(p) {
-            let pkg = &pkgs[0];
             let is_dir = kinds
                 .get(p.as_slice())
                 .is_some_and(std::fs::FileType::is_dir);
-            let ok = is_dir && only_entry_fields(&changes[i]) && busy.is_none() && pkg.unpacked();
-            Some((
-                PackageVerdict {
-                    name: pkg.name.clone(),
-                    version: pkg.version.clone(),
-                    arch: pkg.arch.clone(),
-                    verified: ok,
-                    conffile: false,
-                    expected_md5: None,
-                    md5: None,
-                    evidence: if ok {
-                        format!(
-                            "directory listed by {}; only its entries changed (each is reported itself)",
-                            pkg.describe()
-                        )
-                    } else if is_dir {
-                        format!(
-                            "directory listed by {}; dpkg records no mode or owner to compare",
-                            pkg.describe()
-                        )
-                    } else {
-                        format!(
-                            "listed by {}; dpkg records no digest or target for it",
-                            pkg.describe()
-                        )
-                    },
-                },
-                false,
+            Some(listed_verdict(
+                &changes[i],
+                &pkgs[0],
+                is_dir,
+                busy.is_some(),
             ))
         } else {
             None
         };
-        let Some((v, mismatch)) = verdict else {
-            continue;
-        };
-        let c = &mut changes[i];
-        if v.verified {
-            c.severity = verified_severity;
-        } else if mismatch {
-            // Proven different from what the package installed.
-            c.severity = severity.max(Severity::High);
-        } else {
-            c.severity = severity;
+        if let Some((v, mismatch)) = verdict {
+            apply(&mut changes[i], v, mismatch, severity, verified_severity);
         }
-        c.package = Some(v);
     }
     Ok(true)
+}
+
+/// The verdict for a path a package lists without a digest (a directory, a
+/// symlink): only a directory whose entries alone changed is verified.
+fn listed_verdict(
+    change: &FimChange,
+    pkg: &dpkg::Package,
+    is_dir: bool,
+    busy: bool,
+) -> (PackageVerdict, bool) {
+    let ok = is_dir && only_entry_fields(change) && !busy && pkg.unpacked();
+    (
+        PackageVerdict {
+            name: pkg.name.clone(),
+            version: pkg.version.clone(),
+            arch: pkg.arch.clone(),
+            verified: ok,
+            conffile: false,
+            expected_md5: None,
+            md5: None,
+            evidence: if ok {
+                format!(
+                    "directory listed by {}; only its entries changed (each is reported itself)",
+                    pkg.describe()
+                )
+            } else if is_dir {
+                format!(
+                    "directory listed by {}; dpkg records no mode or owner to compare",
+                    pkg.describe()
+                )
+            } else {
+                format!(
+                    "listed by {}; dpkg records no digest or target for it",
+                    pkg.describe()
+                )
+            },
+        },
+        false,
+    )
+}
+
+/// Records the verdict on the change and sets its severity: the watch's
+/// `verified_severity` when verified, at least high when proven different
+/// from what the package installed, the watch's severity otherwise.
+fn apply(
+    c: &mut FimChange,
+    v: PackageVerdict,
+    mismatch: bool,
+    severity: Severity,
+    verified_severity: Severity,
+) {
+    if v.verified {
+        c.severity = verified_severity;
+    } else if mismatch {
+        // Proven different from what the package installed.
+        c.severity = severity.max(Severity::High);
+    } else {
+        c.severity = severity;
+    }
+    c.package = Some(v);
 }
 
 /// Digests the files of `jobs` with two threads (the comparison itself
@@ -255,7 +290,7 @@ pub fn judge(
 fn read_all(
     root: &Path,
     jobs: &[(usize, Vec<u8>, Option<&'static str>)],
-) -> HashMap<usize, Result<Content, String>> {
+) -> HashMap<usize, Result<Content, DigestError>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .clamp(1, 4);
@@ -282,7 +317,7 @@ fn read_all(
 fn file_verdict(
     change: &FimChange,
     recs: &[Record],
-    content: Option<&Result<Content, String>>,
+    content: Option<&Result<Content, DigestError>>,
     busy: Option<&str>,
 ) -> Option<(PackageVerdict, bool)> {
     // Prefer the record the content matches (several packages may ship
@@ -323,8 +358,8 @@ fn file_verdict(
         ),
         (None, None, _) => {
             let e = match content {
-                Some(Err(e)) => e.as_str(),
-                _ => "not read",
+                Some(Err(e)) => e.to_string(),
+                _ => "not read".to_owned(),
             };
             format!("{what} {}: content could not be read: {e}", pkg.describe())
         }

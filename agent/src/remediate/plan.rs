@@ -28,6 +28,12 @@ pub enum PlanError {
     /// The root's account database cannot be read.
     #[error(transparent)]
     Users(#[from] UsersError),
+    /// The root's sysctl configuration cannot be read.
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl_d::Error),
+    /// The rule's systemd unit cannot be resolved.
+    #[error(transparent)]
+    Unit(#[from] crate::systemd_units::UnitError),
     /// The action refuses: what it would write is not safe or not possible
     /// here (the reason, for the report).
     #[error("{0}")]

@@ -8,12 +8,12 @@
 //! `/etc/systemd/system/UNIT` a symlink to `/dev/null`. `systemctl
 //! daemon-reload` follows only on the live root, when systemctl exists.
 
-use super::plan::{Op, Plan, PlanError, View};
+use super::plan::{Op, Plan, PlanError, View, io_err};
 use crate::systemd_units::{
     self, PERSISTENT_CONFIG as ETC, names_dev_null, template_of, unit_name,
 };
 
-fn dir_entries(view: &View, dir: &str) -> Result<Vec<String>, String> {
+fn dir_entries(view: &View, dir: &str) -> Result<Vec<String>, PlanError> {
     match view.ctx.fs.list_dir(dir) {
         Ok(v) => Ok(v),
         Err(e)
@@ -22,7 +22,7 @@ fn dir_entries(view: &View, dir: &str) -> Result<Vec<String>, String> {
         {
             Ok(Vec::new())
         }
-        Err(e) => Err(format!("cannot list {dir}: {e}")),
+        Err(e) => Err(io_err("list", dir)(e)),
     }
 }
 
@@ -39,7 +39,7 @@ fn is_symlink(view: &View, p: &str) -> bool {
 
 /// The symlinks under `/etc/systemd/system` (top level and its real
 /// subdirectories) that `systemctl disable` removes for `unit`.
-fn etc_links(view: &View, unit: &str, aliases: &[String]) -> Result<Vec<String>, String> {
+fn etc_links(view: &View, unit: &str, aliases: &[String]) -> Result<Vec<String>, PlanError> {
     let mut candidates = Vec::new();
     for e in dir_entries(view, ETC)? {
         if view.ctx.fs.lstat(&e).is_ok_and(|m| m.is_dir()) {
@@ -78,15 +78,15 @@ fn etc_links(view: &View, unit: &str, aliases: &[String]) -> Result<Vec<String>,
     Ok(out)
 }
 
-fn link_text(view: &View, p: &str) -> Result<String, String> {
+fn link_text(view: &View, p: &str) -> Result<String, PlanError> {
     let host = view
         .ctx
         .fs
         .resolve(p, false)
-        .map_err(|e| format!("cannot resolve {p}: {e}"))?;
+        .map_err(io_err("resolve", p))?;
     std::fs::read_link(&host)
         .map(|t| t.to_string_lossy().into_owned())
-        .map_err(|e| format!("cannot read link {p}: {e}"))
+        .map_err(io_err("read link", p))
 }
 
 fn reload(view: &View) -> bool {
@@ -116,7 +116,7 @@ pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, PlanError> {
             .ctx
             .fs
             .resolve(&entry, false)
-            .map_err(|e| format!("cannot resolve {entry}: {e}"))?;
+            .map_err(io_err("resolve", &entry))?;
         let was = format!("-> {}", link_text(view, &entry)?);
         p.ops.push(Op::Remove {
             path: entry,
@@ -124,7 +124,9 @@ pub fn plan_disable(view: &View, unit: &str) -> Result<Plan, PlanError> {
             was,
         });
     }
-    let links = units.boot_links(&name).map_err(|e| e.to_string())?;
+    let links = units
+        .boot_links(&name)
+        .map_err(systemd_units::UnitError::from)?;
     for l in links.iter().filter(|l| !l.starts_with(&format!("{ETC}/"))) {
         let whose = if l.starts_with("/run/") {
             "a runtime or generator link under /run (gone or regenerated at boot)"
@@ -161,13 +163,12 @@ pub fn plan_mask(view: &View, unit: &str) -> Result<Plan, PlanError> {
         .ctx
         .fs
         .resolve(&path, false)
-        .map_err(|e| format!("cannot resolve {path}: {e}"))?;
+        .map_err(io_err("resolve", &path))?;
     let replaces = match std::fs::symlink_metadata(&host) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot stat {path}: {e}").into()),
+        Err(e) => return Err(io_err("stat", &path)(e)),
         Ok(m) if m.file_type().is_symlink() => {
-            let t =
-                std::fs::read_link(&host).map_err(|e| format!("cannot read link {path}: {e}"))?;
+            let t = std::fs::read_link(&host).map_err(io_err("read link", &path))?;
             let t = t.to_string_lossy().into_owned();
             if names_dev_null(ETC, &t) {
                 return Ok(Plan::default());

@@ -118,11 +118,11 @@ fn still_decided_elsewhere(
     key: &str,
     value: &str,
     owned: &[u8],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, sysctl_d::Error> {
     if sysctl_d::is_glob(key) {
         return Ok(None);
     }
-    let config = Config::load(&view.ctx.fs, &[(OWNED, owned)]).map_err(|e| e.to_string())?;
+    let config = Config::load(&view.ctx.fs, &[(OWNED, owned)])?;
     let name = dotted(key);
     let value = value.trim_matches([' ', '\t', '\r', '\n']);
     Ok(match config.boot_value(key) {

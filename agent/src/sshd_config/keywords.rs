@@ -519,13 +519,7 @@ fn parse_args(
     Ok(match k.syntax {
         Flag => Parsed::One(word(it.required()?, YES_NO, kw)?),
         Words(table) => Parsed::One(word(it.required()?, table, kw)?),
-        Int => {
-            let a = it.next().unwrap_or("");
-            match atoi(a) {
-                Ok(n) => Parsed::One(n.to_string()),
-                Err(e) => return Err(Refusal(format!("{kw} integer value {e}"))),
-            }
-        }
+        Int => int(it)?,
         Time => Parsed::One(time(it.next().unwrap_or(""))?.to_string()),
         TimeOrNone => {
             let a = it.required()?;
@@ -535,26 +529,9 @@ fn parse_args(
                 Parsed::One(time(a)?.to_string())
             }
         }
-        LogLevel => {
-            let a = it.next().unwrap_or("");
-            Parsed::One(
-                word(a, LOG_LEVELS, kw).map_err(|_| format!("unsupported log level '{a}'"))?,
-            )
-        }
-        Facility => {
-            let a = it.next().unwrap_or("");
-            match FACILITIES.iter().find(|f| f.eq_ignore_ascii_case(a)) {
-                Some(f) => Parsed::One((*f).to_string()),
-                None => return Err(Refusal(format!("unsupported log facility '{a}'"))),
-            }
-        }
-        Digest => {
-            let a = it.required()?;
-            match DIGESTS.iter().find(|d| d.eq_ignore_ascii_case(a)) {
-                Some(d) => Parsed::One((*d).to_string()),
-                None => return Err(Refusal(format!("Invalid {kw} algorithm \"{a}\""))),
-            }
-        }
+        LogLevel => log_level(it)?,
+        Facility => facility(it)?,
+        Digest => digest(it)?,
         Path => path(k, it)?,
         TildePath => Parsed::One(tilde(it.required()?)?),
         Word => Parsed::One(it.required()?.to_string()),
@@ -567,13 +544,7 @@ fn parse_args(
         EnvNames => env_names(it)?,
         SetEnv => set_env(it)?,
         KeyFiles => key_files(it)?,
-        Port => {
-            let a = it.required()?;
-            match port(a, names) {
-                Some(p) if p > 0 => Parsed::Items(vec![p.to_string()]),
-                _ => return Err("Badly formatted port number.".into()),
-            }
-        }
+        Port => one_port(it, names)?,
         ListenAddress => listen(it, names)?,
         MaxStartups => max_startups(it)?,
         PerSourceMaxStartups => per_source_max_startups(it)?,
@@ -582,13 +553,7 @@ fn parse_args(
             let a = it.required()?;
             Parsed::One(a.to_string())
         }
-        PermitTunnel => {
-            let a = it.required()?;
-            if !["no", "point-to-point", "ethernet", "yes"].contains(&a) {
-                return Err(Refusal(format!("bad {kw} argument {a}")));
-            }
-            Parsed::One(a.to_string())
-        }
+        PermitTunnel => permit_tunnel(it)?,
         PubkeyAuthOptions => pubkey_auth_options(it)?,
         RekeyLimit => rekey_limit(it)?,
         IpQos => ip_qos(it)?,
@@ -609,6 +574,63 @@ fn parse_args(
             Parsed::Nothing
         }
     })
+}
+
+/// `Int` arguments.
+fn int(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.next().unwrap_or("");
+    match atoi(a) {
+        Ok(n) => Ok(Parsed::One(n.to_string())),
+        Err(e) => Err(Refusal(format!("{kw} integer value {e}"))),
+    }
+}
+
+/// `LogLevel`.
+fn log_level(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.next().unwrap_or("");
+    Ok(Parsed::One(
+        word(a, LOG_LEVELS, kw).map_err(|_| format!("unsupported log level '{a}'"))?,
+    ))
+}
+
+/// `SyslogFacility`.
+fn facility(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let a = it.next().unwrap_or("");
+    match FACILITIES.iter().find(|f| f.eq_ignore_ascii_case(a)) {
+        Some(f) => Ok(Parsed::One((*f).to_string())),
+        None => Err(Refusal(format!("unsupported log facility '{a}'"))),
+    }
+}
+
+/// `FingerprintHash`.
+fn digest(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    match DIGESTS.iter().find(|d| d.eq_ignore_ascii_case(a)) {
+        Some(d) => Ok(Parsed::One((*d).to_string())),
+        None => Err(Refusal(format!("Invalid {kw} algorithm \"{a}\""))),
+    }
+}
+
+/// `Port`: one port per line.
+fn one_port(it: &mut Args<'_>, names: &dyn Names) -> Result<Parsed, Refusal> {
+    let a = it.required()?;
+    match port(a, names) {
+        Some(p) if p > 0 => Ok(Parsed::Items(vec![p.to_string()])),
+        _ => Err("Badly formatted port number.".into()),
+    }
+}
+
+/// `PermitTunnel`.
+fn permit_tunnel(it: &mut Args<'_>) -> Result<Parsed, Refusal> {
+    let kw = it.spelling;
+    let a = it.required()?;
+    if !["no", "point-to-point", "ethernet", "yes"].contains(&a) {
+        return Err(Refusal(format!("bad {kw} argument {a}")));
+    }
+    Ok(Parsed::One(a.to_string()))
 }
 
 /// `Path` arguments.

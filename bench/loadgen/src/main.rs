@@ -222,10 +222,22 @@ fn main() -> Result<()> {
     let (Some(addr), Some(pki_dir)) = (cli.addr, cli.pki.clone()) else {
         bail!("--addr and --pki are required");
     };
+    let url = loopback_url(&cli, addr)?;
+    let clients = clients(&cli, &pki_dir, &url)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (stats, elapsed) = rt.block_on(drive(&cli, clients));
+    print_result(&cli, stats, elapsed);
+    Ok(())
+}
+
+/// The collector's URL, once `addr` and the server name are known to be
+/// loopback: the load generator never targets another machine.
+fn loopback_url(cli: &Cli, addr: SocketAddr) -> Result<String> {
     if !addr.ip().is_loopback() {
         bail!("{addr}: plumb-loadgen only targets loopback addresses");
     }
-    let url = format!("https://{}:{}", cli.server_name, addr.port());
     let resolved: Vec<SocketAddr> = (cli.server_name.as_str(), addr.port())
         .to_socket_addrs()
         .with_context(|| format!("resolving {}", cli.server_name))?
@@ -236,6 +248,11 @@ fn main() -> Result<()> {
             cli.server_name
         );
     }
+    Ok(format!("https://{}:{}", cli.server_name, addr.port()))
+}
+
+/// One client per simulated agent, its certificate issued when missing.
+fn clients(cli: &Cli, pki_dir: &Path, url: &str) -> Result<Vec<(String, Client)>> {
     let ca = pki_dir.join("ca.pem");
     let t = Instant::now();
     let mut clients = Vec::with_capacity(cli.agents);
@@ -244,10 +261,10 @@ fn main() -> Result<()> {
         let cert = pki_dir.join("agents").join(format!("{host}.pem"));
         let key = pki_dir.join("agents").join(format!("{host}.key"));
         if !cert.exists() {
-            pki::issue(&pki_dir, Role::Agent, &host, 2)
+            pki::issue(pki_dir, Role::Agent, &host, 2)
                 .with_context(|| format!("issuing {host}"))?;
         }
-        let client = Client::new(&collector(&url, &ca, &cert, &key)?)
+        let client = Client::new(&collector(url, &ca, &cert, &key)?)
             .with_context(|| format!("agent {host}"))?;
         clients.push((host, client));
     }
@@ -256,51 +273,55 @@ fn main() -> Result<()> {
         cli.agents,
         t.elapsed()
     );
+    Ok(clients)
+}
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let (stats, elapsed) = rt.block_on(async {
-        let start = Arc::new(tokio::sync::Barrier::new(cli.agents + 1));
-        let deadline = Arc::new(std::sync::OnceLock::new());
-        let mut tasks = Vec::with_capacity(cli.agents);
-        for (host, client) in clients {
-            tasks.push(tokio::spawn(agent(
-                client,
-                host,
-                cli.batch,
-                start.clone(),
-                deadline.clone(),
-            )));
+/// Every agent connects, then all send for `--duration` seconds: their
+/// summed figures and the time they sent for.
+async fn drive(cli: &Cli, clients: Vec<(String, Client)>) -> (Stats, Duration) {
+    let start = Arc::new(tokio::sync::Barrier::new(cli.agents + 1));
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let mut tasks = Vec::with_capacity(cli.agents);
+    for (host, client) in clients {
+        tasks.push(tokio::spawn(agent(
+            client,
+            host,
+            cli.batch,
+            start.clone(),
+            deadline.clone(),
+        )));
+    }
+    let t = Instant::now();
+    // Every agent connects first; the clock starts when all are up.
+    start.wait().await;
+    let began = Instant::now();
+    let _ = deadline.set(began + Duration::from_secs(cli.duration));
+    start.wait().await;
+    eprintln!(
+        "{} connections open in {:.1?}; sending for {}s",
+        cli.agents,
+        t.elapsed(),
+        cli.duration
+    );
+    let mut all = Stats::default();
+    let mut errors = std::collections::BTreeSet::new();
+    for task in tasks {
+        if let Ok(s) = task.await {
+            all.acked += s.acked;
+            all.throttled += s.throttled;
+            all.errors += s.errors;
+            all.latencies_us.extend(s.latencies_us);
+            errors.extend(s.first_error);
         }
-        let t = Instant::now();
-        // Every agent connects first; the clock starts when all are up.
-        start.wait().await;
-        let began = Instant::now();
-        let _ = deadline.set(began + Duration::from_secs(cli.duration));
-        start.wait().await;
-        eprintln!(
-            "{} connections open in {:.1?}; sending for {}s",
-            cli.agents,
-            t.elapsed(),
-            cli.duration
-        );
-        let mut all = Stats::default();
-        let mut errors = std::collections::BTreeSet::new();
-        for task in tasks {
-            if let Ok(s) = task.await {
-                all.acked += s.acked;
-                all.throttled += s.throttled;
-                all.errors += s.errors;
-                all.latencies_us.extend(s.latencies_us);
-                errors.extend(s.first_error);
-            }
-        }
-        for e in errors.iter().take(5) {
-            eprintln!("error: {e}");
-        }
-        (all, began.elapsed())
-    });
+    }
+    for e in errors.iter().take(5) {
+        eprintln!("error: {e}");
+    }
+    (all, began.elapsed())
+}
+
+/// The summary on stderr and the `RESULT` line bench scripts read.
+fn print_result(cli: &Cli, stats: Stats, elapsed: Duration) {
     let mut lat = stats.latencies_us;
     lat.sort_unstable();
     let rate = stats.acked as f64 / elapsed.as_secs_f64();
@@ -327,5 +348,4 @@ fn main() -> Result<()> {
         stats.throttled,
         stats.errors
     );
-    Ok(())
 }

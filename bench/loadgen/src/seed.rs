@@ -199,9 +199,51 @@ pub fn run(a: &SeedArgs) -> Result<()> {
     };
     let started = Instant::now();
     let mut store = bulk::open_target(&target).context("opening the store")?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let span = i64::from(a.days.max(1)) * 86_400;
-    let per = a.events / a.hosts;
+    let clock = Clock {
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        span: i64::from(a.days.max(1)) * 86_400,
+        per: a.events / a.hosts,
+    };
+    let loaded = load_events(a, store.as_mut(), &clock, started)?;
+    let t_events = started.elapsed();
+    load_states(a, store.as_mut(), &clock)?;
+    let total = started.elapsed();
+    println!(
+        "SEED backend={} hosts={} events={} rules_per_host={} days={} events_s={:.1} total_s={:.1} events_per_s={:.0}",
+        match target {
+            Target::Sqlite(_) => "sqlite",
+            Target::Postgres(_) => "postgres",
+        },
+        a.hosts,
+        loaded,
+        a.rules,
+        a.days,
+        t_events.as_secs_f64(),
+        total.as_secs_f64(),
+        loaded as f64 / t_events.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The seeded history's time frame.
+struct Clock {
+    /// Unix time of the run.
+    now: i64,
+    /// Seconds of history (`--days`).
+    span: i64,
+    /// Events per host.
+    per: u64,
+}
+
+/// Every host's events, spread over the span, in chunks of `--chunk`;
+/// how many the store took.
+fn load_events(
+    a: &SeedArgs,
+    store: &mut dyn bulk::BulkLoad,
+    c: &Clock,
+    started: Instant,
+) -> Result<u64> {
+    let (now, span, per) = (c.now, c.span, c.per);
     let mut events: Vec<EventRecord> = Vec::with_capacity(a.chunk);
     let mut loaded = 0u64;
     for h in 0..a.hosts {
@@ -234,14 +276,16 @@ pub fn run(a: &SeedArgs) -> Result<()> {
         }
     }
     loaded += store.load_events(&events)?;
-    drop(events);
-    let t_events = started.elapsed();
-    // Rule states and hosts, as the last snapshot left them.
+    Ok(loaded)
+}
+
+/// Rule states and hosts, as the last snapshot left them.
+fn load_states(a: &SeedArgs, store: &mut dyn bulk::BulkLoad, c: &Clock) -> Result<()> {
     let mut rules = Vec::new();
     let mut hosts = Vec::new();
     for h in 0..a.hosts {
         let host = format!("seed-{h:05}");
-        let last_t = now - 3_600 + (h % 3_600) as i64;
+        let last_t = c.now - 3_600 + (h % 3_600) as i64;
         let (mut pass, mut fail, mut error) = (0u32, 0u32, 0u32);
         for r in 0..a.rules {
             let st = status(h, r);
@@ -258,59 +302,50 @@ pub fn run(a: &SeedArgs) -> Result<()> {
                 severity: severity_of(r).name().into(),
                 domains: format!("[{}]", r % 28 + 1),
                 title: format!("rule {r}"),
-                seq: per as i64,
+                seq: c.per as i64,
                 updated_at: last_t,
             });
         }
         let applicable = pass + fail + error;
-        hosts.push(HostRecord {
-            host,
-            first_seen: now - span + (h % 3_600) as i64,
-            last_seen: last_t,
-            address: Some(format!(
-                "10.{}.{}.{}",
-                h / 65_536 % 256,
-                h / 256 % 256,
-                h % 256
-            )),
-            agent_version: Some("0.1.0".into()),
-            baseline_id: Some("issp-linux-server".into()),
-            baseline_version: Some(7),
-            fim_digest: Some(format!("{:064x}", h * 1_000_003 + per)),
-            score: Some(if applicable == 0 {
-                100.0
-            } else {
-                (1000.0 * f64::from(pass) / f64::from(applicable)).round() / 10.0
-            }),
-            os: Some("Debian GNU/Linux 12 (bookworm)".into()),
-            kernel: Some("6.1.0-28-amd64".into()),
-            last_snapshot_seq: per as i64,
-            acked_seq: per as i64,
-            pruned_seq: 0,
-        });
+        let score = if applicable == 0 {
+            100.0
+        } else {
+            (1000.0 * f64::from(pass) / f64::from(applicable)).round() / 10.0
+        };
+        hosts.push(host_record(h, host, c, last_t, score));
         if rules.len() >= a.chunk {
             store.load_rules(&rules)?;
             rules.clear();
         }
     }
     store.load_rules(&rules)?;
-    for c in hosts.chunks(a.chunk.max(1)) {
-        store.load_hosts(c)?;
+    for chunk in hosts.chunks(a.chunk.max(1)) {
+        store.load_hosts(chunk)?;
     }
-    let total = started.elapsed();
-    println!(
-        "SEED backend={} hosts={} events={} rules_per_host={} days={} events_s={:.1} total_s={:.1} events_per_s={:.0}",
-        match target {
-            Target::Sqlite(_) => "sqlite",
-            Target::Postgres(_) => "postgres",
-        },
-        a.hosts,
-        loaded,
-        a.rules,
-        a.days,
-        t_events.as_secs_f64(),
-        total.as_secs_f64(),
-        loaded as f64 / t_events.as_secs_f64()
-    );
     Ok(())
+}
+
+/// Host `h`'s row: seen last at `last_t`, its last snapshot the last event.
+fn host_record(h: u64, host: String, c: &Clock, last_t: i64, score: f64) -> HostRecord {
+    HostRecord {
+        host,
+        first_seen: c.now - c.span + (h % 3_600) as i64,
+        last_seen: last_t,
+        address: Some(format!(
+            "10.{}.{}.{}",
+            h / 65_536 % 256,
+            h / 256 % 256,
+            h % 256
+        )),
+        agent_version: Some("0.1.0".into()),
+        baseline_id: Some("issp-linux-server".into()),
+        baseline_version: Some(7),
+        fim_digest: Some(format!("{:064x}", h * 1_000_003 + c.per)),
+        score: Some(score),
+        os: Some("Debian GNU/Linux 12 (bookworm)".into()),
+        kernel: Some("6.1.0-28-amd64".into()),
+        last_snapshot_seq: c.per as i64,
+        acked_seq: c.per as i64,
+        pruned_seq: 0,
+    }
 }

@@ -166,7 +166,7 @@ impl AlertRule {
             ));
         }
         match crate::forward::client::Endpoint::parse(&self.webhook) {
-            Err(e) => out.push(doc.at(&f("webhook"), e)),
+            Err(e) => out.push(doc.at(&f("webhook"), e.to_string())),
             Ok(ep) if ep.tls && self.ca.is_none() => out.push(doc.at(
                 &f("webhook"),
                 "an https webhook needs ca (the endpoint's CA certificate or bundle)",
@@ -184,7 +184,7 @@ impl AlertRule {
         }
         if let Some(t) = &self.template {
             if let Err(e) = super::webhook::check_template(t) {
-                out.push(doc.at(&f("template"), e));
+                out.push(doc.at(&f("template"), e.to_string()));
             }
         }
         for (field, v) in [

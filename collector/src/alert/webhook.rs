@@ -53,24 +53,40 @@ pub fn default_body(rule: &AlertRule, f: &Fired) -> Value {
     })
 }
 
+/// Why a rule's template cannot make a body (the text is the config
+/// diagnostic's, or the warning when an alert's body cannot be made).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// `{{` without its `}}`.
+    #[error("unterminated {{{{ placeholder")]
+    Unterminated,
+    /// A name not in [`PLACEHOLDERS`].
+    #[error("unknown placeholder {{{{{name}}}}} (known: {known})", known = PLACEHOLDERS.join(", "))]
+    Unknown {
+        /// the name between the braces, trimmed
+        name: String,
+    },
+    /// The filled template does not parse as JSON.
+    #[error("not JSON once filled: {0}")]
+    NotJson(serde_json::Error),
+}
+
 /// `template` with each `{{name}}` replaced by `value(name)` escaped for
 /// the inside of a JSON string (the template puts the quotes). `Err` names
 /// an unknown or unterminated placeholder.
-fn substitute(template: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn substitute(
+    template: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "unterminated {{ placeholder".to_string())?;
+        let end = after.find("}}").ok_or(TemplateError::Unterminated)?;
         let name = after[..end].trim();
-        let v = value(name).ok_or_else(|| {
-            format!(
-                "unknown placeholder {{{{{name}}}}} (known: {})",
-                PLACEHOLDERS.join(", ")
-            )
+        let v = value(name).ok_or_else(|| TemplateError::Unknown {
+            name: name.to_owned(),
         })?;
         // A JSON string's escaping, without its quotes.
         let quoted = Value::from(v).to_string();
@@ -83,7 +99,7 @@ fn substitute(template: &str, value: impl Fn(&str) -> Option<String>) -> Result<
 
 /// Whether `template` is usable: known placeholders, and JSON once filled
 /// (with values holding every character JSON escapes).
-pub fn check_template(template: &str) -> Result<(), String> {
+pub fn check_template(template: &str) -> Result<(), TemplateError> {
     let filled = substitute(template, |n| {
         PLACEHOLDERS
             .contains(&n)
@@ -91,11 +107,11 @@ pub fn check_template(template: &str) -> Result<(), String> {
     })?;
     serde_json::from_str::<Value>(&filled)
         .map(|_| ())
-        .map_err(|e| format!("not JSON once filled: {e}"))
+        .map_err(TemplateError::NotJson)
 }
 
 /// The body of `fired` by `rule`: its template filled, or the default body.
-pub fn body(rule: &AlertRule, f: &Fired) -> Result<Vec<u8>, String> {
+pub fn body(rule: &AlertRule, f: &Fired) -> Result<Vec<u8>, TemplateError> {
     match &rule.template {
         Some(t) => {
             let vals = values(rule, f);
@@ -127,7 +143,7 @@ pub(crate) struct Webhook {
 impl Webhook {
     pub(crate) fn new(rule: &AlertRule) -> Result<Webhook, ForwardError> {
         let cfg_err = |e: String| ForwardError::Config(format!("alert {}: {e}", rule.name));
-        let endpoint = Endpoint::parse(&rule.webhook).map_err(cfg_err)?;
+        let endpoint = Endpoint::parse(&rule.webhook).map_err(|e| cfg_err(e.to_string()))?;
         let tls = rule
             .ca
             .as_deref()
@@ -205,11 +221,13 @@ mod tests {
         assert!(
             check_template(r#"{"a": "{{nope}}"}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown placeholder {{nope}}")
         );
         assert!(
             check_template(r#"{"a": {{host}}}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("not JSON")
         );
         assert!(check_template(r#"{"a": "{{host"}"#).is_err());

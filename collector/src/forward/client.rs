@@ -80,6 +80,20 @@ pub(crate) async fn connect(
     }
 }
 
+/// Why a sink's or webhook's URL is refused (the text is the config
+/// diagnostic's).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EndpointError {
+    #[error("not a URL: {0}")]
+    NotUrl(hyper::http::uri::InvalidUri),
+    #[error("must start with https:// or http://")]
+    Scheme,
+    #[error("no host in the URL")]
+    NoHost,
+    #[error("no user or password in the URL: use token_file")]
+    UserInfo,
+}
+
 /// Where an HTTP sink or webhook POSTs.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
@@ -94,20 +108,20 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// An `http://` or `https://` URL without user info.
-    pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, EndpointError> {
+        let uri: hyper::Uri = url.parse().map_err(EndpointError::NotUrl)?;
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err("must start with https:// or http://".into()),
+            _ => return Err(EndpointError::Scheme),
         };
-        let auth = uri.authority().ok_or("no host in the URL")?;
+        let auth = uri.authority().ok_or(EndpointError::NoHost)?;
         if auth.as_str().contains('@') {
-            return Err("no user or password in the URL: use token_file".into());
+            return Err(EndpointError::UserInfo);
         }
         let host = auth.host().trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Err("no host in the URL".into());
+            return Err(EndpointError::NoHost);
         }
         Ok(Endpoint {
             tls,

@@ -157,17 +157,27 @@ fn gelf(e: &EventRow) -> Value {
     Value::Object(m)
 }
 
+/// Why an Elasticsearch `_bulk` answer does not acknowledge the batch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BulkError {
+    #[error("the _bulk answer is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the _bulk answer has no \"errors\" field")]
+    NoErrorsField,
+    #[error("_bulk item refused ({status}): {error}")]
+    Refused { status: u64, error: Value },
+}
+
 /// Whether an Elasticsearch `_bulk` answer acknowledges every item: an
 /// `errors: true` answer is refused unless each failed item is a 409 (the
 /// document exists: sent before, its answer lost). `Err` names the first
 /// real failure.
-pub(crate) fn bulk_acknowledged(answer: &[u8]) -> Result<(), String> {
-    let v: Value =
-        serde_json::from_slice(answer).map_err(|e| format!("the _bulk answer is not JSON: {e}"))?;
+pub(crate) fn bulk_acknowledged(answer: &[u8]) -> Result<(), BulkError> {
+    let v: Value = serde_json::from_slice(answer).map_err(BulkError::NotJson)?;
     if v.get("errors").and_then(Value::as_bool) != Some(true) {
         return match v.get("errors") {
             Some(Value::Bool(false)) => Ok(()),
-            _ => Err("the _bulk answer has no \"errors\" field".into()),
+            _ => Err(BulkError::NoErrorsField),
         };
     }
     let items = v.get("items").and_then(Value::as_array);
@@ -177,10 +187,10 @@ pub(crate) fn bulk_acknowledged(answer: &[u8]) -> Result<(), String> {
         };
         let status = result.get("status").and_then(Value::as_u64).unwrap_or(0);
         if !(200..300).contains(&status) && status != 409 {
-            return Err(format!(
-                "_bulk item refused ({status}): {}",
-                result.get("error").unwrap_or(&Value::Null)
-            ));
+            return Err(BulkError::Refused {
+                status,
+                error: result.get("error").cloned().unwrap_or(Value::Null),
+            });
         }
     }
     Ok(())
@@ -254,6 +264,7 @@ mod tests {
         assert!(
             bulk_acknowledged(bad)
                 .unwrap_err()
+                .to_string()
                 .contains("mapper_parsing_exception")
         );
         assert!(bulk_acknowledged(b"<html>").is_err());

@@ -182,7 +182,7 @@ impl SinkConfig {
             SinkKind::Http => match &self.url {
                 None => out.push(doc.at(&f("type"), "an http sink needs url")),
                 Some(u) => match super::client::Endpoint::parse(u) {
-                    Err(e) => out.push(doc.at(&f("url"), e)),
+                    Err(e) => out.push(doc.at(&f("url"), e.to_string())),
                     Ok(ep) if ep.tls && self.ca.is_none() => out.push(doc.at(
                         &f("url"),
                         "an https url needs ca (the receiver's CA certificate)",

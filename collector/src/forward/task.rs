@@ -59,7 +59,7 @@ fn receiver(s: &SinkConfig) -> Result<Receiver, ForwardError> {
         }
         SinkKind::Http => {
             let url = s.url.as_deref().ok_or_else(|| name("no url"))?;
-            let endpoint = client::Endpoint::parse(url).map_err(|e| name(&e))?;
+            let endpoint = client::Endpoint::parse(url).map_err(|e| name(&e.to_string()))?;
             let scheme = match s.format {
                 super::HttpFormat::SplunkHec => "Splunk",
                 _ => "Bearer",

@@ -11,7 +11,7 @@
 //! view wakes each connection, which closes at once if its peer is now
 //! revoked, idle or not.
 
-use super::admission::{Admission, HandshakeSlot};
+use super::admission::{Admission, ConnectionSlot, HandshakeSlot};
 use super::api::{self, Peer, State};
 use super::counters::{ConnectionCounters, Refused};
 use super::deadlines::{Clock, Timed, Watchdog};
@@ -58,28 +58,7 @@ pub(super) async fn serve(
     handshake: HandshakeSlot,
     mut stop: watch::Receiver<bool>,
 ) {
-    let refuse = |why: Refused, detail: &dyn std::fmt::Display| {
-        shared.counters.count(why);
-        // Counted, and summed up in one line per interval: a line per
-        // refused peer would let anyone flood the log.
-        tracing::debug!(%addr, "connection refused ({}): {detail}", why.label());
-    };
-    let tls = match tokio::time::timeout(shared.timeouts.handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return refuse(Refused::of_handshake_error(&e), &e),
-        Err(_) => return refuse(Refused::Timeout, &"TLS handshake timed out"),
-    };
-    drop(handshake);
-    let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
-        return refuse(Refused::NoCertificate, &"no client certificate");
-    };
-    let cert = match crate::tls::peer_of(cert) {
-        Ok(c) => c,
-        Err(e) => return refuse(Refused::NoIdentity, &e),
-    };
-    let Ok(slot) = shared.admission.authenticate(&cert.identity) else {
-        // Counted by `authenticate`.
-        tracing::debug!(%addr, identity = %cert.identity, "connection refused: max_connections reached");
+    let Some((tls, cert, slot)) = accept(&shared, acceptor, tcp, addr, handshake).await else {
         return;
     };
     let peer = Peer {
@@ -89,35 +68,7 @@ pub(super) async fn serve(
     };
 
     let clock = Clock::new(shared.timeouts.idle, shared.timeouts.request);
-    let svc = {
-        let shared = shared.clone();
-        let clock = clock.clone();
-        let id = cert.id.clone();
-        hyper::service::service_fn(move |req| {
-            let request = clock.begin_request();
-            let revoked = shared.revocations.is_revoked(&id);
-            let state = shared.state.clone();
-            let console = shared.console.clone();
-            let peer = peer.clone();
-            async move {
-                if revoked {
-                    return Err(RevokedPeer);
-                }
-                let resp = match console {
-                    Some(c) => {
-                        let caller = crate::console::Caller {
-                            identity: peer.identity.clone(),
-                            operator: peer.operator,
-                        };
-                        crate::console::handle(c, caller, req).await
-                    }
-                    None => api::handle(state, peer, req, request.deadline()).await,
-                };
-                drop(request);
-                Ok(resp)
-            }
-        })
-    };
+    let svc = service(&shared, &clock, cert.id.clone(), peer);
     let conn = hyper::server::conn::http1::Builder::new()
         // Our deadlines replace hyper's: its header timer also runs while
         // the connection is idle.
@@ -187,5 +138,110 @@ pub(super) async fn serve(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// The connection's request handler: each request holds the clock busy
+/// until answered; a peer revoked since the handshake gets no answer.
+fn service(
+    shared: &Arc<Shared>,
+    clock: &Arc<Clock>,
+    id: crate::revocation::CertId,
+    peer: Peer,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = api::Resp,
+    Error = RevokedPeer,
+    Future: Send,
+> + Send
++ 'static {
+    let shared = shared.clone();
+    let clock = clock.clone();
+    hyper::service::service_fn(move |req| {
+        let request = clock.begin_request();
+        let revoked = shared.revocations.is_revoked(&id);
+        let state = shared.state.clone();
+        let console = shared.console.clone();
+        let peer = peer.clone();
+        async move {
+            if revoked {
+                return Err(RevokedPeer);
+            }
+            let resp = respond(state, console, peer, req, request.deadline()).await;
+            drop(request);
+            Ok(resp)
+        }
+    })
+}
+
+/// The TLS handshake within its deadline, then the client certificate's
+/// identity and a connection slot for it; `None` when refused (counted,
+/// logged at debug level only).
+async fn accept(
+    shared: &Shared,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    handshake: HandshakeSlot,
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    crate::tls::PeerCert,
+    ConnectionSlot,
+)> {
+    let refuse = |why: Refused, detail: &dyn std::fmt::Display| {
+        shared.counters.count(why);
+        // Counted, and summed up in one line per interval: a line per
+        // refused peer would let anyone flood the log.
+        tracing::debug!(%addr, "connection refused ({}): {detail}", why.label());
+    };
+    let tls = match tokio::time::timeout(shared.timeouts.handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            refuse(Refused::of_handshake_error(&e), &e);
+            return None;
+        }
+        Err(_) => {
+            refuse(Refused::Timeout, &"TLS handshake timed out");
+            return None;
+        }
+    };
+    drop(handshake);
+    let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        refuse(Refused::NoCertificate, &"no client certificate");
+        return None;
+    };
+    let cert = match crate::tls::peer_of(cert) {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(Refused::NoIdentity, &e);
+            return None;
+        }
+    };
+    let Ok(slot) = shared.admission.authenticate(&cert.identity) else {
+        // Counted by `authenticate`.
+        tracing::debug!(%addr, identity = %cert.identity, "connection refused: max_connections reached");
+        return None;
+    };
+    Some((tls, cert, slot))
+}
+
+/// One request's answer: the console's on the console's listener, the
+/// agents' API otherwise.
+async fn respond(
+    state: Arc<State>,
+    console: Option<Arc<crate::console::Console>>,
+    peer: Peer,
+    req: hyper::Request<hyper::body::Incoming>,
+    deadline: tokio::time::Instant,
+) -> api::Resp {
+    match console {
+        Some(c) => {
+            let caller = crate::console::Caller {
+                identity: peer.identity.clone(),
+                operator: peer.operator,
+            };
+            crate::console::handle(c, caller, req).await
+        }
+        None => api::handle(state, peer, req, deadline).await,
     }
 }

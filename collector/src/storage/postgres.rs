@@ -787,126 +787,158 @@ async fn apply_state(
     now: i64,
 ) -> Result<(), tokio_postgres::Error> {
     match &e.body {
-        EventBody::Snapshot(s) => {
-            let st = tx
-                .prepare_cached(
-                    "UPDATE hosts SET agent_version = $3, baseline_id = $4, baseline_version = $5,
-                        fim_digest = $6, score = $7, os = $8, kernel = $9, last_snapshot_seq = $2
-                     WHERE host = $1 AND last_snapshot_seq < $2",
-                )
-                .await?;
-            let updated = tx
-                .execute(
-                    &st,
-                    &[
-                        &host,
-                        &seq,
-                        &s.agent_version,
-                        &s.baseline.as_ref().map(|b| b.id.clone()),
-                        &s.baseline.as_ref().map(|b| i64_of(b.version)),
-                        &s.fim_digest,
-                        &s.summary.score,
-                        &s.facts.os,
-                        &s.facts.kernel,
-                    ],
-                )
-                .await?;
-            if updated == 0 {
-                return Ok(());
-            }
-            let day = crate::storage::event_time(e)
-                .unwrap_or(now)
-                .div_euclid(86_400);
-            let st = tx
-                .prepare_cached(
-                    "INSERT INTO score_daily (day, score_sum, samples) VALUES ($1, $2, 1)
-                     ON CONFLICT (day) DO UPDATE SET score_sum = score_daily.score_sum + excluded.score_sum,
-                        samples = score_daily.samples + 1",
-                )
-                .await?;
-            tx.execute(&st, &[&day, &s.summary.score]).await?;
-            let st = tx
-                .prepare_cached("DELETE FROM rule_status WHERE host = $1 AND seq < $2")
-                .await?;
-            tx.execute(&st, &[&host, &seq]).await?;
-            // The first of a repeated rule id wins, as in the SQLite backend.
-            let mut seen = HashSet::new();
-            let rules: Vec<_> = s.rules.iter().filter(|r| seen.insert(&r.id)).collect();
-            let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-            let statuses: Vec<&str> = rules.iter().map(|r| r.status.name()).collect();
-            let sevs: Vec<&str> = rules.iter().map(|r| r.severity.name()).collect();
-            let domains: Vec<String> = rules.iter().map(|r| domains_json(&r.domains)).collect();
-            let titles: Vec<&str> = rules.iter().map(|r| r.title.as_str()).collect();
-            let st = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
-                     SELECT $1, r, st, sv, d, ti, $7, $8
-                       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-                            AS u(r, st, sv, d, ti)
-                     {UPSERT_RULE}"
-                ))
-                .await?;
+        EventBody::Snapshot(s) => apply_snapshot(tx, host, seq, e, s, now).await,
+        EventBody::CheckChanged(c) => apply_check_changed(tx, host, seq, e, c, now).await,
+        EventBody::Agent(a) => apply_agent(tx, host, e, a, now).await,
+        EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => Ok(()),
+    }
+}
+
+/// A snapshot newer than the host's last: the host's row, the day's score
+/// sample, and the rule statuses it carries (older ones dropped).
+async fn apply_snapshot(
+    tx: &Transaction<'_>,
+    host: &str,
+    seq: i64,
+    e: &Event,
+    s: &plumb_core::event::Snapshot,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let st = tx
+        .prepare_cached(
+            "UPDATE hosts SET agent_version = $3, baseline_id = $4, baseline_version = $5,
+                fim_digest = $6, score = $7, os = $8, kernel = $9, last_snapshot_seq = $2
+             WHERE host = $1 AND last_snapshot_seq < $2",
+        )
+        .await?;
+    let updated = tx
+        .execute(
+            &st,
+            &[
+                &host,
+                &seq,
+                &s.agent_version,
+                &s.baseline.as_ref().map(|b| b.id.clone()),
+                &s.baseline.as_ref().map(|b| i64_of(b.version)),
+                &s.fim_digest,
+                &s.summary.score,
+                &s.facts.os,
+                &s.facts.kernel,
+            ],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(());
+    }
+    let day = crate::storage::event_time(e)
+        .unwrap_or(now)
+        .div_euclid(86_400);
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO score_daily (day, score_sum, samples) VALUES ($1, $2, 1)
+             ON CONFLICT (day) DO UPDATE SET score_sum = score_daily.score_sum + excluded.score_sum,
+                samples = score_daily.samples + 1",
+        )
+        .await?;
+    tx.execute(&st, &[&day, &s.summary.score]).await?;
+    let st = tx
+        .prepare_cached("DELETE FROM rule_status WHERE host = $1 AND seq < $2")
+        .await?;
+    tx.execute(&st, &[&host, &seq]).await?;
+    // The first of a repeated rule id wins, as in the SQLite backend.
+    let mut seen = HashSet::new();
+    let rules: Vec<_> = s.rules.iter().filter(|r| seen.insert(&r.id)).collect();
+    let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+    let statuses: Vec<&str> = rules.iter().map(|r| r.status.name()).collect();
+    let sevs: Vec<&str> = rules.iter().map(|r| r.severity.name()).collect();
+    let domains: Vec<String> = rules.iter().map(|r| domains_json(&r.domains)).collect();
+    let titles: Vec<&str> = rules.iter().map(|r| r.title.as_str()).collect();
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
+             SELECT $1, r, st, sv, d, ti, $7, $8
+               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                    AS u(r, st, sv, d, ti)
+             {UPSERT_RULE}"
+        ))
+        .await?;
+    tx.execute(
+        &st,
+        &[&host, &ids, &statuses, &sevs, &domains, &titles, &seq, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One rule's new status, unless a later event set it.
+async fn apply_check_changed(
+    tx: &Transaction<'_>,
+    host: &str,
+    seq: i64,
+    e: &Event,
+    c: &plumb_core::event::CheckChanged,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {UPSERT_RULE}"
+        ))
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &host,
+            &c.rule,
+            &c.status.name(),
+            &e.severity.name(),
+            &domains_json(&c.domains),
+            &c.title,
+            &seq,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An agent event: version and baseline in force, the last refusal.
+async fn apply_agent(
+    tx: &Transaction<'_>,
+    host: &str,
+    e: &Event,
+    a: &plumb_core::event::AgentEvent,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    if !a.agent_version.is_empty() {
+        tx.execute(
+            "UPDATE hosts SET agent_version = $2 WHERE host = $1",
+            &[&host, &a.agent_version],
+        )
+        .await?;
+    }
+    if let Some(b) = &a.baseline {
+        tx.execute(
+            "UPDATE hosts SET baseline_id = $2, baseline_version = $3 WHERE host = $1",
+            &[&host, &b.id, &i64_of(b.version)],
+        )
+        .await?;
+    }
+    // A host's last refusal stands until it applies a bundle.
+    match a.what {
+        AgentEventKind::BaselineRefused => {
             tx.execute(
-                &st,
-                &[&host, &ids, &statuses, &sevs, &domains, &titles, &seq, &now],
+                "INSERT INTO baseline_refusals (host, time, message) VALUES ($1, $2, $3)
+                 ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message",
+                &[&host, &event_time(e).unwrap_or(now), &a.message],
             )
             .await?;
         }
-        EventBody::CheckChanged(c) => {
-            let st = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {UPSERT_RULE}"
-                ))
+        AgentEventKind::BaselineApplied => {
+            tx.execute("DELETE FROM baseline_refusals WHERE host = $1", &[&host])
                 .await?;
-            tx.execute(
-                &st,
-                &[
-                    &host,
-                    &c.rule,
-                    &c.status.name(),
-                    &e.severity.name(),
-                    &domains_json(&c.domains),
-                    &c.title,
-                    &seq,
-                    &now,
-                ],
-            )
-            .await?;
         }
-        EventBody::Agent(a) => {
-            if !a.agent_version.is_empty() {
-                tx.execute(
-                    "UPDATE hosts SET agent_version = $2 WHERE host = $1",
-                    &[&host, &a.agent_version],
-                )
-                .await?;
-            }
-            if let Some(b) = &a.baseline {
-                tx.execute(
-                    "UPDATE hosts SET baseline_id = $2, baseline_version = $3 WHERE host = $1",
-                    &[&host, &b.id, &i64_of(b.version)],
-                )
-                .await?;
-            }
-            // A host's last refusal stands until it applies a bundle.
-            match a.what {
-                AgentEventKind::BaselineRefused => {
-                    tx.execute(
-                        "INSERT INTO baseline_refusals (host, time, message) VALUES ($1, $2, $3)
-                         ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message",
-                        &[&host, &event_time(e).unwrap_or(now), &a.message],
-                    )
-                    .await?;
-                }
-                AgentEventKind::BaselineApplied => {
-                    tx.execute("DELETE FROM baseline_refusals WHERE host = $1", &[&host])
-                        .await?;
-                }
-                _ => {}
-            }
-        }
-        EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => {}
+        _ => {}
     }
     Ok(())
 }

@@ -448,56 +448,7 @@ fn apply_state(
     now: i64,
 ) -> rusqlite::Result<()> {
     match &e.body {
-        EventBody::Snapshot(s) => {
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE hosts SET agent_version = ?3, baseline_id = ?4, baseline_version = ?5,
-                        fim_digest = ?6, score = ?7, os = ?8, kernel = ?9, last_snapshot_seq = ?2
-                     WHERE host = ?1 AND last_snapshot_seq < ?2",
-                )?
-                .execute(params![
-                    host,
-                    seq,
-                    s.agent_version,
-                    s.baseline.as_ref().map(|b| b.id.clone()),
-                    s.baseline
-                        .as_ref()
-                        .map(|b| i64::try_from(b.version).unwrap_or(i64::MAX)),
-                    s.fim_digest,
-                    s.summary.score,
-                    s.facts.os,
-                    s.facts.kernel
-                ])?;
-            if updated == 0 {
-                return Ok(());
-            }
-            let day = crate::storage::event_time(e)
-                .unwrap_or(now)
-                .div_euclid(86_400);
-            tx.prepare_cached(
-                "INSERT INTO score_daily (day, score_sum, samples) VALUES (?1, ?2, 1)
-                 ON CONFLICT (day) DO UPDATE SET score_sum = score_sum + excluded.score_sum,
-                    samples = samples + 1",
-            )?
-            .execute(params![day, s.summary.score])?;
-            // The snapshot is the full list: rules it no longer has are gone,
-            // unless a newer check_changed already spoke for them.
-            tx.prepare_cached("DELETE FROM rule_status WHERE host = ?1 AND seq < ?2")?
-                .execute(params![host, seq])?;
-            let mut up = upsert_rule(tx)?;
-            for r in &s.rules {
-                up.execute(params![
-                    host,
-                    r.id,
-                    r.status.name(),
-                    r.severity.name(),
-                    domains_json(&r.domains),
-                    r.title,
-                    seq,
-                    now
-                ])?;
-            }
-        }
+        EventBody::Snapshot(s) => apply_snapshot(tx, host, seq, e, s, now)?,
         EventBody::CheckChanged(c) => {
             upsert_rule(tx)?.execute(params![
                 host,
@@ -510,38 +461,109 @@ fn apply_state(
                 now
             ])?;
         }
-        EventBody::Agent(a) => {
-            if !a.agent_version.is_empty() {
-                tx.prepare_cached("UPDATE hosts SET agent_version = ?2 WHERE host = ?1")?
-                    .execute(params![host, a.agent_version])?;
-            }
-            if let Some(b) = &a.baseline {
-                tx.prepare_cached(
-                    "UPDATE hosts SET baseline_id = ?2, baseline_version = ?3 WHERE host = ?1",
-                )?
-                .execute(params![
-                    host,
-                    b.id,
-                    i64::try_from(b.version).unwrap_or(i64::MAX)
-                ])?;
-            }
-            // A host's last refusal stands until it applies a bundle.
-            match a.what {
-                AgentEventKind::BaselineRefused => {
-                    tx.prepare_cached(
-                        "INSERT INTO baseline_refusals (host, time, message) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message",
-                    )?
-                    .execute(params![host, event_time(e).unwrap_or(now), a.message])?;
-                }
-                AgentEventKind::BaselineApplied => {
-                    tx.prepare_cached("DELETE FROM baseline_refusals WHERE host = ?1")?
-                        .execute(params![host])?;
-                }
-                _ => {}
-            }
-        }
+        EventBody::Agent(a) => apply_agent(tx, host, e, a, now)?,
         EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => {}
+    }
+    Ok(())
+}
+
+/// A snapshot newer than the host's last: the host's row, the day's score
+/// sample, and the rule statuses it carries (older ones dropped).
+fn apply_snapshot(
+    tx: &rusqlite::Transaction<'_>,
+    host: &str,
+    seq: i64,
+    e: &Event,
+    s: &plumb_core::event::Snapshot,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let updated = tx
+        .prepare_cached(
+            "UPDATE hosts SET agent_version = ?3, baseline_id = ?4, baseline_version = ?5,
+                fim_digest = ?6, score = ?7, os = ?8, kernel = ?9, last_snapshot_seq = ?2
+             WHERE host = ?1 AND last_snapshot_seq < ?2",
+        )?
+        .execute(params![
+            host,
+            seq,
+            s.agent_version,
+            s.baseline.as_ref().map(|b| b.id.clone()),
+            s.baseline
+                .as_ref()
+                .map(|b| i64::try_from(b.version).unwrap_or(i64::MAX)),
+            s.fim_digest,
+            s.summary.score,
+            s.facts.os,
+            s.facts.kernel
+        ])?;
+    if updated == 0 {
+        return Ok(());
+    }
+    let day = crate::storage::event_time(e)
+        .unwrap_or(now)
+        .div_euclid(86_400);
+    tx.prepare_cached(
+        "INSERT INTO score_daily (day, score_sum, samples) VALUES (?1, ?2, 1)
+         ON CONFLICT (day) DO UPDATE SET score_sum = score_sum + excluded.score_sum,
+            samples = samples + 1",
+    )?
+    .execute(params![day, s.summary.score])?;
+    // The snapshot is the full list: rules it no longer has are gone,
+    // unless a newer check_changed already spoke for them.
+    tx.prepare_cached("DELETE FROM rule_status WHERE host = ?1 AND seq < ?2")?
+        .execute(params![host, seq])?;
+    let mut up = upsert_rule(tx)?;
+    for r in &s.rules {
+        up.execute(params![
+            host,
+            r.id,
+            r.status.name(),
+            r.severity.name(),
+            domains_json(&r.domains),
+            r.title,
+            seq,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+/// An agent event: version and baseline in force, the last refusal.
+fn apply_agent(
+    tx: &rusqlite::Transaction<'_>,
+    host: &str,
+    e: &Event,
+    a: &plumb_core::event::AgentEvent,
+    now: i64,
+) -> rusqlite::Result<()> {
+    if !a.agent_version.is_empty() {
+        tx.prepare_cached("UPDATE hosts SET agent_version = ?2 WHERE host = ?1")?
+            .execute(params![host, a.agent_version])?;
+    }
+    if let Some(b) = &a.baseline {
+        tx.prepare_cached(
+            "UPDATE hosts SET baseline_id = ?2, baseline_version = ?3 WHERE host = ?1",
+        )?
+        .execute(params![
+            host,
+            b.id,
+            i64::try_from(b.version).unwrap_or(i64::MAX)
+        ])?;
+    }
+    // A host's last refusal stands until it applies a bundle.
+    match a.what {
+        AgentEventKind::BaselineRefused => {
+            tx.prepare_cached(
+                "INSERT INTO baseline_refusals (host, time, message) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (host) DO UPDATE SET time = excluded.time, message = excluded.message",
+            )?
+            .execute(params![host, event_time(e).unwrap_or(now), a.message])?;
+        }
+        AgentEventKind::BaselineApplied => {
+            tx.prepare_cached("DELETE FROM baseline_refusals WHERE host = ?1")?
+                .execute(params![host])?;
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -230,11 +230,27 @@ fn copy_tables(
     chunk: usize,
     progress: &mut dyn FnMut(&str, &TableCount),
 ) -> Result<MigrateReport, StorageError> {
-    let read = |what: &str| db(format!("{at}: reading {what}"));
     let limit = i64::try_from(chunk).unwrap_or(i64::MAX);
     let mut report = MigrateReport::default();
+    copy_baselines(conn, at, target, limit, &mut report.baselines, progress)?;
+    copy_events(conn, at, target, limit, &mut report.events, progress)?;
+    copy_rules(conn, at, target, limit, &mut report.rule_status, progress)?;
+    // What the console and the forwarders read, before the hosts' rows.
+    copy_scores_refusals_cursors(conn, at, target, limit, &mut report, progress)?;
+    copy_hosts(conn, at, target, limit, &mut report.hosts, progress)?;
+    Ok(report)
+}
 
-    // Baselines: a few rows per published version, bytes included.
+/// Baselines: a few rows per published version, bytes included.
+fn copy_baselines(
+    conn: &Connection,
+    at: &str,
+    target: &mut dyn BulkLoad,
+    limit: i64,
+    count: &mut TableCount,
+    progress: &mut dyn FnMut(&str, &TableCount),
+) -> Result<(), StorageError> {
+    let read = |what: &str| db(format!("{at}: reading {what}"));
     let mut st = conn
         .prepare(
             "SELECT id, version, key_id, hosts, bytes, sha256, published_at FROM baselines
@@ -260,11 +276,22 @@ fn copy_tables(
         let Some(last) = rows.last() else { break };
         key = (last.id.clone(), last.version);
         let n = target.load_baselines(&rows)?;
-        report.baselines.add(rows.len(), n);
-        progress("baselines", &report.baselines);
+        count.add(rows.len(), n);
+        progress("baselines", count);
     }
+    Ok(())
+}
 
-    // Events by (host, seq): the UNIQUE (host, seq) index serves the order.
+/// Events by (host, seq): the UNIQUE (host, seq) index serves the order.
+fn copy_events(
+    conn: &Connection,
+    at: &str,
+    target: &mut dyn BulkLoad,
+    limit: i64,
+    count: &mut TableCount,
+    progress: &mut dyn FnMut(&str, &TableCount),
+) -> Result<(), StorageError> {
+    let read = |what: &str| db(format!("{at}: reading {what}"));
     let mut st = conn
         .prepare(
             "SELECT host, seq, kind, severity, sev_rank, time, received_at, body FROM events
@@ -291,9 +318,22 @@ fn copy_tables(
         let Some(last) = rows.last() else { break };
         key = (last.host.clone(), last.seq);
         let n = target.load_events(&rows)?;
-        report.events.add(rows.len(), n);
-        progress("events", &report.events);
+        count.add(rows.len(), n);
+        progress("events", count);
     }
+    Ok(())
+}
+
+/// Rule states by (host, rule).
+fn copy_rules(
+    conn: &Connection,
+    at: &str,
+    target: &mut dyn BulkLoad,
+    limit: i64,
+    count: &mut TableCount,
+    progress: &mut dyn FnMut(&str, &TableCount),
+) -> Result<(), StorageError> {
+    let read = |what: &str| db(format!("{at}: reading {what}"));
     let mut st = conn
         .prepare(
             "SELECT host, rule, status, severity, domains, title, seq, updated_at FROM rule_status
@@ -320,13 +360,22 @@ fn copy_tables(
         let Some(last) = rows.last() else { break };
         key = (last.host.clone(), last.rule.clone());
         let n = target.load_rules(&rows)?;
-        report.rule_status.add(rows.len(), n);
-        progress("rule_status", &report.rule_status);
+        count.add(rows.len(), n);
+        progress("rule_status", count);
     }
+    Ok(())
+}
 
-    // What the console and the forwarders read, before the hosts' rows.
-    copy_scores_refusals_cursors(conn, at, target, limit, &mut report, progress)?;
-
+/// Hosts by name.
+fn copy_hosts(
+    conn: &Connection,
+    at: &str,
+    target: &mut dyn BulkLoad,
+    limit: i64,
+    count: &mut TableCount,
+    progress: &mut dyn FnMut(&str, &TableCount),
+) -> Result<(), StorageError> {
+    let read = |what: &str| db(format!("{at}: reading {what}"));
     let mut st = conn
         .prepare(
             "SELECT host, first_seen, last_seen, address, agent_version, baseline_id,
@@ -361,11 +410,10 @@ fn copy_tables(
         let Some(last) = rows.last() else { break };
         key = last.host.clone();
         let n = target.load_hosts(&rows)?;
-        report.hosts.add(rows.len(), n);
-        progress("hosts", &report.hosts);
+        count.add(rows.len(), n);
+        progress("hosts", count);
     }
-
-    Ok(report)
+    Ok(())
 }
 
 /// Copies `score_daily`, `baseline_refusals` and `forward_cursors`, `limit`
