@@ -15,7 +15,9 @@
 #
 #   bench/agent.sh                   # defaults below
 #   WRITES=200 IDLE_S=20 bench/agent.sh
+#   BURST="10000 60000" bench/agent.sh        # several bursts, one after the other
 #   USR_DIRS="bin sbin share" bench/agent.sh   # a part of /usr (default: all of it)
+#   USR_DIRS="bin sbin lib/python3" ...        # entries may be below /usr's top level
 # Targets: p99 < 500 ms; idle RSS < 25 MB and < 0.5% of a core; bursts up
 # to 60,000 files reported within 3 s, peak RSS < 40 MB.
 #   PATCH=0 bench/agent.sh           # skip the patch-day case
@@ -44,7 +46,10 @@ trap cleanup EXIT
 echo "copying /etc and /usr/{$USR_DIRS} into $work/root ..." >&2
 mkdir -p "$work/root/usr" "$work/proc" "$work/state" "$work/log"
 cp -a /etc "$work/root/etc" 2>/dev/null || true
-for d in $USR_DIRS; do cp -a "/usr/$d" "$work/root/usr/$d" 2>/dev/null || true; done
+for d in $USR_DIRS; do
+    mkdir -p "$(dirname "$work/root/usr/$d")"
+    cp -a "/usr/$d" "$work/root/usr/$d" 2>/dev/null || true
+done
 mkdir -p "$work/root/etc/bench"
 files=$(find "$work/root" -xdev | wc -l)
 bytes=$(du -sb "$work/root" | cut -f1)
@@ -97,11 +102,17 @@ t1=$(date +%s.%N)
 
 python3 - "$work" "$agent_pid" "$WRITES" "$IDLE_S" "$BURST" "$files" "$bytes" "$t0" "$t1" "$PATCH" <<'PY'
 import fcntl, hashlib, json, os, sys, time
-work, pid, writes, idle_s, burst = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+work, pid, writes, idle_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+bursts = [int(b) for b in sys.argv[5].replace(",", " ").split() if int(b) > 0]
 files, nbytes, t0, t1 = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9])
 patch = int(sys.argv[10])
 events = os.path.join(work, "log/events.jsonl")
 tick = os.sysconf("SC_CLK_TCK")
+
+def load():
+    # The machine may be shared: every figure says how busy it was.
+    with open("/proc/loadavg") as f:
+        return "load " + " ".join(f.read().split()[:3])
 
 def rss_kb():
     with open(f"/proc/{pid}/status") as f:
@@ -130,7 +141,7 @@ def new_paths():
     return out
 verdicts = []
 
-print(f"tree: {files} paths, {nbytes/1e6:.0f} MB; initial scan + watches until first snapshot: {t1-t0:.1f} s")
+print(f"tree: {files} paths, {nbytes/1e6:.0f} MB; initial scan + watches until first snapshot: {t1-t0:.1f} s; {load()}")
 
 # Idle.
 time.sleep(2)
@@ -159,26 +170,30 @@ for i in range(writes):
 lat.sort()
 q = lambda x: lat[min(len(lat) - 1, int(x * len(lat)))]
 missing = sum(1 for l in lat if l == float("inf"))
-print(f"write -> event in file over {writes} writes: p50 {q(0.50):.0f} ms, p99 {q(0.99):.0f} ms, max {lat[-1]:.0f} ms, missing {missing}")
+if lat:
+    print(f"write -> event in file over {writes} writes: p50 {q(0.50):.0f} ms, p99 {q(0.99):.0f} ms, max {lat[-1]:.0f} ms, missing {missing}")
 
-# Burst.
-os.makedirs(os.path.join(work, "root/etc/burst"), exist_ok=True)
-time.sleep(1)
-new_paths()
-c0, r0 = cpu_s(), time.time()
-for i in range(burst):
-    with open(os.path.join(work, f"root/etc/burst/f{i}"), "w") as fh:
-        fh.write(str(i))
-wrote = time.time() - r0
-want = {f"/etc/burst/f{i}" for i in range(burst)}
-seen = set(); peak = 0
-while want - seen and time.time() - r0 < 120:
-    seen.update(new_paths()); peak = max(peak, rss_kb()); time.sleep(0.05)
-dt = time.time() - r0
-print(f"burst of {burst} files (written in {wrote:.1f} s): all reported after {dt:.1f} s "
-      f"({len(want & seen)}/{burst}), peak RSS {peak/1024:.1f} MB, CPU {(cpu_s()-c0)/dt*100:.0f}% of a core over that time")
-time.sleep(10)
-print(f"10 s after the burst: RSS {rss_kb()/1024:.1f} MB")
+# Bursts, each in a directory of its own (BURST may list several sizes).
+for n, burst in enumerate(bursts):
+    bdir = f"etc/burst{n}"
+    os.makedirs(os.path.join(work, "root", bdir), exist_ok=True)
+    time.sleep(1)
+    new_paths()
+    c0, r0 = cpu_s(), time.time()
+    for i in range(burst):
+        with open(os.path.join(work, "root", bdir, f"f{i}"), "w") as fh:
+            fh.write(str(i))
+    wrote = time.time() - r0
+    want = {f"/{bdir}/f{i}" for i in range(burst)}
+    seen = set(); peak = 0
+    while want - seen and time.time() - r0 < 120:
+        seen.update(new_paths()); peak = max(peak, rss_kb()); time.sleep(0.05)
+    dt = time.time() - r0
+    print(f"burst of {burst} files (written in {wrote:.1f} s): all reported after {dt:.1f} s, "
+          f"{dt - wrote:.1f} s after the last write ({len(want & seen)}/{burst}), peak RSS {peak/1024:.1f} MB, "
+          f"CPU {cpu_s()-c0:.1f} s ({(cpu_s()-c0)/dt*100:.0f}% of a core over that time); {load()}")
+    time.sleep(10)
+    print(f"10 s after the burst: RSS {rss_kb()/1024:.1f} MB")
 
 # Patch day: PATCH regular files of /usr replaced as dpkg unpacks, under
 # its lock, then the database saying what the new contents are.
@@ -229,7 +244,7 @@ if patch > 0:
     print(f"patch day, {len(targets)} files replaced by rename under dpkg's lock (unpacked in {unpacked:.1f} s): "
           f"all reported {dt - unpacked:.1f} s after the lock was released ({len(want & seen)}/{len(targets)}), "
           f"{sum(verdicts)}/{len(verdicts)} events package-verified, "
-          f"CPU {cpu_s()-c0:.1f} s, peak RSS {peak/1024:.1f} MB")
+          f"CPU {cpu_s()-c0:.1f} s, peak RSS {peak/1024:.1f} MB; {load()}")
 PY
 warnings=$(grep -c '"what":"warning"' "$work/log/events.jsonl" || true)
 echo "agent warning events: $warnings"

@@ -291,3 +291,50 @@ fn a_file_name_that_is_not_utf8_is_reported_whole() {
         "{e:#}"
     );
 }
+
+/// More changed paths than `limits.realtime_max_dirty` before a flush: the
+/// watched tree is rescanned (metadata verify, one batched commit) instead
+/// of each path. Every changed file is reported once, nothing unchanged is,
+/// and the directories the burst created are watched afterwards without
+/// the tree being walked again.
+#[test]
+fn an_overflowing_burst_is_rescanned_whole_and_new_directories_watched() {
+    let s = Setup::new();
+    let mut cfg = std::fs::read_to_string(s.path("agent.toml")).unwrap();
+    cfg.push_str("[limits]\nrealtime_max_dirty = 20\n");
+    std::fs::write(s.path("agent.toml"), cfg).unwrap();
+    let _a = s.start();
+    s.wait_snapshots(1);
+    std::fs::create_dir_all(s.root().join("etc/burst/sub")).unwrap();
+    for i in 0..200 {
+        std::fs::write(s.root().join(format!("etc/burst/sub/f{i}")), "x").unwrap();
+    }
+    std::fs::write(s.root().join("etc/passwd"), "root:x:0:0::/root:/bin/bash\n").unwrap();
+    let ev = s.wait_for("203 changes", |ev| fim_changes(ev).len() >= 203);
+    let mut want: Vec<String> = (0..200)
+        .map(|i| format!("added /etc/burst/sub/f{i}"))
+        .chain([
+            "added /etc/burst".to_string(),
+            "added /etc/burst/sub".to_string(),
+            "modified /etc/passwd".to_string(),
+        ])
+        .collect();
+    want.sort();
+    let mut got = fim_changes(&ev);
+    got.sort();
+    assert_eq!(got, want, "each change once, /etc/sub/conf not at all");
+    assert!(
+        ev.iter().any(|e| e["kind"] == "agent"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("more than 20 changed paths"))),
+        "the overflow is said: {ev:#?}"
+    );
+    // The new directory is watched: a later write in it is reported alone.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(s.root().join("etc/burst/sub/late"), "late").unwrap();
+    let ev = s.wait_for("the late write", |ev| {
+        fim_changes(ev).contains(&"added /etc/burst/sub/late".to_string())
+    });
+    assert_eq!(fim_changes(&ev).len(), 204, "{:#?}", fim_changes(&ev));
+}

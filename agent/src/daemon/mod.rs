@@ -38,6 +38,10 @@ use tokio::task::JoinHandle;
 /// How often subtrees that could not be watched in real time are re-scanned.
 pub const DEGRADED_POLL: Duration = Duration::from_secs(60);
 
+/// How long a pending rescan of whole watch roots may wait for a burst to
+/// end (a quiet debounce period), so that one rescan covers the burst.
+const ROOT_COALESCE: Duration = Duration::from_secs(2);
+
 /// State shared by the daemon's tasks.
 pub struct Shared {
     /// Host id in events.
@@ -522,12 +526,20 @@ async fn flusher(
         }
         // Debounce: wait for a quiet period, but never more than 4x it
         // after the first change, so a steady stream is still reported.
+        // A pending rescan of whole roots (a burst overflowed) waits for
+        // the burst to end, up to ROOT_COALESCE, so that one rescan covers
+        // it rather than one per debounce period.
         loop {
-            let (first, last) = rts.timing();
+            let (first, last, rescan) = rts.timing();
             let (Some(first), Some(last)) = (first, last) else {
                 break;
             };
-            let due = (last + debounce).min(first + debounce * 4);
+            let cap = if rescan {
+                ROOT_COALESCE.max(debounce * 4)
+            } else {
+                debounce * 4
+            };
+            let due = (last + debounce).min(first + cap);
             let now = Instant::now();
             if now >= due {
                 break;
@@ -550,7 +562,13 @@ async fn flusher(
         for w in dirty.warnings {
             shared.agent(AgentEventKind::Warning, Severity::Medium, w);
         }
-        let roots: Vec<Vec<u8>> = dirty.roots.into_iter().collect();
+        // Sorted: a subtree follows the root that covers it.
+        let mut roots: Vec<Vec<u8>> = Vec::new();
+        for r in dirty.roots {
+            if !roots.last().is_some_and(|l| integrity::below(l, &r)) {
+                roots.push(r);
+            }
+        }
         let paths: Vec<Vec<u8>> = dirty
             .paths
             .into_iter()
@@ -558,11 +576,12 @@ async fn flusher(
             .collect();
         let rt2 = rt.clone();
         job(&shared, "realtime", &busy, limit, move |sh| {
-            let mut all = roots.clone();
-            all.extend(paths.iter().cloned());
+            // Only the changed paths are looked at before the pass; whole
+            // roots are not walked for new directories here: the rescan
+            // reports them added (or replaced), and they are watched after it.
             let warnings = {
                 let mut rt = lock(&rt2);
-                let w = rt.refresh(&all);
+                let w = rt.refresh(&paths);
                 sh.stats.set_realtime_watches(rt.watched_count());
                 w
             };
@@ -570,7 +589,18 @@ async fn flusher(
                 sh.agent(AgentEventKind::Warning, Severity::Medium, w);
             }
             if !roots.is_empty() {
-                scheduler::fim_pass(sh, &Scope::Paths(roots), Depth::Metadata)?;
+                let changed = scheduler::fim_pass(sh, &Scope::Paths(roots), Depth::Metadata)?;
+                let (fresh, warnings) = {
+                    let mut rt = lock(&rt2);
+                    let r = rt.watch_changed(&changed);
+                    sh.stats.set_realtime_watches(rt.watched_count());
+                    r
+                };
+                for w in warnings {
+                    sh.agent(AgentEventKind::Warning, Severity::Medium, w);
+                }
+                // Written to between the rescan and its watch: looked at again.
+                lock(&rt2).shared.requeue(fresh);
             }
             if !paths.is_empty() {
                 // Full: the file's times may not have moved within the

@@ -33,7 +33,9 @@ pub struct InotifyError(notify::Error);
 pub struct Dirty {
     /// In-root paths touched since the last flush.
     pub paths: BTreeSet<Vec<u8>>,
-    /// Watch roots to rescan whole (the set overflowed for them).
+    /// Subtrees to rescan whole, with metadata verify: watch roots (the set
+    /// or the kernel queue overflowed for them), and new directories a
+    /// root rescan found (see [`Shared::requeue`]).
     pub roots: BTreeSet<Vec<u8>>,
     /// Warnings to report (overflows, watcher errors).
     pub warnings: Vec<String>,
@@ -68,10 +70,26 @@ impl Shared {
         std::mem::take(&mut *lock(&self.dirty))
     }
 
-    /// A peek at timing, for the debounce.
-    pub fn timing(&self) -> (Option<Instant>, Option<Instant>) {
+    /// A peek at timing, for the debounce: the first and last unflushed
+    /// change, and whether a whole watch root awaits a rescan.
+    pub fn timing(&self) -> (Option<Instant>, Option<Instant>, bool) {
         let d = lock(&self.dirty);
-        (d.first, d.last)
+        (d.first, d.last, !d.roots.is_empty())
+    }
+
+    /// Marks subtrees for a metadata rescan (not from inotify): directories
+    /// a root rescan found new are compared once more after they are
+    /// watched, so nothing written between that rescan and the watch is
+    /// missed.
+    pub fn requeue(&self, dirs: Vec<Vec<u8>>) {
+        if dirs.is_empty() {
+            return;
+        }
+        let mut d = lock(&self.dirty);
+        d.roots.extend(dirs);
+        touch(&mut d);
+        drop(d);
+        self.wake.notify_one();
     }
 
     fn in_root(&self, host: &Path) -> Option<Vec<u8>> {
@@ -326,6 +344,39 @@ impl Realtime {
         warnings
     }
 
+    /// After a rescan of whole roots (the dirty set or the kernel queue
+    /// overflowed): brings the watches up to date with the paths the rescan
+    /// reported added, removed or replaced, without walking the roots
+    /// again. Returns the directories (re)watched, to be compared once
+    /// more, and warnings.
+    pub fn watch_changed(&mut self, changed: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<String>) {
+        let mut fresh: Vec<Vec<u8>> = Vec::new();
+        let mut gone = Vec::new();
+        let mut warnings = Vec::new();
+        let mut sorted: Vec<&Vec<u8>> = changed.iter().collect();
+        // Sorted: a new tree's root comes before its subdirectories, which
+        // its own walk covers.
+        sorted.sort();
+        for p in sorted {
+            if fresh.last().is_some_and(|l| below(l, p)) {
+                continue;
+            }
+            match std::fs::symlink_metadata(self.host(p)) {
+                Ok(m) if m.is_dir() => {
+                    // A directory replaced under the same name has a new
+                    // inode: its old watch went with the old one.
+                    self.watched.remove(p);
+                    warnings.extend(self.add_tree(p));
+                    fresh.push(p.clone());
+                }
+                Ok(_) => {}
+                Err(_) => gone.push(p.clone()),
+            }
+        }
+        warnings.extend(self.refresh(&gone));
+        (fresh, warnings)
+    }
+
     /// After a flush: watches directories that appeared among `paths`, and
     /// forgets watches of directories that are gone.
     pub fn refresh(&mut self, paths: &[Vec<u8>]) -> Vec<String> {
@@ -335,6 +386,11 @@ impl Realtime {
             match std::fs::symlink_metadata(&host) {
                 Ok(m) if m.is_dir() => warnings.extend(self.add_tree(p)),
                 Ok(_) => {}
+                // A directory below is only ever watched through a watched
+                // parent: a path that was not a watched directory (a
+                // removed file, a dpkg temporary renamed away) has nothing
+                // to forget, without looking at every watch.
+                Err(_) if !self.watched.contains(p) && !self.unwatched.contains(p) => {}
                 Err(_) => {
                     // inotify dropped the kernel watches itself.
                     let gone: Vec<Vec<u8>> = self
@@ -406,6 +462,75 @@ mod tests {
         assert_eq!(rt.watch_count(), 4);
         std::fs::write(root.join("etc/new/g"), "x").unwrap();
         assert!(wait(&rt, |d| d.paths.contains(b"/etc/new/g".as_slice())));
+    }
+
+    #[test]
+    fn a_removed_tree_forgets_its_watches_and_a_removed_file_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc/a/b")).unwrap();
+        std::fs::create_dir_all(root.join("etc/c")).unwrap();
+        std::fs::write(root.join("etc/c/f"), "x").unwrap();
+        let mut rt = Realtime::new(root, rules(""), 100, 1000).unwrap();
+        rt.add_tree(b"/etc");
+        assert_eq!(rt.watch_count(), 4);
+        std::fs::remove_file(root.join("etc/c/f")).unwrap();
+        std::fs::remove_dir_all(root.join("etc/a")).unwrap();
+        let gone: Vec<Vec<u8>> = (0..5000)
+            .map(|i| format!("/etc/c/f{i}.dpkg-new").into_bytes())
+            .chain([b"/etc/c/f".to_vec(), b"/etc/a".to_vec()])
+            .collect();
+        assert!(rt.refresh(&gone).is_empty());
+        assert_eq!(rt.watch_count(), 2, "/etc and /etc/c stay watched");
+        assert!(!rt.watched.contains(b"/etc/a/b".as_slice()));
+    }
+
+    #[test]
+    fn after_a_root_rescan_only_the_changed_directories_are_watched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc/old/deep")).unwrap();
+        std::fs::create_dir_all(root.join("etc/keep")).unwrap();
+        let mut rt = Realtime::new(root, rules(""), 100, 1000).unwrap();
+        rt.add_tree(b"/etc");
+        assert_eq!(rt.watch_count(), 4);
+        // While the queue overflowed: a new tree, a removed one, a file.
+        std::fs::create_dir_all(root.join("etc/new/a/b")).unwrap();
+        std::fs::remove_dir_all(root.join("etc/old")).unwrap();
+        std::fs::write(root.join("etc/keep/f"), "x").unwrap();
+        let changed: Vec<Vec<u8>> = [
+            "/etc/new",
+            "/etc/new/a",
+            "/etc/new/a/b",
+            "/etc/old",
+            "/etc/old/deep",
+            "/etc/keep/f",
+        ]
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+        let (fresh, warnings) = rt.watch_changed(&changed);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(fresh, [b"/etc/new".to_vec()], "one walk for the new tree");
+        let mut watched: Vec<&[u8]> = rt.watched.iter().map(Vec::as_slice).collect();
+        watched.sort();
+        assert_eq!(
+            watched,
+            [
+                b"/etc".as_slice(),
+                b"/etc/keep",
+                b"/etc/new",
+                b"/etc/new/a",
+                b"/etc/new/a/b"
+            ]
+        );
+        std::fs::write(root.join("etc/new/a/b/g"), "x").unwrap();
+        assert!(wait(&rt, |d| d
+            .paths
+            .contains(b"/etc/new/a/b/g".as_slice())));
+        // Re-compared once they are watched, with metadata verify.
+        rt.shared.requeue(fresh);
+        assert!(rt.shared.take().roots.contains(b"/etc/new".as_slice()));
     }
 
     #[test]

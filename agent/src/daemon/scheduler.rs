@@ -71,20 +71,32 @@ pub fn run_checks(shared: &Shared) -> Result<usize, OutboxError> {
     Ok(events.len())
 }
 
-/// One FIM pass over `scope`: changes are committed to the outbox first,
-/// then recorded in the FIM database.
-pub fn fim_pass(shared: &Shared, scope: &Scope, depth: Depth) -> Result<usize, IntegrityError> {
+/// One FIM pass over `scope`: changes are committed to the outbox first
+/// (one transaction), then recorded in the FIM database (one transaction).
+/// Returns the in-root paths reported added, removed or replaced (a new
+/// inode): the realtime flusher updates its watches from them.
+pub fn fim_pass(
+    shared: &Shared,
+    scope: &Scope,
+    depth: Depth,
+) -> Result<Vec<Vec<u8>>, IntegrityError> {
     let mut fim = shared
         .fim
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let pass = fim.scan(scope, depth, &shared.limiter)?;
-    let mut events: Vec<NewEvent> = pass
-        .changes
-        .iter()
-        .map(|(severity, c)| NewEvent {
-            severity: *severity,
-            body: EventBody::FimChange(c.clone()),
+    let mut pass = fim.scan(scope, depth, &shared.limiter)?;
+    let mut changed = Vec::new();
+    // Moved, not cloned: a burst's changes are held once (peak RSS).
+    let mut events: Vec<NewEvent> = std::mem::take(&mut pass.changes)
+        .into_iter()
+        .map(|(severity, c)| {
+            if c.change != "modified" || c.fields.iter().any(|f| f == "inode") {
+                changed.extend(c.path.to_bytes());
+            }
+            NewEvent {
+                severity,
+                body: EventBody::FimChange(c),
+            }
         })
         .collect();
     if !pass.tamper.is_empty() {
@@ -108,13 +120,12 @@ pub fn fim_pass(shared: &Shared, scope: &Scope, depth: Depth) -> Result<usize, I
         );
         events.push(NewEvent::agent(AgentEventKind::Warning, Severity::Low, msg));
     }
-    let n = pass.changes.len();
     if pass.initialised {
         tracing::info!("FIM database initialised: {} paths", pass.scanned);
     }
     shared.emit(events);
     fim.record(pass)?;
-    Ok(n)
+    Ok(changed)
 }
 
 /// Builds and commits a snapshot: every rule's last status, the FIM
