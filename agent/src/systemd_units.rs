@@ -32,7 +32,6 @@ use crate::rootfs::{ReadError, RootFs};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The system unit search path, highest precedence first, as

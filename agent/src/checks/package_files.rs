@@ -5,7 +5,7 @@
 //! `/usr/sbin/sshd` is not. What MD5 can and cannot prove: docs/fim.md.
 
 use super::{Ctx, Outcome};
-use crate::dpkg::{self, DpkgError, Package};
+use crate::dpkg::{self, Database, DpkgError, Package};
 use plumb_core::check::{ConffilePolicy, PackageFilesCheck};
 use plumb_core::report::Status;
 use std::collections::{BTreeSet, HashSet};
