@@ -4,7 +4,7 @@
 use super::{
     BaselineRecord, BulkLoad, EventRecord, HostRecord, MigrateReport, RuleRecord, TableCount,
 };
-use crate::storage::StorageError;
+use crate::storage::{StorageError, fim_class_of_body};
 use crate::storage::sqlite::{Sqlite, db};
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -106,11 +106,13 @@ impl BulkLoad for Sqlite {
     fn load_events(&mut self, rows: &[EventRecord]) -> Result<u64, StorageError> {
         self.bulk("events", |tx| {
             let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body,
+                                               fim_verdict, fim_top)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             let mut n = 0u64;
             for e in rows {
+                let (verdict, top) = fim_class_of_body(&e.kind, &e.body);
                 n += st.execute(params![
                     e.host,
                     e.seq,
@@ -119,7 +121,9 @@ impl BulkLoad for Sqlite {
                     e.sev_rank,
                     e.time,
                     e.received_at,
-                    e.body
+                    e.body,
+                    verdict,
+                    top
                 ])? as u64;
             }
             Ok(n)
