@@ -716,10 +716,21 @@ fn the_compliance_chart_and_refused_bundles() {
         &f,
         c.addr,
         "evil-2",
-        vec![json!({"seq": 1, "time": now_rfc3339(10), "severity": "high", "kind": "agent",
-            "what": "baseline_refused", "message": "=cmd|' /C calc'!A0", "agent_version": "0.1.0"})],
+        vec![
+            json!({"seq": 1, "time": now_rfc3339(10), "severity": "high", "kind": "agent",
+            "what": "baseline_refused", "message": "=cmd|' /C calc'!A0", "agent_version": "0.1.0"}),
+        ],
     );
-    let csv = body(&request(op.clone(), console, "GET", "/baselines?list=refusals&format=csv", "").unwrap());
+    let csv = body(
+        &request(
+            op.clone(),
+            console,
+            "GET",
+            "/baselines?list=refusals&format=csv",
+            "",
+        )
+        .unwrap(),
+    );
     assert!(csv.contains(",\"'=cmd|' /C calc'!A0\"\r\n"), "{csv}");
 }
 
@@ -807,8 +818,18 @@ fn scored_snapshot(seq: u64, pass: usize, fail: usize) -> Value {
 fn post_small_fleet(f: &Fleet, addr: SocketAddr) {
     use crate::common::collector::fim_event;
     post(f, addr, "web-1", vec![scored_snapshot(1, 2, 0)]);
-    post(f, addr, "web-2", vec![scored_snapshot(1, 1, 1), fim_event(2), fim_event(3)]);
-    post(f, addr, "web-3", vec![scored_snapshot(1, 1, 2), fim_event(2)]);
+    post(
+        f,
+        addr,
+        "web-2",
+        vec![scored_snapshot(1, 1, 1), fim_event(2), fim_event(3)],
+    );
+    post(
+        f,
+        addr,
+        "web-3",
+        vec![scored_snapshot(1, 1, 2), fim_event(2)],
+    );
     post(f, addr, "web-10", vec![fim_event(1)]);
     post(f, addr, "db-1", vec![scored_snapshot(1, 3, 1)]);
 }
@@ -833,8 +854,14 @@ fn check_fleet_paging(op: &Arc<rustls::ClientConfig>, console: SocketAddr) {
     for (query, expected) in [
         ("", &["db-1", "web-1", "web-10", "web-2", "web-3"][..]),
         ("sort=score", &["web-10", "web-3", "web-2", "db-1", "web-1"]),
-        ("sort=score&dir=desc", &["web-1", "db-1", "web-2", "web-3", "web-10"]),
-        ("sort=drift&dir=desc", &["web-2", "web-3", "web-10", "web-1", "db-1"]),
+        (
+            "sort=score&dir=desc",
+            &["web-1", "db-1", "web-2", "web-3", "web-10"],
+        ),
+        (
+            "sort=drift&dir=desc",
+            &["web-2", "web-3", "web-10", "web-1", "db-1"],
+        ),
         ("sort=fail", &["web-1", "web-10", "db-1", "web-2", "web-3"]),
         ("status=failing", &["db-1", "web-2", "web-3"]),
         ("status=passing", &["web-1"]),
@@ -895,7 +922,14 @@ fn the_fleet_page_filters_sorts_and_pages_in_postgresql() {
 
 /// The standing refusals export as CSV and JSON, escaped as every export.
 fn check_refusals_export(op: &Arc<rustls::ClientConfig>, console: SocketAddr) {
-    let r = request(op.clone(), console, "GET", "/baselines?list=refusals&format=csv", "").unwrap();
+    let r = request(
+        op.clone(),
+        console,
+        "GET",
+        "/baselines?list=refusals&format=csv",
+        "",
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert!(
         r.headers
@@ -913,7 +947,14 @@ fn check_refusals_export(op: &Arc<rustls::ClientConfig>, console: SocketAddr) {
         row.ends_with(",\"<script>window.pwned=2</script> signed by an unknown key\""),
         "{csv}"
     );
-    let r = request(op.clone(), console, "GET", "/baselines?list=refusals&format=json", "").unwrap();
+    let r = request(
+        op.clone(),
+        console,
+        "GET",
+        "/baselines?list=refusals&format=json",
+        "",
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["refusals"][0]["host"], "evil-1", "{v}");
     assert_eq!(

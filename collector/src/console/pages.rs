@@ -691,7 +691,6 @@ fn host_facts(b: &mut String, snapshot: Option<&EventRow>) {
         }
         None => b.push_str("<p class=\"note\">No snapshot among the host's recent events.</p>\n"),
     }
-
 }
 
 /// Every rule's status, grouped by ISSP domain, with its evidence.
@@ -754,7 +753,6 @@ fn host_rules(
         }
         b.push_str("</tbody></table>\n");
     }
-
 }
 
 /// File integrity changes as a timeline, newest first, with field diffs.
@@ -832,7 +830,6 @@ fn host_fim(b: &mut String, events: &[EventRow]) {
         b.push_str("<li class=\"note\">No file change among the recent events.</li>\n");
     }
     b.push_str("</ol>\n");
-
 }
 
 /// Remediation events with their rollback ids.

@@ -21,9 +21,9 @@
 
 use super::{
     BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
-    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending,
-    PublishOutcome, Queries, RefusalRow, Revocation, RuleStatusRow, Storage, StorageError,
-    FimCount, HostPage, HostQuery, RuleScope, event_time, fim_class, host_page, per_host_share,
+    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FimCount, FleetSummary, HostPage, HostQuery, HostRow,
+    IngestBatch, NewBaseline, Pending, PublishOutcome, Queries, RefusalRow, Revocation, RuleScope,
+    RuleStatusRow, Storage, StorageError, event_time, fim_class, host_page, per_host_share,
     publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;

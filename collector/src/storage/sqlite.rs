@@ -4,9 +4,9 @@
 
 use super::{
     BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
-    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending,
-    PublishOutcome, Queries, RefusalRow, RuleStatusRow, Storage, StorageError, event_time,
-    FimCount, HostPage, HostQuery, RuleScope, fim_class, host_page, per_host_share,
+    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FimCount, FleetSummary, HostPage, HostQuery, HostRow,
+    IngestBatch, NewBaseline, Pending, PublishOutcome, Queries, RefusalRow, RuleScope,
+    RuleStatusRow, Storage, StorageError, event_time, fim_class, host_page, per_host_share,
     publish_conflict, severity_rank,
 };
 use crate::config::Synchronous;
@@ -836,16 +836,15 @@ impl Queries for Sqlite {
         let pattern = q.glob.as_deref().map(host_page::like_pattern);
         let conn = self.conn();
         let query = || -> rusqlite::Result<HostPage> {
-            let (matched, stale, failing) = conn.prepare(&totals_sql)?.query_row(
-                params![pattern, q.stale_before],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?.max(0) as u64,
-                        r.get::<_, i64>(1)?.max(0) as u64,
-                        r.get::<_, i64>(2)?.max(0) as u64,
-                    ))
-                },
-            )?;
+            let (matched, stale, failing) =
+                conn.prepare(&totals_sql)?
+                    .query_row(params![pattern, q.stale_before], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?.max(0) as u64,
+                            r.get::<_, i64>(1)?.max(0) as u64,
+                            r.get::<_, i64>(2)?.max(0) as u64,
+                        ))
+                    })?;
             let mut st = conn.prepare(&rows_sql)?;
             let mut rows: Vec<HostRow> = if host_page::rows_need_drift(q) {
                 st.query_map(params![pattern, q.stale_before, q.drift_since], host_row)?
@@ -1429,7 +1428,12 @@ mod tests {
             fim(2, t, json!("/usr/bin/ssh"), Some(false)),
             fim(3, t, json!("/etc/passwd"), None),
             fim(4, t, json!("/etc/shadow"), None),
-            fim(5, t, json!({"hex": "2f6f70742f62ff", "lossy": "/opt/b\u{fffd}"}), None),
+            fim(
+                5,
+                t,
+                json!({"hex": "2f6f70742f62ff", "lossy": "/opt/b\u{fffd}"}),
+                None,
+            ),
             fim(6, t, json!("/"), None),
             fim(7, t, json!("//srv//x"), Some(false)),
             fim(8, "2026-11-01T00:00:00Z", json!("/usr/bin/old"), None),

@@ -3,8 +3,8 @@
 //! other tables through one `INSERT … SELECT unnest(…)` per call.
 
 use super::{BaselineRecord, BulkLoad, EventRecord, HostRecord, RuleRecord};
-use crate::storage::{StorageError, fim_class_of_body};
 use crate::storage::postgres::{DAY, LOCK_PARTITIONS, Postgres, client, partition_name, pg};
+use crate::storage::{StorageError, fim_class_of_body};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};

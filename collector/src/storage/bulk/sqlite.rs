@@ -4,8 +4,8 @@
 use super::{
     BaselineRecord, BulkLoad, EventRecord, HostRecord, MigrateReport, RuleRecord, TableCount,
 };
-use crate::storage::{StorageError, fim_class_of_body};
 use crate::storage::sqlite::{Sqlite, db};
+use crate::storage::{StorageError, fim_class_of_body};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 impl Sqlite {
