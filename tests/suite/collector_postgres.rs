@@ -204,11 +204,13 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
         let pgc = Collector::start(&pg_cfg);
         post_event_set(&f, &[lite.addr, pgc.addr]);
     }
-    // Back to schema 3, rule states kept.
+    // Back to schema 3 (migration 5 undone first), rule states kept.
     pg.psql(
         "plumb",
-        "DROP TRIGGER rule_counts_sync ON rule_status; DROP FUNCTION rule_counts_apply();
-         DROP TABLE rule_counts; DELETE FROM plumb_schema WHERE version = 4",
+        "DROP INDEX events_fim; DROP INDEX rule_status_rule;
+         ALTER TABLE events DROP COLUMN fim_verdict, DROP COLUMN fim_top;
+         DROP TRIGGER rule_counts_sync ON rule_status; DROP FUNCTION rule_counts_apply();
+         DROP TABLE rule_counts; DELETE FROM plumb_schema WHERE version IN (4, 5)",
     );
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
@@ -223,7 +225,7 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
     assert_eq!((lc, &lv), (pc, &pv), "hosts after migration 4");
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "4"
+        "5"
     );
     let counted = "SELECT sum(pass + fail + error + skipped) FROM rule_counts";
     assert_eq!(pg.psql("plumb", counted), states);

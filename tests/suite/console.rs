@@ -816,7 +816,12 @@ fn scored_snapshot(seq: u64, pass: usize, fail: usize) -> Value {
 /// Five hosts: scores 100 (web-1), 50 and 2 drift events (web-2), 33.3 and
 /// 1 drift event (web-3), none and 1 drift event (web-10), 75 (db-1).
 fn post_small_fleet(f: &Fleet, addr: SocketAddr) {
-    use crate::common::collector::fim_event;
+    // A file change of a minute ago (inside the 24 h drift window).
+    let fim_event = |seq: u64| {
+        let mut e = crate::common::collector::fim_event(seq);
+        e["time"] = json!(now_rfc3339(60));
+        e
+    };
     post(f, addr, "web-1", vec![scored_snapshot(1, 2, 0)]);
     post(
         f,
