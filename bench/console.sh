@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Console page timing on a fleet-sized store: seed once (plumb-loadgen seed:
 # 10,000 hosts, 10 million events by default), start the collector with its
-# console listener on that store, then time the fleet page and a host page
-# server-side (curl: first byte minus TLS handshake done, best of 5).
+# console listener on that store, then time the fleet page (by name, and
+# sorted by drift), a host page, a rule page and the baselines page as the
+# collector reports them (its Server-Timing header, best of 5).
 #
 #   bench/console.sh                                  # SQLite
 #   CONSOLE_BACKEND=postgres bench/console.sh         # a throwaway PostgreSQL (as bench/collector.sh)
@@ -23,7 +24,7 @@ BACKEND=${CONSOLE_BACKEND:-sqlite}
 SEED_HOSTS=${SEED_HOSTS:-10000}
 SEED_EVENTS=${SEED_EVENTS:-10000000}
 FLEET_PATH=${CONSOLE_FLEET_PATH:-/fleet}
-HOST_PATH=${CONSOLE_HOST_PATH:-/host/{name\}}
+HOST_PATH=${CONSOLE_HOST_PATH:-/hosts/{name\}}
 CONSOLE_TOML=${CONSOLE_TOML-$'[console]\nlisten = "127.0.0.1:0"'}
 LISTEN_RE=${CONSOLE_LISTEN_RE:-'.*console listening on \([0-9.:]*\).*'}
 CERT_CMD=${CONSOLE_CERT_CMD:-'"$BIN/plumb-collector" pki issue --dir "$PKI" --operator bench-operator && cp "$PKI"/operators/bench-operator.pem "$PKI/operator.pem" && cp "$PKI"/operators/bench-operator.key "$PKI/operator.key"'}
@@ -113,14 +114,16 @@ if [ -z "$ADDR" ]; then
     exit 1
 fi
 
-# server_ms PATH: best of 5 of (first byte - TLS done), in milliseconds.
+# server_ms PATH: best of 5 of the collector's own time (its
+# `Server-Timing: app;dur=MS` header), in milliseconds.
 server_ms() {
     local best="" t code
     for _ in 1 2 3 4 5; do
-        read -r code t < <(curl -s -o /dev/null --cacert "$PKI/ca.pem" --cert "$PKI/operator.pem" \
+        read -r code t < <(curl -s -o /dev/null -D - --cacert "$PKI/ca.pem" --cert "$PKI/operator.pem" \
             --key "$PKI/operator.key" --resolve "localhost:${ADDR##*:}:127.0.0.1" \
-            -w '%{http_code} %{time_appconnect} %{time_starttransfer}\n' "https://localhost:${ADDR##*:}$1" |
-            awk '{printf "%s %d\n", $1, ($3 - $2) * 1000}')
+            "https://localhost:${ADDR##*:}$1" | tr -d '\r' |
+            awk '/^HTTP/ {code=$2} tolower($1) == "server-timing:" {split($2, a, "dur="); ms=a[2]}
+                 END {printf "%s %d\n", code, ms}')
         if [ "$code" != 200 ]; then
             echo "GET $1: HTTP $code" >&2
             exit 1
@@ -131,6 +134,8 @@ server_ms() {
 }
 
 host_path=${HOST_PATH//\{name\}/seed-00042}
-printf '%-9s %8s %10s %14s %12s\n' backend hosts events fleet_ms host_ms
-printf '%-9s %8s %10s %14s %12s\n' "$BACKEND" "$SEED_HOSTS" "$SEED_EVENTS" "$(server_ms "$FLEET_PATH")" "$(server_ms "$host_path")"
-echo "(server time: first byte minus TLS handshake, best of 5; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-9s %8s %10s %9s %15s %8s %8s %12s\n' backend hosts events fleet_ms fleet_drift_ms host_ms rule_ms baselines_ms
+printf '%-9s %8s %10s %9s %15s %8s %8s %12s\n' "$BACKEND" "$SEED_HOSTS" "$SEED_EVENTS" "$(server_ms "$FLEET_PATH")" \
+    "$(server_ms "$FLEET_PATH?sort=drift&dir=desc")" "$(server_ms "$host_path")" "$(server_ms /rules/seed.rule-007)" \
+    "$(server_ms /baselines)"
+echo "(collector time from Server-Timing, best of 5; load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -30,6 +30,24 @@ pub enum ReportPath {
 }
 
 impl ReportPath {
+    /// The top-level directory the path lies in (`/usr` for
+    /// `/usr/bin/ls`, `/` for the root itself), from its display form:
+    /// what [`ChangeSummary`] counts unexplained changes under. The
+    /// collector stores it with each change (its SQL migrations derive it
+    /// the same way: leading slashes trimmed, up to the next slash).
+    pub fn top_dir(&self) -> String {
+        let shown = match self {
+            ReportPath::Text(s) => s.as_str(),
+            ReportPath::Bytes { lossy, .. } => lossy.as_str(),
+        };
+        shown
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|t| !t.is_empty())
+            .map_or_else(|| "/".to_string(), |t| format!("/{t}"))
+    }
+
     /// The report form of raw path bytes.
     pub fn from_bytes(b: &[u8]) -> ReportPath {
         match std::str::from_utf8(b) {
@@ -193,17 +211,7 @@ impl ChangeSummary {
             Some(_) => self.unverified += 1,
             None => {}
         }
-        let shown = match path {
-            ReportPath::Text(s) => s.as_str(),
-            ReportPath::Bytes { lossy, .. } => lossy.as_str(),
-        };
-        let top = shown
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .filter(|t| !t.is_empty())
-            .map_or_else(|| "/".to_string(), |t| format!("/{t}"));
-        *self.unexplained.entry(top).or_default() += 1;
+        *self.unexplained.entry(path.top_dir()).or_default() += 1;
     }
 
     /// Changes not verified by a package database.

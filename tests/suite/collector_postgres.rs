@@ -204,11 +204,13 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
         let pgc = Collector::start(&pg_cfg);
         post_event_set(&f, &[lite.addr, pgc.addr]);
     }
-    // Back to schema 3, rule states kept.
+    // Back to schema 3 (migration 5 undone first), rule states kept.
     pg.psql(
         "plumb",
-        "DROP TRIGGER rule_counts_sync ON rule_status; DROP FUNCTION rule_counts_apply();
-         DROP TABLE rule_counts; DELETE FROM plumb_schema WHERE version = 4",
+        "DROP INDEX events_fim; DROP INDEX rule_status_rule;
+         ALTER TABLE events DROP COLUMN fim_verdict, DROP COLUMN fim_top;
+         DROP TRIGGER rule_counts_sync ON rule_status; DROP FUNCTION rule_counts_apply();
+         DROP TABLE rule_counts; DELETE FROM plumb_schema WHERE version IN (4, 5)",
     );
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
@@ -223,7 +225,7 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
     assert_eq!((lc, &lv), (pc, &pv), "hosts after migration 4");
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "4"
+        "5"
     );
     let counted = "SELECT sum(pass + fail + error + skipped) FROM rule_counts";
     assert_eq!(pg.psql("plumb", counted), states);
@@ -234,6 +236,85 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
     );
     pg.psql("plumb", "DELETE FROM rule_status");
     assert_eq!(pg.psql("plumb", counted), "0");
+}
+
+/// File changes with package verdicts (verified, not matching its
+/// package) for web-12, after [`event_set`]'s.
+fn packaged_changes() -> Value {
+    let change = |seq: u64, path: &str, verified: bool| {
+        json!({"seq": seq, "time": now_rfc3339(-60), "severity": "medium", "kind": "fim_change",
+               "path": path, "change": "modified", "fields": ["sha256"],
+               "old": {"sha256": "aa"}, "new": {"sha256": "bb"}, "domains": [25],
+               "package": {"name": "coreutils", "version": "9.1-1", "verified": verified}})
+    };
+    json!({"schema": 1, "host": "web-12", "events": [
+        change(5, "/usr/bin/ls", true),
+        change(6, "/usr/bin/cat", true),
+        change(7, "/usr/sbin/sshd", false),
+    ]})
+}
+
+/// Migration 5 (each file change's package verdict and top directory as
+/// columns) on a store made by schema 4: it derives them from the stored
+/// bodies, and `report` counts the same as SQLite (whose writer fills
+/// them) and as the report always did.
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let storage = pg.storage_toml("plumb");
+    let f = Fleet::new();
+    let lite_cfg = f.config("127.0.0.1:0", "", "");
+    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+    {
+        let lite = Collector::start(&lite_cfg);
+        let pgc = Collector::start(&pg_cfg);
+        post_event_set(&f, &[lite.addr, pgc.addr]);
+        let body = serde_json::to_vec(&packaged_changes()).unwrap();
+        for addr in [lite.addr, pgc.addr] {
+            assert_eq!(post(&f, addr, "web-12", &body).unwrap().status, 200);
+        }
+    }
+    // web-12: /etc/passwd and the non-UTF-8 /etc/b… (no package), two
+    // verified, /usr/sbin/sshd not matching its package.
+    let expected = json!([{"host": "web-12",
+        "counts": {"changes": 5, "verified": 2, "unverified": 1, "unexplained": {"/etc": 2, "/usr": 1}}}]);
+    let check = |when: &str| {
+        let (_, lv) = query_json(&["report"], &lite_cfg);
+        let (_, pv) = query_json(&["report"], &pg_cfg);
+        assert_eq!(lv, pv, "report {when}");
+        let mut files = lv["file_changes"]["hosts"].clone();
+        for h in files.as_array_mut().unwrap() {
+            h.as_object_mut().unwrap().remove("text");
+        }
+        assert_eq!(files, expected, "report {when}: {lv}");
+    };
+    check("as ingested");
+    // Back to schema 4, the events kept.
+    pg.psql(
+        "plumb",
+        "DROP INDEX events_fim; DROP INDEX rule_status_rule; ALTER TABLE events DROP COLUMN fim_verdict, DROP COLUMN fim_top;
+         DELETE FROM plumb_schema WHERE version = 5",
+    );
+    assert_eq!(
+        pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
+        "4"
+    );
+    drop(Collector::start(&pg_cfg));
+    assert_eq!(
+        pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
+        "5"
+    );
+    assert_eq!(
+        pg.psql(
+            "plumb",
+            "SELECT count(*) FROM events WHERE kind = 'fim_change' AND fim_top IS NULL"
+        ),
+        "2",
+        "only the verified changes have no directory"
+    );
+    check("after migration 5");
 }
 
 /// Sends `n` batches of `per` events for `host`, from seq 1, to whichever

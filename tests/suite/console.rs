@@ -16,7 +16,12 @@ use std::time::{Duration, Instant};
 /// A collector with a console listener, and the console's address (its
 /// `console on ADDR` log line).
 fn start(f: &Fleet, console_extra: &str) -> (Collector, SocketAddr) {
-    let cfg = f.config("127.0.0.1:0", "", "");
+    start_with(&f.config("127.0.0.1:0", "", ""), console_extra)
+}
+
+/// A collector of config `cfg` with its console on loopback.
+fn start_with(cfg: &Path, console_extra: &str) -> (Collector, SocketAddr) {
+    let cfg = cfg.to_path_buf();
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
         "\n[console]\nlisten = \"127.0.0.1:0\"\n{console_extra}\n"
@@ -688,6 +693,7 @@ fn the_compliance_chart_and_refused_bundles() {
     post(&f, c.addr, "evil-1", refusal_events());
     let op = client(&f, Some((&cert, &key)));
     check_history_and_refusals(&op, console);
+    check_refusals_export(&op, console);
     // Applying a bundle ends the refusal.
     post(
         &f,
@@ -699,12 +705,33 @@ fn the_compliance_chart_and_refused_bundles() {
             "baseline": {"id": "base", "version": 4}}),
         ],
     );
-    let r = request(op, console, "GET", "/baselines", "").unwrap();
+    let r = request(op.clone(), console, "GET", "/baselines", "").unwrap();
     assert!(
         body(&r).contains("No host stands on a refusal."),
         "{}",
         body(&r)
     );
+    // A reason that is a spreadsheet formula stays text in the CSV.
+    post(
+        &f,
+        c.addr,
+        "evil-2",
+        vec![
+            json!({"seq": 1, "time": now_rfc3339(10), "severity": "high", "kind": "agent",
+            "what": "baseline_refused", "message": "=cmd|' /C calc'!A0", "agent_version": "0.1.0"}),
+        ],
+    );
+    let csv = body(
+        &request(
+            op.clone(),
+            console,
+            "GET",
+            "/baselines?list=refusals&format=csv",
+            "",
+        )
+        .unwrap(),
+    );
+    assert!(csv.contains(",\"'=cmd|' /C calc'!A0\"\r\n"), "{csv}");
 }
 
 /// The same pages and exports from a collector on PostgreSQL as from one on
@@ -762,10 +789,186 @@ fn the_console_answers_the_same_on_postgresql() {
         assert_eq!(body(&b), body(&a), "{path}");
     }
     check_history_and_refusals(&op, pg_console);
+    check_refusals_export(&op, pg_console);
     let page = body(&request(op.clone(), pg_console, "GET", "/hosts/evil-1", "").unwrap());
     assert!(
         page.contains("<li>line\\x1b[31mred\\nforged</li>"),
         "{page}"
     );
     assert_eq!(page.matches("<script").count(), 1, "{page}");
+}
+
+/// A snapshot with `pass` passing and `fail` failing rules.
+fn scored_snapshot(seq: u64, pass: usize, fail: usize) -> Value {
+    let rule = |i: usize, status: &str| json!({"id": format!("r{i}"), "status": status, "severity": "low", "domains": [13], "title": "t"});
+    let rules: Vec<Value> = (0..pass)
+        .map(|i| rule(i, "pass"))
+        .chain((pass..pass + fail).map(|i| rule(i, "fail")))
+        .collect();
+    json!({"seq": seq, "time": now_rfc3339(60), "severity": "info", "kind": "snapshot",
+        "agent_version": "0.1.0", "baseline": {"id": "base", "version": 3},
+        "facts": {"hostname": "h", "os": "Debian 12", "kernel": "6.1", "uptime_s": 5, "cpus": 2, "memory_bytes": 1024},
+        "fim_digest": "abcd",
+        "summary": {"pass": pass, "fail": fail, "error": 0, "skipped": 0, "score": 0.0},
+        "rules": rules})
+}
+
+/// Five hosts: scores 100 (web-1), 50 and 2 drift events (web-2), 33.3 and
+/// 1 drift event (web-3), none and 1 drift event (web-10), 75 (db-1).
+fn post_small_fleet(f: &Fleet, addr: SocketAddr) {
+    // A file change of a minute ago (inside the 24 h drift window).
+    let fim_event = |seq: u64| {
+        let mut e = crate::common::collector::fim_event(seq);
+        e["time"] = json!(now_rfc3339(60));
+        e
+    };
+    post(f, addr, "web-1", vec![scored_snapshot(1, 2, 0)]);
+    post(
+        f,
+        addr,
+        "web-2",
+        vec![scored_snapshot(1, 1, 1), fim_event(2), fim_event(3)],
+    );
+    post(
+        f,
+        addr,
+        "web-3",
+        vec![scored_snapshot(1, 1, 2), fim_event(2)],
+    );
+    post(f, addr, "web-10", vec![fim_event(1)]);
+    post(f, addr, "db-1", vec![scored_snapshot(1, 3, 1)]);
+}
+
+/// The fleet page filtered, sorted and paged by the store (page size 2),
+/// the same on both backends.
+fn check_fleet_paging(op: &Arc<rustls::ClientConfig>, console: SocketAddr) {
+    let get = |path: &str| {
+        let r = request(op.clone(), console, "GET", path, "").unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", body(&r));
+        body(&r)
+    };
+    let order = |query: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(&get(&format!("/fleet?{query}&format=json"))).unwrap();
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["host"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (query, expected) in [
+        ("", &["db-1", "web-1", "web-10", "web-2", "web-3"][..]),
+        ("sort=score", &["web-10", "web-3", "web-2", "db-1", "web-1"]),
+        (
+            "sort=score&dir=desc",
+            &["web-1", "db-1", "web-2", "web-3", "web-10"],
+        ),
+        (
+            "sort=drift&dir=desc",
+            &["web-2", "web-3", "web-10", "web-1", "db-1"],
+        ),
+        ("sort=fail", &["web-1", "web-10", "db-1", "web-2", "web-3"]),
+        ("status=failing", &["db-1", "web-2", "web-3"]),
+        ("status=passing", &["web-1"]),
+        ("status=stale", &[]),
+        ("q=WEB-%3F", &["web-1", "web-2", "web-3"]),
+        ("q=web-1*&sort=host&dir=desc", &["web-10", "web-1"]),
+        ("q=%25", &[]),
+    ] {
+        assert_eq!(order(query), expected, "/fleet?{query}");
+    }
+    let v: Value = serde_json::from_str(&get("/fleet?q=web-2&format=json")).unwrap();
+    assert_eq!(v["hosts"][0]["drift_24h"], 2, "{v}");
+    // Page 2 of 3 by score: web-2 and db-1 only, the totals of all five.
+    let page = get("/fleet?sort=score&page=2");
+    assert!(page.contains("Page 2 of 3"), "{page}");
+    assert!(page.contains("5 hosts, 0 stale"), "{page}");
+    assert!(page.contains("3 failing a rule."), "{page}");
+    let hosts: Vec<&str> = page
+        .split("<a href=\"/hosts/")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(hosts, ["web-2", "db-1"], "{page}");
+    assert!(
+        page.contains("href=\"/fleet?sort=score&amp;dir=asc&amp;page=3\">next</a>"),
+        "{page}"
+    );
+    // Past the end: the last page.
+    let page = get("/fleet?sort=score&page=99");
+    assert!(page.contains("Page 3 of 3"), "{page}");
+    assert!(page.contains("<a href=\"/hosts/web-1\">"), "{page}");
+    let page = get("/fleet?status=failing&q=web-*");
+    assert!(page.contains("2 hosts, 0 stale"), "{page}");
+    assert!(page.contains("Page 1 of 1"), "{page}");
+}
+
+#[test]
+fn the_fleet_page_filters_sorts_and_pages_in_the_store() {
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let (c, console) = start(&f, "page_size = 2");
+    post_small_fleet(&f, c.addr);
+    check_fleet_paging(&client(&f, Some((&cert, &key))), console);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn the_fleet_page_filters_sorts_and_pages_in_postgresql() {
+    let pg = crate::common::postgres::Postgres::start();
+    pg.database("plumb");
+    let f = Fleet::new();
+    let (cert, key) = operator(&f, "alice");
+    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &pg.storage_toml("plumb"));
+    let (c, console) = start_with(&pg_cfg, "page_size = 2");
+    post_small_fleet(&f, c.addr);
+    check_fleet_paging(&client(&f, Some((&cert, &key))), console);
+}
+
+/// The standing refusals export as CSV and JSON, escaped as every export.
+fn check_refusals_export(op: &Arc<rustls::ClientConfig>, console: SocketAddr) {
+    let r = request(
+        op.clone(),
+        console,
+        "GET",
+        "/baselines?list=refusals&format=csv",
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "content-disposition" && v.contains("baseline-refusals.csv")),
+        "{:?}",
+        r.headers
+    );
+    let csv = body(&r);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("\"host\",\"time\",\"reason\""));
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("\"evil-1\","), "{csv}");
+    assert!(
+        row.ends_with(",\"<script>window.pwned=2</script> signed by an unknown key\""),
+        "{csv}"
+    );
+    let r = request(
+        op.clone(),
+        console,
+        "GET",
+        "/baselines?list=refusals&format=json",
+        "",
+    )
+    .unwrap();
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["refusals"][0]["host"], "evil-1", "{v}");
+    assert_eq!(
+        v["refusals"][0]["reason"],
+        "<script>window.pwned=2</script> signed by an unknown key"
+    );
+    let page = body(&request(op.clone(), console, "GET", "/baselines", "").unwrap());
+    assert!(
+        page.contains("href=\"/baselines?list=refusals&amp;format=csv\""),
+        "{page}"
+    );
 }

@@ -422,7 +422,7 @@ fn migrate_refuses_what_it_cannot_copy_naming_it() {
     rusqlite::Connection::open(&empty)
         .unwrap()
         // The SQLite schema version this build writes: an empty, current store.
-        .pragma_update(None, "user_version", 6)
+        .pragma_update(None, "user_version", 7)
         .unwrap();
     let (code, _, err) = migrate(
         &empty,

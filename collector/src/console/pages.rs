@@ -161,49 +161,83 @@ fn stale(ctx: &Ctx<'_>, h: &HostRow) -> bool {
 // ---------------------------------------------------------------- fleet
 
 fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
-    let mut rows = ctx.c.queries.hosts(ctx.now - DRIFT_WINDOW_SECS)?;
-    let glob = ctx.p.get("q");
-    let status = ctx.p.get("status").unwrap_or("all");
-    rows.retain(|h| {
-        glob.is_none_or(|g| host_matches(g, &h.host))
-            && match status {
-                "failing" => h.fail > 0,
-                "passing" => h.fail == 0 && h.pass > 0,
-                "stale" => stale(ctx, h),
-                "fresh" => !stale(ctx, h),
-                _ => true,
-            }
-    });
-    let sort = ctx.p.get("sort").unwrap_or("host");
-    let desc = ctx.p.get("dir") == Some("desc");
-    match sort {
-        "score" => rows.sort_by(|a, b| {
-            score(a)
-                .unwrap_or(-1.0)
-                .total_cmp(&score(b).unwrap_or(-1.0))
-                .then_with(|| a.host.cmp(&b.host))
-        }),
-        "fail" => rows.sort_by(|a, b| a.fail.cmp(&b.fail).then_with(|| a.host.cmp(&b.host))),
-        "drift" => rows.sort_by(|a, b| {
-            a.drift_recent
-                .cmp(&b.drift_recent)
-                .then_with(|| a.host.cmp(&b.host))
-        }),
-        "seen" => rows.sort_by(|a, b| {
-            a.last_seen
-                .cmp(&b.last_seen)
-                .then_with(|| a.host.cmp(&b.host))
-        }),
-        "agent" => rows.sort_by(|a, b| {
-            a.agent_version
-                .cmp(&b.agent_version)
-                .then_with(|| a.host.cmp(&b.host))
-        }),
-        _ => rows.sort_by(|a, b| a.host.cmp(&b.host)),
+    let mut query = fleet_query(ctx);
+    if ctx.p.get("format").is_some() {
+        // Every host the filters keep, not one page.
+        let all = ctx.c.queries.host_page(&query)?;
+        if let Some(r) = fleet_export(ctx, &all.rows) {
+            return Ok(r);
+        }
     }
-    if desc {
-        rows.reverse();
+    let per = ctx.c.page_size.max(1);
+    let asked = ctx
+        .p
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    query.limit = Some(per);
+    query.offset = (asked - 1).saturating_mul(per);
+    let mut page = ctx.c.queries.host_page(&query)?;
+    let pages = usize::try_from(page.matched)
+        .unwrap_or(usize::MAX)
+        .div_ceil(per)
+        .max(1);
+    let n = asked.min(pages);
+    if n != asked {
+        // Past the last page: the last one.
+        query.offset = (n - 1) * per;
+        page = ctx.c.queries.host_page(&query)?;
     }
+    let mut b = String::new();
+    fleet_filters(ctx, &mut b);
+    let _ = writeln!(
+        b,
+        "<p class=\"summary\">{} hosts, {} stale (unseen for {}), {} failing a rule.</p>",
+        page.matched,
+        page.stale,
+        age(i64::try_from(ctx.c.stale_after).unwrap_or(i64::MAX)),
+        page.failing
+    );
+    let filters = fleet_filters_query(ctx);
+    b.push_str(&export_links("/fleet", &filters));
+    fleet_table(ctx, &mut b, &page.rows, &filters);
+    fleet_pager(ctx, &mut b, n, pages, &filters);
+    Ok(layout(ctx, "Fleet", &b))
+}
+
+/// The fleet page's filters and order, from its parameters.
+fn fleet_query(ctx: &Ctx<'_>) -> storage::HostQuery {
+    use storage::{HostSort, HostStatus};
+    storage::HostQuery {
+        glob: ctx.p.get("q").map(String::from),
+        status: match ctx.p.get("status") {
+            Some("failing") => HostStatus::Failing,
+            Some("passing") => HostStatus::Passing,
+            Some("stale") => HostStatus::Stale,
+            Some("fresh") => HostStatus::Fresh,
+            _ => HostStatus::All,
+        },
+        sort: match ctx.p.get("sort") {
+            Some("score") => HostSort::Score,
+            Some("fail") => HostSort::Fail,
+            Some("drift") => HostSort::Drift,
+            Some("seen") => HostSort::Seen,
+            Some("agent") => HostSort::Agent,
+            _ => HostSort::Host,
+        },
+        desc: ctx.p.get("dir") == Some("desc"),
+        stale_before: ctx
+            .now
+            .saturating_sub(i64::try_from(ctx.c.stale_after).unwrap_or(i64::MAX)),
+        drift_since: ctx.now - DRIFT_WINDOW_SECS,
+        limit: None,
+        offset: 0,
+    }
+}
+
+/// The fleet's `?format=csv|json`.
+fn fleet_export(ctx: &Ctx<'_>, rows: &[HostRow]) -> Option<Reply> {
     let header = [
         "host",
         "score",
@@ -237,42 +271,36 @@ fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
             "baseline": h.baseline_id.as_ref().map(|id| json!({"id": id, "version": h.baseline_version})),
         })).collect::<Vec<_>>()
     });
-    if let Some(r) = export(ctx, "fleet", &header, &cells, as_json) {
-        return Ok(r);
-    }
-    let per = ctx.c.page_size;
-    let pages = rows.len().div_ceil(per).max(1);
-    let page = ctx
-        .p
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, pages);
-    let status_q = (status != "all").then_some(status);
-    let filters = query_of(&[("q", glob), ("status", status_q)]);
-    let mut b = String::new();
+    export(ctx, "fleet", &header, &cells, as_json)
+}
+
+/// `q` and `status` as given (for links that keep them).
+fn fleet_filters_query(ctx: &Ctx<'_>) -> String {
+    let status = ctx.p.get("status").filter(|s| *s != "all");
+    query_of(&[("q", ctx.p.get("q")), ("status", status)])
+}
+
+/// The filter form.
+fn fleet_filters(ctx: &Ctx<'_>, b: &mut String) {
+    let status = ctx.p.get("status").unwrap_or("all");
     let _ = write!(
         b,
         "<form method=\"get\" action=\"/fleet\" class=\"filters\">\
          <label>Host <input name=\"q\" value=\"{}\" placeholder=\"web-*\"></label> \
          <label>Status <select name=\"status\" data-autosubmit>",
-        html(glob.unwrap_or(""))
+        html(ctx.p.get("q").unwrap_or(""))
     );
     for s in ["all", "failing", "passing", "stale", "fresh"] {
         let sel = if s == status { " selected" } else { "" };
         let _ = write!(b, "<option value=\"{s}\"{sel}>{s}</option>");
     }
     b.push_str("</select></label> <button type=\"submit\">Filter</button></form>\n");
-    let n_stale = rows.iter().filter(|h| stale(ctx, h)).count();
-    let _ = writeln!(
-        b,
-        "<p class=\"summary\">{} hosts, {} stale (unseen for {}), {} failing a rule.</p>",
-        rows.len(),
-        n_stale,
-        age(i64::try_from(ctx.c.stale_after).unwrap_or(i64::MAX)),
-        rows.iter().filter(|h| h.fail > 0).count()
-    );
-    b.push_str(&export_links("/fleet", &filters));
+}
+
+/// The table of one page of hosts, its headers sorting links.
+fn fleet_table(ctx: &Ctx<'_>, b: &mut String, rows: &[HostRow], filters: &str) {
+    let sort = ctx.p.get("sort").unwrap_or("host");
+    let desc = ctx.p.get("dir") == Some("desc");
     b.push_str("<table id=\"fleet\"><thead><tr>");
     for (key, label) in [
         ("host", "Host"),
@@ -295,9 +323,8 @@ fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         );
     }
     b.push_str("<th>Baseline</th></tr></thead>\n<tbody>\n");
-    for h in rows.iter().skip((page - 1) * per).take(per) {
-        let is_stale = stale(ctx, h);
-        let seen = if is_stale {
+    for h in rows {
+        let seen = if stale(ctx, h) {
             format!(
                 "{} ago <span class=\"stale\">STALE</span>",
                 age(ctx.now - h.last_seen)
@@ -320,10 +347,18 @@ fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         );
     }
     b.push_str("</tbody></table>\n");
+}
+
+/// "Page n of pages" with the previous and next links.
+fn fleet_pager(ctx: &Ctx<'_>, b: &mut String, page: usize, pages: usize, filters: &str) {
     let sort_q = format!(
         "sort={}&amp;dir={}",
-        query_value(sort),
-        if desc { "desc" } else { "asc" }
+        query_value(ctx.p.get("sort").unwrap_or("host")),
+        if ctx.p.get("dir") == Some("desc") {
+            "desc"
+        } else {
+            "asc"
+        }
     );
     let sep = if filters.is_empty() { "" } else { "&amp;" };
     let _ = write!(b, "<p class=\"pages\">Page {page} of {pages}");
@@ -342,7 +377,6 @@ fn fleet(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         );
     }
     b.push_str("</p>\n");
-    Ok(layout(ctx, "Fleet", &b))
 }
 
 // ------------------------------------------------------------ compliance
@@ -544,12 +578,33 @@ fn show(v: &Value) -> String {
 fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
     let name = storage::canonical_host(name);
     let q = ctx.c.queries.as_ref();
+    // This host's row, rule statuses and recent events only.
     let Some(h) = q.host(&name, ctx.now - DRIFT_WINDOW_SECS)? else {
         return Ok(Reply::error(StatusCode::NOT_FOUND, false, "no such host"));
     };
     let rules = q.host_rule_statuses(&name)?;
     let events = q.host_events(&name, HOST_EVENTS)?;
     let evidence = evidence_by_rule(&events);
+    if let Some(r) = host_export(ctx, &name, &rules, &evidence) {
+        return Ok(r);
+    }
+    let mut b = String::new();
+    host_summary(ctx, &mut b, &h);
+    b.push_str(&export_links(&format!("/hosts/{}", segment(&name)), ""));
+    host_facts(&mut b, events.iter().find(|e| e.kind == "snapshot"));
+    host_rules(&mut b, &rules, &evidence);
+    host_fim(&mut b, &events);
+    host_remediation(&mut b, &events);
+    Ok(layout(ctx, &format!("Host {name}"), &b))
+}
+
+/// A host's `?format=csv|json`: its rule statuses with their evidence.
+fn host_export(
+    ctx: &Ctx<'_>,
+    name: &str,
+    rules: &[storage::RuleStatusRow],
+    evidence: &BTreeMap<String, &EventRow>,
+) -> Option<Reply> {
     let header = ["rule", "status", "severity", "domains", "title", "evidence"];
     let cells: Vec<Vec<String>> = rules
         .iter()
@@ -572,25 +627,25 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
         })
         .collect();
     let as_json = json!({
-        "host": h.host,
+        "host": name,
         "rules": rules.iter().map(|r| json!({
             "rule": r.rule, "status": r.status.name(), "severity": r.severity.name(),
             "domains": r.domains, "title": r.title,
             "evidence": evidence.get(&r.rule).map(|e| evidence_lines(e)).unwrap_or_default(),
         })).collect::<Vec<_>>(),
     });
-    if let Some(r) = export(
+    export(
         ctx,
-        &format!("host-{}", segment(&name)),
+        &format!("host-{}", segment(name)),
         &header,
         &cells,
         as_json,
-    ) {
-        return Ok(r);
-    }
-    let snapshot = events.iter().find(|e| e.kind == "snapshot");
-    let mut b = String::new();
-    let stale_mark = if stale(ctx, &h) {
+    )
+}
+
+/// The host's figures: score, rule counts, last report, versions.
+fn host_summary(ctx: &Ctx<'_>, b: &mut String, h: &HostRow) {
+    let stale_mark = if stale(ctx, h) {
         " <span class=\"stale\">STALE</span>"
     } else {
         ""
@@ -601,7 +656,7 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
          <dt>Last report</dt><dd>{} ({} ago){stale_mark}</dd><dt>First seen</dt><dd>{}</dd>\
          <dt>Address</dt><dd>{}</dd><dt>Agent</dt><dd>{}</dd><dt>Baseline in force</dt><dd>{}</dd>\
          <dt>FIM database digest</dt><dd>{}</dd></dl>",
-        score_text(&h),
+        score_text(h),
         h.pass,
         h.fail,
         h.error,
@@ -611,12 +666,13 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
         html(&rfc3339(h.first_seen)),
         html(h.address.as_deref().unwrap_or("-")),
         html(h.agent_version.as_deref().unwrap_or("-")),
-        html(&baseline_text(&h)),
+        html(&baseline_text(h)),
         html(h.fim_digest.as_deref().unwrap_or("-")),
     );
-    b.push_str(&export_links(&format!("/hosts/{}", segment(&name)), ""));
+}
 
-    // Facts, as the last snapshot gave them.
+/// Facts, as the last snapshot among the recent events gave them.
+fn host_facts(b: &mut String, snapshot: Option<&EventRow>) {
     b.push_str("<h2>Facts</h2>\n");
     match snapshot
         .and_then(|s| s.body.get("facts"))
@@ -635,14 +691,20 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
         }
         None => b.push_str("<p class=\"note\">No snapshot among the host's recent events.</p>\n"),
     }
+}
 
-    // Rules, grouped by ISSP domain.
+/// Every rule's status, grouped by ISSP domain, with its evidence.
+fn host_rules(
+    b: &mut String,
+    rules: &[storage::RuleStatusRow],
+    evidence: &BTreeMap<String, &EventRow>,
+) {
     b.push_str("<h2>Rules by ISSP domain</h2>\n");
     if rules.is_empty() {
         b.push_str("<p class=\"note\">No rule status stored for this host yet.</p>\n");
     }
     let mut by_domain: BTreeMap<Option<u8>, Vec<&storage::RuleStatusRow>> = BTreeMap::new();
-    for r in &rules {
+    for r in rules {
         if r.domains.is_empty() {
             by_domain.entry(None).or_default().push(r);
         }
@@ -691,8 +753,10 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
         }
         b.push_str("</tbody></table>\n");
     }
+}
 
-    // File integrity, newest first.
+/// File integrity changes as a timeline, newest first, with field diffs.
+fn host_fim(b: &mut String, events: &[EventRow]) {
     b.push_str("<h2>File integrity changes</h2>\n<ol class=\"timeline\" id=\"fim\">\n");
     let mut any = false;
     for e in events
@@ -766,8 +830,10 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
         b.push_str("<li class=\"note\">No file change among the recent events.</li>\n");
     }
     b.push_str("</ol>\n");
+}
 
-    // Remediation.
+/// Remediation events with their rollback ids.
+fn host_remediation(b: &mut String, events: &[EventRow]) {
     b.push_str("<h2>Remediation</h2>\n");
     let rem: Vec<&EventRow> = events.iter().filter(|e| e.kind == "remediation").collect();
     if rem.is_empty() {
@@ -802,17 +868,18 @@ fn host(ctx: &Ctx<'_>, name: &str) -> Result<Reply, StorageError> {
         }
         b.push_str("</tbody></table>\n");
     }
-    Ok(layout(ctx, &format!("Host {name}"), &b))
 }
 
 // ----------------------------------------------------------------- drift
 
 fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
-    let glob = ctx.p.get("host");
-    let kind = ctx.p.get("kind");
-    let severity = ctx.p.get("severity");
-    let since_text = ctx.p.get("since");
-    let since = match since_text.map(|s| queries::parse_since(s, ctx.now)) {
+    let f = DriftPage {
+        glob: ctx.p.get("host"),
+        kind: ctx.p.get("kind"),
+        severity: ctx.p.get("severity"),
+        since_text: ctx.p.get("since"),
+    };
+    let since = match f.since_text.map(|s| queries::parse_since(s, ctx.now)) {
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return Ok(Reply::error(StatusCode::BAD_REQUEST, false, &e.to_string())),
         None => None,
@@ -824,13 +891,54 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(per)
         .clamp(1, per * 10);
+    let rows = drift_rows(ctx, &f, since, limit)?;
+    if let Some(r) = drift_export(ctx, &rows) {
+        return Ok(r);
+    }
+    let mut b = String::new();
+    drift_filters(&mut b, &f);
+    let filters = query_of(&[
+        ("host", f.glob),
+        ("kind", f.kind),
+        ("severity", f.severity),
+        ("since", f.since_text),
+    ]);
+    b.push_str(&export_links("/drift", &filters));
+    drift_table(&mut b, &rows);
+    if rows.len() == limit {
+        let sep = if filters.is_empty() { "" } else { "&amp;" };
+        let _ = writeln!(
+            b,
+            "<p class=\"pages\">First {limit} shown: <a href=\"/drift?{filters}{sep}limit={}\">show more</a></p>",
+            (limit * 2).min(per * 10)
+        );
+    }
+    Ok(layout(ctx, "Drift", &b))
+}
+
+/// The drift page's filters, as given.
+struct DriftPage<'a> {
+    glob: Option<&'a str>,
+    kind: Option<&'a str>,
+    severity: Option<&'a str>,
+    since_text: Option<&'a str>,
+}
+
+/// The newest `limit` drift events the filters keep.
+fn drift_rows(
+    ctx: &Ctx<'_>,
+    f: &DriftPage<'_>,
+    since: Option<i64>,
+    limit: usize,
+) -> Result<Vec<EventRow>, StorageError> {
+    let (glob, kind) = (f.glob, f.kind);
     let exact = glob.filter(|g| !g.contains(['*', '?']));
     // A glob or a kind is applied to a bounded read of the newest events.
     let filtered = exact.is_none() && glob.is_some() || kind.is_some();
     let filter = DriftFilter {
         host: exact.map(storage::canonical_host),
         since,
-        min_severity: severity.and_then(super::severity_rank),
+        min_severity: f.severity.and_then(super::severity_rank),
         limit: if filtered { limit * 10 } else { limit },
     };
     let mut rows = ctx.c.queries.drift(&filter)?;
@@ -838,6 +946,11 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         glob.is_none_or(|g| host_matches(g, &e.host)) && kind.is_none_or(|k| e.kind == k)
     });
     rows.truncate(limit);
+    Ok(rows)
+}
+
+/// The drift list's `?format=csv|json`.
+fn drift_export(ctx: &Ctx<'_>, rows: &[EventRow]) -> Option<Reply> {
     let header = ["time", "host", "kind", "severity", "summary", "details"];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -857,10 +970,12 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         "host": e.host, "seq": e.seq, "kind": e.kind, "severity": e.severity,
         "time": rfc3339(e.time), "received_at": rfc3339(e.received_at), "event": e.body,
     })).collect::<Vec<_>>()});
-    if let Some(r) = export(ctx, "drift", &header, &cells, as_json) {
-        return Ok(r);
-    }
-    let mut b = String::new();
+    export(ctx, "drift", &header, &cells, as_json)
+}
+
+/// The filter form.
+fn drift_filters(b: &mut String, f: &DriftPage<'_>) {
+    let (glob, kind, severity, since_text) = (f.glob, f.kind, f.severity, f.since_text);
     let _ = write!(
         b,
         "<form method=\"get\" action=\"/drift\" class=\"filters\">\
@@ -883,18 +998,15 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
          <button type=\"submit\">Filter</button></form>",
         html(since_text.unwrap_or(""))
     );
-    let filters = query_of(&[
-        ("host", glob),
-        ("kind", kind),
-        ("severity", severity),
-        ("since", since_text),
-    ]);
-    b.push_str(&export_links("/drift", &filters));
+}
+
+/// The events, newest first, each with what changed.
+fn drift_table(b: &mut String, rows: &[EventRow]) {
     b.push_str(
         "<table id=\"drift\"><thead><tr><th>Time</th><th>Severity</th><th>Host</th><th>Kind</th>\
          <th>What</th></tr></thead><tbody>\n",
     );
-    for e in &rows {
+    for e in rows {
         let (head, lines) = details(e);
         let items: Vec<String> = lines
             .iter()
@@ -912,15 +1024,6 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         );
     }
     b.push_str("</tbody></table>\n");
-    if rows.len() == limit {
-        let sep = if filters.is_empty() { "" } else { "&amp;" };
-        let _ = writeln!(
-            b,
-            "<p class=\"pages\">First {limit} shown: <a href=\"/drift?{filters}{sep}limit={}\">show more</a></p>",
-            (limit * 2).min(per * 10)
-        );
-    }
-    Ok(layout(ctx, "Drift", &b))
 }
 
 // ------------------------------------------------------------------ rule
@@ -928,9 +1031,9 @@ fn drift(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
 fn rule(ctx: &Ctx<'_>, id: &str) -> Result<Reply, StorageError> {
     let q = ctx.c.queries.as_ref();
     let failing: Vec<_> = q
-        .rule_statuses()?
+        .rule_host_statuses(id)?
         .into_iter()
-        .filter(|r| r.rule == id && r.status == plumb_core::report::Status::Fail)
+        .filter(|r| r.status == plumb_core::report::Status::Fail)
         .collect();
     let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
     for r in failing.iter().take(RULE_HOSTS) {
@@ -992,13 +1095,27 @@ fn rule(ctx: &Ctx<'_>, id: &str) -> Result<Reply, StorageError> {
 
 // ------------------------------------------------------------- baselines
 
+/// The standing refusals' `?list=refusals&format=csv|json`.
+fn refusals_export(ctx: &Ctx<'_>, refusals: &[storage::RefusalRow]) -> Option<Reply> {
+    let header = ["host", "time", "reason"];
+    let cells: Vec<Vec<String>> = refusals
+        .iter()
+        .map(|r| vec![r.host.clone(), rfc3339(r.time), r.message.clone()])
+        .collect();
+    let as_json = json!({"refusals": refusals.iter().map(|r| json!({
+        "host": r.host, "time": rfc3339(r.time), "reason": r.message,
+    })).collect::<Vec<_>>()});
+    export(ctx, "baseline-refusals", &header, &cells, as_json)
+}
+
 fn baselines(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
     let q = ctx.c.queries.as_ref();
     let published = q.baselines()?;
+    // Hosts per baseline in force, counted by the database.
     let mut running: BTreeMap<(String, u64), usize> = BTreeMap::new();
-    for h in q.hosts(ctx.now - DRIFT_WINDOW_SECS)? {
-        if let (Some(id), Some(v)) = (h.baseline_id, h.baseline_version) {
-            *running.entry((id, v)).or_default() += 1;
+    for (id, v, n) in q.fleet_summary(i64::MIN)?.baselines {
+        if let (Some(id), Some(v)) = (id, v) {
+            *running.entry((id, v)).or_default() += usize::try_from(n).unwrap_or(usize::MAX);
         }
     }
     let hosts_on = |id: &str, v: u64| running.get(&(id.to_string(), v)).copied().unwrap_or(0);
@@ -1030,7 +1147,12 @@ fn baselines(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         "sha256": p.sha256, "published_at": rfc3339(p.published_at),
         "hosts_running": hosts_on(&p.id, p.version),
     })).collect::<Vec<_>>()});
-    if let Some(r) = export(ctx, "baselines", &header, &cells, as_json) {
+    let refusals = q.baseline_refusals()?;
+    if ctx.p.get("list") == Some("refusals") {
+        if let Some(r) = refusals_export(ctx, &refusals) {
+            return Ok(r);
+        }
+    } else if let Some(r) = export(ctx, "baselines", &header, &cells, as_json) {
         return Ok(r);
     }
     let mut b = String::new();
@@ -1059,11 +1181,11 @@ fn baselines(ctx: &Ctx<'_>) -> Result<Reply, StorageError> {
         .iter()
         .filter(|((id, v), _)| !published.iter().any(|p| &p.id == id && p.version == *v))
         .collect();
-    let refusals = q.baseline_refusals()?;
     b.push_str("<h2>Bundles refused by hosts</h2>\n");
     if refusals.is_empty() {
         b.push_str("<p class=\"note\">No host stands on a refusal.</p>\n");
     } else {
+        b.push_str(&export_links("/baselines", "list=refusals"));
         b.push_str("<table id=\"refusals\"><thead><tr><th>Host</th><th>When</th><th>Reason</th></tr></thead><tbody>\n");
         for r in &refusals {
             let _ = writeln!(

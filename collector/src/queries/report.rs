@@ -3,7 +3,7 @@
 //! rendered as text or JSON.
 
 use super::{Format, WIDTH, fit, to_json};
-use crate::storage::{DriftFilter, Queries, RuleStatusRow, StorageError};
+use crate::storage::{Queries, RuleStatusRow, StorageError};
 use plumb_core::Severity;
 use plumb_core::fim::ChangeSummary;
 use plumb_core::report::Status;
@@ -231,26 +231,27 @@ pub fn report(q: &dyn Queries, format: Format) -> Result<(String, bool), Storage
 /// How far back the report counts file changes.
 const FILE_CHANGES_DAYS: i64 = 7;
 
-/// Most file-change events the report reads (the newest).
-const FILE_CHANGES_MAX: usize = 200_000;
-
 /// File changes of the last [`FILE_CHANGES_DAYS`] days per host, counted
-/// by package verdict (docs/fim.md).
+/// by package verdict (docs/fim.md). The store keeps each change's verdict
+/// and top-level directory beside it and counts them ([`Queries::file_changes`]).
 fn file_changes(q: &dyn Queries) -> Result<BTreeMap<String, ChangeSummary>, StorageError> {
     let since = time::OffsetDateTime::now_utc().unix_timestamp() - FILE_CHANGES_DAYS * 86_400;
-    let rows = q.drift(&DriftFilter {
-        since: Some(since),
-        limit: FILE_CHANGES_MAX,
-        ..DriftFilter::default()
-    })?;
-    let mut by_host: BTreeMap<String, Vec<&crate::storage::EventRow>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.kind == "fim_change") {
-        by_host.entry(r.host.clone()).or_default().push(r);
+    let mut by_host: BTreeMap<String, ChangeSummary> = BTreeMap::new();
+    for c in q.file_changes(since)? {
+        let s = by_host.entry(c.host).or_default();
+        s.changes += c.changes;
+        match c.verdict.as_deref() {
+            Some("verified") => {
+                s.verified += c.changes;
+                continue;
+            }
+            Some(_) => s.unverified += c.changes,
+            None => {}
+        }
+        let top = c.top.unwrap_or_else(|| "/?".into());
+        *s.unexplained.entry(top).or_default() += c.changes;
     }
-    Ok(by_host
-        .into_iter()
-        .map(|(h, rows)| (h, super::drift::fim_summary(rows)))
-        .collect())
+    Ok(by_host)
 }
 
 fn files_json(files: &BTreeMap<String, ChangeSummary>) -> Value {

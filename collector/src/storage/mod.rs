@@ -11,11 +11,13 @@
 //! its own futures there (`tokio::runtime::Handle::block_on`).
 
 pub mod bulk;
+pub mod host_page;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;
 
 use crate::config::StorageSection;
+pub use host_page::{HostPage, HostQuery, HostSort, HostStatus};
 use plumb_core::Severity;
 use plumb_core::event::Event;
 use plumb_core::report::Status;
@@ -291,6 +293,17 @@ pub struct DriftFilter {
     pub limit: usize,
 }
 
+/// Which rule statuses a backend reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RuleScope<'a> {
+    /// Every one, by host then rule.
+    All,
+    /// One host's (canonical), by rule.
+    Host(&'a str),
+    /// One rule's, by host.
+    Rule(&'a str),
+}
+
 /// One rule's current status on one host.
 #[derive(Debug, Clone)]
 pub struct RuleStatusRow {
@@ -321,8 +334,19 @@ pub trait Queries: Send + Sync {
             .into_iter()
             .find(|h| h.host == host))
     }
+    /// One page of the fleet: hosts filtered, sorted and cut by the
+    /// database, `drift_recent` counted for the page's rows only, and the
+    /// totals of every host kept (the console's fleet page).
+    fn host_page(&self, q: &HostQuery) -> Result<HostPage, StorageError>;
+    /// One rule's status on every host, by host (the console's rule page;
+    /// indexed by rule).
+    fn rule_host_statuses(&self, rule: &str) -> Result<Vec<RuleStatusRow>, StorageError>;
     /// Drift events, newest first.
     fn drift(&self, filter: &DriftFilter) -> Result<Vec<EventRow>, StorageError>;
+    /// `fim_change` events produced since `since` (unix time), counted per
+    /// host, package verdict and top-level directory ([`fim_class`]), by
+    /// host (the report's file changes: an index, no event body read).
+    fn file_changes(&self, since: i64) -> Result<Vec<FimCount>, StorageError>;
     /// Every rule status on every host, by host then rule.
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError>;
     /// The fleet score per day (UTC day number: unix time / 86400) from
@@ -476,6 +500,62 @@ pub(crate) fn event_time(e: &Event) -> Option<i64> {
 
 /// Event kinds that are drift.
 pub(crate) const DRIFT_KINDS: [&str; 3] = ["check_changed", "fim_change", "fim_tamper"];
+
+/// What `report` counts of a `fim_change`, stored with it at ingestion
+/// (columns `fim_verdict` and `fim_top` of `events`) so that the report
+/// counts in SQL instead of reading event bodies: the package verdict
+/// (`verified`, `unverified`, `None` when no package owns the path) and,
+/// unless verified, the top-level directory ([`ReportPath::top_dir`]).
+/// `(None, None)` for any other kind.
+///
+/// [`ReportPath::top_dir`]: plumb_core::fim::ReportPath::top_dir
+pub(crate) fn fim_class(e: &Event) -> (Option<&'static str>, Option<String>) {
+    match &e.body {
+        plumb_core::event::EventBody::FimChange(c) => match &c.package {
+            Some(p) if p.verified => (Some("verified"), None),
+            Some(_) => (Some("unverified"), Some(c.path.top_dir())),
+            None => (None, Some(c.path.top_dir())),
+        },
+        _ => (None, None),
+    }
+}
+
+/// [`fim_class`] of a stored row (kind and body as stored), for bulk loads:
+/// a field the report cannot read counts as it always has (no package;
+/// path `?`).
+pub(crate) fn fim_class_of_body(kind: &str, body: &str) -> (Option<&'static str>, Option<String>) {
+    use plumb_core::fim::{PackageVerdict, ReportPath};
+    if kind != "fim_change" {
+        return (None, None);
+    }
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let path = v
+        .get("path")
+        .and_then(|p| serde_json::from_value::<ReportPath>(p.clone()).ok())
+        .unwrap_or_else(|| ReportPath::Text("?".into()));
+    let package = v
+        .get("package")
+        .and_then(|p| serde_json::from_value::<PackageVerdict>(p.clone()).ok());
+    match package {
+        Some(p) if p.verified => (Some("verified"), None),
+        Some(_) => (Some("unverified"), Some(path.top_dir())),
+        None => (None, Some(path.top_dir())),
+    }
+}
+
+/// File changes of one host with one verdict and top-level directory
+/// ([`Queries::file_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FimCount {
+    /// Host identity.
+    pub host: String,
+    /// `verified`, `unverified`, `None`: no package owns the path.
+    pub verdict: Option<String>,
+    /// Top-level directory (`None` when verified).
+    pub top: Option<String>,
+    /// How many changes.
+    pub changes: u64,
+}
 
 /// A verified bundle to publish.
 #[derive(Debug, Clone)]

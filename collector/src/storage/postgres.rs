@@ -21,9 +21,10 @@
 
 use super::{
     BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
-    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending,
-    PublishOutcome, Queries, RefusalRow, Revocation, RuleStatusRow, Storage, StorageError,
-    event_time, per_host_share, publish_conflict, severity_rank,
+    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FimCount, FleetSummary, HostPage, HostQuery, HostRow,
+    IngestBatch, NewBaseline, Pending, PublishOutcome, Queries, RefusalRow, Revocation, RuleScope,
+    RuleStatusRow, Storage, StorageError, event_time, fim_class, host_page, per_host_share,
+    publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
@@ -158,6 +159,35 @@ const MIGRATIONS: &[&str] = &[
      $$;
      CREATE TRIGGER rule_counts_sync AFTER INSERT OR DELETE OR UPDATE OF host, status
         ON rule_status FOR EACH ROW EXECUTE FUNCTION rule_counts_apply();",
+    // 5: each `fim_change`'s package verdict and, unless verified, its
+    // top-level directory, stored with it (`storage::fim_class`: the
+    // writer and bulk loads fill them) so that `report` counts file changes
+    // from a covering index instead of reading event bodies. Filled here
+    // for the events already stored, as `fim_class_of_body` derives them
+    // (a body holding an escaped NUL, which PostgreSQL's JSON functions
+    // refuse to unescape, counts with path `?`).
+    "ALTER TABLE events ADD COLUMN fim_verdict text, ADD COLUMN fim_top text;
+     UPDATE events SET (fim_verdict, fim_top) = (
+        SELECT CASE WHEN json_typeof(j -> 'package' -> 'name') = 'string'
+                     AND json_typeof(j -> 'package' -> 'version') = 'string'
+                    THEN CASE j -> 'package' ->> 'verified'
+                            WHEN 'true' THEN 'verified' WHEN 'false' THEN 'unverified' END
+               END,
+               coalesce(CASE json_typeof(j -> 'path')
+                   WHEN 'string' THEN j ->> 'path'
+                   WHEN 'object' THEN CASE WHEN json_typeof(j -> 'path' -> 'hex') = 'string'
+                                            AND json_typeof(j -> 'path' -> 'lossy') = 'string'
+                                           THEN j -> 'path' ->> 'lossy' END
+               END, '?')
+          FROM (SELECT CASE WHEN strpos(body, '\\u0000') = 0 THEN body::json END AS j) AS b)
+      WHERE kind = 'fim_change';
+     UPDATE events SET fim_top = CASE WHEN fim_verdict = 'verified' THEN NULL
+                                      ELSE '/' || split_part(ltrim(fim_top, '/'), '/', 1) END
+      WHERE kind = 'fim_change';
+     CREATE INDEX events_fim ON events (time, host, fim_verdict, fim_top)
+        WHERE kind = 'fim_change';
+     -- The console's rule page reads one rule's statuses.
+     CREATE INDEX rule_status_rule ON rule_status (rule, host);",
 ];
 
 /// Schema version this build writes.
@@ -296,32 +326,21 @@ impl Postgres {
             Ok(rows
                 .iter()
                 .map(|r| HostRow {
-                    host: r.get(0),
-                    first_seen: r.get(1),
-                    last_seen: r.get(2),
-                    address: r.get(3),
-                    agent_version: r.get(4),
-                    baseline_id: r.get(5),
-                    baseline_version: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
-                    fim_digest: r.get(7),
-                    acked_seq: r.get::<_, i64>(8).max(0) as u64,
-                    pass: count(r, 9),
-                    fail: count(r, 10),
-                    error: count(r, 11),
-                    skipped: count(r, 12),
                     drift_recent: count(r, 13),
+                    ..host_row(r)
                 })
                 .collect())
         })
     }
 
-    /// Every rule status, or one host's (the primary key's prefix).
-    fn rule_rows(&self, host: Option<&str>) -> Result<Vec<RuleStatusRow>, StorageError> {
+    /// Every rule status, one host's (the primary key's prefix) or one
+    /// rule's (`rule_status_rule`).
+    fn rule_rows(&self, scope: RuleScope<'_>) -> Result<Vec<RuleStatusRow>, StorageError> {
         let fail = pg(format!("{}: rule statuses", self.at));
         self.block_on(async {
             let c = self.client().await?;
-            let rows = match host {
-                None => {
+            let rows = match scope {
+                RuleScope::All => {
                     c.query(
                         "SELECT host, rule, status, severity, domains, title FROM rule_status
                          ORDER BY host, rule",
@@ -329,11 +348,19 @@ impl Postgres {
                     )
                     .await
                 }
-                Some(h) => {
+                RuleScope::Host(h) => {
                     c.query(
                         "SELECT host, rule, status, severity, domains, title FROM rule_status
                          WHERE host = lower($1::text) ORDER BY rule",
                         &[&h],
+                    )
+                    .await
+                }
+                RuleScope::Rule(rule) => {
+                    c.query(
+                        "SELECT host, rule, status, severity, domains, title FROM rule_status
+                         WHERE rule = $1::text ORDER BY host",
+                        &[&rule],
                     )
                     .await
                 }
@@ -741,12 +768,16 @@ async fn ingest_one(tx: &Transaction<'_>, b: &IngestBatch) -> Result<u64, tokio_
             .iter()
             .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
             .collect();
+        let (verdicts, tops): (Vec<Option<&str>>, Vec<Option<String>>) =
+            new.iter().map(|e| fim_class(e)).unzip();
         let st = tx
             .prepare_cached(
-                "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
-                 SELECT $1, s, k, sv, r, t, $2, bd
+                "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body,
+                                     fim_verdict, fim_top)
+                 SELECT $1, s, k, sv, r, t, $2, bd, fv, ft
                    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::smallint[],
-                               $7::bigint[], $8::text[]) AS u(s, k, sv, r, t, bd)",
+                               $7::bigint[], $8::text[], $9::text[], $10::text[])
+                        AS u(s, k, sv, r, t, bd, fv, ft)",
             )
             .await?;
         tx.execute(
@@ -760,6 +791,8 @@ async fn ingest_one(tx: &Transaction<'_>, b: &IngestBatch) -> Result<u64, tokio_
                 &ranks,
                 &times,
                 &bodies,
+                &verdicts,
+                &tops,
             ],
         )
         .await?;
@@ -1183,6 +1216,27 @@ fn parse_severity(s: &str) -> Severity {
     .unwrap_or(Severity::Info)
 }
 
+/// A host row from the columns `hosts` selects (see `Postgres::host_rows`),
+/// its drift not counted.
+fn host_row(r: &tokio_postgres::Row) -> HostRow {
+    HostRow {
+        host: r.get(0),
+        first_seen: r.get(1),
+        last_seen: r.get(2),
+        address: r.get(3),
+        agent_version: r.get(4),
+        baseline_id: r.get(5),
+        baseline_version: r.get::<_, Option<i64>>(6).map(|v| v.max(0) as u64),
+        fim_digest: r.get(7),
+        acked_seq: r.get::<_, i64>(8).max(0) as u64,
+        pass: count(r, 9),
+        fail: count(r, 10),
+        error: count(r, 11),
+        skipped: count(r, 12),
+        drift_recent: 0,
+    }
+}
+
 fn count(r: &tokio_postgres::Row, i: usize) -> u32 {
     u32::try_from(r.get::<_, i64>(i)).unwrap_or(u32::MAX)
 }
@@ -1283,12 +1337,100 @@ impl Queries for Postgres {
         })
     }
 
+    fn host_page(&self, q: &HostQuery) -> Result<HostPage, StorageError> {
+        let kinds = host_page::drift_kinds_sql();
+        let dialect = host_page::Dialect {
+            drift_join: format!(
+                "LEFT JOIN (SELECT host, count(*) AS n FROM events
+                             WHERE kind IN ({kinds}) AND time >= $3 GROUP BY host) d
+                        ON d.host = h.host"
+            ),
+            drift: "coalesce(d.n, 0)".into(),
+            collate: " COLLATE \"C\"",
+            round: |x| format!("floor({x} + 0.5)"),
+        };
+        let totals_sql = host_page::totals_sql(q);
+        let rows_sql = host_page::rows_sql(q, &dialect);
+        let pattern = q.glob.as_deref().map(host_page::like_pattern);
+        let fail = pg(format!("{}: fleet page", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let run = async {
+                let t = c
+                    .query_one(&totals_sql, &[&pattern, &q.stale_before])
+                    .await?;
+                let n = |i: usize| u64::try_from(t.get::<_, i64>(i)).unwrap_or(0);
+                let rows = if host_page::rows_need_drift(q) {
+                    c.query(&rows_sql, &[&pattern, &q.stale_before, &q.drift_since])
+                        .await?
+                } else {
+                    c.query(&rows_sql, &[&pattern, &q.stale_before]).await?
+                };
+                let mut rows: Vec<HostRow> = rows.iter().map(host_row).collect();
+                // The page's drift only (events_drift_host).
+                let names: Vec<&str> = rows.iter().map(|h| h.host.as_str()).collect();
+                let counts = c
+                    .query(
+                        &format!(
+                            "SELECT host, count(*) FROM events
+                              WHERE host = ANY($1) AND kind IN ({kinds}) AND time >= $2
+                              GROUP BY host"
+                        ),
+                        &[&names, &q.drift_since],
+                    )
+                    .await?;
+                let by_host: std::collections::HashMap<String, u32> =
+                    counts.iter().map(|r| (r.get(0), count(r, 1))).collect();
+                for h in &mut rows {
+                    h.drift_recent = by_host.get(&h.host).copied().unwrap_or(0);
+                }
+                Ok::<_, tokio_postgres::Error>(HostPage {
+                    rows,
+                    matched: n(0),
+                    stale: n(1),
+                    failing: n(2),
+                })
+            };
+            run.await.map_err(fail)
+        })
+    }
+
+    fn rule_host_statuses(&self, rule: &str) -> Result<Vec<RuleStatusRow>, StorageError> {
+        self.rule_rows(RuleScope::Rule(rule))
+    }
+
+    fn file_changes(&self, since: i64) -> Result<Vec<FimCount>, StorageError> {
+        let fail = pg(format!("{}: file changes", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            // events_fim covers it: no body read.
+            let rows = c
+                .query(
+                    "SELECT host, fim_verdict, fim_top, count(*) FROM events
+                     WHERE kind = 'fim_change' AND time >= $1
+                     GROUP BY host, fim_verdict, fim_top ORDER BY host",
+                    &[&since],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|r| FimCount {
+                    host: r.get(0),
+                    verdict: r.get(1),
+                    top: r.get(2),
+                    changes: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                })
+                .collect())
+        })
+    }
+
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
-        self.rule_rows(None)
+        self.rule_rows(RuleScope::All)
     }
 
     fn host_rule_statuses(&self, host: &str) -> Result<Vec<RuleStatusRow>, StorageError> {
-        self.rule_rows(Some(host))
+        self.rule_rows(RuleScope::Host(host))
     }
 
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {

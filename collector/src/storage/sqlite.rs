@@ -4,9 +4,10 @@
 
 use super::{
     BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
-    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FleetSummary, HostRow, IngestBatch, NewBaseline, Pending,
-    PublishOutcome, Queries, RefusalRow, RuleStatusRow, Storage, StorageError, event_time,
-    per_host_share, publish_conflict, severity_rank,
+    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FimCount, FleetSummary, HostPage, HostQuery, HostRow,
+    IngestBatch, NewBaseline, Pending, PublishOutcome, Queries, RefusalRow, RuleScope,
+    RuleStatusRow, Storage, StorageError, event_time, fim_class, host_page, per_host_share,
+    publish_conflict, severity_rank,
 };
 use crate::config::Synchronous;
 use plumb_core::Severity;
@@ -172,6 +173,38 @@ const MIGRATIONS: &[&str] = &[
             pass = pass + excluded.pass, fail = fail + excluded.fail,
             error = error + excluded.error, skipped = skipped + excluded.skipped;
      END;",
+    // 7: each `fim_change`'s package verdict and, unless verified, its
+    // top-level directory, stored with it (`storage::fim_class`: the
+    // writer and bulk loads fill them) so that `report` counts file changes
+    // from a covering index instead of reading event bodies. Filled here
+    // for the events already stored, as `fim_class_of_body` derives them.
+    "ALTER TABLE events ADD COLUMN fim_verdict TEXT;
+     ALTER TABLE events ADD COLUMN fim_top TEXT;
+     UPDATE events SET
+        fim_verdict = CASE
+            WHEN NOT json_valid(body) THEN NULL
+            WHEN json_type(body, '$.package.name') = 'text'
+                 AND json_type(body, '$.package.version') = 'text'
+            THEN CASE json_type(body, '$.package.verified')
+                    WHEN 'true' THEN 'verified' WHEN 'false' THEN 'unverified' END
+            END,
+        fim_top = CASE
+            WHEN NOT json_valid(body) THEN '?'
+            WHEN json_type(body, '$.path') = 'text' THEN json_extract(body, '$.path')
+            WHEN json_type(body, '$.path.hex') = 'text' AND json_type(body, '$.path.lossy') = 'text'
+            THEN json_extract(body, '$.path.lossy')
+            ELSE '?' END
+      WHERE kind = 'fim_change';
+     UPDATE events SET fim_top = CASE
+            WHEN fim_verdict = 'verified' THEN NULL
+            WHEN instr(ltrim(fim_top, '/'), '/') > 0
+            THEN '/' || substr(ltrim(fim_top, '/'), 1, instr(ltrim(fim_top, '/'), '/') - 1)
+            ELSE '/' || ltrim(fim_top, '/') END
+      WHERE kind = 'fim_change';
+     CREATE INDEX events_fim ON events (time, host, fim_verdict, fim_top)
+        WHERE kind = 'fim_change';
+     -- The console's rule page reads one rule's statuses.
+     CREATE INDEX rule_status_rule ON rule_status (rule, host);",
 ];
 
 /// Schema version this build writes.
@@ -222,20 +255,8 @@ impl Sqlite {
             let mut st = conn.prepare(&sql)?;
             let rows = st.query_map(params![drift_since, host], |r| {
                 Ok(HostRow {
-                    host: r.get(0)?,
-                    first_seen: r.get(1)?,
-                    last_seen: r.get(2)?,
-                    address: r.get(3)?,
-                    agent_version: r.get(4)?,
-                    baseline_id: r.get(5)?,
-                    baseline_version: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
-                    fim_digest: r.get(7)?,
-                    acked_seq: r.get::<_, i64>(8)?.max(0) as u64,
-                    pass: r.get(9)?,
-                    fail: r.get(10)?,
-                    error: r.get(11)?,
-                    skipped: r.get(12)?,
                     drift_recent: r.get(13)?,
+                    ..host_row(r)?
                 })
             })?;
             rows.collect()
@@ -243,20 +264,26 @@ impl Sqlite {
         query().map_err(self.fail("hosts"))
     }
 
-    /// Every rule status, or one host's (the primary key's prefix).
-    fn rule_rows(&self, host: Option<&str>) -> Result<Vec<RuleStatusRow>, StorageError> {
+    /// Every rule status, one host's (the primary key's prefix) or one
+    /// rule's (`rule_status_rule`).
+    fn rule_rows(&self, scope: RuleScope<'_>) -> Result<Vec<RuleStatusRow>, StorageError> {
         let conn = self.conn();
         let query = || -> rusqlite::Result<Vec<RuleStatusRow>> {
-            let (sql, args): (&str, Vec<&str>) = match host {
-                None => (
+            let (sql, args): (&str, Vec<&str>) = match scope {
+                RuleScope::All => (
                     "SELECT host, rule, status, severity, domains, title FROM rule_status
                      ORDER BY host, rule",
                     vec![],
                 ),
-                Some(h) => (
+                RuleScope::Host(h) => (
                     "SELECT host, rule, status, severity, domains, title FROM rule_status
                      WHERE host = ?1 ORDER BY rule",
                     vec![h],
+                ),
+                RuleScope::Rule(rule) => (
+                    "SELECT host, rule, status, severity, domains, title FROM rule_status
+                     WHERE rule = ?1 ORDER BY host",
+                    vec![rule],
                 ),
             };
             let mut st = conn.prepare_cached(sql)?;
@@ -382,6 +409,27 @@ impl Sqlite {
     }
 }
 
+/// A host row from the columns `hosts` selects (see `Sqlite::host_rows`),
+/// its drift not counted.
+fn host_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
+    Ok(HostRow {
+        host: r.get(0)?,
+        first_seen: r.get(1)?,
+        last_seen: r.get(2)?,
+        address: r.get(3)?,
+        agent_version: r.get(4)?,
+        baseline_id: r.get(5)?,
+        baseline_version: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
+        fim_digest: r.get(7)?,
+        acked_seq: r.get::<_, i64>(8)?.max(0) as u64,
+        pass: r.get(9)?,
+        fail: r.get(10)?,
+        error: r.get(11)?,
+        skipped: r.get(12)?,
+        drift_recent: 0,
+    })
+}
+
 /// Stores one batch in `tx`; returns the host's acknowledged seq.
 fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Result<u64> {
     tx.prepare_cached(
@@ -394,8 +442,9 @@ fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Resu
         .prepare_cached("SELECT acked_seq, pruned_seq FROM hosts WHERE host = ?1")?
         .query_row([&b.host], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body,
+                                           fim_verdict, fim_top)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
     let mut top = acked;
     for e in &b.events {
@@ -406,6 +455,7 @@ fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Resu
             continue;
         }
         let body = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+        let (verdict, fim_top) = fim_class(e);
         let n = insert.execute(params![
             b.host,
             seq,
@@ -414,7 +464,9 @@ fn ingest_one(tx: &rusqlite::Transaction<'_>, b: &IngestBatch) -> rusqlite::Resu
             severity_rank(e.severity),
             event_time(e).unwrap_or(b.received_at),
             b.received_at,
-            body
+            body,
+            verdict,
+            fim_top
         ])?;
         if n == 1 {
             apply_state(tx, &b.host, seq, e, b.received_at)?;
@@ -789,12 +841,89 @@ impl Queries for Sqlite {
         query().map_err(self.fail("host events"))
     }
 
+    fn host_page(&self, q: &HostQuery) -> Result<HostPage, StorageError> {
+        let kinds = host_page::drift_kinds_sql();
+        let dialect = host_page::Dialect {
+            drift_join: String::new(),
+            drift: format!(
+                "(SELECT count(*) FROM events e WHERE e.host = h.host AND e.kind IN ({kinds})
+                    AND e.time >= $3)"
+            ),
+            collate: "",
+            round: |x| format!("CAST({x} + 0.5 AS INTEGER)"),
+        };
+        // SQLite numbers its parameters `?n`.
+        let totals_sql = host_page::totals_sql(q).replace('$', "?");
+        let rows_sql = host_page::rows_sql(q, &dialect).replace('$', "?");
+        let pattern = q.glob.as_deref().map(host_page::like_pattern);
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<HostPage> {
+            let (matched, stale, failing) =
+                conn.prepare(&totals_sql)?
+                    .query_row(params![pattern, q.stale_before], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?.max(0) as u64,
+                            r.get::<_, i64>(1)?.max(0) as u64,
+                            r.get::<_, i64>(2)?.max(0) as u64,
+                        ))
+                    })?;
+            let mut st = conn.prepare(&rows_sql)?;
+            let mut rows: Vec<HostRow> = if host_page::rows_need_drift(q) {
+                st.query_map(params![pattern, q.stale_before, q.drift_since], host_row)?
+                    .collect::<rusqlite::Result<_>>()?
+            } else {
+                st.query_map(params![pattern, q.stale_before], host_row)?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            // The page's drift: one index range (events_drift_host) per row.
+            let mut count = conn.prepare_cached(&format!(
+                "SELECT count(*) FROM events WHERE host = ?1 AND kind IN ({kinds}) AND time >= ?2"
+            ))?;
+            for h in &mut rows {
+                h.drift_recent = count.query_row(params![h.host, q.drift_since], |r| r.get(0))?;
+            }
+            Ok(HostPage {
+                rows,
+                matched,
+                stale,
+                failing,
+            })
+        };
+        query().map_err(self.fail("fleet page"))
+    }
+
+    fn rule_host_statuses(&self, rule: &str) -> Result<Vec<RuleStatusRow>, StorageError> {
+        self.rule_rows(RuleScope::Rule(rule))
+    }
+
+    fn file_changes(&self, since: i64) -> Result<Vec<FimCount>, StorageError> {
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<FimCount>> {
+            // events_fim covers it: no body read.
+            let mut st = conn.prepare_cached(
+                "SELECT host, fim_verdict, fim_top, count(*) FROM events
+                 WHERE kind = 'fim_change' AND time >= ?1
+                 GROUP BY host, fim_verdict, fim_top ORDER BY host",
+            )?;
+            let rows = st.query_map([since], |r| {
+                Ok(FimCount {
+                    host: r.get(0)?,
+                    verdict: r.get(1)?,
+                    top: r.get(2)?,
+                    changes: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            rows.collect()
+        };
+        query().map_err(self.fail("file changes"))
+    }
+
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError> {
-        self.rule_rows(None)
+        self.rule_rows(RuleScope::All)
     }
 
     fn host_rule_statuses(&self, host: &str) -> Result<Vec<RuleStatusRow>, StorageError> {
-        self.rule_rows(Some(host))
+        self.rule_rows(RuleScope::Host(host))
     }
 
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError> {
@@ -1280,6 +1409,163 @@ mod tests {
             [("a".into(), 2, 1, 0, 1, 1), ("b".into(), 0, 1, 0, 0, 0)],
             "r1 fail->pass, r3's older status ignored, r4 deleted, b's r1 added"
         );
+    }
+
+    /// A `fim_change` of `path` (a JSON path: a string or the hex/lossy
+    /// object) with a package verdict (`Some(verified)`) or none.
+    fn fim(seq: u64, time: &str, path: serde_json::Value, verified: Option<bool>) -> Event {
+        let package = verified.map(|v| plumb_core::fim::PackageVerdict {
+            name: "pkg".into(),
+            version: "1.0".into(),
+            arch: None,
+            verified: v,
+            conffile: false,
+            expected_md5: None,
+            md5: None,
+            evidence: String::new(),
+        });
+        Event {
+            seq,
+            time: time.into(),
+            severity: Severity::Medium,
+            body: EventBody::FimChange(FimChangeEvent {
+                path: serde_json::from_value(path).unwrap(),
+                change: "modified".into(),
+                fields: vec![],
+                old: serde_json::Value::Null,
+                new: serde_json::Value::Null,
+                domains: vec![],
+                package,
+            }),
+        }
+    }
+
+    /// File changes of every kind of verdict and path, one older than the
+    /// window, and a rule change (not a file change).
+    fn fim_events() -> Vec<Event> {
+        use serde_json::json;
+        let t = "2026-11-27T10:00:00Z";
+        vec![
+            fim(1, t, json!("/usr/bin/ls"), Some(true)),
+            fim(2, t, json!("/usr/bin/ssh"), Some(false)),
+            fim(3, t, json!("/etc/passwd"), None),
+            fim(4, t, json!("/etc/shadow"), None),
+            fim(
+                5,
+                t,
+                json!({"hex": "2f6f70742f62ff", "lossy": "/opt/b\u{fffd}"}),
+                None,
+            ),
+            fim(6, t, json!("/"), None),
+            fim(7, t, json!("//srv//x"), Some(false)),
+            fim(8, "2026-11-01T00:00:00Z", json!("/usr/bin/old"), None),
+            ev(9, changed("r1", Status::Fail)),
+        ]
+    }
+
+    /// What [`fim_events`] counts since 2026-11-27.
+    fn fim_expected() -> Vec<FimCount> {
+        let c = |verdict: Option<&str>, top: Option<&str>, changes| FimCount {
+            host: "web".into(),
+            verdict: verdict.map(String::from),
+            top: top.map(String::from),
+            changes,
+        };
+        let mut v = vec![
+            c(Some("verified"), None, 1),
+            c(Some("unverified"), Some("/usr"), 1),
+            c(Some("unverified"), Some("/srv"), 1),
+            c(None, Some("/etc"), 2),
+            c(None, Some("/opt"), 1),
+            c(None, Some("/"), 1),
+        ];
+        v.sort_by(|a, b| (&a.verdict, &a.top).cmp(&(&b.verdict, &b.top)));
+        v
+    }
+
+    fn file_changes_sorted(s: &Sqlite) -> Vec<FimCount> {
+        let since = 1_795_737_600; // 2026-11-27T00:00:00Z
+        let mut v = s.file_changes(since).unwrap();
+        v.sort_by(|a, b| (&a.verdict, &a.top).cmp(&(&b.verdict, &b.top)));
+        v
+    }
+
+    /// The verdict columns the writer fills, the ones bulk loads fill and
+    /// the ones migration 7 derives in SQL from stored bodies agree.
+    #[test]
+    fn file_change_verdicts_from_writer_bulk_load_and_migration_7_agree() {
+        use crate::storage::bulk::{BulkLoad, EventRecord};
+        let tmp = tempfile::tempdir().unwrap();
+        let mut written = Sqlite::open(&tmp.path().join("w.db"), Synchronous::Full).unwrap();
+        written.ingest(&[batch("web", fim_events())]).unwrap();
+        assert_eq!(file_changes_sorted(&written), fim_expected(), "writer");
+
+        let records: Vec<EventRecord> = fim_events()
+            .iter()
+            .map(|e| EventRecord {
+                host: "web".into(),
+                seq: e.seq as i64,
+                kind: e.body.kind().into(),
+                severity: e.severity.name().into(),
+                sev_rank: 2,
+                time: event_time(e).unwrap(),
+                received_at: 1_000,
+                body: serde_json::to_string(e).unwrap(),
+            })
+            .collect();
+        let mut loaded = Sqlite::open(&tmp.path().join("b.db"), Synchronous::Full).unwrap();
+        assert_eq!(loaded.load_events(&records).unwrap(), 9);
+        assert_eq!(file_changes_sorted(&loaded), fim_expected(), "bulk load");
+
+        let p = tmp.path().join("m.db");
+        {
+            // A database as schema 6 left it, the same events stored.
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 6).unwrap();
+            for r in &records {
+                c.execute(
+                    "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![r.host, r.seq, r.kind, r.severity, r.sev_rank, r.time, r.received_at, r.body],
+                )
+                .unwrap();
+            }
+            // A body the report cannot read counts with path `?`.
+            c.execute_batch(
+                "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
+                 VALUES ('web', 10, 'fim_change', 'high', 3, 1795780000, 1000, 'not json')",
+            )
+            .unwrap();
+        }
+        let migrated = Sqlite::open(&p, Synchronous::Full).unwrap();
+        let mut expected = fim_expected();
+        expected.push(FimCount {
+            host: "web".into(),
+            verdict: None,
+            top: Some("/?".into()),
+            changes: 1,
+        });
+        expected.sort_by(|a, b| (&a.verdict, &a.top).cmp(&(&b.verdict, &b.top)));
+        assert_eq!(file_changes_sorted(&migrated), expected, "migration 7");
+        // The same as the bulk loads' derivation of that body.
+        assert_eq!(
+            crate::storage::fim_class_of_body("fim_change", "not json"),
+            (None, Some("/?".into()))
+        );
+        // The report reads the covering index, not the bodies.
+        let plan: String = migrated
+            .conn()
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT host, fim_verdict, fim_top, count(*) FROM events
+                 WHERE kind = 'fim_change' AND time >= 1 GROUP BY host, fim_verdict, fim_top",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("COVERING INDEX events_fim"), "{plan}");
     }
 
     fn nb(version: u64, hosts: &str, sha: &str) -> crate::storage::NewBaseline {

@@ -6,8 +6,8 @@ use super::{
     BaselineRecord, BulkLoad, CursorRecord, EventRecord, HostRecord, RefusalRecord, RuleRecord,
     ScoreDayRecord,
 };
-use crate::storage::StorageError;
 use crate::storage::postgres::{DAY, LOCK_PARTITIONS, Postgres, client, partition_name, pg};
+use crate::storage::{StorageError, fim_class_of_body};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -184,7 +184,8 @@ impl BulkLoad for Postgres {
                 .collect();
             let sink = tx
                 .copy_in(
-                    "COPY events (host, seq, kind, severity, sev_rank, time, received_at, body)
+                    "COPY events (host, seq, kind, severity, sev_rank, time, received_at, body,
+                                 fim_verdict, fim_top)
                      FROM STDIN BINARY",
                 )
                 .await
@@ -198,6 +199,8 @@ impl BulkLoad for Postgres {
                 Type::INT8,
                 Type::INT8,
                 Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
             ];
             let writer = BinaryCopyInWriter::new(sink, &types);
             let mut writer = std::pin::pin!(writer);
@@ -207,6 +210,7 @@ impl BulkLoad for Postgres {
                 if !seen.insert((&e.host, e.seq)) || stored.contains(&(e.host.clone(), e.seq)) {
                     continue;
                 }
+                let (verdict, top) = fim_class_of_body(&e.kind, &e.body);
                 writer
                     .as_mut()
                     .write(&[
@@ -218,6 +222,8 @@ impl BulkLoad for Postgres {
                         &e.time,
                         &e.received_at,
                         &e.body,
+                        &verdict,
+                        &top,
                     ])
                     .await
                     .map_err(fail("copy"))?;

@@ -5,8 +5,8 @@ use super::{
     BaselineRecord, BulkLoad, CursorRecord, EventRecord, HostRecord, MigrateReport, RefusalRecord,
     RuleRecord, ScoreDayRecord, TableCount,
 };
-use crate::storage::StorageError;
 use crate::storage::sqlite::{Sqlite, db};
+use crate::storage::{StorageError, fim_class_of_body};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 impl Sqlite {
@@ -126,11 +126,13 @@ impl BulkLoad for Sqlite {
     fn load_events(&mut self, rows: &[EventRecord]) -> Result<u64, StorageError> {
         self.bulk("events", |tx| {
             let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR IGNORE INTO events (host, seq, kind, severity, sev_rank, time, received_at, body,
+                                               fim_verdict, fim_top)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             let mut n = 0u64;
             for e in rows {
+                let (verdict, top) = fim_class_of_body(&e.kind, &e.body);
                 n += st.execute(params![
                     e.host,
                     e.seq,
@@ -139,7 +141,9 @@ impl BulkLoad for Sqlite {
                     e.sev_rank,
                     e.time,
                     e.received_at,
-                    e.body
+                    e.body,
+                    verdict,
+                    top
                 ])? as u64;
             }
             Ok(n)
