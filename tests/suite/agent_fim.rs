@@ -303,19 +303,24 @@ fn an_overflowing_burst_is_rescanned_whole_and_new_directories_watched() {
     let mut cfg = std::fs::read_to_string(s.path("agent.toml")).unwrap();
     cfg.push_str("[limits]\nrealtime_max_dirty = 20\n");
     std::fs::write(s.path("agent.toml"), cfg).unwrap();
+    // A watched directory: each file written in it is a changed path (in a
+    // directory the burst creates, only the directory would be).
+    std::fs::create_dir_all(s.root().join("etc/pre")).unwrap();
     let _a = s.start();
     s.wait_snapshots(1);
-    std::fs::create_dir_all(s.root().join("etc/burst/sub")).unwrap();
     for i in 0..200 {
-        std::fs::write(s.root().join(format!("etc/burst/sub/f{i}")), "x").unwrap();
+        std::fs::write(s.root().join(format!("etc/pre/f{i}")), "x").unwrap();
     }
+    std::fs::create_dir_all(s.root().join("etc/burst/sub")).unwrap();
+    std::fs::write(s.root().join("etc/burst/sub/g"), "g").unwrap();
     std::fs::write(s.root().join("etc/passwd"), "root:x:0:0::/root:/bin/bash\n").unwrap();
-    let ev = s.wait_for("203 changes", |ev| fim_changes(ev).len() >= 203);
+    let ev = s.wait_for("204 changes", |ev| fim_changes(ev).len() >= 204);
     let mut want: Vec<String> = (0..200)
-        .map(|i| format!("added /etc/burst/sub/f{i}"))
+        .map(|i| format!("added /etc/pre/f{i}"))
         .chain([
             "added /etc/burst".to_string(),
             "added /etc/burst/sub".to_string(),
+            "added /etc/burst/sub/g".to_string(),
             "modified /etc/passwd".to_string(),
         ])
         .collect();
@@ -336,5 +341,5 @@ fn an_overflowing_burst_is_rescanned_whole_and_new_directories_watched() {
     let ev = s.wait_for("the late write", |ev| {
         fim_changes(ev).contains(&"added /etc/burst/sub/late".to_string())
     });
-    assert_eq!(fim_changes(&ev).len(), 204, "{:#?}", fim_changes(&ev));
+    assert_eq!(fim_changes(&ev).len(), 205, "{:#?}", fim_changes(&ev));
 }
