@@ -116,11 +116,11 @@ pub fn evaluate(spec: &PackageFilesCheck, ctx: &Ctx) -> Outcome {
     // the Conffiles entry is what dpkg compares against).
     let conffiles: Vec<crate::dpkg::Conffile> = db.conffiles(|p| sel.selected(p)).collect();
     let mut found = Findings::default();
-    if let Err(e) = check_shipped(&db, &sel, &conffiles, root, &mut found) {
+    if let Err(e) = check_shipped(db, &sel, &conffiles, root, &mut found) {
         return Outcome::error(e.to_string());
     }
     if spec.conffiles != ConffilePolicy::Ignore {
-        check_conffiles(&db, &sel, &conffiles, root, &mut found);
+        check_conffiles(db, &sel, &conffiles, root, &mut found);
     }
     let no_list: Vec<String> = db
         .status
