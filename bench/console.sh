@@ -26,7 +26,7 @@ SEED_EVENTS=${SEED_EVENTS:-10000000}
 FLEET_PATH=${CONSOLE_FLEET_PATH:-/fleet}
 HOST_PATH=${CONSOLE_HOST_PATH:-/hosts/{name\}}
 CONSOLE_TOML=${CONSOLE_TOML-$'[console]\nlisten = "127.0.0.1:0"'}
-LISTEN_RE=${CONSOLE_LISTEN_RE:-'.*console listening on \([0-9.:]*\).*'}
+LISTEN_RE=${CONSOLE_LISTEN_RE:-'.*console on \([0-9.:]*\).*'}
 CERT_CMD=${CONSOLE_CERT_CMD:-'"$BIN/plumb-collector" pki issue --dir "$PKI" --operator bench-operator && cp "$PKI"/operators/bench-operator.pem "$PKI/operator.pem" && cp "$PKI"/operators/bench-operator.key "$PKI/operator.key"'}
 
 if [ "${BENCH_PROFILE:-release}" = dev ]; then
