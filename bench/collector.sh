@@ -137,6 +137,12 @@ start_collector() {
 [server]
 listen = "127.0.0.1:0"
 max_connections = 5000
+# Every simulated agent connects from 127.0.0.1: the per-address handshake
+# cap (32, against one address flooding handshakes) would refuse most of
+# 2,000 agents connecting at once, which real agents, each from its own
+# address, never meet.
+max_handshakes_per_address = 4096
+max_handshakes = 4096
 [tls]
 ca = "pki/ca.pem"
 cert = "pki/servers/localhost.pem"

@@ -707,106 +707,295 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Stores one batch in `tx`; returns the host's acknowledged seq.
-async fn ingest_one(tx: &Transaction<'_>, b: &IngestBatch) -> Result<u64, tokio_postgres::Error> {
-    let host = b.host.to_ascii_lowercase();
-    // Locks the host's row until commit: whoever stores this host next
-    // (this collector or another) sees what this transaction stored.
-    let st = tx
-        .prepare_cached(
-            "INSERT INTO hosts (host, first_seen, last_seen, address) VALUES ($1, $2, $2, $3)
-             ON CONFLICT (host) DO UPDATE SET last_seen = greatest(hosts.last_seen, excluded.last_seen),
-                                              address = coalesce(excluded.address, hosts.address)
-             RETURNING acked_seq, pruned_seq",
-        )
-        .await?;
-    let row = tx
-        .query_one(&st, &[&host, &b.received_at, &b.address])
-        .await?;
-    let (acked, pruned): (i64, i64) = (row.get(0), row.get(1));
-    // Resent seqs at or below the acked one: keep those not stored yet.
-    let resent: Vec<i64> = b
-        .events
+/// One host of a group commit: what its `hosts` row said before the group
+/// (locked until commit) and the highest seq the group brings.
+struct GroupHost {
+    acked: i64,
+    pruned: i64,
+    top: i64,
+}
+
+/// Stores a group of batches in `tx` with a fixed number of statements
+/// whatever the group's size (one round trip each: on one connection the
+/// round trips, not the rows, bounded a group before): lock and upsert the
+/// hosts in name order, find the resent events already stored, insert the
+/// new events, upsert the rule statuses the `check_changed` events set,
+/// apply the rarer snapshots and agent events one by one, move `acked_seq`.
+/// Returns, for each batch, its host's acknowledged seq after the group.
+async fn ingest_group(
+    tx: &Transaction<'_>,
+    batches: &[IngestBatch],
+) -> Result<Vec<u64>, tokio_postgres::Error> {
+    let names: Vec<String> = batches
         .iter()
-        .map(|e| i64_of(e.seq))
-        .filter(|&s| s > pruned && s <= acked)
+        .map(|b| b.host.to_ascii_lowercase())
         .collect();
-    let stored: HashSet<i64> = if resent.is_empty() {
-        HashSet::new()
-    } else {
-        let st = tx
-            .prepare_cached("SELECT seq FROM events WHERE host = $1 AND seq = ANY($2)")
-            .await?;
-        tx.query(&st, &[&host, &resent])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
-    let new: Vec<&Event> = b
-        .events
-        .iter()
-        .filter(|e| {
+    let hosts = lock_hosts(tx, batches, &names).await?;
+    let stored = stored_resends(tx, batches, &names, &hosts).await?;
+    // The new events, in (host, seq) order, each once even if two batches
+    // of the group carry it.
+    let mut new: Vec<(&str, i64, &Event)> = Vec::new();
+    let mut received: Vec<i64> = Vec::new();
+    let mut seen: HashSet<(&str, i64)> = HashSet::new();
+    for (b, name) in batches.iter().zip(&names) {
+        let h = &hosts[name.as_str()];
+        for e in &b.events {
             let s = i64_of(e.seq);
-            s > pruned && !stored.contains(&s)
-        })
-        .collect();
-    let top = b.events.iter().map(|e| i64_of(e.seq)).fold(acked, i64::max);
-    if !new.is_empty() {
-        let seqs: Vec<i64> = new.iter().map(|e| i64_of(e.seq)).collect();
-        let kinds: Vec<&str> = new.iter().map(|e| e.body.kind()).collect();
-        let sevs: Vec<&str> = new.iter().map(|e| e.severity.name()).collect();
-        let ranks: Vec<i16> = new
-            .iter()
-            .map(|e| i16::from(severity_rank(e.severity)))
-            .collect();
-        let times: Vec<i64> = new
-            .iter()
-            .map(|e| event_time(e).unwrap_or(b.received_at))
-            .collect();
-        let bodies: Vec<String> = new
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
-            .collect();
-        let (verdicts, tops): (Vec<Option<&str>>, Vec<Option<String>>) =
-            new.iter().map(|e| fim_class(e)).unzip();
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body,
-                                     fim_verdict, fim_top)
-                 SELECT $1, s, k, sv, r, t, $2, bd, fv, ft
-                   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::smallint[],
-                               $7::bigint[], $8::text[], $9::text[], $10::text[])
-                        AS u(s, k, sv, r, t, bd, fv, ft)",
-            )
-            .await?;
-        tx.execute(
-            &st,
-            &[
-                &host,
-                &b.received_at,
-                &seqs,
-                &kinds,
-                &sevs,
-                &ranks,
-                &times,
-                &bodies,
-                &verdicts,
-                &tops,
-            ],
-        )
-        .await?;
-        for e in new {
-            apply_state(tx, &host, i64_of(e.seq), e, b.received_at).await?;
+            let resent_and_stored = s <= h.acked && stored.contains(&(name.clone(), s));
+            if s > h.pruned && !resent_and_stored && seen.insert((name.as_str(), s)) {
+                new.push((name.as_str(), s, e));
+                received.push(b.received_at);
+            }
         }
     }
-    if top > acked {
-        let st = tx
-            .prepare_cached("UPDATE hosts SET acked_seq = $2 WHERE host = $1")
-            .await?;
-        tx.execute(&st, &[&host, &top]).await?;
+    let mut order: Vec<usize> = (0..new.len()).collect();
+    order.sort_by_key(|&i| (new[i].0, new[i].1));
+    insert_events(tx, &new, &received).await?;
+    upsert_checks(tx, &new, &received).await?;
+    for &i in &order {
+        let (host, seq, e) = new[i];
+        if !matches!(e.body, EventBody::CheckChanged(_)) {
+            apply_state(tx, host, seq, e, received[i]).await?;
+        }
     }
-    Ok(u64::try_from(top).unwrap_or(0))
+    let moved: Vec<(&str, i64)> = hosts
+        .iter()
+        .filter(|(_, h)| h.top > h.acked)
+        .map(|(n, h)| (*n, h.top))
+        .collect();
+    if !moved.is_empty() {
+        let (hs, tops): (Vec<&str>, Vec<i64>) = moved.into_iter().unzip();
+        let st = tx
+            .prepare_cached(
+                "UPDATE hosts SET acked_seq = u.top FROM unnest($1::text[], $2::bigint[]) AS u(h, top)
+                 WHERE hosts.host = u.h AND hosts.acked_seq < u.top",
+            )
+            .await?;
+        tx.execute(&st, &[&hs, &tops]).await?;
+    }
+    Ok(names
+        .iter()
+        .map(|n| u64::try_from(hosts[n.as_str()].top.max(hosts[n.as_str()].acked)).unwrap_or(0))
+        .collect())
+}
+
+/// Upserts the group's hosts in name order, which locks their rows until
+/// commit (whoever stores one of these hosts next, this collector or
+/// another, sees what this transaction stored; two collectors' groups never
+/// wait on each other in a cycle), and returns each host's row as it was.
+async fn lock_hosts<'a>(
+    tx: &Transaction<'_>,
+    batches: &[IngestBatch],
+    names: &'a [String],
+) -> Result<std::collections::BTreeMap<&'a str, GroupHost>, tokio_postgres::Error> {
+    // Per host: the latest reception time, the last address given, the top seq.
+    let mut by_host: std::collections::BTreeMap<&str, (i64, Option<&str>, i64)> =
+        std::collections::BTreeMap::new();
+    for (b, name) in batches.iter().zip(names) {
+        let top = b.events.iter().map(|e| i64_of(e.seq)).max().unwrap_or(0);
+        let slot = by_host
+            .entry(name.as_str())
+            .or_insert((b.received_at, None, 0));
+        slot.0 = slot.0.max(b.received_at);
+        if b.address.is_some() {
+            slot.1 = b.address.as_deref();
+        }
+        slot.2 = slot.2.max(top);
+    }
+    let hs: Vec<&str> = by_host.keys().copied().collect();
+    let times: Vec<i64> = by_host.values().map(|v| v.0).collect();
+    let addrs: Vec<Option<&str>> = by_host.values().map(|v| v.1).collect();
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO hosts (host, first_seen, last_seen, address)
+             SELECT h, t, t, a FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(h, t, a)
+             ORDER BY h
+             ON CONFLICT (host) DO UPDATE SET last_seen = greatest(hosts.last_seen, excluded.last_seen),
+                                              address = coalesce(excluded.address, hosts.address)
+             RETURNING host, acked_seq, pruned_seq",
+        )
+        .await?;
+    let rows = tx.query(&st, &[&hs, &times, &addrs]).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        let host: String = r.get(0);
+        if let Some((&name, v)) = by_host.get_key_value(host.as_str()) {
+            out.insert(
+                name,
+                GroupHost {
+                    acked: r.get(1),
+                    pruned: r.get(2),
+                    top: v.2,
+                },
+            );
+        }
+    }
+    // The upsert returns one row per host given (inserted or updated), so
+    // every host has its entry; this only keeps the lookups total.
+    for &name in by_host.keys() {
+        out.entry(name).or_insert(GroupHost {
+            acked: 0,
+            pruned: 0,
+            top: 0,
+        });
+    }
+    for h in out.values_mut() {
+        h.top = h.top.max(h.acked);
+    }
+    Ok(out)
+}
+
+/// Of the group's resent events (seq at or below the host's acked one,
+/// above its pruned one: rare, after a lost acknowledgement), those
+/// already stored.
+async fn stored_resends(
+    tx: &Transaction<'_>,
+    batches: &[IngestBatch],
+    names: &[String],
+    hosts: &std::collections::BTreeMap<&str, GroupHost>,
+) -> Result<HashSet<(String, i64)>, tokio_postgres::Error> {
+    let mut hs: Vec<&str> = Vec::new();
+    let mut seqs: Vec<i64> = Vec::new();
+    for (b, name) in batches.iter().zip(names) {
+        let h = &hosts[name.as_str()];
+        for e in &b.events {
+            let s = i64_of(e.seq);
+            if s > h.pruned && s <= h.acked {
+                hs.push(name);
+                seqs.push(s);
+            }
+        }
+    }
+    if hs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let st = tx
+        .prepare_cached(
+            "SELECT e.host, e.seq FROM events e
+               JOIN unnest($1::text[], $2::bigint[]) AS u(h, s) ON e.host = u.h AND e.seq = u.s",
+        )
+        .await?;
+    Ok(tx
+        .query(&st, &[&hs, &seqs])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Inserts the new events of a group, one statement.
+async fn insert_events(
+    tx: &Transaction<'_>,
+    new: &[(&str, i64, &Event)],
+    received: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let hosts: Vec<&str> = new.iter().map(|n| n.0).collect();
+    let seqs: Vec<i64> = new.iter().map(|n| n.1).collect();
+    let kinds: Vec<&str> = new.iter().map(|n| n.2.body.kind()).collect();
+    let sevs: Vec<&str> = new.iter().map(|n| n.2.severity.name()).collect();
+    let ranks: Vec<i16> = new
+        .iter()
+        .map(|n| i16::from(severity_rank(n.2.severity)))
+        .collect();
+    let times: Vec<i64> = new
+        .iter()
+        .zip(received)
+        .map(|(n, &r)| event_time(n.2).unwrap_or(r))
+        .collect();
+    let bodies: Vec<String> = new
+        .iter()
+        .map(|n| serde_json::to_string(n.2).unwrap_or_else(|_| "{}".into()))
+        .collect();
+    let (verdicts, tops): (Vec<Option<&str>>, Vec<Option<String>>) =
+        new.iter().map(|n| fim_class(n.2)).unzip();
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO events (host, seq, kind, severity, sev_rank, time, received_at, body,
+                                 fim_verdict, fim_top)
+             SELECT h, s, k, sv, r, t, ra, bd, fv, ft
+               FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::smallint[],
+                           $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+                    AS u(h, s, k, sv, r, t, ra, bd, fv, ft)",
+        )
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &hosts, &seqs, &kinds, &sevs, &ranks, &times, &received, &bodies, &verdicts, &tops,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The rule statuses the group's `check_changed` events set, one statement:
+/// per (host, rule) the highest seq only (one statement cannot update a row
+/// twice), an older event never overwriting newer state. Snapshots are
+/// applied after this: their seq guards give the same result as applying
+/// every event in seq order.
+async fn upsert_checks(
+    tx: &Transaction<'_>,
+    new: &[(&str, i64, &Event)],
+    received: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    let mut latest: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    for (i, (host, seq, e)) in new.iter().enumerate() {
+        if let EventBody::CheckChanged(c) = &e.body {
+            let slot = latest.entry((host, c.rule.as_str())).or_insert(i);
+            if new[*slot].1 < *seq {
+                *slot = i;
+            }
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let mut picked: Vec<usize> = latest.into_values().collect();
+    picked.sort_unstable();
+    let mut hosts = Vec::with_capacity(picked.len());
+    let mut rules = Vec::with_capacity(picked.len());
+    let mut statuses = Vec::with_capacity(picked.len());
+    let mut sevs = Vec::with_capacity(picked.len());
+    let mut domains = Vec::with_capacity(picked.len());
+    let mut titles = Vec::with_capacity(picked.len());
+    let mut seqs = Vec::with_capacity(picked.len());
+    let mut at = Vec::with_capacity(picked.len());
+    for i in picked {
+        let (host, seq, e) = new[i];
+        let EventBody::CheckChanged(c) = &e.body else {
+            continue;
+        };
+        hosts.push(host);
+        rules.push(c.rule.as_str());
+        statuses.push(c.status.name());
+        sevs.push(e.severity.name());
+        domains.push(domains_json(&c.domains));
+        titles.push(c.title.as_str());
+        seqs.push(seq);
+        at.push(received[i]);
+    }
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
+             SELECT h, r, st, sv, d, ti, s, t
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::bigint[], $8::bigint[]) AS u(h, r, st, sv, d, ti, s, t)
+             ORDER BY h, r
+             {UPSERT_RULE}"
+        ))
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &hosts, &rules, &statuses, &sevs, &domains, &titles, &seqs, &at,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Host and rule state derived from a newly stored event, guarded by seq as
@@ -821,9 +1010,13 @@ async fn apply_state(
 ) -> Result<(), tokio_postgres::Error> {
     match &e.body {
         EventBody::Snapshot(s) => apply_snapshot(tx, host, seq, e, s, now).await,
-        EventBody::CheckChanged(c) => apply_check_changed(tx, host, seq, e, c, now).await,
         EventBody::Agent(a) => apply_agent(tx, host, e, a, now).await,
-        EventBody::FimChange(_) | EventBody::FimTamper { .. } | EventBody::Remediation(_) => Ok(()),
+        // Rule statuses of `check_changed` are set for a whole group by
+        // `upsert_checks`.
+        EventBody::CheckChanged(_)
+        | EventBody::FimChange(_)
+        | EventBody::FimTamper { .. }
+        | EventBody::Remediation(_) => Ok(()),
     }
 }
 
@@ -898,38 +1091,6 @@ async fn apply_snapshot(
     tx.execute(
         &st,
         &[&host, &ids, &statuses, &sevs, &domains, &titles, &seq, &now],
-    )
-    .await?;
-    Ok(())
-}
-
-/// One rule's new status, unless a later event set it.
-async fn apply_check_changed(
-    tx: &Transaction<'_>,
-    host: &str,
-    seq: i64,
-    e: &Event,
-    c: &plumb_core::event::CheckChanged,
-    now: i64,
-) -> Result<(), tokio_postgres::Error> {
-    let st = tx
-        .prepare_cached(&format!(
-            "INSERT INTO rule_status (host, rule, status, severity, domains, title, seq, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {UPSERT_RULE}"
-        ))
-        .await?;
-    tx.execute(
-        &st,
-        &[
-            &host,
-            &c.rule,
-            &c.status.name(),
-            &e.severity.name(),
-            &domains_json(&c.domains),
-            &c.title,
-            &seq,
-            &now,
-        ],
     )
     .await?;
     Ok(())
@@ -1122,21 +1283,15 @@ impl Storage for Postgres {
                 }
             }
         }
-        // Hosts locked in name order: two collectors' group commits then
-        // never wait on each other in a cycle.
-        let mut order: Vec<usize> = (0..batches.len()).collect();
-        order.sort_by_cached_key(|&i| batches[i].host.to_ascii_lowercase());
         let at = &self.at;
         self.block_on(async {
             let mut c = client(&self.pool, at).await?;
             let tx = c.transaction().await.map_err(pg(format!("{at}: begin")))?;
-            let mut out = vec![0u64; batches.len()];
-            for i in order {
-                let b = &batches[i];
-                out[i] = ingest_one(&tx, b)
-                    .await
-                    .map_err(pg(format!("{at}: storing a batch from {}", b.host)))?;
-            }
+            let out = ingest_group(&tx, batches).await.map_err(pg(format!(
+                "{at}: storing a group of {} batch(es), {} events",
+                batches.len(),
+                batches.iter().map(|b| b.events.len()).sum::<usize>()
+            )))?;
             tx.commit().await.map_err(pg(format!("{at}: commit")))?;
             Ok(out)
         })
