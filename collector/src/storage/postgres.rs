@@ -730,6 +730,8 @@ async fn ingest_group(
         .iter()
         .map(|b| b.host.to_ascii_lowercase())
         .collect();
+    // Indexing `hosts` by a name of `names` cannot miss: `lock_hosts`
+    // returns an entry for every one of them.
     let hosts = lock_hosts(tx, batches, &names).await?;
     let stored = stored_resends(tx, batches, &names, &hosts).await?;
     // The new events, in (host, seq) order, each once even if two batches
@@ -775,7 +777,10 @@ async fn ingest_group(
     }
     Ok(names
         .iter()
-        .map(|n| u64::try_from(hosts[n.as_str()].top.max(hosts[n.as_str()].acked)).unwrap_or(0))
+        .map(|n| {
+            let h = &hosts[n.as_str()];
+            u64::try_from(h.top.max(h.acked)).unwrap_or(0)
+        })
         .collect())
 }
 
@@ -857,6 +862,7 @@ async fn stored_resends(
     let mut hs: Vec<&str> = Vec::new();
     let mut seqs: Vec<i64> = Vec::new();
     for (b, name) in batches.iter().zip(names) {
+        // Present: `lock_hosts` has an entry for every name.
         let h = &hosts[name.as_str()];
         for e in &b.events {
             let s = i64_of(e.seq);
