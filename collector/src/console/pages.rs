@@ -1035,11 +1035,24 @@ fn rule(ctx: &Ctx<'_>, id: &str) -> Result<Reply, StorageError> {
         .into_iter()
         .filter(|r| r.status == plumb_core::report::Status::Fail)
         .collect();
+    // Each shown host's last change of this rule, read in one query.
+    let shown: Vec<String> = failing
+        .iter()
+        .take(RULE_HOSTS)
+        .map(|r| r.host.clone())
+        .collect();
+    let changes = q.rule_changes(id, &shown)?;
+    let mut last: BTreeMap<&str, &EventRow> = BTreeMap::new();
+    for e in changes
+        .iter()
+        .filter(|e| e.body.get("rule").and_then(Value::as_str) == Some(id))
+    {
+        last.entry(e.host.as_str()).or_insert(e);
+    }
     let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
     for r in failing.iter().take(RULE_HOSTS) {
-        let events = q.host_events(&r.host, HOST_EVENTS)?;
-        let ev = evidence_by_rule(&events)
-            .get(id)
+        let ev = last
+            .get(r.host.as_str())
             .map(|e| evidence_lines(e))
             .unwrap_or_default();
         rows.push((r.host.clone(), r.severity.name().to_string(), ev));

@@ -362,6 +362,12 @@ pub trait Queries: Send + Sync {
     /// One host's (canonical) events of any kind, highest seq first, at
     /// most `limit` (the console's host page; indexed by host and seq).
     fn host_events(&self, host: &str, limit: usize) -> Result<Vec<EventRow>, StorageError>;
+    /// The `check_changed` events of `rule` on `hosts` (canonical names),
+    /// each host's highest seq first (the console's rule page, for each
+    /// host's last evidence). A backend may return more rows than that rule's
+    /// (it matches the rule's key in the stored body text): callers check
+    /// the body's `rule`.
+    fn rule_changes(&self, rule: &str, hosts: &[String]) -> Result<Vec<EventRow>, StorageError>;
     /// Every published baseline (without the bytes), newest version first.
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError>;
     /// The stored bytes of one published baseline.
@@ -478,6 +484,15 @@ pub struct DailyScore {
     pub score: f64,
     /// How many snapshots.
     pub samples: i64,
+}
+
+/// The text a stored `check_changed` body holds for `rule` (bodies are
+/// compact JSON): `"rule":"ID"`, with the id JSON-escaped.
+pub(crate) fn rule_key(rule: &str) -> String {
+    format!(
+        "\"rule\":{}",
+        serde_json::to_string(rule).unwrap_or_else(|_| "\"\"".into())
+    )
 }
 
 /// Severity rank for filtering and sorting (info 0 .. critical 4).

@@ -1498,6 +1498,26 @@ impl Queries for Postgres {
         })
     }
 
+    fn rule_changes(&self, rule: &str, hosts: &[String]) -> Result<Vec<EventRow>, StorageError> {
+        let key = super::rule_key(rule);
+        let fail = pg(format!("{}: rule changes", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            // events_drift_host (host, time) holds the drift kinds; the body
+            // test is a substring search, checked by the caller.
+            let rows = c
+                .query(
+                    "SELECT host, seq, kind, severity, time, received_at, body FROM events
+                     WHERE host = ANY($1) AND kind = 'check_changed' AND strpos(body, $2) > 0
+                     ORDER BY host, seq DESC",
+                    &[&hosts, &key],
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows.iter().map(event_row).collect())
+        })
+    }
+
     fn host_page(&self, q: &HostQuery) -> Result<HostPage, StorageError> {
         let kinds = host_page::drift_kinds_sql();
         let dialect = host_page::Dialect {

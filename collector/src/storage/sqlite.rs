@@ -841,6 +841,25 @@ impl Queries for Sqlite {
         query().map_err(self.fail("host events"))
     }
 
+    fn rule_changes(&self, rule: &str, hosts: &[String]) -> Result<Vec<EventRow>, StorageError> {
+        let names = serde_json::to_string(hosts).unwrap_or_else(|_| "[]".into());
+        let key = super::rule_key(rule);
+        let conn = self.conn();
+        let query = || -> rusqlite::Result<Vec<EventRow>> {
+            // One (host, seq) index range per host; the body test is a
+            // substring search, checked by the caller.
+            let mut st = conn.prepare_cached(
+                "SELECT host, seq, kind, severity, time, received_at, body FROM events
+                 WHERE host IN (SELECT value FROM json_each(?1)) AND kind = 'check_changed'
+                   AND instr(body, ?2) > 0
+                 ORDER BY host, seq DESC",
+            )?;
+            let rows = st.query_map(params![names, key], event_row)?;
+            rows.collect()
+        };
+        query().map_err(self.fail("rule changes"))
+    }
+
     fn host_page(&self, q: &HostQuery) -> Result<HostPage, StorageError> {
         let kinds = host_page::drift_kinds_sql();
         let dialect = host_page::Dialect {
