@@ -124,17 +124,68 @@ fn post_event_set(f: &Fleet, addrs: &[SocketAddr]) {
     }
 }
 
+/// One collector on SQLite and one on a throwaway PostgreSQL, same fleet PKI.
+struct SideBySide {
+    pg: Postgres,
+    f: Fleet,
+    lite_cfg: std::path::PathBuf,
+    pg_cfg: std::path::PathBuf,
+    lite: Collector,
+    pgc: Collector,
+}
+
+impl SideBySide {
+    fn start() -> SideBySide {
+        let pg = Postgres::start();
+        pg.database("plumb");
+        let storage = pg.storage_toml("plumb");
+        let f = Fleet::new();
+        let lite_cfg = f.config("127.0.0.1:0", "", "");
+        let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+        let lite = Collector::start(&lite_cfg);
+        let pgc = Collector::start(&pg_cfg);
+        SideBySide {
+            pg,
+            f,
+            lite_cfg,
+            pg_cfg,
+            lite,
+            pgc,
+        }
+    }
+}
+
+/// Asserts that each query answers the same JSON (after `normalize`) and
+/// exit code on both stores.
+fn assert_same_answers(
+    queries: &[&[&str]],
+    lite_cfg: &std::path::Path,
+    pg_cfg: &std::path::Path,
+    normalize: impl Fn(Value) -> Value,
+) {
+    for &args in queries {
+        let (lc, lv) = query_json(args, lite_cfg);
+        let (pc, pv) = query_json(args, pg_cfg);
+        assert_eq!(
+            normalize(lv),
+            normalize(pv),
+            "{args:?} differs between SQLite and PostgreSQL"
+        );
+        assert_eq!(lc, pc, "{args:?} exit codes");
+    }
+}
+
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn hosts_drift_and_report_answer_the_same_on_both_backends() {
-    let pg = Postgres::start();
-    pg.database("plumb");
-    let storage = pg.storage_toml("plumb");
-    let f = Fleet::new();
-    let lite_cfg = f.config("127.0.0.1:0", "", "");
-    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
-    let lite = Collector::start(&lite_cfg);
-    let pgc = Collector::start(&pg_cfg);
+    let SideBySide {
+        pg,
+        f,
+        lite_cfg,
+        pg_cfg,
+        lite,
+        pgc,
+    } = SideBySide::start();
     for (host, b) in event_set() {
         let body = serde_json::to_vec(&b).unwrap();
         for addr in [lite.addr, pgc.addr] {
@@ -145,20 +196,20 @@ fn hosts_drift_and_report_answer_the_same_on_both_backends() {
             assert_eq!(again.body, r.body);
         }
     }
-    for args in [
-        &["hosts"][..],
-        &["drift"],
-        &["drift", "--host", "web-12"],
-        &["drift", "--severity", "high"],
-        &["drift", "--since", "4m", "--limit", "2"],
-        &["report"],
-        &["baseline", "list"],
-    ] {
-        let (lc, lv) = query_json(args, &lite_cfg);
-        let (pc, pv) = query_json(args, &pg_cfg);
-        assert_eq!(lv, pv, "{args:?} differs between SQLite and PostgreSQL");
-        assert_eq!(lc, pc, "{args:?} exit codes");
-    }
+    assert_same_answers(
+        &[
+            &["hosts"],
+            &["drift"],
+            &["drift", "--host", "web-12"],
+            &["drift", "--severity", "high"],
+            &["drift", "--since", "4m", "--limit", "2"],
+            &["report"],
+            &["baseline", "list"],
+        ],
+        &lite_cfg,
+        &pg_cfg,
+        |v| v,
+    );
     let (_, hosts) = query_json(&["hosts"], &pg_cfg);
     assert_eq!(hosts["hosts"].as_array().unwrap().len(), 3, "{hosts}");
     let (_, drift) = query_json(&["drift"], &pg_cfg);
@@ -222,7 +273,8 @@ fn group_batch(host: &str, n: u64) -> Value {
 
 /// Many agents posting at once, so the collector stores several batches in
 /// one transaction (its group commit), with the same host twice in a group
-/// (a batch resent while the next is sent): PostgreSQL, which stores a
+/// (each batch sent twice at once, as an agent resending after a lost
+/// answer): PostgreSQL, which stores a
 /// group with a few set-based statements, ends with exactly the state
 /// SQLite (one batch after the other) has, every event once.
 #[test]
@@ -230,14 +282,14 @@ fn group_batch(host: &str, n: u64) -> Value {
 fn concurrent_group_commits_store_every_event_once_and_agree_with_sqlite() {
     const HOSTS: usize = 12;
     const BATCHES: u64 = 8;
-    let pg = Postgres::start();
-    pg.database("plumb");
-    let storage = pg.storage_toml("plumb");
-    let f = Fleet::new();
-    let lite_cfg = f.config("127.0.0.1:0", "", "");
-    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
-    let lite = Collector::start(&lite_cfg);
-    let pgc = Collector::start(&pg_cfg);
+    let SideBySide {
+        pg,
+        f,
+        lite_cfg,
+        pg_cfg,
+        lite,
+        pgc,
+    } = SideBySide::start();
     let hosts: Vec<String> = (0..HOSTS).map(|i| format!("grp-{i:02}")).collect();
     for h in &hosts {
         f.pki.agent(h);
@@ -302,21 +354,17 @@ fn concurrent_group_commits_store_every_event_once_and_agree_with_sqlite() {
         }
         v
     };
-    for args in [
-        &["hosts"][..],
-        &["drift", "--limit", "2000"],
-        &["drift", "--host", "grp-07", "--limit", "2000"],
-        &["report"],
-    ] {
-        let (lc, lv) = query_json(args, &lite_cfg);
-        let (pc, pv) = query_json(args, &pg_cfg);
-        assert_eq!(
-            by_host_seq(lv),
-            by_host_seq(pv),
-            "{args:?} differs between SQLite and PostgreSQL"
-        );
-        assert_eq!(lc, pc, "{args:?} exit codes");
-    }
+    assert_same_answers(
+        &[
+            &["hosts"],
+            &["drift", "--limit", "2000"],
+            &["drift", "--host", "grp-07", "--limit", "2000"],
+            &["report"],
+        ],
+        &lite_cfg,
+        &pg_cfg,
+        by_host_seq,
+    );
     // The snapshot of batch 4 dropped rule 2; later changes (seq 32..80)
     // set every rule again, the last change of each winning.
     let rows = pg.psql(
