@@ -708,7 +708,8 @@ fn i64_of(v: u64) -> i64 {
 }
 
 /// One host of a group commit: what its `hosts` row said before the group
-/// (locked until commit) and the highest seq the group brings.
+/// (locked until commit) and its acknowledged seq after the group (the
+/// higher of the stored one and the highest seq the group brings).
 struct GroupHost {
     acked: i64,
     pruned: i64,
@@ -779,7 +780,7 @@ async fn ingest_group(
         .iter()
         .map(|n| {
             let h = &hosts[n.as_str()];
-            u64::try_from(h.top.max(h.acked)).unwrap_or(0)
+            u64::try_from(h.top).unwrap_or(0)
         })
         .collect())
 }
@@ -825,12 +826,13 @@ async fn lock_hosts<'a>(
     for r in rows {
         let host: String = r.get(0);
         if let Some((&name, v)) = by_host.get_key_value(host.as_str()) {
+            let acked: i64 = r.get(1);
             out.insert(
                 name,
                 GroupHost {
-                    acked: r.get(1),
+                    acked,
                     pruned: r.get(2),
-                    top: v.2,
+                    top: v.2.max(acked),
                 },
             );
         }
@@ -843,9 +845,6 @@ async fn lock_hosts<'a>(
             pruned: 0,
             top: 0,
         });
-    }
-    for h in out.values_mut() {
-        h.top = h.top.max(h.acked);
     }
     Ok(out)
 }
