@@ -268,9 +268,11 @@ fn default_true() -> bool {
 pub fn default_outbox_max_events() -> u64 {
     100_000
 }
-/// Default `limits.realtime_max_dirty`: 10,000 paths.
+/// Default `limits.realtime_max_dirty`: 65,536 paths (a package upgrade
+/// or a burst of that many files is still compared path by path; about
+/// 100 bytes each).
 pub fn default_realtime_max_dirty() -> usize {
-    10_000
+    65_536
 }
 /// Default `limits.max_watches`: 65,536 directories.
 pub fn default_max_watches() -> usize {

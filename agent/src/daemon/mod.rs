@@ -138,24 +138,30 @@ impl Shared {
     /// Commits events to the outbox (agent events get the baseline in
     /// force) and wakes delivery. A failed commit is logged: there is no
     /// other durable place left to report it.
-    pub fn emit(&self, mut events: Vec<NewEvent>) {
-        if events.is_empty() {
-            return;
-        }
+    pub fn emit(&self, events: Vec<NewEvent>) {
+        self.emit_each(events);
+    }
+
+    /// [`Shared::emit`] for a stream: one transaction, each event built as
+    /// it is written and dropped after (a burst of file changes is never
+    /// held whole as events).
+    pub fn emit_each(&self, events: impl IntoIterator<Item = NewEvent>) {
         let policy = self.policy();
         let bref = policy.baselines.first().map(|b| BaselineRef {
             id: b.id.clone(),
             version: b.version,
         });
         let mut file_changes = 0usize;
-        for e in &mut events {
+        let events = events.into_iter().map(|mut e| {
             if let EventBody::Agent(a) = &mut e.body {
                 if a.baseline.is_none() {
                     a.baseline.clone_from(&bref);
                 }
             }
             log_event(&self.host, &e.body, &mut file_changes);
-        }
+            e
+        });
+        let written = self.outbox().push_each(events, |_| {});
         if file_changes > MAX_LOGGED_FILE_CHANGES {
             tracing::warn!(
                 event_kind = "fim_change",
@@ -164,10 +170,11 @@ impl Shared {
                 file_changes - MAX_LOGGED_FILE_CHANGES
             );
         }
-        if let Err(e) = self.outbox().push(events) {
-            tracing::error!("cannot commit events: {e}");
+        match written {
+            Ok(0) => {}
+            Ok(_) => self.delivery.notify_one(),
+            Err(e) => tracing::error!("cannot commit events: {e}"),
         }
-        self.delivery.notify_one();
     }
 
     pub(crate) fn agent(&self, what: AgentEventKind, severity: Severity, msg: impl Into<String>) {

@@ -152,8 +152,31 @@ impl Outbox {
     }
 
     /// Commits events with consecutive new seqs; returns them as stored.
+    #[cfg(test)]
     pub fn push(&mut self, events: Vec<NewEvent>) -> Result<Vec<Event>, OutboxError> {
         self.with_tx(|tx, cap| insert_all(tx, events, cap))
+    }
+
+    /// Commits a stream of events in one transaction, as [`Outbox::push`]
+    /// does, without holding them: each is built as the stream is read,
+    /// handed to `stored` once written, then dropped (a burst of file
+    /// changes). Returns how many were written.
+    pub fn push_each(
+        &mut self,
+        events: impl IntoIterator<Item = NewEvent>,
+        mut stored: impl FnMut(&Event),
+    ) -> Result<usize, OutboxError> {
+        self.with_tx(|tx, cap| {
+            let mut n = 0;
+            let note = insert_each(tx, events, cap, |e| {
+                n += 1;
+                stored(&e);
+            })?;
+            if let Some(e) = note {
+                stored(&e);
+            }
+            Ok(n)
+        })
     }
 
     /// Compares results with the stored ones and, in one transaction,
@@ -429,35 +452,16 @@ fn write_event(
 
 /// Inserts events with the next seqs, then enforces the cap: the oldest of
 /// the lowest severity go first, and an `events_dropped` event (itself
-/// `high`, so it outlives what it reports) says how many.
+/// `high`, so it outlives what it reports) says how many. Returns the events
+/// as stored (those the cap dropped at once left out).
 fn insert_all(
     tx: &Transaction<'_>,
     events: Vec<NewEvent>,
     cap: u64,
 ) -> Result<Vec<Event>, OutboxError> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut seq = last_seq(tx)?;
     let mut out = Vec::with_capacity(events.len());
-    for ev in events {
-        seq += 1;
-        out.push(write_event(tx, ev, seq, Write::Insert)?);
-    }
-    let count: i64 = tx
-        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-        .map_err(sql("count outbox"))?;
-    let cap_i = i64::try_from(cap).unwrap_or(i64::MAX);
-    if count > cap_i {
-        // Room for the events_dropped event too.
-        let excess = count - cap_i + 1;
-        let dropped = tx
-            .execute(
-                "DELETE FROM outbox WHERE seq IN
-                   (SELECT seq FROM outbox ORDER BY severity, seq LIMIT ?1)",
-                [excess],
-            )
-            .map_err(sql("drop events over the cap"))?;
+    let note = insert_each(tx, events, cap, |e| out.push(e))?;
+    if let Some(note) = note {
         out.retain(|e| {
             tx.query_row(
                 "SELECT 1 FROM outbox WHERE seq = ?1",
@@ -469,6 +473,44 @@ fn insert_all(
             .flatten()
             .is_some()
         });
+        out.push(note);
+    }
+    Ok(out)
+}
+
+/// [`insert_all`] for a stream: each event is handed to `stored` once
+/// written, and not kept. Returns the `events_dropped` event when the cap
+/// dropped some.
+fn insert_each(
+    tx: &Transaction<'_>,
+    events: impl IntoIterator<Item = NewEvent>,
+    cap: u64,
+    mut stored: impl FnMut(Event),
+) -> Result<Option<Event>, OutboxError> {
+    let first = last_seq(tx)?;
+    let mut seq = first;
+    for ev in events {
+        seq += 1;
+        stored(write_event(tx, ev, seq, Write::Insert)?);
+    }
+    if seq == first {
+        return Ok(None);
+    }
+    let count: i64 = tx
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .map_err(sql("count outbox"))?;
+    let cap_i = i64::try_from(cap).unwrap_or(i64::MAX);
+    let mut note = None;
+    if count > cap_i {
+        // Room for the events_dropped event too.
+        let excess = count - cap_i + 1;
+        let dropped = tx
+            .execute(
+                "DELETE FROM outbox WHERE seq IN
+                   (SELECT seq FROM outbox ORDER BY severity, seq LIMIT ?1)",
+                [excess],
+            )
+            .map_err(sql("drop events over the cap"))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped', ?1)
              ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
@@ -476,21 +518,21 @@ fn insert_all(
         )
         .map_err(sql("count dropped events"))?;
         seq += 1;
-        let note = NewEvent::agent(
+        let ev = NewEvent::agent(
             AgentEventKind::EventsDropped,
             Severity::High,
             format!(
                 "outbox full ({cap} events): dropped the {dropped} oldest lowest-severity events"
             ),
         );
-        out.push(write_event(tx, note, seq, Write::Insert)?);
+        note = Some(write_event(tx, ev, seq, Write::Insert)?);
     }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'last_seq'",
         [i64::try_from(seq).unwrap_or(i64::MAX)],
     )
     .map_err(sql("store last seq"))?;
-    Ok(out)
+    Ok(note)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Comparing a stored entry with a scanned one, attribute by attribute, and
 //! the report form of attribute values.
 
-use super::entry::{Entry, State};
+use super::entry::{Entry, HashAlg, State};
 use super::rules::Attrs;
 use super::xattr;
 use plumb_core::FimAttribute as A;
@@ -109,6 +109,24 @@ pub fn values(e: &Entry, list: &[A]) -> BTreeMap<String, Value> {
     list.iter()
         .map(|&a| (a.name().to_string(), value(e, a)))
         .collect()
+}
+
+/// The attributes of `set`, in report order.
+pub fn listed(set: Attrs) -> impl Iterator<Item = A> {
+    ORDER.iter().copied().filter(move |&a| set.has(a))
+}
+
+/// The content digest among the attributes `shown` (as the report gives
+/// it: the watch's hash only): `(algorithm, hex)`.
+pub fn hash_value(e: &Entry, shown: Attrs) -> Option<(&'static str, String)> {
+    let a = match shown.hash()? {
+        HashAlg::Sha256 => A::Sha256,
+        HashAlg::Sha512 => A::Sha512,
+    };
+    match value(e, a) {
+        Value::String(h) if shown.has(a) => Some((a.name(), h)),
+        _ => None,
+    }
 }
 
 /// Every watched attribute of `e` that has a value (for added and removed paths).

@@ -3,19 +3,20 @@
 //! digest while streaming. Nothing proportional to the number of files is
 //! held, only the findings.
 
+use super::change::Change;
 use super::db::{Db, Digest, Mac, Seal, Stored};
 use super::diff;
 use super::entry::{Entry, Kind, State, key_path, path_key};
 use super::rules::{Attrs, Plan};
 use super::walk::Item;
-use plumb_core::fim::{ChangeKind, FimChange, FimFileError, FimTamper, ReportPath};
+use plumb_core::fim::{FimFileError, FimTamper, ReportPath};
 use plumb_core::{FimAttribute, Severity};
 
 /// Findings of one comparison.
 #[derive(Debug, Default)]
 pub struct Findings {
     /// Changes in key order.
-    pub changes: Vec<FimChange>,
+    pub changes: Vec<Change>,
     /// Tampering.
     pub tamper: Vec<FimTamper>,
     /// Paths that could not be read.
@@ -146,19 +147,12 @@ impl<'a> Merge<'a> {
             }
         };
         let (attrs, severity) = self.attrs_of(&old.rule);
-        self.found.changes.push(FimChange {
-            path: ReportPath::from_bytes(&old.path),
-            change: ChangeKind::Removed,
-            rule: old.rule.to_string(),
-            severity,
-            fields: Vec::new(),
-            old: Some(diff::all_values(&old, attrs)),
-            new: None,
-            package: None,
-        });
         if let Some(w) = self.writer {
             w.delete(&s.key)?;
         }
+        self.found
+            .changes
+            .push(Change::removed(old, attrs, severity));
         Ok(())
     }
 
@@ -201,9 +195,9 @@ impl<'a> Merge<'a> {
         match self.head.take_if(|h| h.key == key) {
             Some(s) => {
                 self.account(&s);
-                match (&s.entry, s.intact) {
+                match (s.entry, s.intact) {
                     (Ok(old), true) => {
-                        let mut fields = diff::fields(old, &e, attrs);
+                        let mut fields = diff::fields(&old, &e, attrs);
                         if !self.dir_times && e.kind == Kind::Dir && old.kind == Kind::Dir {
                             fields.retain(|f| {
                                 !matches!(
@@ -215,22 +209,18 @@ impl<'a> Merge<'a> {
                                 )
                             });
                         }
-                        if !fields.is_empty() {
-                            self.found.changes.push(FimChange {
-                                path: ReportPath::from_bytes(&e.path),
-                                change: ChangeKind::Modified,
-                                rule: e.rule.to_string(),
-                                severity,
-                                fields: fields.iter().map(|f| f.name().to_string()).collect(),
-                                old: Some(diff::values(old, &fields)),
-                                new: Some(diff::values(&e, &fields)),
-                                package: None,
-                            });
-                        }
-                        if *old == e {
+                        if old == e {
                             self.found.next.add(&s.mac);
                         } else {
                             self.write(&e)?;
+                        }
+                        if !fields.is_empty() {
+                            self.found.changes.push(Change::modified(
+                                old,
+                                e,
+                                Attrs::of(&fields),
+                                severity,
+                            ));
                         }
                     }
                     // Tampered row: reported as such; its content is not trusted for a diff.
@@ -240,17 +230,8 @@ impl<'a> Merge<'a> {
                 }
             }
             None => {
-                self.found.changes.push(FimChange {
-                    path: ReportPath::from_bytes(&e.path),
-                    change: ChangeKind::Added,
-                    rule: e.rule.to_string(),
-                    severity,
-                    fields: Vec::new(),
-                    old: None,
-                    new: Some(diff::all_values(&e, attrs)),
-                    package: None,
-                });
                 self.write(&e)?;
+                self.found.changes.push(Change::added(e, attrs, severity));
             }
         }
         Ok(())

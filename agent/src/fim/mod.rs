@@ -1,6 +1,7 @@
 //! File integrity monitoring: a parallel scanner, a tamper-evident SQLite
 //! database, and the comparison behind `plumb fim init|check`.
 
+pub mod change;
 pub mod db;
 pub mod diff;
 pub mod entry;
@@ -393,7 +394,11 @@ pub fn check(
         scanned: found.scanned,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         verify: verify.name().to_string(),
-        changes: found.changes,
+        changes: found
+            .changes
+            .into_iter()
+            .map(change::Change::into_report)
+            .collect(),
         tamper: found.tamper,
         errors: found.errors,
         unstable: found.unstable,
@@ -412,14 +417,14 @@ pub fn check(
 pub fn judge(
     plan: &Plan,
     root: &Path,
-    changes: &mut [plumb_core::fim::FimChange],
+    changes: &mut [change::Change],
 ) -> (Option<plumb_core::fim::ChangeSummary>, Option<String>) {
     match package::judge(plan, root, changes, package::SETTLE_WAIT) {
         Ok(false) => (None, None),
         Ok(true) => {
             let mut sum = plumb_core::fim::ChangeSummary::default();
             for c in changes.iter() {
-                sum.add(&c.path, c.package.as_ref());
+                sum.add(&ReportPath::from_bytes(&c.path), c.package.as_deref());
             }
             (Some(sum), None)
         }
@@ -427,8 +432,10 @@ pub fn judge(
     }
 }
 
-/// Subtrees above which a targeted comparison reads the whole database.
-pub const MAX_ROOTS: usize = 256;
+/// Targets above which a comparison collapses them into their directories
+/// ([`collapse`]). As many as the daemon's default realtime bound: a burst
+/// is compared path by path, each with one index range.
+pub const MAX_ROOTS: usize = 65_536;
 
 /// Creates an empty sealed database (and, when missing, its key, 0600)
 /// unless the database exists; an existing one must open with its key.
@@ -502,40 +509,34 @@ impl Compared {
     }
 }
 
-fn rows_query(roots: Option<&[Vec<u8>]>) -> (String, Vec<Vec<u8>>) {
+/// The query for the rows of `roots` (disjoint subtrees; every row
+/// without), in key order. The roots go into a temporary table joined with
+/// the primary key, one index range each: a burst has tens of thousands of
+/// them, too many for one condition per root.
+fn rows_query(conn: &rusqlite::Connection, roots: Option<&[Vec<u8>]>) -> anyhow::Result<String> {
     let Some(roots) = roots else {
-        return (
-            format!("SELECT {} FROM entries ORDER BY path", db::COLUMNS),
-            Vec::new(),
-        );
+        return Ok(format!("SELECT {} FROM entries ORDER BY path", db::COLUMNS));
     };
-    let mut cond = Vec::new();
-    let mut params = Vec::new();
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS fim_roots (lo BLOB PRIMARY KEY, hi BLOB NOT NULL) WITHOUT ROWID;
+         DELETE FROM temp.fim_roots;",
+    )?;
+    let mut insert =
+        conn.prepare("INSERT OR IGNORE INTO temp.fim_roots (lo, hi) VALUES (?1, ?2)")?;
     for r in roots {
-        let key = entry::path_key(r);
-        let (mut lo, mut hi) = (key.clone(), key.clone());
-        lo.push(0);
+        // The key, then everything below it (the key and a NUL): up to the key and \x01.
+        let lo = entry::path_key(r);
+        let mut hi = lo.clone();
         hi.push(1);
-        let n = params.len();
-        cond.push(format!(
-            "path = ?{} OR (path > ?{} AND path < ?{})",
-            n + 1,
-            n + 2,
-            n + 3
-        ));
-        params.extend([key, lo, hi]);
+        insert.execute(rusqlite::params![lo, hi])?;
     }
-    if cond.is_empty() {
-        cond.push("0".into());
-    }
-    (
-        format!(
-            "SELECT {} FROM entries WHERE {} ORDER BY path",
-            db::COLUMNS,
-            cond.join(" OR ")
-        ),
-        params,
-    )
+    // CROSS JOIN keeps the roots outside, in key order: the ranges are
+    // disjoint, so the rows come out in key order without a sort.
+    Ok(format!(
+        "SELECT {} FROM temp.fim_roots r CROSS JOIN entries e
+         WHERE e.path >= r.lo AND e.path < r.hi ORDER BY r.lo, e.path",
+        db::COLUMNS
+    ))
 }
 
 /// Compares the watches of `plan` with the database, verifying every row
@@ -611,9 +612,9 @@ pub fn compare(
         }
     });
     let counters = Counters::default();
-    let (sql, params) = rows_query(roots);
+    let sql = rows_query(reader.conn(), roots)?;
     let mut stmt = reader.conn().prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut rows = stmt.query([])?;
     let mut merge = merge::Merge::new(plan, &reader, Some(&writer));
     merge.dir_times = false;
     if roots.is_none_or(|r| !r.is_empty()) {
@@ -717,7 +718,7 @@ mod collapse_tests {
     fn many_paths_become_their_directories() {
         let few: Vec<Vec<u8>> = vec![b"/etc/a".to_vec(), b"/etc/a/b".to_vec()];
         assert_eq!(collapse(few), vec![b"/etc/a".to_vec()]);
-        let many: Vec<Vec<u8>> = (0..1000)
+        let many: Vec<Vec<u8>> = (0..=MAX_ROOTS)
             .map(|i| format!("/usr/lib/d{}/f{i}", i % 3).into_bytes())
             .chain([b"/etc/x".to_vec()])
             .collect();
@@ -730,7 +731,9 @@ mod collapse_tests {
                 b"/usr/lib/d2".to_vec()
             ]
         );
-        let spread: Vec<Vec<u8>> = (0..300).map(|i| format!("/d{i}").into_bytes()).collect();
+        let spread: Vec<Vec<u8>> = (0..=MAX_ROOTS)
+            .map(|i| format!("/d{i}").into_bytes())
+            .collect();
         assert_eq!(collapse(spread), vec![b"/".to_vec()]);
     }
 }

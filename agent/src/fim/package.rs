@@ -14,12 +14,13 @@
 //! hashed it is not verified, so a verdict never vouches for other
 //! content than the one recorded.
 
+use super::change::Change;
 use super::rules::Plan;
 use crate::dpkg::{self, Database, Record};
 use crate::rootfs::RootFs;
 use md5::Digest as _;
 use plumb_core::Severity;
-use plumb_core::fim::{ChangeKind, FimChange, PackageVerdict};
+use plumb_core::fim::{ChangeKind, PackageVerdict};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -96,24 +97,11 @@ fn digest(root: &Path, p: &[u8], fim_alg: Option<&str>) -> Result<Content, Diges
     })
 }
 
-/// The FIM digest a change recorded for the new content, when its content
-/// was hashed: `(algorithm, hex)`.
-fn recorded_digest(c: &FimChange) -> Option<(&'static str, String)> {
-    let new = c.new.as_ref()?;
-    for alg in ["sha256", "sha512"] {
-        if let Some(v) = new.get(alg).and_then(|v| v.as_str()) {
-            return Some((alg, v.to_string()));
-        }
-    }
-    None
-}
-
 /// Fields of a directory that move whenever an entry is added or removed.
-fn only_entry_fields(c: &FimChange) -> bool {
-    c.change == ChangeKind::Added
-        || c.fields
-            .iter()
-            .all(|f| matches!(f.as_str(), "mtime" | "ctime" | "size" | "nlink"))
+fn only_entry_fields(c: &Change) -> bool {
+    c.kind == ChangeKind::Added
+        || c.field_names()
+            .all(|f| matches!(f, "mtime" | "ctime" | "size" | "nlink"))
 }
 
 /// Waits (up to `wait`) for dpkg to leave its database settled; `Some(why)`
@@ -137,13 +125,13 @@ pub fn settle(root: &Path, wait: Duration) -> Option<String> {
 pub fn judge(
     plan: &Plan,
     root: &Path,
-    changes: &mut [FimChange],
+    changes: &mut [Change],
     wait: Duration,
 ) -> Result<bool, dpkg::DpkgError> {
     let candidates: Vec<usize> = changes
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.change != ChangeKind::Removed)
+        .filter(|(_, c)| c.kind != ChangeKind::Removed)
         .map(|(i, _)| i)
         .collect();
     let fs = RootFs::new(root);
@@ -161,7 +149,7 @@ pub fn judge(
     };
     let paths: Vec<Option<Vec<u8>>> = candidates
         .iter()
-        .map(|&i| changes[i].path.to_bytes())
+        .map(|&i| Some(changes[i].path.clone()))
         .collect();
     let wanted: HashSet<Vec<u8>> = paths.iter().flatten().cloned().collect();
     let records = db.lookup(&wanted)?;
@@ -189,7 +177,7 @@ pub fn judge(
         .filter_map(|(&i, p)| {
             let p = p.as_ref()?;
             records.contains_key(p).then(|| {
-                let alg = recorded_digest(&changes[i]).map(|(a, _)| a);
+                let alg = changes[i].new_digest().map(|(a, _)| a);
                 (i, p.clone(), alg)
             })
         })
@@ -228,7 +216,7 @@ pub fn judge(
 /// The verdict for a path a package lists without a digest (a directory, a
 /// symlink): only a directory whose entries alone changed is verified.
 fn listed_verdict(
-    change: &FimChange,
+    change: &Change,
     pkg: &dpkg::Package,
     is_dir: bool,
     busy: bool,
@@ -268,7 +256,7 @@ fn listed_verdict(
 /// `verified_severity` when verified, at least high when proven different
 /// from what the package installed, the watch's severity otherwise.
 fn apply(
-    c: &mut FimChange,
+    c: &mut Change,
     v: PackageVerdict,
     mismatch: bool,
     severity: Severity,
@@ -282,7 +270,7 @@ fn apply(
     } else {
         c.severity = severity;
     }
-    c.package = Some(v);
+    c.package = Some(Box::new(v));
 }
 
 /// Digests the files of `jobs` with two threads (the comparison itself
@@ -315,7 +303,7 @@ fn read_all(
 
 /// The verdict for a regular file the database records.
 fn file_verdict(
-    change: &FimChange,
+    change: &Change,
     recs: &[Record],
     content: Option<&Result<Content, DigestError>>,
     busy: Option<&str>,
@@ -348,7 +336,7 @@ fn file_verdict(
         md5: found.clone(),
         evidence: String::new(),
     };
-    let recorded = recorded_digest(change);
+    let recorded = change.new_digest();
     let mut mismatch = false;
     v.evidence = match (busy, now, &expected) {
         (Some(why), _, _) => format!(

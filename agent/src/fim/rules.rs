@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use plumb_core::baseline::normalize_fim_path;
 use plumb_core::{FimAttribute, FimRule, Severity};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A set of [`FimAttribute`]s.
@@ -76,6 +77,12 @@ pub struct Plan {
     pub watches: Vec<Watch>,
     /// In-root paths never recorded (the database and key files when they lie inside the root).
     pub skip: Vec<Vec<u8>>,
+    /// Indexes of `watches` sorted by path: a targeted pass over a burst
+    /// has one watch per changed path (tens of thousands), and the walker
+    /// looks them up for every entry.
+    sorted: Vec<usize>,
+    /// First watch of each name.
+    names: HashMap<Arc<str>, usize>,
 }
 
 /// Whether `inner` lies strictly below `outer`.
@@ -117,25 +124,60 @@ impl Plan {
                 cross_devices: r.cross_devices,
             });
         }
-        Ok(Plan {
+        Ok(Plan::indexed(watches, Vec::new()))
+    }
+
+    fn indexed(watches: Vec<Watch>, skip: Vec<Vec<u8>>) -> Plan {
+        let mut sorted: Vec<usize> = (0..watches.len()).collect();
+        sorted.sort_by(|&a, &b| watches[a].path.cmp(&watches[b].path));
+        let mut names = HashMap::new();
+        for (i, w) in watches.iter().enumerate() {
+            names.entry(w.name.clone()).or_insert(i);
+        }
+        Plan {
             watches,
-            skip: Vec::new(),
-        })
+            skip,
+            sorted,
+            names,
+        }
+    }
+
+    /// The positions in `sorted` of the watches whose path starts with `prefix`.
+    fn prefixed(&self, prefix: &[u8]) -> std::ops::Range<usize> {
+        let start = self
+            .sorted
+            .partition_point(|&i| self.watches[i].path.as_slice() < prefix);
+        let len =
+            self.sorted[start..].partition_point(|&i| self.watches[i].path.starts_with(prefix));
+        start..start + len
     }
 
     /// The watch rooted exactly at `p`.
     pub fn rooted_at(&self, p: &[u8]) -> Option<usize> {
-        self.watches.iter().position(|w| w.path == p)
+        let at = self
+            .sorted
+            .partition_point(|&i| self.watches[i].path.as_slice() < p);
+        self.sorted
+            .get(at)
+            .copied()
+            .filter(|&i| self.watches[i].path == p)
     }
 
     /// Whether some watch is rooted strictly below `p`.
     pub fn has_roots_below(&self, p: &[u8]) -> bool {
-        self.watches.iter().any(|w| below(p, &w.path))
+        self.roots_below(p).next().is_some()
     }
 
-    /// Watch roots strictly below `p`.
+    /// Watch roots strictly below `p`, in path order.
     pub fn roots_below<'a>(&'a self, p: &'a [u8]) -> impl Iterator<Item = &'a Watch> + 'a {
-        self.watches.iter().filter(move |w| below(p, &w.path))
+        let mut prefix = p.to_vec();
+        if p != b"/" {
+            prefix.push(b'/');
+        }
+        self.sorted[self.prefixed(&prefix)]
+            .iter()
+            .map(|&i| &self.watches[i])
+            .filter(move |w| below(p, &w.path))
     }
 
     /// Sorted, distinct next path components from `dir` towards the watch
@@ -155,17 +197,25 @@ impl Plan {
         out
     }
 
-    /// The most specific watch governing `p`, if any.
+    /// The most specific watch governing `p`, if any: the watch rooted at
+    /// `p` or at its nearest ancestor.
     pub fn governing(&self, p: &[u8]) -> Option<&Watch> {
-        self.watches
-            .iter()
-            .filter(|w| w.path == p || below(&w.path, p))
-            .max_by_key(|w| w.path.len())
+        let mut at = p;
+        loop {
+            if let Some(i) = self.rooted_at(at) {
+                return Some(&self.watches[i]);
+            }
+            if at == b"/" || at.is_empty() {
+                return None;
+            }
+            let cut = at.iter().rposition(|&b| b == b'/')?;
+            at = &at[..cut.max(1)];
+        }
     }
 
     /// The watch named `name`.
     pub fn by_name(&self, name: &str) -> Option<&Watch> {
-        self.watches.iter().find(|w| w.name.as_ref() == name)
+        self.names.get(name).map(|&i| &self.watches[i])
     }
 
     /// Whether the walk of the whole plan records `p`: governed by a watch
@@ -211,22 +261,34 @@ impl Plan {
         }
         watches.sort_by(|a, b| a.path.cmp(&b.path));
         watches.dedup_by(|a, b| a.path == b.path);
-        let mut covered: Vec<Vec<u8>> = Vec::new();
-        for w in &watches {
-            if !covered
-                .iter()
-                .any(|c| c.as_slice() == w.path.as_slice() || below(c, &w.path))
-            {
-                covered.push(w.path.clone());
+        // A watch is covered when one at an ancestor is: shortest first, so
+        // every ancestor is settled before what lies below it.
+        let mut by_len: Vec<&[u8]> = watches.iter().map(|w| w.path.as_slice()).collect();
+        by_len.sort_by_key(|p| p.len());
+        let mut covered_set: HashSet<&[u8]> = HashSet::new();
+        for p in by_len {
+            let mut at = p;
+            let mut inside = false;
+            while let Some(cut) = at.iter().rposition(|&b| b == b'/') {
+                if at == b"/" {
+                    break;
+                }
+                at = &at[..cut.max(1)];
+                if covered_set.contains(at) {
+                    inside = true;
+                    break;
+                }
+            }
+            if !inside {
+                covered_set.insert(p);
             }
         }
-        (
-            Plan {
-                watches,
-                skip: self.skip.clone(),
-            },
-            covered,
-        )
+        let covered: Vec<Vec<u8>> = watches
+            .iter()
+            .filter(|w| covered_set.contains(w.path.as_slice()))
+            .map(|w| w.path.clone())
+            .collect();
+        (Plan::indexed(watches, self.skip.clone()), covered)
     }
 }
 
@@ -239,6 +301,60 @@ mod tests {
         let b = Baseline::from_str(&format!("schema = 1\nid = \"t\"\nversion = 1\n{fims}"), "t")
             .unwrap();
         Plan::new(&b.fim).unwrap()
+    }
+
+    #[test]
+    fn indexed_lookups_agree_with_the_definitions() {
+        let p = plan(
+            "[[fim]]\npath = \"/etc\"\n[[fim]]\npath = \"/etc-x\"\n[[fim]]\npath = \"/etc/a\"\n\
+             [[fim]]\npath = \"/etc/a/b\"\n[[fim]]\npath = \"/etcb\"\n[[fim]]\npath = \"/\"\n",
+        );
+        let probes: [&[u8]; 10] = [
+            b"/",
+            b"/etc",
+            b"/etc/a",
+            b"/etc/a/b/c",
+            b"/etc/ab",
+            b"/etc-x/y",
+            b"/etcb",
+            b"/usr",
+            b"/etc/a-b",
+            b"/et",
+        ];
+        for q in probes {
+            let linear = p
+                .watches
+                .iter()
+                .filter(|w| w.path == q || below(&w.path, q))
+                .max_by_key(|w| w.path.len())
+                .map(|w| w.path.clone());
+            assert_eq!(p.governing(q).map(|w| w.path.clone()), linear, "{q:?}");
+            let mut below_linear: Vec<&[u8]> = p
+                .watches
+                .iter()
+                .filter(|w| below(q, &w.path))
+                .map(|w| w.path.as_slice())
+                .collect();
+            below_linear.sort();
+            let indexed: Vec<&[u8]> = p.roots_below(q).map(|w| w.path.as_slice()).collect();
+            assert_eq!(indexed, below_linear, "{q:?}");
+            assert_eq!(
+                p.rooted_at(q),
+                p.watches.iter().position(|w| w.path == q),
+                "{q:?}"
+            );
+        }
+        // A restricted plan covers each root once, whatever the order.
+        let (r, covered) = p.restrict(&[
+            b"/etc/a/b/c".to_vec(),
+            b"/etc/a".to_vec(),
+            b"/etc-x/y".to_vec(),
+        ]);
+        assert_eq!(covered, [b"/etc-x/y".to_vec(), b"/etc/a".to_vec()]);
+        assert_eq!(
+            r.by_name("/etc/a").map(|w| w.path.clone()),
+            Some(b"/etc/a".to_vec())
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 
 pub mod sealed;
 
+use crate::fim::change::Change;
 use plumb_core::Severity;
 use plumb_core::event::FimChangeEvent;
+use std::collections::HashMap;
 
 /// Why the FIM backend failed. Each message is whole (causes in it).
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +63,10 @@ pub enum Depth {
 /// The result of a pass, not yet recorded in the database.
 #[derive(Debug, Default)]
 pub struct Pass {
-    /// Changes found, with the severity of the watch that governs each.
-    pub changes: Vec<(Severity, FimChangeEvent)>,
+    /// Changes found (compact: see [`crate::fim::change`]).
+    pub changes: Vec<Change>,
+    /// ISSP domains of each watch, by its normalized path.
+    pub domains: HashMap<String, Vec<u8>>,
     /// Database integrity failures (tampering).
     pub tamper: Vec<String>,
     /// Paths that could not be read, with why.
@@ -73,6 +77,34 @@ pub struct Pass {
     pub initialised: bool,
     /// Backend data needed by [`sealed::SealedFim::record`].
     pub(crate) pending: sealed::Pending,
+}
+
+impl Pass {
+    /// Takes the changes out as events, built one at a time as the
+    /// iterator is consumed (a burst's report values are never all held).
+    pub fn change_events(&mut self) -> impl Iterator<Item = (Severity, FimChangeEvent)> + use<> {
+        let domains = std::mem::take(&mut self.domains);
+        std::mem::take(&mut self.changes).into_iter().map(move |c| {
+            let domains = domains.get(&*c.rule).cloned().unwrap_or_default();
+            let c = c.into_report();
+            (
+                c.severity,
+                FimChangeEvent {
+                    path: c.path,
+                    change: c.change.name().to_string(),
+                    fields: c.fields,
+                    old: c.old.map_or(serde_json::Value::Null, |m| {
+                        serde_json::Value::Object(m.into_iter().collect())
+                    }),
+                    new: c.new.map_or(serde_json::Value::Null, |m| {
+                        serde_json::Value::Object(m.into_iter().collect())
+                    }),
+                    domains,
+                    package: c.package,
+                },
+            )
+        })
+    }
 }
 
 /// The `[[fim]]` watches with their compiled excludes.

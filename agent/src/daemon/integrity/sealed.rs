@@ -8,11 +8,8 @@ use super::{Depth, IntegrityError, Pass, Scope};
 use crate::daemon::limits::RateLimiter;
 use crate::fim::rules::Plan;
 use crate::fim::{self, Compared, Options, Verify};
+use plumb_core::FimRule;
 use plumb_core::baseline::normalize_fim_path;
-use plumb_core::event::FimChangeEvent;
-use plumb_core::fim::{FimChange, ReportPath};
-use plumb_core::{FimRule, Severity};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -101,26 +98,6 @@ impl SealedFim {
         Ok(me)
     }
 
-    fn event(&self, c: FimChange) -> Option<(Severity, FimChangeEvent)> {
-        // A watch no longer in the baselines: its rows are dropped quietly.
-        let domains = self.domains.get(&c.rule)?.clone();
-        let obj = |m: Option<std::collections::BTreeMap<String, Value>>| {
-            m.map_or(Value::Null, |m| Value::Object(m.into_iter().collect()))
-        };
-        Some((
-            c.severity,
-            FimChangeEvent {
-                path: c.path,
-                change: c.change.name().to_string(),
-                fields: c.fields,
-                old: obj(c.old),
-                new: obj(c.new),
-                domains,
-                package: c.package,
-            },
-        ))
-    }
-
     fn compare(
         &self,
         plan: &Plan,
@@ -159,11 +136,17 @@ impl SealedFim {
             drop(c);
             c = self.compare(plan, None, depth, limiter)?;
         }
+        let judging = std::time::Instant::now();
         let package_error = if c.empty {
             None
         } else {
             fim::judge(plan, &self.opts.root, &mut c.found.changes).1
         };
+        tracing::debug!(
+            changes = c.found.changes.len(),
+            judge_ms = judging.elapsed().as_millis(),
+            "FIM package verdicts"
+        );
         let found = std::mem::take(&mut c.found);
         let mut pass = Pass {
             scanned: found.scanned,
@@ -171,20 +154,21 @@ impl SealedFim {
             ..Pass::default()
         };
         if !c.empty {
+            // A watch no longer in the baselines: its rows are dropped quietly.
             pass.changes = found
                 .changes
                 .into_iter()
-                .filter_map(|ch| self.event(ch))
-                .filter(|(_, e)| {
+                .filter(|ch| {
                     // Watch roots are text: a path that is not keeps its
                     // UTF-8 prefix in its lossy form.
-                    let p = match &e.path {
-                        ReportPath::Text(t) => t,
-                        ReportPath::Bytes { lossy, .. } => lossy,
-                    };
-                    !self.fresh.iter().any(|f| under(f, p))
+                    self.domains.contains_key(&*ch.rule)
+                        && (self.fresh.is_empty() || {
+                            let p = String::from_utf8_lossy(&ch.path);
+                            !self.fresh.iter().any(|f| under(f, &p))
+                        })
                 })
                 .collect();
+            pass.domains.clone_from(&self.domains);
         }
         self.whole_pass = matches!(scope, Scope::All);
         pass.tamper = found
@@ -295,6 +279,7 @@ fn under(outer: &str, inner: &str) -> bool {
 mod tests {
     use super::*;
     use plumb_core::Baseline;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
@@ -323,7 +308,12 @@ mod tests {
     fn changes(p: &Pass) -> Vec<(String, String)> {
         p.changes
             .iter()
-            .map(|(_, c)| (c.path.display(), c.change.clone()))
+            .map(|c| {
+                (
+                    String::from_utf8_lossy(&c.path).into_owned(),
+                    c.kind.name().to_string(),
+                )
+            })
             .collect()
     }
 
@@ -358,8 +348,9 @@ mod tests {
                 pair("/etc/sub/b", "removed"),
             ]
         );
-        let (sev, a) = &p.changes[0];
-        assert_eq!(*sev, Severity::High);
+        let mut p = p;
+        let (sev, a) = p.change_events().next().unwrap();
+        assert_eq!(sev, plumb_core::Severity::High);
         assert_eq!(a.domains, [25]);
         assert!(a.fields.contains(&"sha256".to_string()), "{a:?}");
         assert!(p.tamper.is_empty(), "{:?}", p.tamper);
@@ -426,7 +417,68 @@ mod tests {
             )
             .unwrap();
         assert_eq!(changes(&p), [pair("/etc/fresh", "added")]);
-        assert_eq!(p.changes[0].1.domains, [25]);
+        let mut p = p;
+        assert_eq!(p.change_events().next().unwrap().1.domains, [25]);
+    }
+
+    #[test]
+    fn a_burst_of_thousands_of_paths_is_compared_path_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, mut f) = open(dir.path());
+        let lim = RateLimiter::new(0);
+        std::fs::create_dir_all(root.join("etc/old/deep")).unwrap();
+        std::fs::write(root.join("etc/old/deep/x"), "x").unwrap();
+        std::fs::create_dir_all(root.join("etc/burst")).unwrap();
+        for i in 0..500 {
+            std::fs::write(root.join(format!("etc/burst/keep{i}")), "k").unwrap();
+        }
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        f.record(p).unwrap();
+        // 3,000 new files beside 500 untouched ones, one rewritten, a
+        // removed tree, a new directory with a file, a name with a newline
+        // and a byte that is not UTF-8; /etc/a changed but is not in scope.
+        let mut scope: Vec<Vec<u8>> = Vec::new();
+        for i in 0..3000 {
+            std::fs::write(root.join(format!("etc/burst/new{i}")), "n").unwrap();
+            scope.push(format!("/etc/burst/new{i}").into_bytes());
+        }
+        std::fs::write(root.join("etc/burst/keep7"), "rewritten").unwrap();
+        std::fs::remove_dir_all(root.join("etc/old")).unwrap();
+        std::fs::create_dir_all(root.join("etc/newdir")).unwrap();
+        std::fs::write(root.join("etc/newdir/inner"), "i").unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"etc/burst/odd\n\xff");
+        std::fs::write(root.join(odd), "o").unwrap();
+        std::fs::write(root.join("etc/a"), "changed").unwrap();
+        scope.extend([
+            b"/etc/burst/keep7".to_vec(),
+            b"/etc/old".to_vec(),
+            b"/etc/newdir".to_vec(),
+            b"/etc/burst/odd\n\xff".to_vec(),
+        ]);
+        let p = f.scan(&Scope::Paths(scope), Depth::Full, &lim).unwrap();
+        assert!(p.tamper.is_empty(), "{:?}", p.tamper);
+        let got = changes(&p);
+        assert_eq!(got.len(), 3000 + 1 + 3 + 2 + 1, "{:?}", &got[..10]);
+        for want in [
+            pair("/etc/burst/keep7", "modified"),
+            pair("/etc/old", "removed"),
+            pair("/etc/old/deep/x", "removed"),
+            pair("/etc/newdir", "added"),
+            pair("/etc/newdir/inner", "added"),
+            pair("/etc/burst/new2999", "added"),
+        ] {
+            assert!(got.contains(&want), "{want:?} missing");
+        }
+        assert!(
+            !got.iter()
+                .any(|(p, _)| p == "/etc/a" || p.starts_with("/etc/burst/keep1"))
+        );
+        assert!(p.changes.iter().any(|c| c.path == b"/etc/burst/odd\n\xff"));
+        f.record(p).unwrap();
+        // The seal holds, and only the change outside the scope is left.
+        let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
+        assert!(p.tamper.is_empty(), "{:?}", p.tamper);
+        assert_eq!(changes(&p), [pair("/etc/a", "modified")]);
     }
 
     fn with_srv(dir: &Path, root: &Path) -> Baseline {
@@ -484,7 +536,7 @@ mod tests {
         std::fs::write(root.join("srv/app/conf"), "changed").unwrap();
         let p = f.scan(&Scope::All, Depth::Full, &lim).unwrap();
         assert_eq!(changes(&p), [pair("/srv/app/conf", "modified")]);
-        assert_eq!(p.changes[0].0, Severity::Medium);
+        assert_eq!(p.changes[0].severity, plumb_core::Severity::Medium);
     }
 
     #[test]
