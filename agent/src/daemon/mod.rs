@@ -42,6 +42,10 @@ pub const DEGRADED_POLL: Duration = Duration::from_secs(60);
 /// end (a quiet debounce period), so that one rescan covers the burst.
 const ROOT_COALESCE: Duration = Duration::from_secs(2);
 
+/// Changed paths compared in one realtime pass (its changes are held until
+/// it commits: a few hundred bytes each).
+const PASS_PATHS: usize = 8192;
+
 /// State shared by the daemon's tasks.
 pub struct Shared {
     /// Host id in events.
@@ -609,10 +613,12 @@ async fn flusher(
                 // Written to between the rescan and its watch: looked at again.
                 lock(&rt2).shared.requeue(fresh);
             }
-            if !paths.is_empty() {
-                // Full: the file's times may not have moved within the
-                // kernel's timestamp granularity.
-                scheduler::fim_pass(sh, &Scope::Paths(paths), Depth::Full)?;
+            // Full: the file's times may not have moved within the
+            // kernel's timestamp granularity. In passes of at most
+            // PASS_PATHS, so what a pass holds stays bounded however
+            // fast a burst is written.
+            for chunk in paths.chunks(PASS_PATHS) {
+                scheduler::fim_pass(sh, &Scope::Paths(chunk.to_vec()), Depth::Full)?;
             }
             Ok::<(), integrity::IntegrityError>(())
         })
