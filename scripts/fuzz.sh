@@ -26,7 +26,10 @@ trap 'rm -rf "$tmp"' EXIT
 for t in "${targets[@]}"; do
   echo "== fuzz $t (${secs}s)"
   mkdir -p "$tmp/$t" "fuzz/corpus/$t"
-  if ! cargo fuzz run "${flags[@]}" "$t" "$tmp/$t" "fuzz/corpus/$t" -- \
+  # A target's dictionary (fuzz/dicts/<target>.dict: its keywords) when it has one.
+  dict=()
+  [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="fuzz/dicts/$t.dict")
+  if ! cargo fuzz run "${flags[@]}" "$t" "$tmp/$t" "fuzz/corpus/$t" -- "${dict[@]}" \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$tmp/$t.log" 2>&1; then
     tail -n 60 "$tmp/$t.log" >&2
