@@ -44,7 +44,7 @@ const ROOT_COALESCE: Duration = Duration::from_secs(2);
 
 /// Changed paths compared in one realtime pass (its changes are held until
 /// it commits: a few hundred bytes each).
-const PASS_PATHS: usize = 8192;
+const PASS_PATHS: usize = 4096;
 
 /// State shared by the daemon's tasks.
 pub struct Shared {
