@@ -517,8 +517,12 @@ fn rows_query(conn: &rusqlite::Connection, roots: Option<&[Vec<u8>]>) -> anyhow:
     let Some(roots) = roots else {
         return Ok(format!("SELECT {} FROM entries ORDER BY path", db::COLUMNS));
     };
+    // In memory: the agent's unit leaves no temporary directory writable
+    // (ProtectSystem=strict), and a realtime pass has at most a few
+    // thousand roots (tens of bytes each).
     conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS fim_roots (lo BLOB PRIMARY KEY, hi BLOB NOT NULL) WITHOUT ROWID;
+        "PRAGMA temp_store = MEMORY;
+         CREATE TEMP TABLE IF NOT EXISTS fim_roots (lo BLOB PRIMARY KEY, hi BLOB NOT NULL) WITHOUT ROWID;
          DELETE FROM temp.fim_roots;",
     )?;
     let mut insert =
