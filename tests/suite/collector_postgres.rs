@@ -223,6 +223,7 @@ pub(super) const UNDO_MIGRATION_6: &str = "
     DROP FUNCTION events_tally_apply() CASCADE; DROP FUNCTION events_tally(regclass, integer);
     DROP FUNCTION events_tally_sql(); DROP TABLE fim_daily; DROP TABLE drift_ring;
     DROP FUNCTION drift_ring_merge(bigint, integer[], bigint, integer[]);
+    DROP FUNCTION drift_ring_of(bigint[], integer[]);
     DROP FUNCTION drift_ring_at(bigint, integer[], bigint); DROP FUNCTION plumb_div(bigint, bigint);
     DELETE FROM plumb_schema WHERE version = 6;";
 

@@ -224,12 +224,41 @@ const MIGRATIONS: &[&str] = &[
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         SELECT CASE WHEN hour BETWEEN head - 24 AND head
                     THEN coalesce(counts[1 + mod(mod(hour, 25) + 25, 25)], 0) ELSE 0 END $$;
-     -- Two rings added, ending at the later head (a ring with a NULL head is empty).
+     -- Two rings added, ending at the later head (a ring with a NULL head
+     -- is empty). PL/pgSQL: called once per host a statement touches, it
+     -- costs a fraction of a set-returning SQL function.
      CREATE FUNCTION drift_ring_merge(h1 bigint, c1 integer[], h2 bigint, c2 integer[])
-        RETURNS integer[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT array_agg(drift_ring_at(h1, c1, g.hr) + drift_ring_at(h2, c2, g.hr)
-                         ORDER BY mod(mod(g.hr, 25) + 25, 25))
-          FROM generate_series(greatest(h1, h2) - 24, greatest(h1, h2)) AS g(hr) $$;
+        RETURNS integer[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+     DECLARE
+        h bigint := greatest(h1, h2);
+        o integer[] := array_fill(0, ARRAY[25]);
+        hr bigint;
+        s integer;
+     BEGIN
+        FOR i IN 0 .. 24 LOOP
+            hr := h - i;
+            s := 1 + mod(mod(hr, 25) + 25, 25)::integer;
+            IF hr BETWEEN h1 - 24 AND h1 THEN o[s] := o[s] + coalesce(c1[s], 0); END IF;
+            IF hr BETWEEN h2 - 24 AND h2 THEN o[s] := o[s] + coalesce(c2[s], 0); END IF;
+        END LOOP;
+        RETURN o;
+     END $$;
+     -- The ring of counts `ns` of hours `hours`, ending at the latest of them.
+     CREATE FUNCTION drift_ring_of(hours bigint[], ns integer[])
+        RETURNS integer[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+     DECLARE
+        h bigint := (SELECT max(x) FROM unnest(hours) AS x);
+        o integer[] := array_fill(0, ARRAY[25]);
+        s integer;
+     BEGIN
+        FOR i IN 1 .. coalesce(array_length(hours, 1), 0) LOOP
+            IF hours[i] BETWEEN h - 24 AND h THEN
+                s := 1 + mod(mod(hours[i], 25) + 25, 25)::integer;
+                o[s] := o[s] + ns[i];
+            END IF;
+        END LOOP;
+        RETURN o;
+     END $$;
      CREATE TABLE fim_daily (
         day bigint NOT NULL,
         host text NOT NULL,
@@ -244,13 +273,10 @@ const MIGRATIONS: &[&str] = &[
         $t$WITH d AS (
                SELECT host, plumb_div(time, 3600) AS hour, (%1$s * count(*))::integer AS n
                  FROM %2$s WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper')
-                GROUP BY 1, 2),
-             t AS (SELECT host, max(hour) AS head FROM d GROUP BY host)
+                GROUP BY 1, 2)
         INSERT INTO drift_ring AS x (host, head, counts)
-        SELECT t.host, t.head, array_agg(coalesce(d.n, 0) ORDER BY mod(mod(g.hr, 25) + 25, 25))
-          FROM t CROSS JOIN LATERAL generate_series(t.head - 24, t.head) AS g(hr)
-          LEFT JOIN d ON d.host = t.host AND d.hour = g.hr
-         GROUP BY t.host, t.head ORDER BY t.host
+        SELECT host, max(hour), drift_ring_of(array_agg(hour), array_agg(n))
+          FROM d GROUP BY host ORDER BY host
         ON CONFLICT (host) DO UPDATE SET head = greatest(x.head, excluded.head),
            counts = drift_ring_merge(x.head, x.counts, excluded.head, excluded.counts)$t$,
         $t$INSERT INTO fim_daily AS x (day, host, verdict, top, n)
@@ -301,18 +327,16 @@ const MIGRATIONS: &[&str] = &[
                   FROM t JOIN events e ON e.host = t.host AND e.time >= (t.head - 24) * 3600
                  WHERE e.kind IN ('check_changed', 'fim_change', 'fim_tamper') GROUP BY 1, 2)
      INSERT INTO drift_ring (host, head, counts)
-     SELECT t.host, t.head, array_agg(coalesce(d.n, 0) ORDER BY mod(mod(g.hr, 25) + 25, 25))
-       FROM t CROSS JOIN LATERAL generate_series(t.head - 24, t.head) AS g(hr)
-       LEFT JOIN d ON d.host = t.host AND d.hour = g.hr
-      GROUP BY t.host, t.head;
-     -- A stored `domains` ('[13,20]', as the writer makes it) as a set;
-     -- anything else holds none (as the readers parse it).
+     SELECT host, max(hour), drift_ring_of(array_agg(hour), array_agg(n)) FROM d GROUP BY host;
+     -- A stored `domains` ('[13,20]', as the writer makes it: numbers 0 to
+     -- 255) as an array; anything else holds none (as the readers parse
+     -- it). One expression, so that the planner inlines it. A domain listed
+     -- twice counts twice in `rule_domains`, where only whether a count is
+     -- 0 matters.
      CREATE FUNCTION plumb_domains(d text) RETURNS smallint[]
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT CASE WHEN d ~ '^\[((0|[1-9][0-9]{0,2})(,(0|[1-9][0-9]{0,2}))*)?\]$'
-               THEN (SELECT CASE WHEN max(v) > 255 THEN '{}'::smallint[]
-                                 ELSE coalesce(array_agg(DISTINCT v), '{}') END
-                       FROM unnest(string_to_array(nullif(btrim(d, '[]'), ''), ',')::smallint[]) AS v)
+        SELECT CASE WHEN d ~ '^\[(([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])(,([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5]))*)?\]$'
+               THEN coalesce(string_to_array(nullif(btrim(d, '[]'), ''), ',')::smallint[], '{}')
                ELSE '{}' END $$;
      CREATE TABLE rule_domains (
         host text NOT NULL,
@@ -333,7 +357,9 @@ const MIGRATIONS: &[&str] = &[
         ON CONFLICT (host, domain) DO UPDATE SET pass = c.pass + excluded.pass,
            fail = c.fail + excluded.fail, error = c.error + excluded.error$t$ $f$;
      -- Each host's domains by its worst status there, for the hosts of
-     -- %1$s (a query): what `report` reads, one row a host.
+     -- %1$s (a query; each host's rows read through the primary key: a
+     -- transition table has no statistics to plan a join with): what
+     -- `report` reads, one row a host.
      CREATE TABLE host_domains (
         host text PRIMARY KEY,
         failing smallint[] NOT NULL,
@@ -342,14 +368,18 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE FUNCTION host_domains_sql() RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT
         $t$INSERT INTO host_domains AS h (host, failing, erring, passing)
-        SELECT c.host,
-               coalesce(array_agg(c.domain ORDER BY c.domain) FILTER (WHERE c.fail > 0), '{}'),
-               coalesce(array_agg(c.domain ORDER BY c.domain)
-                        FILTER (WHERE c.fail = 0 AND c.error > 0), '{}'),
-               coalesce(array_agg(c.domain ORDER BY c.domain)
-                        FILTER (WHERE c.fail = 0 AND c.error = 0 AND c.pass > 0), '{}')
-          FROM rule_domains c WHERE c.host IN (%1$s)
-         GROUP BY c.host ORDER BY c.host
+        SELECT t.host, a.failing, a.erring, a.passing
+          FROM (SELECT DISTINCT host FROM (%1$s) AS q) AS t
+         CROSS JOIN LATERAL (
+               SELECT coalesce(array_agg(c.domain ORDER BY c.domain)
+                               FILTER (WHERE c.fail > 0), '{}') AS failing,
+                      coalesce(array_agg(c.domain ORDER BY c.domain)
+                               FILTER (WHERE c.fail = 0 AND c.error > 0), '{}') AS erring,
+                      coalesce(array_agg(c.domain ORDER BY c.domain)
+                               FILTER (WHERE c.fail = 0 AND c.error = 0 AND c.pass > 0), '{}')
+                        AS passing
+                 FROM rule_domains c WHERE c.host = t.host) AS a
+         ORDER BY t.host
         ON CONFLICT (host) DO UPDATE SET failing = excluded.failing, erring = excluded.erring,
            passing = excluded.passing$t$ $f$;
      CREATE FUNCTION rule_domains_apply() RETURNS trigger LANGUAGE plpgsql AS $$
