@@ -291,13 +291,17 @@ fn hosts_drift_and_report_answer_the_same_on_both_backends() {
     assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0");
 }
 
+/// A host, the drift of its last 24 hours and its file changes of the
+/// report's days.
+type Expected = (&'static str, u64, u64);
+
 /// Events whose agent times are late, early or ahead of the collector's
 /// clock, for `hosts`' rolling 24 hours and `report`'s 7 UTC days:
 /// odd-1's clock ran fast once (seq 6, three days ahead), odd-2's events
 /// arrive in an order their times do not have. Returns the batches and,
 /// per host, the drift of the last 24 hours and the file changes of the
 /// report's days they must count.
-fn odd_times() -> (Vec<(&'static str, Value)>, [(&'static str, u64, u64); 2]) {
+fn odd_times() -> (Vec<(&'static str, Value)>, [Expected; 2]) {
     let at = |offset: i64| now_rfc3339(offset);
     let fim = |seq: u64, offset: i64| {
         json!({"seq": seq, "time": at(offset), "severity": "medium", "kind": "fim_change",
