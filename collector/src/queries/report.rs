@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-fn render_json(r: &Compliance) -> String {
+fn render_json(r: &Compliance) -> Value {
     let domains: Vec<Value> = r
         .domains
         .iter()
@@ -23,11 +23,11 @@ fn render_json(r: &Compliance) -> String {
             })
         })
         .collect();
-    to_json(&json!({
+    json!({
         "hosts": r.hosts,
         "hosts_failing": r.hosts_failing,
         "domains": domains,
-    }))
+    })
 }
 
 fn render_text(r: &Compliance) -> String {
@@ -82,7 +82,7 @@ pub fn report(q: &dyn Queries, format: Format) -> Result<(String, bool), Storage
     let files = file_changes(q)?;
     let out = match format {
         Format::Json => {
-            let mut v: Value = serde_json::from_str(&render_json(&report)).unwrap_or(Value::Null);
+            let mut v = render_json(&report);
             if let Some(o) = v.as_object_mut() {
                 o.insert("file_changes".into(), files_json(&files));
             }
