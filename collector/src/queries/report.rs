@@ -78,8 +78,18 @@ fn render_text(r: &Compliance) -> String {
 /// `plumb-collector report`. Returns the output and whether any host fails
 /// any rule.
 pub fn report(q: &dyn Queries, format: Format) -> Result<(String, bool), StorageError> {
-    let report = q.compliance()?;
-    let files = file_changes(q)?;
+    // The two halves at once (on PostgreSQL, each on its connections).
+    let (report, files) = std::thread::scope(|s| {
+        let files = s.spawn(|| file_changes(q));
+        let report = q.compliance();
+        // A panic in the other thread is resumed here, as if it had run
+        // on this one.
+        let files = files
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (report, files)
+    });
+    let (report, files) = (report?, files?);
     let out = match format {
         Format::Json => {
             let mut v = render_json(&report);

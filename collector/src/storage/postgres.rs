@@ -567,15 +567,22 @@ impl Postgres {
             "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
                     h.baseline_version, h.fim_digest, h.acked_seq,
                     coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
-                    coalesce(r.skipped, 0), coalesce(p.n, 0), d.head, d.counts
+                    coalesce(r.skipped, 0), d.head, d.counts
                FROM hosts h
                LEFT JOIN rule_counts r ON r.host = h.host
                LEFT JOIN drift_ring d ON d.host = h.host
-               LEFT JOIN (SELECT host, count(*) AS n FROM events
-                           WHERE kind IN ({kinds}) AND time >= $1 AND time < $2 GROUP BY host) p
-                      ON p.host = h.host
-              WHERE ($3::text IS NULL OR h.host = lower($3::text))
+              WHERE ($1::text IS NULL OR h.host = lower($1::text))
               ORDER BY h.host"
+        );
+        // The window's first, partial hour, on a connection of its own
+        // meanwhile (planned over every day partition). Each statement
+        // sees its own snapshot: under ingestion the parts may be a few
+        // milliseconds apart, each exact.
+        let partial_sql = format!(
+            "SELECT host, count(*) FROM events
+              WHERE kind IN ({kinds}) AND time >= $1 AND time < $2
+                AND ($3::text IS NULL OR host = lower($3::text))
+              GROUP BY host"
         );
         let before_ring = format!(
             "SELECT u.h, (SELECT count(*) FROM events e
@@ -585,19 +592,26 @@ impl Postgres {
         );
         let fail = || pg(format!("{}: hosts", self.at));
         self.block_on(async {
-            let c = self.client().await?;
-            let rows = c
-                .query(&sql, &[&drift_since, &first_hour_at, &host])
-                .await
-                .map_err(fail())?;
+            let (c, c2) = tokio::try_join!(self.client(), self.client())?;
+            let main_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
+            let partial_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&drift_since, &first_hour_at, &host];
+            let (rows, partial) = tokio::try_join!(
+                c.query(&sql, &main_params),
+                c2.query(&partial_sql, &partial_params)
+            )
+            .map_err(fail())?;
+            drop(c2);
+            let partial: std::collections::HashMap<&str, i64> =
+                partial.iter().map(|r| (r.get(0), r.get(1))).collect();
             let mut out = Vec::with_capacity(rows.len());
             // Hosts whose ring starts after `first_hour`, and where.
             let (mut ahead, mut ring_starts): (Vec<String>, Vec<i64>) = (Vec::new(), Vec::new());
             for r in &rows {
-                let partial: i64 = r.get(13);
+                let partial = partial.get(r.get::<_, &str>(0)).copied().unwrap_or(0);
                 // Elements are never NULL but for a repair by hand: 0.
-                let counts: Option<Vec<Option<i32>>> = r.get(15);
-                let ring = match (r.get::<_, Option<i64>>(14), counts) {
+                let counts: Option<Vec<Option<i32>>> = r.get(14);
+                let ring = match (r.get::<_, Option<i64>>(13), counts) {
                     (Some(head), Some(counts)) => {
                         let start = head - (RING_HOURS - 1);
                         if start > first_hour {
@@ -1939,117 +1953,121 @@ impl Queries for Postgres {
     fn compliance(&self) -> Result<Compliance, StorageError> {
         let fail = || pg(format!("{}: compliance", self.at));
         self.block_on(async {
-            let c = self.client().await?;
-            let totals = c
-                .query_one(
-                    "SELECT count(*) FILTER (WHERE pass + fail + error + skipped > 0),
-                            count(*) FILTER (WHERE fail > 0)
-                       FROM rule_counts",
-                    &[],
-                )
-                .await
-                .map_err(fail())?;
-            // Per host, its domains by its worst status there (kept by
-            // triggers): counted here, one row a host.
-            let hosts = c
-                .query("SELECT failing, erring, passing FROM host_domains", &[])
-                .await
-                .map_err(fail())?;
+            // Two chains of statements at once, on two connections.
+            let (c, c2) = tokio::try_join!(self.client(), self.client())?;
+            let per_host = async {
+                let totals = c
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE pass + fail + error + skipped > 0),
+                                count(*) FILTER (WHERE fail > 0)
+                           FROM rule_counts",
+                        &[],
+                    )
+                    .await?;
+                // Per host, its domains by its worst status there (kept by
+                // triggers): counted here, one row a host.
+                let hosts = c
+                    .query("SELECT failing, erring, passing FROM host_domains", &[])
+                    .await?;
+                Ok::<_, tokio_postgres::Error>((totals, hosts))
+            };
+            let worst = async {
+                // Failing rules by (rule, domains) (`rule_status_failing`),
+                // then the severity and title of each group's first
+                // failing host by name.
+                let groups = c2
+                    .query(
+                        "SELECT rule, domains, count(*), min(host COLLATE \"C\") FROM rule_status
+                          WHERE status = 'fail' GROUP BY rule, domains",
+                        &[],
+                    )
+                    .await?;
+                let (rules, firsts): (Vec<&str>, Vec<&str>) = groups
+                    .iter()
+                    .map(|r| (r.get::<_, &str>(0), r.get::<_, &str>(3)))
+                    .unzip();
+                let described = c2
+                    .query(
+                        "SELECT u.r, u.h, s.severity, s.title
+                           FROM unnest($1::text[], $2::text[]) AS u(r, h)
+                           JOIN rule_status s ON s.host = u.h AND s.rule = u.r",
+                        &[&rules, &firsts],
+                    )
+                    .await?;
+                let described: std::collections::HashMap<(&str, &str), (Severity, &str)> =
+                    described
+                        .iter()
+                        .map(|r| ((r.get(0), r.get(1)), (parse_severity(r.get(2)), r.get(3))))
+                        .collect();
+                let mut candidates: std::collections::BTreeMap<(u8, &str), WorstCandidate> =
+                    std::collections::BTreeMap::new();
+                for r in &groups {
+                    let rule: &str = r.get(0);
+                    let n = usize::try_from(r.get::<_, i64>(2)).unwrap_or(0);
+                    let first: &str = r.get(3);
+                    let (severity, title) = described
+                        .get(&(rule, first))
+                        .copied()
+                        .unwrap_or((Severity::Info, ""));
+                    for d in parse_domains(r.get(1)) {
+                        candidates
+                            .entry((d, rule))
+                            .and_modify(|w| w.add(n, first, severity, title))
+                            .or_insert_with(|| WorstCandidate {
+                                domain: d,
+                                rule: rule.to_string(),
+                                hosts_failing: n,
+                                first_host: first.to_string(),
+                                severity,
+                                title: title.to_string(),
+                            });
+                    }
+                }
+                let mut worst = pick_worst(candidates.into_values());
+                // The failing hosts of the rules listed only.
+                let listed: Vec<String> = worst
+                    .values()
+                    .flatten()
+                    .map(|w| w.rule.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let failing = c2
+                    .query(
+                        "SELECT rule, domains, host FROM rule_status
+                          WHERE status = 'fail' AND rule = ANY($1)",
+                        &[&listed],
+                    )
+                    .await?;
+                for r in &failing {
+                    let rule: &str = r.get(0);
+                    for d in parse_domains(r.get(1)) {
+                        if let Some(w) = worst
+                            .get_mut(&d)
+                            .and_then(|l| l.iter_mut().find(|w| w.rule == rule))
+                        {
+                            w.hosts.push(r.get(2));
+                        }
+                    }
+                }
+                for w in worst.values_mut().flatten() {
+                    w.hosts
+                        .sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                }
+                Ok(worst)
+            };
+            let ((totals, hosts), mut worst) = tokio::try_join!(per_host, worst).map_err(fail())?;
             let mut tally: std::collections::BTreeMap<u8, [usize; 3]> =
                 std::collections::BTreeMap::new();
             for r in &hosts {
-                for (class, col) in [(0usize, 0usize), (1, 1), (2, 2)] {
-                    let domains: Vec<i16> = r.get(col);
+                for class in 0..3 {
+                    let domains: Vec<i16> = r.get(class);
                     for d in domains {
                         if let Ok(d) = u8::try_from(d) {
                             tally.entry(d).or_default()[class] += 1;
                         }
                     }
                 }
-            }
-            // Failing rules by (rule, domains) (`rule_status_failing`),
-            // then the severity and title of each group's first failing
-            // host by name.
-            let groups = c
-                .query(
-                    "SELECT rule, domains, count(*), min(host COLLATE \"C\") FROM rule_status
-                      WHERE status = 'fail' GROUP BY rule, domains",
-                    &[],
-                )
-                .await
-                .map_err(fail())?;
-            let (rules, firsts): (Vec<&str>, Vec<&str>) = groups
-                .iter()
-                .map(|r| (r.get::<_, &str>(0), r.get::<_, &str>(3)))
-                .unzip();
-            let described = c
-                .query(
-                    "SELECT u.r, u.h, s.severity, s.title
-                       FROM unnest($1::text[], $2::text[]) AS u(r, h)
-                       JOIN rule_status s ON s.host = u.h AND s.rule = u.r",
-                    &[&rules, &firsts],
-                )
-                .await
-                .map_err(fail())?;
-            let described: std::collections::HashMap<(&str, &str), (Severity, &str)> = described
-                .iter()
-                .map(|r| ((r.get(0), r.get(1)), (parse_severity(r.get(2)), r.get(3))))
-                .collect();
-            let mut candidates: std::collections::BTreeMap<(u8, &str), WorstCandidate> =
-                std::collections::BTreeMap::new();
-            for r in &groups {
-                let rule: &str = r.get(0);
-                let n = usize::try_from(r.get::<_, i64>(2)).unwrap_or(0);
-                let first: &str = r.get(3);
-                let (severity, title) = described
-                    .get(&(rule, first))
-                    .copied()
-                    .unwrap_or((Severity::Info, ""));
-                for d in parse_domains(r.get(1)) {
-                    candidates
-                        .entry((d, rule))
-                        .and_modify(|w| w.add(n, first, severity, title))
-                        .or_insert_with(|| WorstCandidate {
-                            domain: d,
-                            rule: rule.to_string(),
-                            hosts_failing: n,
-                            first_host: first.to_string(),
-                            severity,
-                            title: title.to_string(),
-                        });
-                }
-            }
-            let mut worst = pick_worst(candidates.into_values());
-            // The failing hosts of the rules listed only.
-            let listed: Vec<&str> = worst
-                .values()
-                .flatten()
-                .map(|w| w.rule.as_str())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let failing = c
-                .query(
-                    "SELECT rule, domains, host FROM rule_status
-                      WHERE status = 'fail' AND rule = ANY($1)",
-                    &[&listed],
-                )
-                .await
-                .map_err(fail())?;
-            for r in &failing {
-                let rule: &str = r.get(0);
-                for d in parse_domains(r.get(1)) {
-                    if let Some(w) = worst
-                        .get_mut(&d)
-                        .and_then(|l| l.iter_mut().find(|w| w.rule == rule))
-                    {
-                        w.hosts.push(r.get(2));
-                    }
-                }
-            }
-            for w in worst.values_mut().flatten() {
-                w.hosts
-                    .sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             }
             let n = |v: i64| usize::try_from(v).unwrap_or(0);
             Ok(Compliance {
