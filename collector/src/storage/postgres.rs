@@ -563,7 +563,7 @@ impl Postgres {
         let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
         let first_hour = drift_since.div_euclid(HOUR).saturating_add(1);
         let first_hour_at = first_hour.saturating_mul(HOUR);
-        let sql = format!(
+        let sql =
             "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
                     h.baseline_version, h.fim_digest, h.acked_seq,
                     coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
@@ -572,8 +572,7 @@ impl Postgres {
                LEFT JOIN rule_counts r ON r.host = h.host
                LEFT JOIN drift_ring d ON d.host = h.host
               WHERE ($1::text IS NULL OR h.host = lower($1::text))
-              ORDER BY h.host"
-        );
+              ORDER BY h.host";
         // The window's first, partial hour, on a connection of its own
         // meanwhile (planned over every day partition). Each statement
         // sees its own snapshot: under ingestion the parts may be a few
@@ -597,7 +596,7 @@ impl Postgres {
             let partial_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                 [&drift_since, &first_hour_at, &host];
             let (rows, partial) = tokio::try_join!(
-                c.query(&sql, &main_params),
+                c.query(sql, &main_params),
                 c2.query(&partial_sql, &partial_params)
             )
             .map_err(fail())?;
