@@ -175,6 +175,58 @@ fn assert_same_answers(
     }
 }
 
+/// How many of the counts migration 6 keeps (daily file changes, drift
+/// rings, per-domain rule tallies and each host's domains by status) differ from a recount of the events and
+/// rule states they come from: `0|0|0` when all are true.
+pub(super) const TALLIES_OFF: &str = "
+    WITH kept AS (SELECT day, host, verdict, top, n FROM fim_daily WHERE n <> 0),
+         real AS (SELECT plumb_div(time, 86400) AS day, host, coalesce(fim_verdict, '') AS verdict,
+                         coalesce(fim_top, '') AS top, count(*) AS n
+                    FROM events WHERE kind = 'fim_change' GROUP BY 1, 2, 3, 4),
+         e AS (SELECT host, plumb_div(time, 3600) AS hour, count(*) AS n FROM events
+                WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper') GROUP BY 1, 2),
+         rd AS (SELECT host, domain, pass, fail, error FROM rule_domains
+                 WHERE pass <> 0 OR fail <> 0 OR error <> 0),
+         rr AS (SELECT r.host, d.domain, count(*) FILTER (WHERE status = 'pass') AS pass,
+                       count(*) FILTER (WHERE status = 'fail') AS fail,
+                       count(*) FILTER (WHERE status = 'error') AS error
+                  FROM rule_status r, unnest(plumb_domains(r.domains)) AS d(domain)
+                 WHERE status IN ('pass', 'fail', 'error') GROUP BY 1, 2),
+         hd AS (SELECT host, failing, erring, passing FROM host_domains
+                 WHERE cardinality(failing) + cardinality(erring) + cardinality(passing) > 0),
+         hr AS (SELECT host,
+                       coalesce(array_agg(domain ORDER BY domain) FILTER (WHERE fail > 0), '{}'),
+                       coalesce(array_agg(domain ORDER BY domain)
+                                FILTER (WHERE fail = 0 AND error > 0), '{}'),
+                       coalesce(array_agg(domain ORDER BY domain)
+                                FILTER (WHERE fail = 0 AND error = 0), '{}')
+                  FROM rr GROUP BY host)
+    SELECT (SELECT count(*) FROM (TABLE kept EXCEPT TABLE real) a)
+           + (SELECT count(*) FROM (TABLE real EXCEPT TABLE kept) b),
+           (SELECT count(*) FROM e LEFT JOIN drift_ring r USING (host)
+             WHERE r.head IS NULL OR e.hour > r.head)
+           + (SELECT count(*) FROM drift_ring r
+                CROSS JOIN generate_series(r.head - 24, r.head) AS g(hr)
+                LEFT JOIN e ON e.host = r.host AND e.hour = g.hr
+               WHERE drift_ring_at(r.head, r.counts, g.hr) <> coalesce(e.n, 0)),
+           (SELECT count(*) FROM (TABLE rd EXCEPT TABLE rr) c)
+           + (SELECT count(*) FROM (TABLE rr EXCEPT TABLE rd) d)
+           + (SELECT count(*) FROM (TABLE hd EXCEPT TABLE hr) f)
+           + (SELECT count(*) FROM (TABLE hr EXCEPT TABLE hd) g)";
+
+/// Takes a schema-6 database back to schema 5 (what it held kept).
+pub(super) const UNDO_MIGRATION_6: &str = "
+    DROP INDEX rule_status_failing;
+    DROP FUNCTION rule_domains_apply() CASCADE; DROP FUNCTION rule_domains_sql();
+    DROP FUNCTION host_domains_sql(); DROP TABLE host_domains;
+    DROP FUNCTION plumb_domains(text); DROP TABLE rule_domains;
+    DROP FUNCTION events_tally_apply() CASCADE; DROP FUNCTION events_tally(regclass, integer);
+    DROP FUNCTION events_tally_sql(); DROP TABLE fim_daily; DROP TABLE drift_ring;
+    DROP FUNCTION drift_ring_merge(bigint, integer[], bigint, integer[]);
+    DROP FUNCTION drift_ring_of(bigint[], integer[]);
+    DROP FUNCTION drift_ring_at(bigint, integer[], bigint); DROP FUNCTION plumb_div(bigint, bigint);
+    DELETE FROM plumb_schema WHERE version = 6;";
+
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn hosts_drift_and_report_answer_the_same_on_both_backends() {
@@ -236,6 +288,132 @@ fn hosts_drift_and_report_answer_the_same_on_both_backends() {
         pg.psql("plumb", &format!("SELECT count(*) FROM {part}")),
         "8"
     );
+    assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0");
+}
+
+/// A host, the drift of its last 24 hours and its file changes of the
+/// report's days.
+type Expected = (&'static str, u64, u64);
+
+/// Events whose agent times are late, early or ahead of the collector's
+/// clock, for `hosts`' rolling 24 hours and `report`'s 7 UTC days:
+/// odd-1's clock ran fast once (seq 6, three days ahead), odd-2's events
+/// arrive in an order their times do not have. Returns the batches and,
+/// per host, the drift of the last 24 hours and the file changes of the
+/// report's days they must count.
+fn odd_times() -> (Vec<(&'static str, Value)>, [Expected; 2]) {
+    let at = |offset: i64| now_rfc3339(offset);
+    let fim = |seq: u64, offset: i64| {
+        json!({"seq": seq, "time": at(offset), "severity": "medium", "kind": "fim_change",
+               "path": format!("/srv/odd/{seq}"), "change": "modified", "fields": ["sha256"],
+               "old": {"sha256": "aa"}, "new": {"sha256": "bb"}, "domains": [25]})
+    };
+    const H: i64 = 3_600;
+    // The report counts from midnight UTC six days before today.
+    let today = time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .div_euclid(86_400)
+        * 86_400;
+    let into_today = time::OffsetDateTime::now_utc().unix_timestamp() - today;
+    let odd1 = json!({"schema": 1, "host": "odd-1", "events": [
+        // In the last 24 hours: 23 h ago, and 10 minutes after its start
+        // (in the window's first, partial hour).
+        fim(1, -23 * H),
+        {"seq": 2, "time": at(-24 * H + 600), "severity": "high", "kind": "check_changed",
+         "rule": "odd.rule", "title": "odd rule", "previous": "pass", "status": "fail",
+         "domains": [13], "criteria": ["C"], "evidence": [],
+         "baseline": {"id": "issp-linux-server", "version": 7}},
+        // 25 hours ago: out of `hosts`' window, in the report's.
+        fim(3, -25 * H),
+        // Early in the report's first day, and the day before it.
+        fim(4, -(6 * 86_400 + into_today) + 60),
+        fim(5, -(6 * 86_400 + into_today) - 60),
+        // Three days ahead: recent drift (it is after the window's start).
+        {"seq": 6, "time": at(3 * 86_400), "severity": "critical", "kind": "fim_tamper",
+         "detail": ["seal mismatch"]},
+    ]});
+    let odd2_first = json!({"schema": 1, "host": "odd-2", "events": [fim(1, -H)]});
+    // Later seqs, older times: 20 h ago (in the window and the ring), 30 h
+    // ago (out of both).
+    let odd2_late =
+        json!({"schema": 1, "host": "odd-2", "events": [fim(2, -20 * H), fim(3, -30 * H)]});
+    (
+        vec![("odd-1", odd1), ("odd-2", odd2_first), ("odd-2", odd2_late)],
+        [("odd-1", 3, 3), ("odd-2", 2, 3)],
+    )
+}
+
+/// Drift and file changes with agent times late, early or ahead of the
+/// collector's clock, sent twice (a resend after a lost answer): `hosts`
+/// and `report` count on PostgreSQL (from the counts kept at ingestion)
+/// what SQLite counts from the events, and what the events say. Then the
+/// database goes back to schema 5 and the collector's migration 6 counts
+/// what is stored: the same answers again.
+#[test]
+#[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
+fn odd_agent_times_resends_and_migration_6_count_the_same_drift_and_file_changes() {
+    let SideBySide {
+        pg,
+        f,
+        lite_cfg,
+        pg_cfg,
+        lite,
+        pgc,
+    } = SideBySide::start();
+    for h in ["odd-1", "odd-2"] {
+        f.pki.agent(h);
+    }
+    let (batches, expected) = odd_times();
+    post_event_set(&f, &[lite.addr, pgc.addr]);
+    for (host, b) in &batches {
+        let body = serde_json::to_vec(b).unwrap();
+        for addr in [lite.addr, pgc.addr] {
+            for _ in 0..2 {
+                let r = post(&f, addr, host, &body).unwrap();
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            }
+        }
+    }
+    let check = |when: &str| {
+        assert_same_answers(
+            &[&["hosts"], &["report"], &["drift", "--limit", "1000"]],
+            &lite_cfg,
+            &pg_cfg,
+            |v| v,
+        );
+        let (_, hosts) = query_json(&["hosts"], &pg_cfg);
+        let (_, report) = query_json(&["report"], &pg_cfg);
+        for (host, drift, changes) in expected {
+            let h = hosts["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["host"] == host)
+                .unwrap();
+            assert_eq!(h["drift_24h"], json!(drift), "{when}: {host}: {h}");
+            let files = report["file_changes"]["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["host"] == host)
+                .unwrap();
+            assert_eq!(
+                files["counts"]["changes"],
+                json!(changes),
+                "{when}: {host}: {files}"
+            );
+        }
+        assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0", "{when}");
+    };
+    check("as ingested");
+    drop(pgc);
+    pg.psql("plumb", UNDO_MIGRATION_6);
+    drop(Collector::start(&pg_cfg));
+    assert_eq!(
+        pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
+        "6"
+    );
+    check("after migration 6");
 }
 
 /// Batch `n` (1-based, 10 events) of host `host` in the concurrent test:
@@ -387,6 +565,8 @@ fn concurrent_group_commits_store_every_event_once_and_agree_with_sqlite() {
         })
         .collect();
     assert_eq!(rows, want.join("\n"));
+    // Each group's statements kept the counts true.
+    assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0");
 }
 
 /// Migration 4 (per-host rule counts) on a store made by schema 3: it
@@ -406,7 +586,8 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
         let pgc = Collector::start(&pg_cfg);
         post_event_set(&f, &[lite.addr, pgc.addr]);
     }
-    // Back to schema 3 (migration 5 undone first), rule states kept.
+    // Back to schema 3 (migrations 6 and 5 undone first), rule states kept.
+    pg.psql("plumb", UNDO_MIGRATION_6);
     pg.psql(
         "plumb",
         "DROP INDEX events_fim; DROP INDEX rule_status_rule;
@@ -427,7 +608,7 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
     assert_eq!((lc, &lv), (pc, &pv), "hosts after migration 4");
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "5"
+        "6"
     );
     let counted = "SELECT sum(pass + fail + error + skipped) FROM rule_counts";
     assert_eq!(pg.psql("plumb", counted), states);
@@ -436,8 +617,10 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
         pg.psql("plumb", "SELECT sum(fail) FROM rule_counts"),
         states
     );
+    assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0");
     pg.psql("plumb", "DELETE FROM rule_status");
     assert_eq!(pg.psql("plumb", counted), "0");
+    assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0");
 }
 
 /// File changes with package verdicts (verified, not matching its
@@ -494,6 +677,7 @@ fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
     };
     check("as ingested");
     // Back to schema 4, the events kept.
+    pg.psql("plumb", UNDO_MIGRATION_6);
     pg.psql(
         "plumb",
         "DROP INDEX events_fim; DROP INDEX rule_status_rule; ALTER TABLE events DROP COLUMN fim_verdict, DROP COLUMN fim_top;
@@ -506,7 +690,7 @@ fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
     drop(Collector::start(&pg_cfg));
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "5"
+        "6"
     );
     assert_eq!(
         pg.psql(
@@ -517,6 +701,7 @@ fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
         "only the verified changes have no directory"
     );
     check("after migration 5");
+    assert_eq!(pg.psql("plumb", TALLIES_OFF), "0|0|0");
 }
 
 /// Sends `n` batches of `per` events for `host`, from seq 1, to whichever
@@ -800,9 +985,16 @@ fn retention_drops_whole_day_partitions_older_than_retention_and_nothing_else() 
     let row = |host: &str, seq: u64, kind: &str, t: i64| {
         format!("('{host}', {seq}, '{kind}', 'high', 3, {t}, {t}, '{{}}')")
     };
+    // web-1's seq 4, received 60 days ago, carries a time a day ahead
+    // (its clock ran fast): in `hosts`' last 24 hours until retention
+    // drops its day.
+    let ahead = time::OffsetDateTime::now_utc().unix_timestamp() + 86_400;
     let mut old_rows: Vec<String> = (1..=5)
         .map(|s| {
             let kind = if s == 3 { "snapshot" } else { "fim_change" };
+            if s == 4 {
+                return format!("('web-1', 4, '{kind}', 'high', 3, {ahead}, {old_t}, '{{}}')");
+            }
             row("web-1", s, kind, old_t)
         })
         .collect();
@@ -832,6 +1024,21 @@ fn retention_drops_whole_day_partitions_older_than_retention_and_nothing_else() 
     );
     let count = |sql: &str| pg.psql("plumb", sql);
     assert_eq!(count("SELECT count(*) FROM events"), "31");
+    assert_eq!(count(TALLIES_OFF), "0|0|0");
+    let drift_24h = |host: &str| {
+        let (_, v) = query_json(&["hosts"], &keep_cfg);
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == host)
+            .map(|h| h["drift_24h"].clone())
+    };
+    assert_eq!(
+        drift_24h("web-1"),
+        Some(json!(1)),
+        "the event from a fast clock"
+    );
 
     // Retention runs when the collector starts (then hourly).
     let c = Collector::start(&prune_cfg);
@@ -875,6 +1082,15 @@ fn retention_drops_whole_day_partitions_older_than_retention_and_nothing_else() 
         c.log().contains("retention dropped a partition"),
         "{}",
         c.log()
+    );
+    // What retention dropped left the counts kept from it: the fast
+    // clock's event no longer counts as recent drift.
+    assert_eq!(count(TALLIES_OFF), "0|0|0");
+    assert_eq!(drift_24h("web-1"), Some(json!(0)));
+    assert_eq!(
+        count("SELECT count(*) FROM fim_daily WHERE n = 0"),
+        "0",
+        "days whose file changes are all gone leave no row"
     );
 }
 

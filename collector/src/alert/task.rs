@@ -133,7 +133,10 @@ impl Runner {
     /// Fires `host_stale` rules for hosts unheard of for too long.
     async fn check_stale(&mut self) {
         let reads = self.reads.clone();
-        let hosts = match tokio::task::spawn_blocking(move || reads.hosts(0)).await {
+        // Only `last_seen` is read: drift is asked from now on (nothing to
+        // count), not over every host's whole history.
+        let since = now();
+        let hosts = match tokio::task::spawn_blocking(move || reads.hosts(since)).await {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 tracing::warn!("alerts: reading hosts: {e}");

@@ -11,12 +11,14 @@
 //! its own futures there (`tokio::runtime::Handle::block_on`).
 
 pub mod bulk;
+pub mod compliance;
 pub mod host_page;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod writer;
 
 use crate::config::StorageSection;
+pub use compliance::{Compliance, DomainCompliance, WorstRule};
 pub use host_page::{HostPage, HostQuery, HostSort, HostStatus};
 use plumb_core::Severity;
 use plumb_core::event::Event;
@@ -345,10 +347,18 @@ pub trait Queries: Send + Sync {
     fn drift(&self, filter: &DriftFilter) -> Result<Vec<EventRow>, StorageError>;
     /// `fim_change` events produced since `since` (unix time), counted per
     /// host, package verdict and top-level directory ([`fim_class`]), by
-    /// host (the report's file changes: an index, no event body read).
+    /// host (the report's file changes: no event body read; the report
+    /// asks from a midnight UTC, which PostgreSQL answers from its daily
+    /// counts).
     fn file_changes(&self, since: i64) -> Result<Vec<FimCount>, StorageError>;
     /// Every rule status on every host, by host then rule.
     fn rule_statuses(&self) -> Result<Vec<RuleStatusRow>, StorageError>;
+    /// The fleet's compliance per ISSP domain (`report`). By default
+    /// aggregated from every rule status ([`compliance::aggregate`]);
+    /// PostgreSQL counts in SQL instead.
+    fn compliance(&self) -> Result<Compliance, StorageError> {
+        Ok(compliance::aggregate(&self.rule_statuses()?))
+    }
     /// The fleet score per day (UTC day number: unix time / 86400) from
     /// `since_day` on, oldest first: the mean of the scores of the
     /// snapshots stored that day (the console's compliance chart).

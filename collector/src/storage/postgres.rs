@@ -19,12 +19,13 @@
 //! same host serialize on that row lock; hosts are locked in name order, so
 //! group commits of two collectors cannot deadlock.
 
+use super::compliance::{WorstCandidate, parse_domains, pick_worst};
 use super::{
-    BaselineRow, Cursors, DRIFT_KINDS, DailyScore, DriftFilter, EventRow, FLEET_BASELINES_SQL,
-    FLEET_HOSTS_SQL, FLEET_RULES_SQL, FimCount, FleetSummary, HostPage, HostQuery, HostRow,
-    IngestBatch, NewBaseline, Pending, PublishOutcome, Queries, RefusalRow, Revocation, RuleScope,
-    RuleStatusRow, Storage, StorageError, event_time, fim_class, host_page, per_host_share,
-    publish_conflict, severity_rank,
+    BaselineRow, Compliance, Cursors, DRIFT_KINDS, DailyScore, DomainCompliance, DriftFilter,
+    EventRow, FLEET_BASELINES_SQL, FLEET_HOSTS_SQL, FLEET_RULES_SQL, FimCount, FleetSummary,
+    HostPage, HostQuery, HostRow, IngestBatch, NewBaseline, Pending, PublishOutcome, Queries,
+    RefusalRow, Revocation, RuleScope, RuleStatusRow, Storage, StorageError, event_time, fim_class,
+    host_page, per_host_share, publish_conflict, severity_rank,
 };
 use crate::config::PostgresSection;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
@@ -188,6 +189,227 @@ const MIGRATIONS: &[&str] = &[
         WHERE kind = 'fim_change';
      -- The console's rule page reads one rule's statuses.
      CREATE INDEX rule_status_rule ON rule_status (rule, host);",
+    // 6: what `hosts` and `report` count, kept as the rows they count are
+    // written, so that neither reads the events or every rule state:
+    // - `drift_ring`: per host, its drift events of each of the 25 hours
+    //   ending with the newest hour one of them carries (`head`, hours of
+    //   the agent's time: unix time / 3600, floored); `hosts` adds the
+    //   window's first partial hour, and any hour the ring does not hold,
+    //   counted from the events (`Postgres::host_rows`);
+    // - `fim_daily`: file changes per UTC day of the agent's time, host,
+    //   package verdict and top directory ('' for none); `report` counts
+    //   whole days;
+    // - `rule_domains`: per host and ISSP domain, its rule states passing,
+    //   failing, in error, and `host_domains`: per host, its domains by its
+    //   worst status there (`report`'s per-domain figures, one row a host),
+    //   beside the partial index of failing states its worst rules are
+    //   read from.
+    // Statement-level triggers with transition tables keep them in the
+    // writing transaction, whoever writes (the collector's group commits,
+    // `COPY` of the seeder and `storage migrate`, a repair by hand, a
+    // retention delete in the default partition); a dropped day partition
+    // is subtracted first (`events_tally`, called by retention). Each row is
+    // a host's own (no counter shared by all hosts): collectors storing
+    // different hosts never wait on one another. Filled here from what is
+    // stored.
+    r#"CREATE FUNCTION plumb_div(a bigint, b bigint) RETURNS bigint
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT (a - mod(mod(a, b) + b, b)) / b $$;
+     CREATE TABLE drift_ring (
+        host text PRIMARY KEY,
+        head bigint NOT NULL,
+        counts integer[] NOT NULL
+     );
+     -- The count of `hour` in a ring ending at `head` (slot hour mod 25).
+     CREATE FUNCTION drift_ring_at(head bigint, counts integer[], hour bigint) RETURNS integer
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT CASE WHEN hour BETWEEN head - 24 AND head
+                    THEN coalesce(counts[1 + mod(mod(hour, 25) + 25, 25)], 0) ELSE 0 END $$;
+     -- Two rings added, ending at the later head (a ring with a NULL head
+     -- is empty). PL/pgSQL: called once per host a statement touches, it
+     -- costs a fraction of a set-returning SQL function.
+     CREATE FUNCTION drift_ring_merge(h1 bigint, c1 integer[], h2 bigint, c2 integer[])
+        RETURNS integer[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+     DECLARE
+        h bigint := greatest(h1, h2);
+        o integer[] := array_fill(0, ARRAY[25]);
+        hr bigint;
+        s integer;
+     BEGIN
+        FOR i IN 0 .. 24 LOOP
+            hr := h - i;
+            s := 1 + mod(mod(hr, 25) + 25, 25)::integer;
+            IF hr BETWEEN h1 - 24 AND h1 THEN o[s] := o[s] + coalesce(c1[s], 0); END IF;
+            IF hr BETWEEN h2 - 24 AND h2 THEN o[s] := o[s] + coalesce(c2[s], 0); END IF;
+        END LOOP;
+        RETURN o;
+     END $$;
+     -- The ring of counts `ns` of hours `hours`, ending at the latest of them.
+     CREATE FUNCTION drift_ring_of(hours bigint[], ns integer[])
+        RETURNS integer[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+     DECLARE
+        h bigint := (SELECT max(x) FROM unnest(hours) AS x);
+        o integer[] := array_fill(0, ARRAY[25]);
+        s integer;
+     BEGIN
+        FOR i IN 1 .. coalesce(array_length(hours, 1), 0) LOOP
+            IF hours[i] BETWEEN h - 24 AND h THEN
+                s := 1 + mod(mod(hours[i], 25) + 25, 25)::integer;
+                o[s] := o[s] + ns[i];
+            END IF;
+        END LOOP;
+        RETURN o;
+     END $$;
+     CREATE TABLE fim_daily (
+        day bigint NOT NULL,
+        host text NOT NULL,
+        verdict text NOT NULL,
+        top text NOT NULL,
+        n bigint NOT NULL,
+        PRIMARY KEY (day, host, verdict, top)
+     );
+     -- The statements adding rows of events (%2$s: a table or transition
+     -- table) to the counts, each row counted %1$s times (1 or -1).
+     CREATE FUNCTION events_tally_sql() RETURNS text[] LANGUAGE sql IMMUTABLE AS $f$ SELECT ARRAY[
+        $t$WITH d AS (
+               SELECT host, plumb_div(time, 3600) AS hour, (%1$s * count(*))::integer AS n
+                 FROM %2$s WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper')
+                GROUP BY 1, 2)
+        INSERT INTO drift_ring AS x (host, head, counts)
+        SELECT host, max(hour), drift_ring_of(array_agg(hour), array_agg(n))
+          FROM d GROUP BY host ORDER BY host
+        ON CONFLICT (host) DO UPDATE SET head = greatest(x.head, excluded.head),
+           counts = drift_ring_merge(x.head, x.counts, excluded.head, excluded.counts)$t$,
+        $t$INSERT INTO fim_daily AS x (day, host, verdict, top, n)
+        SELECT plumb_div(time, 86400), host, coalesce(fim_verdict, ''), coalesce(fim_top, ''),
+               %1$s * count(*)
+          FROM %2$s WHERE kind = 'fim_change' GROUP BY 1, 2, 3, 4 ORDER BY 2, 1, 3, 4
+        ON CONFLICT (day, host, verdict, top) DO UPDATE SET n = x.n + excluded.n$t$] $f$;
+     CREATE FUNCTION events_tally_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+     DECLARE q text;
+     BEGIN
+        FOREACH q IN ARRAY events_tally_sql() LOOP
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN EXECUTE format(q, -1, 'old_rows'); END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN EXECUTE format(q, 1, 'new_rows'); END IF;
+        END LOOP;
+        RETURN NULL;
+     END $$;
+     -- What retention calls before it drops a day partition.
+     CREATE FUNCTION events_tally(src regclass, sign integer) RETURNS void LANGUAGE plpgsql AS $$
+     DECLARE q text;
+     BEGIN
+        FOREACH q IN ARRAY events_tally_sql() LOOP
+            EXECUTE format(q, sign, src::text);
+        END LOOP;
+     END $$;
+     CREATE TRIGGER events_tally_insert AFTER INSERT ON events
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_tally_apply();
+     CREATE TRIGGER events_tally_update AFTER UPDATE ON events
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION events_tally_apply();
+     CREATE TRIGGER events_tally_delete AFTER DELETE ON events
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION events_tally_apply();
+     -- Statements naming the default partition itself (retention's
+     -- row-by-row delete) fire its own triggers, not the parent's.
+     CREATE TRIGGER events_tally_insert AFTER INSERT ON events_default
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_tally_apply();
+     CREATE TRIGGER events_tally_update AFTER UPDATE ON events_default
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION events_tally_apply();
+     CREATE TRIGGER events_tally_delete AFTER DELETE ON events_default
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION events_tally_apply();
+     INSERT INTO fim_daily (day, host, verdict, top, n)
+        SELECT plumb_div(time, 86400), host, coalesce(fim_verdict, ''), coalesce(fim_top, ''),
+               count(*)
+          FROM events WHERE kind = 'fim_change' GROUP BY 1, 2, 3, 4;
+     WITH t AS (SELECT host, max(plumb_div(time, 3600)) AS head FROM events
+                 WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper') GROUP BY host),
+          d AS (SELECT e.host, plumb_div(e.time, 3600) AS hour, count(*)::integer AS n
+                  FROM t JOIN events e ON e.host = t.host AND e.time >= (t.head - 24) * 3600
+                 WHERE e.kind IN ('check_changed', 'fim_change', 'fim_tamper') GROUP BY 1, 2)
+     INSERT INTO drift_ring (host, head, counts)
+     SELECT host, max(hour), drift_ring_of(array_agg(hour), array_agg(n)) FROM d GROUP BY host;
+     -- A stored `domains` ('[13,20]', as the writer makes it: numbers 0 to
+     -- 255) as an array; anything else holds none (as the readers parse
+     -- it). One expression, so that the planner inlines it. A domain listed
+     -- twice counts twice in `rule_domains`, where only whether a count is
+     -- 0 matters.
+     CREATE FUNCTION plumb_domains(d text) RETURNS smallint[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT CASE WHEN d ~ '^\[(([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])(,([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5]))*)?\]$'
+               THEN coalesce(string_to_array(nullif(btrim(d, '[]'), ''), ',')::smallint[], '{}')
+               ELSE '{}' END $$;
+     CREATE TABLE rule_domains (
+        host text NOT NULL,
+        domain smallint NOT NULL,
+        pass bigint NOT NULL DEFAULT 0,
+        fail bigint NOT NULL DEFAULT 0,
+        error bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (host, domain)
+     );
+     CREATE FUNCTION rule_domains_sql() RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT
+        $t$INSERT INTO rule_domains AS c (host, domain, pass, fail, error)
+        SELECT r.host, d.domain, %1$s * count(*) FILTER (WHERE r.status = 'pass'),
+               %1$s * count(*) FILTER (WHERE r.status = 'fail'),
+               %1$s * count(*) FILTER (WHERE r.status = 'error')
+          FROM %2$s r CROSS JOIN LATERAL unnest(plumb_domains(r.domains)) AS d(domain)
+         WHERE r.status IN ('pass', 'fail', 'error')
+         GROUP BY r.host, d.domain ORDER BY r.host, d.domain
+        ON CONFLICT (host, domain) DO UPDATE SET pass = c.pass + excluded.pass,
+           fail = c.fail + excluded.fail, error = c.error + excluded.error$t$ $f$;
+     -- Each host's domains by its worst status there, for the hosts of
+     -- %1$s (a query; each host's rows read through the primary key: a
+     -- transition table has no statistics to plan a join with): what
+     -- `report` reads, one row a host.
+     CREATE TABLE host_domains (
+        host text PRIMARY KEY,
+        failing smallint[] NOT NULL,
+        erring smallint[] NOT NULL,
+        passing smallint[] NOT NULL
+     );
+     CREATE FUNCTION host_domains_sql() RETURNS text LANGUAGE sql IMMUTABLE AS $f$ SELECT
+        $t$INSERT INTO host_domains AS h (host, failing, erring, passing)
+        SELECT t.host, a.failing, a.erring, a.passing
+          FROM (SELECT DISTINCT host FROM (%1$s) AS q) AS t
+         CROSS JOIN LATERAL (
+               SELECT coalesce(array_agg(c.domain ORDER BY c.domain)
+                               FILTER (WHERE c.fail > 0), '{}') AS failing,
+                      coalesce(array_agg(c.domain ORDER BY c.domain)
+                               FILTER (WHERE c.fail = 0 AND c.error > 0), '{}') AS erring,
+                      coalesce(array_agg(c.domain ORDER BY c.domain)
+                               FILTER (WHERE c.fail = 0 AND c.error = 0 AND c.pass > 0), '{}')
+                        AS passing
+                 FROM rule_domains c WHERE c.host = t.host) AS a
+         ORDER BY t.host
+        ON CONFLICT (host) DO UPDATE SET failing = excluded.failing, erring = excluded.erring,
+           passing = excluded.passing$t$ $f$;
+     CREATE FUNCTION rule_domains_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN EXECUTE format(rule_domains_sql(), -1, 'old_rows'); END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN EXECUTE format(rule_domains_sql(), 1, 'new_rows'); END IF;
+        IF TG_OP = 'INSERT' THEN
+            EXECUTE format(host_domains_sql(), 'SELECT host FROM new_rows');
+        ELSIF TG_OP = 'DELETE' THEN
+            EXECUTE format(host_domains_sql(), 'SELECT host FROM old_rows');
+        ELSE
+            EXECUTE format(host_domains_sql(),
+                           'SELECT host FROM old_rows UNION SELECT host FROM new_rows');
+        END IF;
+        RETURN NULL;
+     END $$;
+     CREATE TRIGGER rule_domains_insert AFTER INSERT ON rule_status
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rule_domains_apply();
+     CREATE TRIGGER rule_domains_update AFTER UPDATE ON rule_status
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION rule_domains_apply();
+     CREATE TRIGGER rule_domains_delete AFTER DELETE ON rule_status
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION rule_domains_apply();
+     DO $$ BEGIN
+        EXECUTE format(rule_domains_sql(), 1, 'rule_status');
+        EXECUTE format(host_domains_sql(), 'SELECT host FROM rule_domains');
+     END $$;
+     -- `report`'s worst rules: the failing states only, by rule.
+     CREATE INDEX rule_status_failing ON rule_status (rule, domains, host)
+        WHERE status = 'fail';"#,
 ];
 
 /// Schema version this build writes.
@@ -202,6 +424,25 @@ const LOCK_PRUNE: i64 = 0x706c_756d_0003;
 /// Days of partitions created ahead of the current one.
 const DAYS_AHEAD: i64 = 3;
 pub(super) const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+/// Hours a `drift_ring` holds (migration 6): its head and the 24 before.
+const RING_HOURS: i64 = 25;
+
+/// The drift events a host's `drift_ring` (ending at hour `head`, hour `h`
+/// in slot `h mod 25`) holds for the hours from `from_hour` on. No drift
+/// event of the host is later than `head`; the hours before the ring are
+/// not in it (the caller counts them from the events).
+fn ring_since(head: i64, counts: &[i32], from_hour: i64) -> i64 {
+    let first = from_hour.max(head - (RING_HOURS - 1));
+    (first..=head)
+        .map(|h| {
+            usize::try_from(h.rem_euclid(RING_HOURS))
+                .ok()
+                .and_then(|slot| counts.get(slot))
+                .map_or(0, |&n| i64::from(n))
+        })
+        .sum()
+}
 
 pub(super) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
     let context = context.into();
@@ -258,6 +499,14 @@ fn connection_config(cfg: &PostgresSection) -> Result<tokio_postgres::Config, St
     }
     pc.connect_timeout(Duration::from_secs(cfg.connect_timeout_secs));
     pc.application_name("plumb-collector");
+    // Every statement of the collector is short: JIT compiling one (which
+    // the planner does past `jit_above_cost`, e.g. for a plan over many
+    // day partitions) costs more than running it (seconds for `hosts`).
+    let options = match pc.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c jit=off"),
+        _ => "-c jit=off".to_string(),
+    };
+    pc.options(&options);
     Ok(pc)
 }
 
@@ -299,37 +548,101 @@ fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, StorageError
 
 impl Postgres {
     /// Every host, or one (`host`: the planner pushes it into the
-    /// aggregates, grouped by host).
+    /// aggregate, grouped by host). The drift since `drift_since` is what
+    /// the events would count (migration 6): the host's ring for the whole
+    /// hours it holds, plus, counted from the events (`events_drift_time`,
+    /// `events_drift_host`), the window's first partial hour and, for the
+    /// rare host whose ring starts after the window's first whole hour (an
+    /// event from a clock running ahead, or a window further back than 25
+    /// hours), the whole hours before its ring.
     fn host_rows(
         &self,
         drift_since: i64,
         host: Option<&str>,
     ) -> Result<Vec<HostRow>, StorageError> {
         let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
-        let sql = format!(
+        let first_hour = drift_since.div_euclid(HOUR).saturating_add(1);
+        let first_hour_at = first_hour.saturating_mul(HOUR);
+        let sql =
             "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
                     h.baseline_version, h.fim_digest, h.acked_seq,
                     coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
-                    coalesce(r.skipped, 0), coalesce(d.n, 0)
+                    coalesce(r.skipped, 0), d.head, d.counts
                FROM hosts h
                LEFT JOIN rule_counts r ON r.host = h.host
-               LEFT JOIN (SELECT host, count(*) AS n FROM events
-                           WHERE kind IN ({kinds}) AND time >= $1 GROUP BY host) d
-                      ON d.host = h.host
-              WHERE ($2::text IS NULL OR h.host = lower($2::text))
-              ORDER BY h.host"
+               LEFT JOIN drift_ring d ON d.host = h.host
+              WHERE ($1::text IS NULL OR h.host = lower($1::text))
+              ORDER BY h.host";
+        // The window's first, partial hour, on a connection of its own
+        // meanwhile (planned over every day partition). Each statement
+        // sees its own snapshot: under ingestion the parts may be a few
+        // milliseconds apart, each exact.
+        let partial_sql = format!(
+            "SELECT host, count(*) FROM events
+              WHERE kind IN ({kinds}) AND time >= $1 AND time < $2
+                AND ($3::text IS NULL OR host = lower($3::text))
+              GROUP BY host"
         );
-        let fail = pg(format!("{}: hosts", self.at));
+        let before_ring = format!(
+            "SELECT u.h, (SELECT count(*) FROM events e
+                           WHERE e.host = u.h AND e.kind IN ({kinds}) AND e.time >= $2
+                             AND e.time < u.t)
+               FROM unnest($1::text[], $3::bigint[]) AS u(h, t)"
+        );
+        let fail = || pg(format!("{}: hosts", self.at));
         self.block_on(async {
-            let c = self.client().await?;
-            let rows = c.query(&sql, &[&drift_since, &host]).await.map_err(fail)?;
-            Ok(rows
-                .iter()
-                .map(|r| HostRow {
-                    drift_recent: count(r, 13),
+            let (c, c2) = tokio::try_join!(self.client(), self.client())?;
+            let main_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
+            let partial_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&drift_since, &first_hour_at, &host];
+            let (rows, partial) = tokio::try_join!(
+                c.query(sql, &main_params),
+                c2.query(&partial_sql, &partial_params)
+            )
+            .map_err(fail())?;
+            drop(c2);
+            let partial: std::collections::HashMap<&str, i64> =
+                partial.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let mut out = Vec::with_capacity(rows.len());
+            // Hosts whose ring starts after `first_hour`, and where.
+            let (mut ahead, mut ring_starts): (Vec<String>, Vec<i64>) = (Vec::new(), Vec::new());
+            for r in &rows {
+                let partial = partial.get(r.get::<_, &str>(0)).copied().unwrap_or(0);
+                // Elements are never NULL but for a repair by hand: 0.
+                let counts: Option<Vec<Option<i32>>> = r.get(14);
+                let ring = match (r.get::<_, Option<i64>>(13), counts) {
+                    (Some(head), Some(counts)) => {
+                        let start = head - (RING_HOURS - 1);
+                        if start > first_hour {
+                            ahead.push(r.get(0));
+                            ring_starts.push(start.saturating_mul(HOUR));
+                        }
+                        let counts: Vec<i32> = counts.iter().map(|n| n.unwrap_or(0)).collect();
+                        ring_since(head, &counts, first_hour)
+                    }
+                    _ => 0,
+                };
+                out.push(HostRow {
+                    drift_recent: u32::try_from(partial.saturating_add(ring).max(0))
+                        .unwrap_or(u32::MAX),
                     ..host_row(r)
-                })
-                .collect())
+                });
+            }
+            if !ahead.is_empty() {
+                let extra = c
+                    .query(&before_ring, &[&ahead, &first_hour_at, &ring_starts])
+                    .await
+                    .map_err(fail())?;
+                let extra: std::collections::HashMap<String, i64> =
+                    extra.iter().map(|r| (r.get(0), r.get(1))).collect();
+                for h in &mut out {
+                    if let Some(&n) = extra.get(&h.host) {
+                        let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+                        h.drift_recent = h.drift_recent.saturating_add(n);
+                    }
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -553,8 +866,11 @@ impl Postgres {
                 if (day + 1) * DAY > cutoff {
                     continue;
                 }
+                // Its rows leave the counts kept from them (migration 6)
+                // first: dropping a table fires no delete trigger.
                 tx.batch_execute(&format!(
-                    "UPDATE hosts h SET pruned_seq = greatest(h.pruned_seq, t.top)
+                    "SELECT events_tally('{name}'::regclass, -1);
+                     UPDATE hosts h SET pruned_seq = greatest(h.pruned_seq, t.top)
                        FROM (SELECT host, max(seq) AS top FROM {name} GROUP BY host) t
                       WHERE h.host = t.host;
                      CREATE TEMP TABLE plumb_keep ON COMMIT DROP AS
@@ -597,10 +913,17 @@ impl Postgres {
             )
             .await
             .map_err(fail("default partition"))?;
+            // Its delete trigger takes the rows out of the counts.
             let n = tx
                 .execute(&format!("DELETE FROM events_default WHERE {KEEP}"), &[&cutoff])
                 .await
                 .map_err(fail("default partition"))?;
+            if deleted + n > 0 {
+                // Days whose file changes are all gone.
+                tx.execute("DELETE FROM fim_daily WHERE n = 0", &[])
+                    .await
+                    .map_err(fail("daily file changes"))?;
+            }
             tx.commit().await.map_err(fail("commit"))?;
             Ok(deleted + n)
         })
@@ -1580,28 +1903,186 @@ impl Queries for Postgres {
     }
 
     fn file_changes(&self, since: i64) -> Result<Vec<FimCount>, StorageError> {
+        // Whole days from `fim_daily` (migration 6); the part of a day
+        // before the first whole one, if `since` is not a midnight (the
+        // report's is), from the events (`events_fim` covers it).
+        let first_day = since.div_euclid(DAY) + i64::from(since.rem_euclid(DAY) != 0);
+        let first_day_at = first_day.saturating_mul(DAY);
+        let partial_day = if since < first_day_at {
+            "UNION ALL
+             SELECT host, coalesce(fim_verdict, ''), coalesce(fim_top, ''), count(*) FROM events
+              WHERE kind = 'fim_change' AND time >= $2 AND time < $3 GROUP BY 1, 2, 3"
+        } else {
+            ""
+        };
+        // The days' rows are summed here rather than by the database (its
+        // hash aggregate over text keys and numeric sums was most of the
+        // time): one row a host and day, a few bytes each.
+        let sql = format!(
+            "SELECT host, verdict, top, n FROM fim_daily WHERE day >= $1 AND n <> 0 {partial_day}"
+        );
         let fail = pg(format!("{}: file changes", self.at));
         self.block_on(async {
             let c = self.client().await?;
-            // events_fim covers it: no body read.
-            let rows = c
-                .query(
-                    "SELECT host, fim_verdict, fim_top, count(*) FROM events
-                     WHERE kind = 'fim_change' AND time >= $1
-                     GROUP BY host, fim_verdict, fim_top ORDER BY host",
-                    &[&since],
-                )
-                .await
-                .map_err(fail)?;
-            Ok(rows
-                .iter()
-                .map(|r| FimCount {
-                    host: r.get(0),
-                    verdict: r.get(1),
-                    top: r.get(2),
-                    changes: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+            let rows = if partial_day.is_empty() {
+                c.query(&sql, &[&first_day]).await
+            } else {
+                c.query(&sql, &[&first_day, &since, &first_day_at]).await
+            }
+            .map_err(fail)?;
+            let mut sums: std::collections::BTreeMap<(&str, &str, &str), i64> =
+                std::collections::BTreeMap::new();
+            for r in &rows {
+                *sums.entry((r.get(0), r.get(1), r.get(2))).or_default() += r.get::<_, i64>(3);
+            }
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            Ok(sums
+                .into_iter()
+                .filter(|&(_, n)| n > 0)
+                .map(|((host, verdict, top), n)| FimCount {
+                    host: host.to_string(),
+                    verdict: some(verdict),
+                    top: some(top),
+                    changes: u64::try_from(n).unwrap_or(0),
                 })
                 .collect())
+        })
+    }
+
+    fn compliance(&self) -> Result<Compliance, StorageError> {
+        let fail = || pg(format!("{}: compliance", self.at));
+        self.block_on(async {
+            // Two chains of statements at once, on two connections.
+            let (c, c2) = tokio::try_join!(self.client(), self.client())?;
+            let per_host = async {
+                let totals = c
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE pass + fail + error + skipped > 0),
+                                count(*) FILTER (WHERE fail > 0)
+                           FROM rule_counts",
+                        &[],
+                    )
+                    .await?;
+                // Per host, its domains by its worst status there (kept by
+                // triggers): counted here, one row a host.
+                let hosts = c
+                    .query("SELECT failing, erring, passing FROM host_domains", &[])
+                    .await?;
+                Ok::<_, tokio_postgres::Error>((totals, hosts))
+            };
+            let worst = async {
+                // Failing rules by (rule, domains) (`rule_status_failing`),
+                // then the severity and title of each group's first
+                // failing host by name.
+                let groups = c2
+                    .query(
+                        "SELECT rule, domains, count(*), min(host COLLATE \"C\") FROM rule_status
+                          WHERE status = 'fail' GROUP BY rule, domains",
+                        &[],
+                    )
+                    .await?;
+                let (rules, firsts): (Vec<&str>, Vec<&str>) = groups
+                    .iter()
+                    .map(|r| (r.get::<_, &str>(0), r.get::<_, &str>(3)))
+                    .unzip();
+                let described = c2
+                    .query(
+                        "SELECT u.r, u.h, s.severity, s.title
+                           FROM unnest($1::text[], $2::text[]) AS u(r, h)
+                           JOIN rule_status s ON s.host = u.h AND s.rule = u.r",
+                        &[&rules, &firsts],
+                    )
+                    .await?;
+                let described: std::collections::HashMap<(&str, &str), (Severity, &str)> =
+                    described
+                        .iter()
+                        .map(|r| ((r.get(0), r.get(1)), (parse_severity(r.get(2)), r.get(3))))
+                        .collect();
+                let mut candidates: std::collections::BTreeMap<(u8, &str), WorstCandidate> =
+                    std::collections::BTreeMap::new();
+                for r in &groups {
+                    let rule: &str = r.get(0);
+                    let n = usize::try_from(r.get::<_, i64>(2)).unwrap_or(0);
+                    let first: &str = r.get(3);
+                    let (severity, title) = described
+                        .get(&(rule, first))
+                        .copied()
+                        .unwrap_or((Severity::Info, ""));
+                    for d in parse_domains(r.get(1)) {
+                        candidates
+                            .entry((d, rule))
+                            .and_modify(|w| w.add(n, first, severity, title))
+                            .or_insert_with(|| WorstCandidate {
+                                domain: d,
+                                rule: rule.to_string(),
+                                hosts_failing: n,
+                                first_host: first.to_string(),
+                                severity,
+                                title: title.to_string(),
+                            });
+                    }
+                }
+                let mut worst = pick_worst(candidates.into_values());
+                // The failing hosts of the rules listed only.
+                let listed: Vec<String> = worst
+                    .values()
+                    .flatten()
+                    .map(|w| w.rule.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let failing = c2
+                    .query(
+                        "SELECT rule, domains, host FROM rule_status
+                          WHERE status = 'fail' AND rule = ANY($1)",
+                        &[&listed],
+                    )
+                    .await?;
+                for r in &failing {
+                    let rule: &str = r.get(0);
+                    for d in parse_domains(r.get(1)) {
+                        if let Some(w) = worst
+                            .get_mut(&d)
+                            .and_then(|l| l.iter_mut().find(|w| w.rule == rule))
+                        {
+                            w.hosts.push(r.get(2));
+                        }
+                    }
+                }
+                for w in worst.values_mut().flatten() {
+                    w.hosts
+                        .sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                }
+                Ok(worst)
+            };
+            let ((totals, hosts), mut worst) = tokio::try_join!(per_host, worst).map_err(fail())?;
+            let mut tally: std::collections::BTreeMap<u8, [usize; 3]> =
+                std::collections::BTreeMap::new();
+            for r in &hosts {
+                for class in 0..3 {
+                    let domains: Vec<i16> = r.get(class);
+                    for d in domains {
+                        if let Ok(d) = u8::try_from(d) {
+                            tally.entry(d).or_default()[class] += 1;
+                        }
+                    }
+                }
+            }
+            let n = |v: i64| usize::try_from(v).unwrap_or(0);
+            Ok(Compliance {
+                hosts: n(totals.get(0)),
+                hosts_failing: n(totals.get(1)),
+                domains: tally
+                    .into_iter()
+                    .map(|(domain, [failing, erring, passing])| DomainCompliance {
+                        domain,
+                        hosts_passing: passing,
+                        hosts_failing: failing,
+                        hosts_error: erring,
+                        worst: worst.remove(&domain).unwrap_or_default(),
+                    })
+                    .collect(),
+            })
         })
     }
 
@@ -1702,6 +2183,27 @@ impl Queries for Postgres {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ring_counts_the_hours_it_holds_from_the_one_asked() {
+        // Head at hour 100 (slot 0); hour h in slot h mod 25.
+        let mut counts = vec![0i32; 25];
+        counts[0] = 2; // hour 100
+        counts[15] = 1; // hour 90
+        counts[1] = 7; // hour 76, the ring's oldest
+        assert_eq!(ring_since(100, &counts, 0), 10);
+        assert_eq!(ring_since(100, &counts, 76), 10);
+        assert_eq!(ring_since(100, &counts, 77), 3);
+        assert_eq!(ring_since(100, &counts, 91), 2);
+        assert_eq!(ring_since(100, &counts, 101), 0);
+        // Negative hours (times before 1970) use the same slots.
+        let mut neg = vec![0i32; 25];
+        neg[24] = 4; // hour -1
+        assert_eq!(ring_since(-1, &neg, -1), 4);
+        assert_eq!(ring_since(-1, &neg, 0), 0);
+        // A short array (edited by hand) counts what it has.
+        assert_eq!(ring_since(100, &[5], 90), 5);
+    }
 
     #[test]
     fn partition_names_round_trip() {
