@@ -44,48 +44,62 @@ fn boxed(mut e: Entry) -> Box<Entry> {
 impl Change {
     /// `path` appeared, as `new`.
     pub fn added(new: Entry, watched: Attrs, severity: Severity) -> Change {
-        let mut new = new;
-        Change {
-            path: std::mem::take(&mut new.path),
-            kind: ChangeKind::Added,
-            rule: new.rule.clone(),
-            severity,
-            fields: Attrs::default(),
+        Change::of(
+            ChangeKind::Added,
+            None,
+            Some(new),
+            Attrs::default(),
             watched,
-            old: None,
-            new: Some(boxed(new)),
-            package: None,
-        }
+            severity,
+        )
     }
 
     /// `old`'s path is gone.
     pub fn removed(old: Entry, watched: Attrs, severity: Severity) -> Change {
-        let mut old = old;
-        Change {
-            path: std::mem::take(&mut old.path),
-            kind: ChangeKind::Removed,
-            rule: old.rule.clone(),
-            severity,
-            fields: Attrs::default(),
+        Change::of(
+            ChangeKind::Removed,
+            Some(old),
+            None,
+            Attrs::default(),
             watched,
-            old: Some(boxed(old)),
-            new: None,
-            package: None,
-        }
+            severity,
+        )
     }
 
     /// `old` became `new`, differing in `fields` (not empty).
     pub fn modified(old: Entry, new: Entry, fields: Attrs, severity: Severity) -> Change {
-        let mut new = new;
+        Change::of(
+            ChangeKind::Modified,
+            Some(old),
+            Some(new),
+            fields,
+            fields,
+            severity,
+        )
+    }
+
+    /// The path and rule are the new entry's, else the old one's.
+    fn of(
+        kind: ChangeKind,
+        mut old: Option<Entry>,
+        mut new: Option<Entry>,
+        fields: Attrs,
+        watched: Attrs,
+        severity: Severity,
+    ) -> Change {
+        let (path, rule) = match new.as_mut().or(old.as_mut()) {
+            Some(e) => (std::mem::take(&mut e.path), e.rule.clone()),
+            None => (Vec::new(), Arc::from("")),
+        };
         Change {
-            path: std::mem::take(&mut new.path),
-            kind: ChangeKind::Modified,
-            rule: new.rule.clone(),
+            path,
+            kind,
+            rule,
             severity,
             fields,
-            watched: fields,
-            old: Some(boxed(old)),
-            new: Some(boxed(new)),
+            watched,
+            old: old.map(boxed),
+            new: new.map(boxed),
             package: None,
         }
     }
@@ -139,28 +153,11 @@ impl Change {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fim::entry::{HashAlg, Kind, State};
     use plumb_core::FimAttribute as A;
     use serde_json::json;
 
     fn e(path: &[u8], hash: u8) -> Entry {
-        Entry {
-            path: path.to_vec(),
-            rule: Arc::from("/etc"),
-            kind: Kind::File,
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            size: 1200,
-            mtime_ns: 1_000_000_000,
-            ctime_ns: 1_000_000_000,
-            inode: 5,
-            nlink: 1,
-            hash: Some((HashAlg::Sha256, vec![hash; 32])),
-            link_target: None,
-            xattrs: Some(Vec::new()),
-            state: State::Ok,
-        }
+        crate::fim::entry::sample(path, hash)
     }
 
     #[test]

@@ -148,27 +148,10 @@ pub fn all_values(e: &Entry, attrs: Attrs) -> BTreeMap<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fim::entry::{HashAlg, Kind};
-    use std::sync::Arc;
+    use crate::fim::entry::HashAlg;
 
     fn e() -> Entry {
-        Entry {
-            path: b"/etc/passwd".to_vec(),
-            rule: Arc::from("/etc"),
-            kind: Kind::File,
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            size: 1200,
-            mtime_ns: 1_000_000_000,
-            ctime_ns: 1_000_000_000,
-            inode: 5,
-            nlink: 1,
-            hash: Some((HashAlg::Sha256, vec![1; 32])),
-            link_target: None,
-            xattrs: Some(Vec::new()),
-            state: State::Ok,
-        }
+        crate::fim::entry::sample(b"/etc/passwd", 1)
     }
 
     #[test]

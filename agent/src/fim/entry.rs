@@ -228,6 +228,28 @@ pub fn key_path(key: &[u8]) -> Vec<u8> {
     key.iter().map(|&b| if b == 0 { b'/' } else { b }).collect()
 }
 
+/// A regular file's entry under the `/etc` watch, for tests.
+#[cfg(test)]
+pub fn sample(path: &[u8], hash: u8) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        rule: Arc::from("/etc"),
+        kind: Kind::File,
+        mode: 0o100644,
+        uid: 0,
+        gid: 0,
+        size: 1200,
+        mtime_ns: 1_000_000_000,
+        ctime_ns: 1_000_000_000,
+        inode: 5,
+        nlink: 1,
+        hash: Some((HashAlg::Sha256, vec![hash; 32])),
+        link_target: None,
+        xattrs: Some(Vec::new()),
+        state: State::Ok,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
