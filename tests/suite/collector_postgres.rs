@@ -124,6 +124,18 @@ fn post_event_set(f: &Fleet, addrs: &[SocketAddr]) {
     }
 }
 
+/// A throwaway PostgreSQL with a `plumb` database, a fleet PKI, and the
+/// configs of a SQLite collector and of a PostgreSQL one (not started).
+fn stores() -> (Postgres, Fleet, std::path::PathBuf, std::path::PathBuf) {
+    let pg = Postgres::start();
+    pg.database("plumb");
+    let storage = pg.storage_toml("plumb");
+    let f = Fleet::new();
+    let lite_cfg = f.config("127.0.0.1:0", "", "");
+    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+    (pg, f, lite_cfg, pg_cfg)
+}
+
 /// One collector on SQLite and one on a throwaway PostgreSQL, same fleet PKI.
 struct SideBySide {
     pg: Postgres,
@@ -136,12 +148,7 @@ struct SideBySide {
 
 impl SideBySide {
     fn start() -> SideBySide {
-        let pg = Postgres::start();
-        pg.database("plumb");
-        let storage = pg.storage_toml("plumb");
-        let f = Fleet::new();
-        let lite_cfg = f.config("127.0.0.1:0", "", "");
-        let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+        let (pg, f, lite_cfg, pg_cfg) = stores();
         let lite = Collector::start(&lite_cfg);
         let pgc = Collector::start(&pg_cfg);
         SideBySide {
@@ -575,12 +582,7 @@ fn concurrent_group_commits_store_every_event_once_and_agree_with_sqlite() {
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
-    let pg = Postgres::start();
-    pg.database("plumb");
-    let storage = pg.storage_toml("plumb");
-    let f = Fleet::new();
-    let lite_cfg = f.config("127.0.0.1:0", "", "");
-    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+    let (pg, f, lite_cfg, pg_cfg) = stores();
     {
         let lite = Collector::start(&lite_cfg);
         let pgc = Collector::start(&pg_cfg);
@@ -646,12 +648,7 @@ fn packaged_changes() -> Value {
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
-    let pg = Postgres::start();
-    pg.database("plumb");
-    let storage = pg.storage_toml("plumb");
-    let f = Fleet::new();
-    let lite_cfg = f.config("127.0.0.1:0", "", "");
-    let pg_cfg = f.config_named("pg.toml", "127.0.0.1:0", "", &storage);
+    let (pg, f, lite_cfg, pg_cfg) = stores();
     {
         let lite = Collector::start(&lite_cfg);
         let pgc = Collector::start(&pg_cfg);
