@@ -182,9 +182,10 @@ fn assert_same_answers(
     }
 }
 
-/// How many of the counts migration 6 keeps (daily file changes, drift
-/// rings, per-domain rule tallies and each host's domains by status) differ from a recount of the events and
-/// rule states they come from: `0|0|0` when all are true.
+/// How many of the counts migrations 6 and 7 keep (daily file changes and
+/// their rings, drift rings, per-domain rule tallies and each host's
+/// domains by status) differ from a recount of the events and rule states
+/// they come from: `0|0|0` when all are true.
 pub(super) const TALLIES_OFF: &str = "
     WITH kept AS (SELECT day, host, verdict, top, n FROM fim_daily WHERE n <> 0),
          real AS (SELECT plumb_div(time, 86400) AS day, host, coalesce(fim_verdict, '') AS verdict,
@@ -209,7 +210,14 @@ pub(super) const TALLIES_OFF: &str = "
                                 FILTER (WHERE fail = 0 AND error = 0), '{}')
                   FROM rr GROUP BY host)
     SELECT (SELECT count(*) FROM (TABLE kept EXCEPT TABLE real) a)
-           + (SELECT count(*) FROM (TABLE real EXCEPT TABLE kept) b),
+           + (SELECT count(*) FROM (TABLE real EXCEPT TABLE kept) b)
+           + (SELECT count(*) FROM real LEFT JOIN fim_ring r USING (host, verdict, top)
+               WHERE r.head IS NULL OR real.day > r.head)
+           + (SELECT count(*) FROM fim_ring r
+                CROSS JOIN generate_series(r.head - 8, r.head) AS g(day)
+                LEFT JOIN real ON (real.host, real.verdict, real.top, real.day)
+                                  = (r.host, r.verdict, r.top, g.day)
+               WHERE r.counts[1 + mod(mod(g.day, 9) + 9, 9)] <> coalesce(real.n, 0)),
            (SELECT count(*) FROM e LEFT JOIN drift_ring r USING (host)
              WHERE r.head IS NULL OR e.hour > r.head)
            + (SELECT count(*) FROM drift_ring r
@@ -220,6 +228,14 @@ pub(super) const TALLIES_OFF: &str = "
            + (SELECT count(*) FROM (TABLE rr EXCEPT TABLE rd) d)
            + (SELECT count(*) FROM (TABLE hd EXCEPT TABLE hr) f)
            + (SELECT count(*) FROM (TABLE hr EXCEPT TABLE hd) g)";
+
+/// Takes a schema-7 database back to schema 6 (what it held kept; the
+/// triggers' statements are replaced by migration 7 when it runs again).
+pub(super) const UNDO_MIGRATION_7: &str = "
+    DROP TABLE fim_ring;
+    DROP FUNCTION plumb_ring_merge(bigint, bigint[], bigint, bigint[], integer);
+    DROP FUNCTION plumb_ring_of(bigint[], bigint[], integer);
+    DELETE FROM plumb_schema WHERE version = 7;";
 
 /// Takes a schema-6 database back to schema 5 (what it held kept).
 pub(super) const UNDO_MIGRATION_6: &str = "
@@ -304,7 +320,8 @@ type Expected = (&'static str, u64, u64);
 
 /// Events whose agent times are late, early or ahead of the collector's
 /// clock, for `hosts`' rolling 24 hours and `report`'s 7 UTC days:
-/// odd-1's clock ran fast once (seq 6, three days ahead), odd-2's events
+/// odd-1's clock ran fast twice (seq 6 and 7, three and twelve days
+/// ahead), odd-2's events
 /// arrive in an order their times do not have. Returns the batches and,
 /// per host, the drift of the last 24 hours and the file changes of the
 /// report's days they must count.
@@ -338,6 +355,10 @@ fn odd_times() -> (Vec<(&'static str, Value)>, [Expected; 2]) {
         // Three days ahead: recent drift (it is after the window's start).
         {"seq": 6, "time": at(3 * 86_400), "severity": "critical", "kind": "fim_tamper",
          "detail": ["seal mismatch"]},
+        // Twelve days ahead: past the end of the ring of daily file
+        // changes (9 days), which then no longer holds the window's first
+        // days.
+        fim(7, 12 * 86_400),
     ]});
     let odd2_first = json!({"schema": 1, "host": "odd-2", "events": [fim(1, -H)]});
     // Later seqs, older times: 20 h ago (in the window and the ring), 30 h
@@ -346,7 +367,7 @@ fn odd_times() -> (Vec<(&'static str, Value)>, [Expected; 2]) {
         json!({"schema": 1, "host": "odd-2", "events": [fim(2, -20 * H), fim(3, -30 * H)]});
     (
         vec![("odd-1", odd1), ("odd-2", odd2_first), ("odd-2", odd2_late)],
-        [("odd-1", 3, 3), ("odd-2", 2, 3)],
+        [("odd-1", 4, 4), ("odd-2", 2, 3)],
     )
 }
 
@@ -354,8 +375,8 @@ fn odd_times() -> (Vec<(&'static str, Value)>, [Expected; 2]) {
 /// collector's clock, sent twice (a resend after a lost answer): `hosts`
 /// and `report` count on PostgreSQL (from the counts kept at ingestion)
 /// what SQLite counts from the events, and what the events say. Then the
-/// database goes back to schema 5 and the collector's migration 6 counts
-/// what is stored: the same answers again.
+/// database goes back to schema 6, then 5, and the collector's migrations
+/// 7, then 6 and 7, count what is stored: the same answers again.
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn odd_agent_times_resends_and_migration_6_count_the_same_drift_and_file_changes() {
@@ -414,11 +435,15 @@ fn odd_agent_times_resends_and_migration_6_count_the_same_drift_and_file_changes
     };
     check("as ingested");
     drop(pgc);
+    pg.psql("plumb", UNDO_MIGRATION_7);
+    drop(Collector::start(&pg_cfg));
+    check("after migration 7");
+    pg.psql("plumb", UNDO_MIGRATION_7);
     pg.psql("plumb", UNDO_MIGRATION_6);
     drop(Collector::start(&pg_cfg));
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "6"
+        "7"
     );
     check("after migration 6");
 }
@@ -589,6 +614,7 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
         post_event_set(&f, &[lite.addr, pgc.addr]);
     }
     // Back to schema 3 (migrations 6 and 5 undone first), rule states kept.
+    pg.psql("plumb", UNDO_MIGRATION_7);
     pg.psql("plumb", UNDO_MIGRATION_6);
     pg.psql(
         "plumb",
@@ -610,7 +636,7 @@ fn rule_counts_migration_fills_existing_rows_and_the_trigger_keeps_them() {
     assert_eq!((lc, &lv), (pc, &pv), "hosts after migration 4");
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "6"
+        "7"
     );
     let counted = "SELECT sum(pass + fail + error + skipped) FROM rule_counts";
     assert_eq!(pg.psql("plumb", counted), states);
@@ -674,6 +700,7 @@ fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
     };
     check("as ingested");
     // Back to schema 4, the events kept.
+    pg.psql("plumb", UNDO_MIGRATION_7);
     pg.psql("plumb", UNDO_MIGRATION_6);
     pg.psql(
         "plumb",
@@ -687,7 +714,7 @@ fn report_file_changes_counted_from_verdict_columns_filled_by_migration_5() {
     drop(Collector::start(&pg_cfg));
     assert_eq!(
         pg.psql("plumb", "SELECT max(version) FROM plumb_schema"),
-        "6"
+        "7"
     );
     assert_eq!(
         pg.psql(

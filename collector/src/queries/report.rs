@@ -5,28 +5,106 @@
 use super::{Format, WIDTH, fit, to_json};
 use crate::storage::{Compliance, Queries, StorageError};
 use plumb_core::fim::ChangeSummary;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-fn render_json(r: &Compliance) -> Value {
-    let domains: Vec<Value> = r
+// The JSON report, serialized straight from the report (no `serde_json`
+// values built: they cost more than the database at fleet size). Fields in
+// the order of the `serde_json::Value` objects it was first written from
+// (sorted), which scripts may have diffed against.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    domains: Vec<DomainJson<'a>>,
+    file_changes: FilesJson<'a>,
+    hosts: usize,
+    hosts_failing: usize,
+}
+
+#[derive(Serialize)]
+struct DomainJson<'a> {
+    domain: u8,
+    hosts_error: usize,
+    hosts_failing: usize,
+    hosts_passing: usize,
+    name: Option<&'static str>,
+    worst_rules: Vec<WorstJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct WorstJson<'a> {
+    hosts: &'a [String],
+    hosts_failing: usize,
+    rule: &'a str,
+    severity: plumb_core::Severity,
+    title: &'a str,
+}
+
+#[derive(Serialize)]
+struct FilesJson<'a> {
+    days: i64,
+    hosts: Vec<HostFilesJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct HostFilesJson<'a> {
+    counts: CountsJson<'a>,
+    host: &'a str,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct CountsJson<'a> {
+    changes: u64,
+    unexplained: &'a BTreeMap<String, u64>,
+    unverified: u64,
+    verified: u64,
+}
+
+fn render_json(r: &Compliance, files: &BTreeMap<String, ChangeSummary>) -> String {
+    let domains = r
         .domains
         .iter()
-        .map(|d| {
-            json!({
-                "domain": d.domain,
-                "name": plumb_core::issp::domain_name(d.domain),
-                "hosts_passing": d.hosts_passing, "hosts_failing": d.hosts_failing,
-                "hosts_error": d.hosts_error,
-                "worst_rules": d.worst,
-            })
+        .map(|d| DomainJson {
+            domain: d.domain,
+            hosts_error: d.hosts_error,
+            hosts_failing: d.hosts_failing,
+            hosts_passing: d.hosts_passing,
+            name: plumb_core::issp::domain_name(d.domain),
+            worst_rules: d
+                .worst
+                .iter()
+                .map(|w| WorstJson {
+                    hosts: &w.hosts,
+                    hosts_failing: w.hosts_failing,
+                    rule: &w.rule,
+                    severity: w.severity,
+                    title: &w.title,
+                })
+                .collect(),
         })
         .collect();
-    json!({
-        "hosts": r.hosts,
-        "hosts_failing": r.hosts_failing,
-        "domains": domains,
+    let hosts = files
+        .iter()
+        .map(|(h, s)| HostFilesJson {
+            counts: CountsJson {
+                changes: s.changes,
+                unexplained: &s.unexplained,
+                unverified: s.unverified,
+                verified: s.verified,
+            },
+            host: h,
+            text: s.describe(),
+        })
+        .collect();
+    to_json(&ReportJson {
+        domains,
+        file_changes: FilesJson {
+            days: FILE_CHANGES_DAYS,
+            hosts,
+        },
+        hosts: r.hosts,
+        hosts_failing: r.hosts_failing,
     })
 }
 
@@ -91,13 +169,7 @@ pub fn report(q: &dyn Queries, format: Format) -> Result<(String, bool), Storage
     });
     let (report, files) = (report?, files?);
     let out = match format {
-        Format::Json => {
-            let mut v = render_json(&report);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("file_changes".into(), files_json(&files));
-            }
-            to_json(&v)
-        }
+        Format::Json => render_json(&report, &files),
         Format::Text => {
             let mut t = render_text(&report);
             render_files(&mut t, &files);
@@ -142,14 +214,6 @@ fn file_changes(q: &dyn Queries) -> Result<BTreeMap<String, ChangeSummary>, Stor
     Ok(by_host)
 }
 
-fn files_json(files: &BTreeMap<String, ChangeSummary>) -> Value {
-    let hosts: Vec<Value> = files
-        .iter()
-        .map(|(h, s)| json!({ "host": h, "counts": s, "text": s.describe() }))
-        .collect();
-    json!({ "days": FILE_CHANGES_DAYS, "hosts": hosts })
-}
-
 fn render_files(out: &mut String, files: &BTreeMap<String, ChangeSummary>) {
     if files.is_empty() {
         return;
@@ -185,6 +249,95 @@ mod tests {
         // At midnight the window is six whole days and today's first second.
         let midnight = now - 55_800;
         assert_eq!(file_changes_since(midnight), midnight - 6 * 86_400);
+    }
+
+    /// The JSON as it was first written, from `serde_json` values: the
+    /// report written straight from its structs must keep every byte.
+    fn render_json_from_values(r: &Compliance, files: &BTreeMap<String, ChangeSummary>) -> String {
+        use serde_json::json;
+        let domains: Vec<serde_json::Value> = r
+            .domains
+            .iter()
+            .map(|d| {
+                json!({
+                    "domain": d.domain,
+                    "name": plumb_core::issp::domain_name(d.domain),
+                    "hosts_passing": d.hosts_passing, "hosts_failing": d.hosts_failing,
+                    "hosts_error": d.hosts_error,
+                    "worst_rules": d.worst,
+                })
+            })
+            .collect();
+        let hosts: Vec<serde_json::Value> = files
+            .iter()
+            .map(|(h, s)| json!({ "host": h, "counts": s, "text": s.describe() }))
+            .collect();
+        to_json(&json!({
+            "hosts": r.hosts,
+            "hosts_failing": r.hosts_failing,
+            "domains": domains,
+            "file_changes": json!({ "days": FILE_CHANGES_DAYS, "hosts": hosts }),
+        }))
+    }
+
+    #[test]
+    fn json_is_byte_for_byte_what_the_values_gave() {
+        let w = |rule: &str, title: &str, severity, hosts: &[&str]| WorstRule {
+            rule: rule.into(),
+            title: title.into(),
+            severity,
+            hosts_failing: hosts.len(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        let r = Compliance {
+            hosts: 3,
+            hosts_failing: 2,
+            domains: vec![
+                DomainCompliance {
+                    domain: 7,
+                    hosts_passing: 1,
+                    hosts_failing: 2,
+                    hosts_error: 0,
+                    worst: vec![
+                        w(
+                            "ssh.root",
+                            "No \"root\" login\n",
+                            Severity::High,
+                            &["a", "b"],
+                        ),
+                        w("ssh.x11", "", Severity::Low, &["b"]),
+                    ],
+                },
+                DomainCompliance {
+                    domain: 250,
+                    hosts_passing: 0,
+                    hosts_failing: 0,
+                    hosts_error: 3,
+                    worst: Vec::new(),
+                },
+            ],
+        };
+        let mut files = BTreeMap::new();
+        files.insert(
+            "a".to_string(),
+            ChangeSummary {
+                changes: 1_204,
+                verified: 1_200,
+                unverified: 1,
+                unexplained: BTreeMap::from([("/usr".into(), 1), ("/\u{e9}t\u{e9}".into(), 3)]),
+            },
+        );
+        files.insert("b\u{1}".to_string(), ChangeSummary::default());
+        assert_eq!(render_json(&r, &files), render_json_from_values(&r, &files));
+        let empty = Compliance {
+            hosts: 0,
+            hosts_failing: 0,
+            domains: Vec::new(),
+        };
+        assert_eq!(
+            render_json(&empty, &BTreeMap::new()),
+            render_json_from_values(&empty, &BTreeMap::new())
+        );
     }
 
     #[test]

@@ -410,6 +410,81 @@ const MIGRATIONS: &[&str] = &[
      -- `report`'s worst rules: the failing states only, by rule.
      CREATE INDEX rule_status_failing ON rule_status (rule, domains, host)
         WHERE status = 'fail';"#,
+    // 7: `fim_ring`, per host, package verdict and top directory, its file
+    // changes of each of the 9 UTC days ending with the newest day one of
+    // them carries (`head`, days of the agent's time), kept by the same
+    // statement triggers as `fim_daily`: `report`'s week is one row a host
+    // instead of seven. Days a ring does not hold (a clock that ran more
+    // than two days ahead) are read from `fim_daily`
+    // (`Postgres::file_changes`). Filled here from `fim_daily`.
+    r#"CREATE FUNCTION plumb_ring_merge(h1 bigint, c1 bigint[], h2 bigint, c2 bigint[], size integer)
+        RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+     DECLARE
+        h bigint := greatest(h1, h2);
+        o bigint[] := array_fill(0::bigint, ARRAY[size]);
+        k bigint;
+        s integer;
+     BEGIN
+        FOR i IN 0 .. size - 1 LOOP
+            k := h - i;
+            s := 1 + mod(mod(k, size) + size, size)::integer;
+            IF k BETWEEN h1 - size + 1 AND h1 THEN o[s] := o[s] + coalesce(c1[s], 0); END IF;
+            IF k BETWEEN h2 - size + 1 AND h2 THEN o[s] := o[s] + coalesce(c2[s], 0); END IF;
+        END LOOP;
+        RETURN o;
+     END $$;
+     CREATE FUNCTION plumb_ring_of(keys bigint[], ns bigint[], size integer)
+        RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+     DECLARE
+        h bigint := (SELECT max(x) FROM unnest(keys) AS x);
+        o bigint[] := array_fill(0::bigint, ARRAY[size]);
+        s integer;
+     BEGIN
+        FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
+            IF keys[i] BETWEEN h - size + 1 AND h THEN
+                s := 1 + mod(mod(keys[i], size) + size, size)::integer;
+                o[s] := o[s] + ns[i];
+            END IF;
+        END LOOP;
+        RETURN o;
+     END $$;
+     CREATE TABLE fim_ring (
+        host text NOT NULL,
+        verdict text NOT NULL,
+        top text NOT NULL,
+        head bigint NOT NULL,
+        counts bigint[] NOT NULL,
+        PRIMARY KEY (host, verdict, top)
+     );
+     CREATE INDEX fim_ring_head ON fim_ring (head);
+     -- Migration 6's two statements, and the ring's.
+     CREATE OR REPLACE FUNCTION events_tally_sql() RETURNS text[] LANGUAGE sql IMMUTABLE AS $f$ SELECT ARRAY[
+        $t$WITH d AS (
+               SELECT host, plumb_div(time, 3600) AS hour, (%1$s * count(*))::integer AS n
+                 FROM %2$s WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper')
+                GROUP BY 1, 2)
+        INSERT INTO drift_ring AS x (host, head, counts)
+        SELECT host, max(hour), drift_ring_of(array_agg(hour), array_agg(n))
+          FROM d GROUP BY host ORDER BY host
+        ON CONFLICT (host) DO UPDATE SET head = greatest(x.head, excluded.head),
+           counts = drift_ring_merge(x.head, x.counts, excluded.head, excluded.counts)$t$,
+        $t$INSERT INTO fim_daily AS x (day, host, verdict, top, n)
+        SELECT plumb_div(time, 86400), host, coalesce(fim_verdict, ''), coalesce(fim_top, ''),
+               %1$s * count(*)
+          FROM %2$s WHERE kind = 'fim_change' GROUP BY 1, 2, 3, 4 ORDER BY 2, 1, 3, 4
+        ON CONFLICT (day, host, verdict, top) DO UPDATE SET n = x.n + excluded.n$t$,
+        $t$WITH d AS (
+               SELECT host, coalesce(fim_verdict, '') AS verdict, coalesce(fim_top, '') AS top,
+                      plumb_div(time, 86400) AS day, %1$s * count(*) AS n
+                 FROM %2$s WHERE kind = 'fim_change' GROUP BY 1, 2, 3, 4)
+        INSERT INTO fim_ring AS x (host, verdict, top, head, counts)
+        SELECT host, verdict, top, max(day), plumb_ring_of(array_agg(day), array_agg(n), 9)
+          FROM d GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (host, verdict, top) DO UPDATE SET head = greatest(x.head, excluded.head),
+           counts = plumb_ring_merge(x.head, x.counts, excluded.head, excluded.counts, 9)$t$] $f$;
+     INSERT INTO fim_ring (host, verdict, top, head, counts)
+        SELECT host, verdict, top, max(day), plumb_ring_of(array_agg(day), array_agg(n), 9)
+          FROM fim_daily GROUP BY 1, 2, 3;"#,
 ];
 
 /// Schema version this build writes.
@@ -424,22 +499,26 @@ const LOCK_PRUNE: i64 = 0x706c_756d_0003;
 /// Days of partitions created ahead of the current one.
 const DAYS_AHEAD: i64 = 3;
 pub(super) const DAY: i64 = 86_400;
+
+/// Days a `fim_ring` row holds (migration 7).
+const FIM_RING_DAYS: i64 = 9;
 const HOUR: i64 = 3_600;
 /// Hours a `drift_ring` holds (migration 6): its head and the 24 before.
 const RING_HOURS: i64 = 25;
 
-/// The drift events a host's `drift_ring` (ending at hour `head`, hour `h`
-/// in slot `h mod 25`) holds for the hours from `from_hour` on. No drift
-/// event of the host is later than `head`; the hours before the ring are
-/// not in it (the caller counts them from the events).
-fn ring_since(head: i64, counts: &[i32], from_hour: i64) -> i64 {
-    let first = from_hour.max(head - (RING_HOURS - 1));
+/// What a ring of `size` slots ending at `head` (a `drift_ring` of hours,
+/// a `fim_ring` of days; key `k` in slot `k mod size`, as the database's
+/// `1 + mod(mod(k, size) + size, size)`) holds for the keys from `from` on.
+/// No event counted there is later than `head`; the keys before the ring
+/// are not in it (the caller counts them from elsewhere).
+fn ring_since<T: Copy + Into<i64>>(head: i64, counts: &[T], from: i64, size: i64) -> i64 {
+    let first = from.max(head - (size - 1));
     (first..=head)
-        .map(|h| {
-            usize::try_from(h.rem_euclid(RING_HOURS))
+        .map(|k| {
+            usize::try_from(k.rem_euclid(size))
                 .ok()
                 .and_then(|slot| counts.get(slot))
-                .map_or(0, |&n| i64::from(n))
+                .map_or(0, |&n| n.into())
         })
         .sum()
 }
@@ -618,7 +697,7 @@ impl Postgres {
                             ring_starts.push(start.saturating_mul(HOUR));
                         }
                         let counts: Vec<i32> = counts.iter().map(|n| n.unwrap_or(0)).collect();
-                        ring_since(head, &counts, first_hour)
+                        ring_since(head, &counts, first_hour, RING_HOURS)
                     }
                     _ => 0,
                 };
@@ -919,10 +998,17 @@ impl Postgres {
                 .await
                 .map_err(fail("default partition"))?;
             if deleted + n > 0 {
-                // Days whose file changes are all gone.
+                // Days whose file changes are all gone, and rings of
+                // days before the cutoff only.
                 tx.execute("DELETE FROM fim_daily WHERE n = 0", &[])
                     .await
                     .map_err(fail("daily file changes"))?;
+                tx.execute(
+                    "DELETE FROM fim_ring WHERE head < plumb_div($1, 86400)",
+                    &[&cutoff],
+                )
+                .await
+                .map_err(fail("file change rings"))?;
             }
             tx.commit().await.map_err(fail("commit"))?;
             Ok(deleted + n)
@@ -1903,49 +1989,90 @@ impl Queries for Postgres {
     }
 
     fn file_changes(&self, since: i64) -> Result<Vec<FimCount>, StorageError> {
-        // Whole days from `fim_daily` (migration 6); the part of a day
-        // before the first whole one, if `since` is not a midnight (the
-        // report's is), from the events (`events_fim` covers it).
+        // Whole days from `fim_ring` (migration 7), one row per host,
+        // verdict and top directory; the days a ring does not hold from
+        // `fim_daily`; the part of a day before the first whole one, if
+        // `since` is not a midnight (the report's is), from the events
+        // (`events_fim` covers it).
         let first_day = since.div_euclid(DAY) + i64::from(since.rem_euclid(DAY) != 0);
         let first_day_at = first_day.saturating_mul(DAY);
-        let partial_day = if since < first_day_at {
-            "UNION ALL
-             SELECT host, coalesce(fim_verdict, ''), coalesce(fim_top, ''), count(*) FROM events
-              WHERE kind = 'fim_change' AND time >= $2 AND time < $3 GROUP BY 1, 2, 3"
-        } else {
-            ""
-        };
-        // The days' rows are summed here rather than by the database (its
-        // hash aggregate over text keys and numeric sums was most of the
-        // time): one row a host and day, a few bytes each.
-        let sql = format!(
-            "SELECT host, verdict, top, n FROM fim_daily WHERE day >= $1 AND n <> 0 {partial_day}"
-        );
         let fail = pg(format!("{}: file changes", self.at));
         self.block_on(async {
             let c = self.client().await?;
-            let rows = if partial_day.is_empty() {
-                c.query(&sql, &[&first_day]).await
-            } else {
-                c.query(&sql, &[&first_day, &since, &first_day_at]).await
-            }
-            .map_err(fail)?;
-            let mut sums: std::collections::BTreeMap<(&str, &str, &str), i64> =
-                std::collections::BTreeMap::new();
-            for r in &rows {
-                *sums.entry((r.get(0), r.get(1), r.get(2))).or_default() += r.get::<_, i64>(3);
-            }
-            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-            Ok(sums
-                .into_iter()
-                .filter(|&(_, n)| n > 0)
-                .map(|((host, verdict, top), n)| FimCount {
-                    host: host.to_string(),
-                    verdict: some(verdict),
-                    top: some(top),
-                    changes: u64::try_from(n).unwrap_or(0),
-                })
-                .collect())
+            let run = async {
+                let rings = c
+                    .query(
+                        "SELECT host, verdict, top, head, counts FROM fim_ring WHERE head >= $1",
+                        &[&first_day],
+                    )
+                    .await?;
+                let mut sums: std::collections::BTreeMap<(&str, &str, &str), i64> =
+                    std::collections::BTreeMap::new();
+                // Keys whose ring starts after `first_day`: all their days
+                // from `fim_daily` instead.
+                let mut beyond: HashSet<(&str, &str, &str)> = HashSet::new();
+                for r in &rings {
+                    let key = (r.get(0), r.get(1), r.get(2));
+                    let head: i64 = r.get(3);
+                    if head - (FIM_RING_DAYS - 1) > first_day {
+                        beyond.insert(key);
+                        continue;
+                    }
+                    let counts: Vec<i64> = r.get(4);
+                    *sums.entry(key).or_default() +=
+                        ring_since(head, &counts, first_day, FIM_RING_DAYS);
+                }
+                let daily;
+                if !beyond.is_empty() {
+                    let hosts: Vec<&str> = beyond
+                        .iter()
+                        .map(|k| k.0)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    daily = c
+                        .query(
+                            "SELECT host, verdict, top, n FROM fim_daily
+                              WHERE day >= $1 AND host = ANY($2) AND n <> 0",
+                            &[&first_day, &hosts],
+                        )
+                        .await?;
+                    for r in &daily {
+                        let key = (r.get(0), r.get(1), r.get(2));
+                        if beyond.contains(&key) {
+                            *sums.entry(key).or_default() += r.get::<_, i64>(3);
+                        }
+                    }
+                }
+                let partial;
+                if since < first_day_at {
+                    partial = c
+                        .query(
+                            "SELECT host, coalesce(fim_verdict, ''), coalesce(fim_top, ''), count(*)
+                               FROM events WHERE kind = 'fim_change' AND time >= $1 AND time < $2
+                              GROUP BY 1, 2, 3",
+                            &[&since, &first_day_at],
+                        )
+                        .await?;
+                    for r in &partial {
+                        *sums.entry((r.get(0), r.get(1), r.get(2))).or_default() +=
+                            r.get::<_, i64>(3);
+                    }
+                }
+                let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+                Ok::<_, tokio_postgres::Error>(
+                    sums.into_iter()
+                        .filter(|&(_, n)| n > 0)
+                        .map(|((host, verdict, top), n)| FimCount {
+                            host: host.to_string(),
+                            verdict: some(verdict),
+                            top: some(top),
+                            changes: u64::try_from(n).unwrap_or(0),
+                        })
+                        .collect(),
+                )
+            };
+            run.await.map_err(fail)
         })
     }
 
@@ -2191,18 +2318,18 @@ mod tests {
         counts[0] = 2; // hour 100
         counts[15] = 1; // hour 90
         counts[1] = 7; // hour 76, the ring's oldest
-        assert_eq!(ring_since(100, &counts, 0), 10);
-        assert_eq!(ring_since(100, &counts, 76), 10);
-        assert_eq!(ring_since(100, &counts, 77), 3);
-        assert_eq!(ring_since(100, &counts, 91), 2);
-        assert_eq!(ring_since(100, &counts, 101), 0);
+        assert_eq!(ring_since(100, &counts, 0, RING_HOURS), 10);
+        assert_eq!(ring_since(100, &counts, 76, RING_HOURS), 10);
+        assert_eq!(ring_since(100, &counts, 77, RING_HOURS), 3);
+        assert_eq!(ring_since(100, &counts, 91, RING_HOURS), 2);
+        assert_eq!(ring_since(100, &counts, 101, RING_HOURS), 0);
         // Negative hours (times before 1970) use the same slots.
         let mut neg = vec![0i32; 25];
         neg[24] = 4; // hour -1
-        assert_eq!(ring_since(-1, &neg, -1), 4);
-        assert_eq!(ring_since(-1, &neg, 0), 0);
+        assert_eq!(ring_since(-1, &neg, -1, RING_HOURS), 4);
+        assert_eq!(ring_since(-1, &neg, 0, RING_HOURS), 0);
         // A short array (edited by hand) counts what it has.
-        assert_eq!(ring_since(100, &[5], 90), 5);
+        assert_eq!(ring_since(100, &[5], 90, RING_HOURS), 5);
     }
 
     #[test]
