@@ -10,6 +10,7 @@
 #   bench/collector.sh --backend both --queries   # also seed 10k hosts / 10M events and time the queries
 #   SEED_HOSTS=1000 SEED_EVENTS=1000000 bench/collector.sh --backend both --queries --no-ingest
 #   BENCH_PROFILE=dev bench/collector.sh ...   # the debug build (see below)
+#   BENCH_STORAGE="queue_wait_ms = 2000" bench/collector.sh   # extra [storage] settings
 #
 # PostgreSQL is a throwaway server started here (Debian's postgresql package):
 # initdb as an unprivileged user into a temporary directory, its socket
@@ -124,6 +125,8 @@ fresh_db() {
 
 # storage_toml BACKEND DB: the [storage] section.
 storage_toml() {
+    # BENCH_STORAGE: extra [storage] settings, e.g. "queue_wait_ms = 2000".
+    [ -n "${BENCH_STORAGE:-}" ] && printf '%s\n' "$BENCH_STORAGE"
     if [ "$1" = sqlite ]; then
         printf 'path = "%s"\nsynchronous = "%s"\n' "$TMP/lite/$2.db" "$SYNC"
     else
