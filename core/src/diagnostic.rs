@@ -156,6 +156,9 @@ impl<'a> Source<'a> {
     fn toml_error_in(&self, e: &toml::de::Error, fields: &Fields) -> Diagnostic {
         let message = e.message().trim().to_string();
         match e.span() {
+            // An empty span at the start: the document itself (a
+            // top-level field missing), not the field written first.
+            Some(span) if span == (0..0) => self.at(span, "", message),
             Some(span) => self.at(span.clone(), fields.named_at(&span), message),
             None => Diagnostic::file(self.origin, "", message),
         }
@@ -359,6 +362,21 @@ mod tests {
             (4, 8, "limits.nice"),
             "{e}"
         );
+
+        // A top-level field missing: the file, not its first section.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Needs {
+            limits: Limits,
+            tls: Limits,
+        }
+        let e = Document::parse::<Needs>("[limits]\nnice = 1\n".into(), "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:1:1: missing field `tls`");
+        // One missing inside a section: that section.
+        let e = Document::parse::<Needs>("[limits]\nother = 1\n[tls]\nnice = 1\n".into(), "c.toml")
+            .unwrap_err();
+        assert_eq!(e.field, "limits", "{e}");
+        assert!(e.message.contains("missing field `nice`"), "{e}");
 
         // Not TOML at all: line and column, no field.
         let e = Document::parse::<Cfg>("files = [\n".into(), "c.toml").unwrap_err();
