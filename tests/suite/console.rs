@@ -736,6 +736,24 @@ fn the_compliance_chart_and_refused_bundles() {
 
 /// The same pages and exports from a collector on PostgreSQL as from one on
 /// SQLite, fed the same events.
+/// Two rules failing on one host (set by their changes, no snapshot), one's
+/// id beginning the other's, one changed twice: the rule pages' evidence
+/// is each rule's newest.
+fn flip_events() -> Vec<Value> {
+    let t = now_rfc3339(60);
+    let change = |seq: u64, rule: &str, evidence: &str| {
+        json!({"seq": seq, "time": t, "severity": "high", "kind": "check_changed",
+            "rule": rule, "title": rule, "previous": "pass", "status": "fail",
+            "domains": [13], "criteria": [], "evidence": [evidence],
+            "baseline": {"id": "base", "version": 3}})
+    };
+    vec![
+        change(1, "flip.rule", "older"),
+        change(2, "flip.rule", "newest"),
+        change(3, "flip.rule.x", "other rule"),
+    ]
+}
+
 #[test]
 #[ignore = "needs PostgreSQL (initdb: apt install postgresql-15)"]
 fn the_console_answers_the_same_on_postgresql() {
@@ -763,17 +781,22 @@ fn the_console_answers_the_same_on_postgresql() {
         assert!(start.elapsed() < Duration::from_secs(20), "{}", pgc.log());
         std::thread::sleep(Duration::from_millis(50));
     };
+    // Built once: both stores get the same times.
+    let (hostile, refusals, flips) = (hostile_events(), refusal_events(), flip_events());
     for addr in [lite.addr, pgc.addr] {
-        post(&f, addr, "evil-1", hostile_events());
-        post(&f, addr, "evil-1", refusal_events());
+        post(&f, addr, "evil-1", hostile.clone());
+        post(&f, addr, "evil-1", refusals.clone());
         post(
             &f,
             addr,
             "web-2",
             vec![crate::common::collector::fim_event(1)],
         );
+        post(&f, addr, "flip-1", flips.clone());
     }
     for path in [
+        "/rules/flip.rule?format=json",
+        "/rules/flip.rule.x?format=json",
         "/hosts/evil-1?format=csv",
         "/hosts/evil-1?format=json",
         "/drift?format=csv",
@@ -788,6 +811,23 @@ fn the_console_answers_the_same_on_postgresql() {
         assert_eq!(a.status, 200, "{path}");
         assert_eq!(body(&b), body(&a), "{path}");
     }
+    // A rule page shows each failing host's newest evidence of that rule,
+    // not an older one nor another rule's whose id it begins.
+    let rule = |id: &str| {
+        let r = request(
+            op.clone(),
+            pg_console,
+            "GET",
+            &format!("/rules/{id}?format=json"),
+            "",
+        );
+        serde_json::from_str::<Value>(&body(&r.unwrap())).unwrap()
+    };
+    assert_eq!(rule("flip.rule")["hosts"][0]["evidence"], json!(["newest"]));
+    assert_eq!(
+        rule("flip.rule.x")["hosts"][0]["evidence"],
+        json!(["other rule"])
+    );
     check_history_and_refusals(&op, pg_console);
     check_refusals_export(&op, pg_console);
     let page = body(&request(op.clone(), pg_console, "GET", "/hosts/evil-1", "").unwrap());

@@ -374,9 +374,10 @@ pub trait Queries: Send + Sync {
     fn host_events(&self, host: &str, limit: usize) -> Result<Vec<EventRow>, StorageError>;
     /// The `check_changed` events of `rule` on `hosts` (canonical names),
     /// each host's highest seq first (the console's rule page, for each
-    /// host's last evidence). A backend may return more rows than that rule's
-    /// (it matches the rule's key in the stored body text): callers check
-    /// the body's `rule`.
+    /// host's last evidence): at least each host's newest (PostgreSQL
+    /// returns only that one). A backend may return more rows than that
+    /// rule's (it matches the rule's key in the stored body text): callers
+    /// check the body's `rule`.
     fn rule_changes(&self, rule: &str, hosts: &[String]) -> Result<Vec<EventRow>, StorageError>;
     /// Every published baseline (without the bytes), newest version first.
     fn baselines(&self) -> Result<Vec<BaselineRow>, StorageError>;

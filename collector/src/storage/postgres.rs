@@ -1911,13 +1911,21 @@ impl Queries for Postgres {
         let fail = pg(format!("{}: rule changes", self.at));
         self.block_on(async {
             let c = self.client().await?;
-            // events_drift_host (host, time) holds the drift kinds; the body
-            // test is a substring search, checked by the caller.
+            // Each host's newest match only, read back from its highest
+            // seq (`events_host_seq`) until one is found: reading every
+            // rule change of 200 hosts, and their bodies, took seconds on a
+            // fleet-sized store. The key (`"rule":"ID"`, quotes unescaped)
+            // cannot occur inside a JSON string, so a match is the body's
+            // `rule` field (which the caller checks all the same).
             let rows = c
                 .query(
-                    "SELECT host, seq, kind, severity, time, received_at, body FROM events
-                     WHERE host = ANY($1) AND kind = 'check_changed' AND strpos(body, $2) > 0
-                     ORDER BY host, seq DESC",
+                    "SELECT e.host, e.seq, e.kind, e.severity, e.time, e.received_at, e.body
+                       FROM unnest($1::text[]) AS u(h)
+                       CROSS JOIN LATERAL (
+                             SELECT host, seq, kind, severity, time, received_at, body FROM events
+                              WHERE host = u.h AND kind = 'check_changed' AND strpos(body, $2) > 0
+                              ORDER BY seq DESC LIMIT 1) AS e
+                      ORDER BY e.host",
                     &[&hosts, &key],
                 )
                 .await
