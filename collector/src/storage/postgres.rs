@@ -626,32 +626,58 @@ fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, StorageError
 }
 
 impl Postgres {
-    /// Every host, or one (`host`: the planner pushes it into the
-    /// aggregate, grouped by host). The drift since `drift_since` is what
-    /// the events would count (migration 6): the host's ring for the whole
-    /// hours it holds, plus, counted from the events (`events_drift_time`,
-    /// `events_drift_host`), the window's first partial hour and, for the
-    /// rare host whose ring starts after the window's first whole hour (an
-    /// event from a clock running ahead, or a window further back than 25
-    /// hours), the whole hours before its ring.
+    /// Every host, or one, with its drift since `drift_since`
+    /// ([`Postgres::drift_counts`], on connections of its own meanwhile).
     fn host_rows(
         &self,
         drift_since: i64,
         host: Option<&str>,
     ) -> Result<Vec<HostRow>, StorageError> {
-        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
-        let first_hour = drift_since.div_euclid(HOUR).saturating_add(1);
-        let first_hour_at = first_hour.saturating_mul(HOUR);
         let sql =
             "SELECT h.host, h.first_seen, h.last_seen, h.address, h.agent_version, h.baseline_id,
                     h.baseline_version, h.fim_digest, h.acked_seq,
                     coalesce(r.pass, 0), coalesce(r.fail, 0), coalesce(r.error, 0),
-                    coalesce(r.skipped, 0), d.head, d.counts
+                    coalesce(r.skipped, 0)
                FROM hosts h
                LEFT JOIN rule_counts r ON r.host = h.host
-               LEFT JOIN drift_ring d ON d.host = h.host
               WHERE ($1::text IS NULL OR h.host = lower($1::text))
               ORDER BY h.host";
+        let fail = pg(format!("{}: hosts", self.at));
+        self.block_on(async {
+            let c = self.client().await?;
+            let rows = async { c.query(sql, &[&host]).await.map_err(fail) };
+            let (rows, drift) = tokio::try_join!(rows, self.drift_counts(drift_since, host))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let h = host_row(r);
+                    HostRow {
+                        drift_recent: drift.get(&h.host).copied().unwrap_or(0),
+                        ..h
+                    }
+                })
+                .collect())
+        })
+    }
+
+    /// Each host's drift events since `drift_since` (every host's, or
+    /// `host`'s), what counting the events would say (migration 6): its
+    /// `drift_ring` for the whole hours it holds, plus, counted from the
+    /// events (`events_drift_time`, `events_drift_host`), the window's
+    /// first partial hour and, for the rare host whose ring starts after
+    /// the window's first whole hour (an event from a clock running ahead,
+    /// or a window further back than 25 hours), the whole hours before its
+    /// ring. Hosts with none are left out.
+    async fn drift_counts(
+        &self,
+        drift_since: i64,
+        host: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, u32>, StorageError> {
+        let kinds = DRIFT_KINDS.map(|k| format!("'{k}'")).join(",");
+        let first_hour = drift_since.div_euclid(HOUR).saturating_add(1);
+        let first_hour_at = first_hour.saturating_mul(HOUR);
+        let ring_sql = "SELECT host, head, counts FROM drift_ring
+                         WHERE ($1::text IS NULL OR host = lower($1::text))";
         // The window's first, partial hour, on a connection of its own
         // meanwhile (planned over every day partition). Each statement
         // sees its own snapshot: under ingestion the parts may be a few
@@ -668,61 +694,51 @@ impl Postgres {
                              AND e.time < u.t)
                FROM unnest($1::text[], $3::bigint[]) AS u(h, t)"
         );
-        let fail = || pg(format!("{}: hosts", self.at));
-        self.block_on(async {
-            let (c, c2) = tokio::try_join!(self.client(), self.client())?;
-            let main_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
-            let partial_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                [&drift_since, &first_hour_at, &host];
-            let (rows, partial) = tokio::try_join!(
-                c.query(sql, &main_params),
-                c2.query(&partial_sql, &partial_params)
-            )
-            .map_err(fail())?;
-            drop(c2);
-            let partial: std::collections::HashMap<&str, i64> =
-                partial.iter().map(|r| (r.get(0), r.get(1))).collect();
-            let mut out = Vec::with_capacity(rows.len());
-            // Hosts whose ring starts after `first_hour`, and where.
-            let (mut ahead, mut ring_starts): (Vec<String>, Vec<i64>) = (Vec::new(), Vec::new());
-            for r in &rows {
-                let partial = partial.get(r.get::<_, &str>(0)).copied().unwrap_or(0);
-                // Elements are never NULL but for a repair by hand: 0.
-                let counts: Option<Vec<Option<i32>>> = r.get(14);
-                let ring = match (r.get::<_, Option<i64>>(13), counts) {
-                    (Some(head), Some(counts)) => {
-                        let start = head - (RING_HOURS - 1);
-                        if start > first_hour {
-                            ahead.push(r.get(0));
-                            ring_starts.push(start.saturating_mul(HOUR));
-                        }
-                        let counts: Vec<i32> = counts.iter().map(|n| n.unwrap_or(0)).collect();
-                        ring_since(head, &counts, first_hour, RING_HOURS)
-                    }
-                    _ => 0,
-                };
-                out.push(HostRow {
-                    drift_recent: u32::try_from(partial.saturating_add(ring).max(0))
-                        .unwrap_or(u32::MAX),
-                    ..host_row(r)
-                });
+        let fail = || pg(format!("{}: drift counts", self.at));
+        let (c, c2) = tokio::try_join!(self.client(), self.client())?;
+        let ring_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
+        let partial_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&drift_since, &first_hour_at, &host];
+        let (rings, partial) = tokio::try_join!(
+            c.query(ring_sql, &ring_params),
+            c2.query(&partial_sql, &partial_params)
+        )
+        .map_err(fail())?;
+        drop(c2);
+        let mut out: std::collections::HashMap<String, i64> = partial
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect();
+        // Hosts whose ring starts after `first_hour`, and where.
+        let (mut ahead, mut ring_starts): (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
+        for r in &rings {
+            let head: i64 = r.get(1);
+            // Elements are never NULL but for a repair by hand: 0.
+            let counts: Vec<i32> = r
+                .get::<_, Vec<Option<i32>>>(2)
+                .iter()
+                .map(|n| n.unwrap_or(0))
+                .collect();
+            let start = head - (RING_HOURS - 1);
+            if start > first_hour {
+                ahead.push(r.get(0));
+                ring_starts.push(start.saturating_mul(HOUR));
             }
-            if !ahead.is_empty() {
-                let extra = c
-                    .query(&before_ring, &[&ahead, &first_hour_at, &ring_starts])
-                    .await
-                    .map_err(fail())?;
-                let extra: std::collections::HashMap<String, i64> =
-                    extra.iter().map(|r| (r.get(0), r.get(1))).collect();
-                for h in &mut out {
-                    if let Some(&n) = extra.get(&h.host) {
-                        let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-                        h.drift_recent = h.drift_recent.saturating_add(n);
-                    }
-                }
+            *out.entry(r.get(0)).or_default() += ring_since(head, &counts, first_hour, RING_HOURS);
+        }
+        if !ahead.is_empty() {
+            let extra = c
+                .query(&before_ring, &[&ahead, &first_hour_at, &ring_starts])
+                .await
+                .map_err(fail())?;
+            for r in &extra {
+                *out.entry(r.get(0)).or_default() += r.get::<_, i64>(1);
             }
-            Ok(out)
-        })
+        }
+        Ok(out
+            .into_iter()
+            .map(|(h, n)| (h, u32::try_from(n.max(0)).unwrap_or(u32::MAX)))
+            .collect())
     }
 
     /// Every rule status, one host's (the primary key's prefix) or one
@@ -1937,11 +1953,11 @@ impl Queries for Postgres {
     fn host_page(&self, q: &HostQuery) -> Result<HostPage, StorageError> {
         let kinds = host_page::drift_kinds_sql();
         let dialect = host_page::Dialect {
-            drift_join: format!(
-                "LEFT JOIN (SELECT host, count(*) AS n FROM events
-                             WHERE kind IN ({kinds}) AND time >= $3 GROUP BY host) d
+            // Ordered by drift: every host's count, as `hosts` reads it
+            // (`drift_counts`), given as two arrays.
+            drift_join: "LEFT JOIN unnest($3::text[], $4::bigint[]) AS d(host, n)
                         ON d.host = h.host"
-            ),
+                .into(),
             drift: "coalesce(d.n, 0)".into(),
             collate: " COLLATE \"C\"",
             round: |x| format!("floor({x} + 0.5)"),
@@ -1951,18 +1967,42 @@ impl Queries for Postgres {
         let pattern = q.glob.as_deref().map(host_page::like_pattern);
         let fail = pg(format!("{}: fleet page", self.at));
         self.block_on(async {
+            let drift = if host_page::rows_need_drift(q) {
+                Some(self.drift_counts(q.drift_since, None).await?)
+            } else {
+                None
+            };
             let c = self.client().await?;
             let run = async {
                 let t = c
                     .query_one(&totals_sql, &[&pattern, &q.stale_before])
                     .await?;
                 let n = |i: usize| u64::try_from(t.get::<_, i64>(i)).unwrap_or(0);
-                let rows = if host_page::rows_need_drift(q) {
-                    c.query(&rows_sql, &[&pattern, &q.stale_before, &q.drift_since])
-                        .await?
-                } else {
-                    c.query(&rows_sql, &[&pattern, &q.stale_before]).await?
-                };
+                if let Some(drift) = &drift {
+                    let (hosts, counts): (Vec<&str>, Vec<i64>) = drift
+                        .iter()
+                        .map(|(h, &n)| (h.as_str(), i64::from(n)))
+                        .unzip();
+                    let rows = c
+                        .query(&rows_sql, &[&pattern, &q.stale_before, &hosts, &counts])
+                        .await?;
+                    return Ok(HostPage {
+                        rows: rows
+                            .iter()
+                            .map(|r| {
+                                let h = host_row(r);
+                                HostRow {
+                                    drift_recent: drift.get(&h.host).copied().unwrap_or(0),
+                                    ..h
+                                }
+                            })
+                            .collect(),
+                        matched: n(0),
+                        stale: n(1),
+                        failing: n(2),
+                    });
+                }
+                let rows = c.query(&rows_sql, &[&pattern, &q.stale_before]).await?;
                 let mut rows: Vec<HostRow> = rows.iter().map(host_row).collect();
                 // The page's drift only (events_drift_host).
                 let names: Vec<&str> = rows.iter().map(|h| h.host.as_str()).collect();
