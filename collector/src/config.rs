@@ -282,6 +282,11 @@ impl Default for PostgresSection {
     }
 }
 
+/// Connections a query runs statements on at once (`report`: the
+/// compliance's two chains and the file changes), which a pool smaller
+/// than this cannot serve.
+const MIN_PARALLEL_CONNECTIONS: usize = 3;
+
 fn default_pool_size() -> usize {
     8
 }
@@ -567,6 +572,17 @@ impl Config {
         }
         if self.storage.backend == "postgres" {
             let pg = &self.storage.postgres;
+            if pg.pool_size < MIN_PARALLEL_CONNECTIONS {
+                warnings.push(doc.at(
+                    "storage.postgres.pool_size",
+                    format!(
+                        "{} connection(s): `hosts`, `report` and the console run up to \
+                         {MIN_PARALLEL_CONNECTIONS} statements at once and, short of connections, \
+                         fail after connect_timeout_secs",
+                        pg.pool_size
+                    ),
+                ));
+            }
             if let Some(p) = &pg.password_file {
                 passes(
                     doc,

@@ -464,6 +464,27 @@ fn validate(cfg: &Path) -> (i32, String, String) {
         .arg(cfg))
 }
 
+/// A PostgreSQL pool too small for the queries that run statements side
+/// by side is said at `--validate` (and at start), at its line.
+#[test]
+fn a_postgres_pool_too_small_for_the_queries_is_a_warning() {
+    let f = Fleet::new();
+    let storage = |n: u32| {
+        format!(
+            "backend = \"postgres\"\n[storage.postgres]\nurl = \"host=/nonexistent dbname=x\"\npool_size = {n}\n"
+        )
+    };
+    let (code, _, err) = validate(&f.config("127.0.0.1:0", "", &storage(2)));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("storage.postgres.pool_size: 2 connection(s)"),
+        "{err}"
+    );
+    let (code, _, err) = validate(&f.config("127.0.0.1:0", "", &storage(3)));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("pool_size"), "{err}");
+}
+
 /// Point 8: `crl = []` and a CRL past its nextUpdate are loud warnings at
 /// start, on reload and in `--validate`; `require_fresh_crl` refuses them.
 #[test]

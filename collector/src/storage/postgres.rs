@@ -644,9 +644,12 @@ impl Postgres {
               ORDER BY h.host";
         let fail = pg(format!("{}: hosts", self.at));
         self.block_on(async {
-            let c = self.client().await?;
+            // Two connections, as the drift counts need: the rows are
+            // read on the first one, pipelined with the rings.
+            let (c, c2) = tokio::try_join!(self.client(), self.client())?;
             let rows = async { c.query(sql, &[&host]).await.map_err(fail) };
-            let (rows, drift) = tokio::try_join!(rows, self.drift_counts(drift_since, host))?;
+            let (rows, drift) =
+                tokio::try_join!(rows, self.drift_counts(&c, &c2, drift_since, host))?;
             Ok(rows
                 .iter()
                 .map(|r| {
@@ -668,8 +671,11 @@ impl Postgres {
     /// the window's first whole hour (an event from a clock running ahead,
     /// or a window further back than 25 hours), the whole hours before its
     /// ring. Hosts with none are left out.
+    /// The rings are read on `c`, the partial hour on `c2` meanwhile.
     async fn drift_counts(
         &self,
+        c: &tokio_postgres::Client,
+        c2: &tokio_postgres::Client,
         drift_since: i64,
         host: Option<&str>,
     ) -> Result<std::collections::HashMap<String, u32>, StorageError> {
@@ -695,7 +701,6 @@ impl Postgres {
                FROM unnest($1::text[], $3::bigint[]) AS u(h, t)"
         );
         let fail = || pg(format!("{}: drift counts", self.at));
-        let (c, c2) = tokio::try_join!(self.client(), self.client())?;
         let ring_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
         let partial_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
             [&drift_since, &first_hour_at, &host];
@@ -704,7 +709,6 @@ impl Postgres {
             c2.query(&partial_sql, &partial_params)
         )
         .map_err(fail())?;
-        drop(c2);
         let mut out: std::collections::HashMap<String, i64> = partial
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
@@ -1967,12 +1971,13 @@ impl Queries for Postgres {
         let pattern = q.glob.as_deref().map(host_page::like_pattern);
         let fail = pg(format!("{}: fleet page", self.at));
         self.block_on(async {
+            let c = self.client().await?;
             let drift = if host_page::rows_need_drift(q) {
-                Some(self.drift_counts(q.drift_since, None).await?)
+                let c2 = self.client().await?;
+                Some(self.drift_counts(&c, &c2, q.drift_since, None).await?)
             } else {
                 None
             };
-            let c = self.client().await?;
             let run = async {
                 let t = c
                     .query_one(&totals_sql, &[&pattern, &q.stale_before])
