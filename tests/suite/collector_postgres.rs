@@ -229,9 +229,10 @@ pub(super) const TALLIES_OFF: &str = "
            + (SELECT count(*) FROM (TABLE hd EXCEPT TABLE hr) f)
            + (SELECT count(*) FROM (TABLE hr EXCEPT TABLE hd) g)";
 
-/// Takes a schema-7 database back to schema 6 (what it held kept; the
-/// triggers' statements are replaced by migration 7 when it runs again).
+/// Takes a schema-7 database back to schema 6 (what it held kept).
 pub(super) const UNDO_MIGRATION_7: &str = "
+    DROP FUNCTION events_tally_sql();
+    ALTER FUNCTION events_tally_sql_6() RENAME TO events_tally_sql;
     DROP TABLE fim_ring;
     DROP FUNCTION plumb_ring_merge(bigint, bigint[], bigint, bigint[], integer);
     DROP FUNCTION plumb_ring_of(bigint[], bigint[], integer);

@@ -457,22 +457,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, verdict, top)
      );
      CREATE INDEX fim_ring_head ON fim_ring (head);
-     -- Migration 6's two statements, and the ring's.
-     CREATE OR REPLACE FUNCTION events_tally_sql() RETURNS text[] LANGUAGE sql IMMUTABLE AS $f$ SELECT ARRAY[
-        $t$WITH d AS (
-               SELECT host, plumb_div(time, 3600) AS hour, (%1$s * count(*))::integer AS n
-                 FROM %2$s WHERE kind IN ('check_changed', 'fim_change', 'fim_tamper')
-                GROUP BY 1, 2)
-        INSERT INTO drift_ring AS x (host, head, counts)
-        SELECT host, max(hour), drift_ring_of(array_agg(hour), array_agg(n))
-          FROM d GROUP BY host ORDER BY host
-        ON CONFLICT (host) DO UPDATE SET head = greatest(x.head, excluded.head),
-           counts = drift_ring_merge(x.head, x.counts, excluded.head, excluded.counts)$t$,
-        $t$INSERT INTO fim_daily AS x (day, host, verdict, top, n)
-        SELECT plumb_div(time, 86400), host, coalesce(fim_verdict, ''), coalesce(fim_top, ''),
-               %1$s * count(*)
-          FROM %2$s WHERE kind = 'fim_change' GROUP BY 1, 2, 3, 4 ORDER BY 2, 1, 3, 4
-        ON CONFLICT (day, host, verdict, top) DO UPDATE SET n = x.n + excluded.n$t$,
+     -- Migration 6's statements, kept under another name, and the ring's.
+     ALTER FUNCTION events_tally_sql() RENAME TO events_tally_sql_6;
+     CREATE FUNCTION events_tally_sql() RETURNS text[] LANGUAGE sql IMMUTABLE AS $f$
+        SELECT events_tally_sql_6() || ARRAY[
         $t$WITH d AS (
                SELECT host, coalesce(fim_verdict, '') AS verdict, coalesce(fim_top, '') AS top,
                       plumb_div(time, 86400) AS day, %1$s * count(*) AS n
